@@ -1,0 +1,60 @@
+// Errors thrown by stylize's library code, each carrying the process exit code the CLI maps it to.
+// Library code throws and never exits; only src/cli decides how a process ends.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace stylize {
+
+// Documented in README.md ("Exit codes"). Values are part of the CLI contract: never renumber.
+enum class ExitCode : int {
+  ok = 0,
+  internal = 1,      // a bug or an unexpected library failure
+  usage = 2,         // bad flags, unknown layer names, out-of-range numbers
+  input = 3,         // an input image is missing, unreadable, corrupt, or too large
+  weights = 4,       // the weights file is missing or invalid
+  output = 5,        // the output cannot be written (folder missing, not writable, unknown extension)
+  device = 6,        // the requested device is not available
+  resources = 7,     // out of memory
+  partial = 8,       // batch: some jobs failed, the others finished
+  nothing_done = 9,  // batch: no job could run
+  network = 10,      // weights fetch: download failed or checksum mismatch
+  interrupted = 130  // SIGINT: stopped early (the best image so far was still written)
+};
+
+class Error : public std::runtime_error {
+ public:
+  Error(ExitCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  ExitCode code() const { return code_; }
+
+ private:
+  ExitCode code_;
+};
+
+struct UsageError : Error {
+  explicit UsageError(const std::string& m) : Error(ExitCode::usage, m) {}
+};
+struct InputError : Error {
+  explicit InputError(const std::string& m) : Error(ExitCode::input, m) {}
+};
+struct WeightsError : Error {
+  explicit WeightsError(const std::string& m) : Error(ExitCode::weights, m) {}
+};
+struct OutputError : Error {
+  explicit OutputError(const std::string& m) : Error(ExitCode::output, m) {}
+};
+struct DeviceError : Error {
+  explicit DeviceError(const std::string& m) : Error(ExitCode::device, m) {}
+};
+struct ResourceError : Error {
+  explicit ResourceError(const std::string& m) : Error(ExitCode::resources, m) {}
+};
+struct NetworkError : Error {
+  explicit NetworkError(const std::string& m) : Error(ExitCode::network, m) {}
+};
+
+// Quotes a user-supplied path or name for messages: 'a.jpg'.
+inline std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
+
+}  // namespace stylize

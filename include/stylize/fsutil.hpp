@@ -1,0 +1,30 @@
+// Small filesystem helpers shared by every writer: nothing half-written ever appears at a final path.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace stylize {
+
+// Writes `size` bytes to `path` atomically: a temporary file in the same folder, fsync, rename.
+// On any failure the temporary file is removed and OutputError is thrown; `path` is untouched.
+void write_file_atomic(const std::string& path, const void* data, std::size_t size);
+inline void write_file_atomic(const std::string& path, const std::string& text) {
+  write_file_atomic(path, text.data(), text.size());
+}
+
+// Throws OutputError unless the folder that would hold `path` exists and is writable.
+void check_output_folder(const std::string& path);
+
+// Reads a whole file into `out`. On failure returns false and sets `why` ("no such file", ...),
+// so that each caller throws the error class (input, weights) that fits its context.
+bool read_file(const std::string& path, std::vector<std::uint8_t>& out, std::string& why);
+
+// Lower-cased extension without the dot ("jpg"), or "" when there is none.
+std::string file_extension(const std::string& path);
+
+// "out.png" + 100 -> "out_100.png" (neural-style's naming for intermediate saves).
+std::string numbered_path(const std::string& path, long number);
+
+}  // namespace stylize

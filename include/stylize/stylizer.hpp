@@ -1,0 +1,74 @@
+// The engine's front door: a loaded VGG19 on a device plus the steps of one stylisation, on tensors
+// only (RGB 0-255, [1, 3, H, W]). The CLI, `batch` and `serve` all drive this; none of them touch
+// the network directly. Style targets are a separate step so callers can compute them once and reuse.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stylize/losses.hpp"
+#include "stylize/preprocess.hpp"
+#include "stylize/transfer.hpp"
+#include "stylize/vgg19.hpp"
+#include "stylize/weights.hpp"
+
+namespace stylize {
+
+enum class InitKind { content, random, image };
+
+struct StylizeParams {
+  LossWeights loss;
+  OptimizerOptions optimizer;
+  InitKind init = InitKind::content;
+  at::Tensor init_image;        // RGB 0-255 at the content's size, for InitKind::image
+  uint64_t seed = 0;            // random init
+  bool original_colors = false; // keep the content's colours (luminance transfer)
+};
+
+struct StylizeOutput {
+  at::Tensor rgb;         // [1, 3, H, W] RGB 0-255 on the CPU, colours already transferred if asked
+  TransferResult transfer;
+  double seconds_content_targets = 0;
+  double seconds_optimise = 0;
+};
+
+class Stylizer {
+ public:
+  // Cuts the network after `last_index` (deepest layer any loss will use) and moves it to `device`.
+  Stylizer(const Vgg19Weights& weights, Preprocessing preprocessing, Pooling pooling, int last_index,
+           const at::Device& device);
+
+  Preprocessing preprocessing() const { return preprocessing_; }
+  const at::Device& device() const { return device_; }
+  int last_index() const { return net_->last_index(); }
+
+  // Blended Gram targets of the style images (each already at its working size).
+  StyleTargets style_targets(const LossWeights& loss, const std::vector<at::Tensor>& style_rgbs,
+                             const std::vector<double>& blend) const;
+
+  // Optimises an image at the content's size. `style` must come from style_targets() with the same
+  // style layers. Callbacks see network inputs; `to_rgb` turns one into a displayable image.
+  StylizeOutput stylize(const at::Tensor& content_rgb, const StyleTargets& style, const StylizeParams& params,
+                        const TransferCallbacks& callbacks = {}) const;
+
+  // Network input -> RGB 0-255 on the CPU, with the content's colours if `original_colors`.
+  at::Tensor to_rgb(const at::Tensor& input, const at::Tensor& content_rgb, bool original_colors) const;
+
+ private:
+  std::shared_ptr<Vgg19> net_;
+  Preprocessing preprocessing_;
+  at::Device device_;
+};
+
+// Parses "auto", "cpu", "cuda", "cuda:N"; throws DeviceError when CUDA is asked for but absent.
+at::Device resolve_device(const std::string& spec);
+
+// Uses `threads` intra-op threads (0 = all cores). Debian's LibTorch otherwise starts with one.
+int configure_threads(int threads);
+
+}  // namespace stylize

@@ -1,0 +1,55 @@
+// Optimising the image: L-BFGS (default) or Adam directly on the network input, reporting every
+// evaluation through callbacks. Knows nothing of files, flags or terminals.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <string>
+
+#include "stylize/losses.hpp"
+
+namespace stylize {
+
+enum class OptimizerKind { lbfgs, adam };
+enum class LineSearch { none, strong_wolfe };
+
+struct OptimizerOptions {
+  OptimizerKind kind = OptimizerKind::lbfgs;
+  int iterations = 1000;
+  double learning_rate = 1.0;  // L-BFGS step scale (neural-style: 1); Adam's lr
+  int lbfgs_history = 100;
+  LineSearch line_search = LineSearch::none;
+};
+
+struct Progress {
+  int iteration = 0;   // 1-based count of completed loss evaluations (= iterations without line search)
+  int total = 0;
+  double loss = 0;     // total loss at this evaluation
+  double seconds = 0;  // since the optimisation started
+};
+
+struct TransferCallbacks {
+  std::function<void(const Progress&)> on_progress;  // every evaluation
+  // Every `snapshot_every` evaluations (0 = never) with the current network input.
+  int snapshot_every = 0;
+  std::function<void(int iteration, const at::Tensor& input)> on_snapshot;
+  // Polled every evaluation; returning true stops the run, which then returns the best input so far.
+  std::function<bool()> should_stop;
+};
+
+struct TransferResult {
+  at::Tensor input;        // best network input found (lowest evaluated loss), detached
+  int iterations = 0;      // optimiser iterations completed
+  int evaluations = 0;     // loss evaluations (forward + backward passes)
+  bool interrupted = false;
+  LossValues initial;      // at the starting image
+  LossValues final;        // at the returned image
+};
+
+// Runs the optimisation from `init` (network input, [1, 3, H, W], on the network's device).
+// Throws ResourceError on out-of-memory, Error(internal) if the loss becomes NaN at the start.
+TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, const OptimizerOptions& opts,
+                              const TransferCallbacks& callbacks = {});
+
+}  // namespace stylize

@@ -1,0 +1,54 @@
+// VGG19's convolutional feature stack (torchvision's `features`, indices 0..36), run functionally on
+// frozen weights. Layers are addressed by neural-style's names: conv1_1, relu1_1, ..., pool5.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace stylize {
+
+enum class Pooling { max, avg };
+
+struct Vgg19Layer {
+  enum class Kind { conv, relu, pool };
+  std::string name;  // "conv1_1", "relu1_1", "pool1", ...
+  Kind kind;
+  int index;                      // torchvision's index in `features`
+  int in_channels = 0, out_channels = 0;  // conv only
+};
+
+// All 37 layers in order. Conv layer i is stored as "features.<index>.weight" [out, in, 3, 3]
+// and "features.<index>.bias" [out].
+const std::vector<Vgg19Layer>& vgg19_layers();
+
+// Index of a layer by name; throws UsageError listing the valid names when unknown.
+int vgg19_layer_index(const std::string& name);
+
+// Names of the conv parameters up to and including layer `last_index` ("features.0.weight", ...).
+std::vector<std::string> vgg19_parameter_names(int last_index = 36);
+std::vector<int64_t> vgg19_parameter_shape(const std::string& name);
+
+class Vgg19 {
+ public:
+  // `params` maps torchvision names to float tensors; only layers up to `last_index` are kept.
+  // Weights never require gradients.
+  Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, int last_index = 36);
+
+  // x: [1, 3, H, W] preprocessed input. Returns the activations at `layer_indices` (any order,
+  // each <= last_index), in the order given. Runs only as deep as the deepest index asked for.
+  std::vector<at::Tensor> forward(const at::Tensor& x, const std::vector<int>& layer_indices) const;
+
+  void to(const at::Device& device);
+  int last_index() const { return last_index_; }
+  Pooling pooling() const { return pooling_; }
+
+ private:
+  std::map<int, std::pair<at::Tensor, at::Tensor>> conv_;  // index -> (weight, bias)
+  Pooling pooling_;
+  int last_index_;
+};
+
+}  // namespace stylize

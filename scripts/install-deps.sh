@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything stylize needs to build, test and benchmark on Debian 12.
+# Idempotent: packages already present are skipped by apt. Run as root (or with sudo).
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config ninja-build
+  libtorch-dev            # LibTorch 1.13 (CPU)
+  libopenblas0-pthread    # without it torch's matmuls fall back to reference BLAS, ~40x slower
+  libopencv-dev           # image decode/encode (only src/image*.cpp include it)
+  libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev
+  libcurl4-openssl-dev libhdf5-dev libcpp-httplib-dev
+)
+if [ "${STYLIZE_WITH_PYTHON:-1}" = 1 ]; then
+  # Reference implementation for parity fixtures and benchmarks; not needed to build.
+  packages+=(python3-torch python3-torchvision python3-numpy)
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,10 @@
+// Entry points of the subcommands; each builds its own CLI::App and returns the exit code.
+// argv[0] of each is the subcommand's own name ("stylize weights").
+#pragma once
+
+namespace stylize::cli {
+
+int stylize_main(int argc, char** argv);  // stylize CONTENT STYLE... -o OUT
+int weights_main(int argc, char** argv);  // stylize weights fetch|convert|info|synth
+
+}  // namespace stylize::cli

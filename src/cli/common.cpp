@@ -1,0 +1,139 @@
+#include "common.hpp"
+
+#include <c10/util/Exception.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <new>
+
+#include "stylize/error.hpp"
+
+namespace stylize::cli {
+
+void init_logging(int verbosity) {
+  auto logger = spdlog::stderr_color_mt("stylize");
+  logger->set_pattern("%^%l%$: %v");
+  logger->set_level(verbosity < 0 ? spdlog::level::warn : verbosity > 0 ? spdlog::level::debug : spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+int parse_or_exit(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+    return -1;
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::string what = e.what();
+    std::fprintf(stderr, "error: %s; see '%s --help'\n", what.c_str(), app.get_name().c_str());
+    return static_cast<int>(ExitCode::usage);
+  }
+}
+
+int run_guarded(const std::function<int()>& body) {
+  auto fail = [](const std::string& message, ExitCode code) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", message.c_str());
+    return static_cast<int>(code);
+  };
+  try {
+    return body();
+  } catch (const Error& e) {
+    return fail(e.what(), e.code());
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    if (what.find("out of memory") != std::string::npos || what.find("DefaultCPUAllocator") != std::string::npos) {
+      return fail("out of memory: " + what.substr(0, what.find('\n')) + "; try a smaller --size", ExitCode::resources);
+    }
+    return fail("internal error in LibTorch: " + what.substr(0, what.find('\n')), ExitCode::internal);
+  } catch (const std::bad_alloc&) {
+    return fail("out of memory; try a smaller --size", ExitCode::resources);
+  } catch (const std::exception& e) {
+    return fail(std::string("internal error: ") + e.what(), ExitCode::internal);
+  }
+}
+
+namespace {
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_signal(int sig) {
+  if (g_interrupted.exchange(true)) {
+    // Second signal: the user insists. Default action ends the process (no output is half-written:
+    // every writer renames a complete temporary file).
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+}
+}  // namespace
+
+void install_interrupt_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool interrupt_requested() { return g_interrupted.load(); }
+void reset_interrupt() { g_interrupted.store(false); }
+
+std::string format_duration(double seconds) {
+  if (!(seconds >= 0) || seconds > 1e7) return "--:--";
+  long s = static_cast<long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%02ld:%02ld", s / 60, s % 60);
+  }
+  return buf;
+}
+
+ProgressDisplay::ProgressDisplay(int print_every, bool quiet, std::string label)
+    : print_every_(print_every), quiet_(quiet), tty_(isatty(STDERR_FILENO) != 0), label_(std::move(label)) {}
+
+void ProgressDisplay::update(int iteration, int total, double loss, double seconds) {
+  if (quiet_) return;
+  const double rate = seconds > 0 ? iteration / seconds : 0;
+  const double eta = rate > 0 ? (total - iteration) / rate : -1;
+  if (tty_) {
+    const auto now = std::chrono::steady_clock::now();
+    if (iteration != total && drawn_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+    last_draw_ = now;
+    const int width = 24;
+    const int filled = total > 0 ? std::min(width, iteration * width / total) : width;
+    std::string bar(static_cast<size_t>(filled), '#');
+    bar.append(static_cast<size_t>(width - filled), '.');
+    std::fprintf(stderr, "\r\x1b[K%s%3d%% [%s] %d/%d  loss %.4g  %.2f it/s  ETA %s", label_.c_str(),
+                 total > 0 ? iteration * 100 / total : 100, bar.c_str(), iteration, total, loss, rate,
+                 format_duration(eta).c_str());
+    std::fflush(stderr);
+    drawn_ = true;
+  } else if (print_every_ > 0 && (iteration % print_every_ == 0 || iteration == total || iteration == 1)) {
+    spdlog::info("{}iteration {}/{}  loss {:.6g}  {:.2f} it/s  ETA {}", label_, iteration, total, loss, rate,
+                 format_duration(eta));
+  }
+}
+
+void ProgressDisplay::finish() {
+  if (tty_ && drawn_) std::fprintf(stderr, "\n");
+  drawn_ = false;
+}
+
+double peak_rss_mib() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is KiB on Linux
+}
+
+}  // namespace stylize::cli

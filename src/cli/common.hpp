@@ -1,0 +1,48 @@
+// What every subcommand shares: logging, the error-to-exit-code boundary, Ctrl-C, progress display.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+namespace stylize::cli {
+
+// -q: warnings and errors only; default: info; -v: debug. Logs go to stderr; stdout stays for data.
+void init_logging(int verbosity);
+
+// Parses argv into `app`. Returns -1 when parsing succeeded and the command should run, otherwise
+// the exit code to return (0 after --help/--version, 2 for a usage error, printed as one line).
+int parse_or_exit(CLI::App& app, int argc, char** argv);
+
+// Runs `body`, turning every exception into one "error: ..." line on stderr and its exit code.
+int run_guarded(const std::function<int()>& body);
+
+// SIGINT/SIGTERM set a flag that the optimisation polls; a second Ctrl-C kills the process at once.
+void install_interrupt_handler();
+bool interrupt_requested();
+void reset_interrupt();
+
+// A progress bar on a terminal, plain log lines every `print_every` iterations otherwise.
+class ProgressDisplay {
+ public:
+  ProgressDisplay(int print_every, bool quiet, std::string label = "");
+  void update(int iteration, int total, double loss, double seconds);
+  void finish();  // ends the bar's line
+
+ private:
+  int print_every_;
+  bool quiet_, tty_;
+  std::string label_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point last_draw_{};
+};
+
+// "1:02:03" / "04:05".
+std::string format_duration(double seconds);
+
+// Peak resident memory of this process so far, in MiB.
+double peak_rss_mib();
+
+}  // namespace stylize::cli

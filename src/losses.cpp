@@ -1,0 +1,142 @@
+#include "stylize/losses.hpp"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "stylize/error.hpp"
+
+namespace stylize {
+namespace {
+
+std::vector<int> indices_of(const std::vector<std::string>& names) {
+  std::vector<int> out;
+  for (const auto& n : names) out.push_back(vgg19_layer_index(n));
+  return out;
+}
+
+}  // namespace
+
+int deepest_layer(const LossWeights& w) {
+  if (w.content_layers.empty() && w.style_layers.empty()) {
+    throw UsageError("no content or style layers given; name at least one (e.g. --style-layers relu1_1)");
+  }
+  if (!w.style_layer_weights.empty() && w.style_layer_weights.size() != w.style_layers.size()) {
+    throw UsageError("--style-layer-weights has " + std::to_string(w.style_layer_weights.size()) +
+                     " values but there are " + std::to_string(w.style_layers.size()) + " style layers");
+  }
+  int deepest = 0;
+  for (int i : indices_of(w.content_layers)) deepest = std::max(deepest, i);
+  for (int i : indices_of(w.style_layers)) deepest = std::max(deepest, i);
+  return deepest;
+}
+
+at::Tensor gram_matrix(const at::Tensor& features) {
+  const int64_t c = features.size(1);
+  const int64_t hw = features.size(2) * features.size(3);
+  at::Tensor f = features.reshape({c, hw});
+  return at::mm(f, f.t()).div_(static_cast<double>(c * hw));
+}
+
+at::Tensor total_variation(const at::Tensor& x) {
+  const int64_t h = x.size(2), w = x.size(3);
+  at::Tensor dy = x.narrow(2, 1, h - 1) - x.narrow(2, 0, h - 1);
+  at::Tensor dx = x.narrow(3, 1, w - 1) - x.narrow(3, 0, w - 1);
+  return dy.pow(2).sum() + dx.pow(2).sum();
+}
+
+StyleTargets compute_style_targets(const Vgg19& net, const LossWeights& w, const std::vector<at::Tensor>& styles,
+                                   const std::vector<double>& blend) {
+  if (styles.empty()) throw UsageError("at least one style image is needed");
+  std::vector<double> b = blend.empty() ? std::vector<double>(styles.size(), 1.0) : blend;
+  if (b.size() != styles.size()) {
+    throw UsageError("--style-blend has " + std::to_string(b.size()) + " weights for " +
+                     std::to_string(styles.size()) + " style images");
+  }
+  const double sum = std::accumulate(b.begin(), b.end(), 0.0);
+  if (!(sum > 0) || std::any_of(b.begin(), b.end(), [](double v) { return v < 0; })) {
+    throw UsageError("--style-blend weights must be non-negative and not all zero");
+  }
+  c10::NoGradGuard no_grad;
+  StyleTargets t;
+  const auto idx = indices_of(w.style_layers);
+  if (idx.empty()) return t;
+  for (size_t k = 0; k < styles.size(); ++k) {
+    auto feats = net.forward(styles[k], idx);
+    for (size_t l = 0; l < idx.size(); ++l) {
+      at::Tensor g = gram_matrix(feats[l]) * (b[k] / sum);
+      if (k == 0) {
+        t.grams.push_back(g);
+      } else {
+        t.grams[l].add_(g);
+      }
+    }
+  }
+  return t;
+}
+
+ContentTargets compute_content_targets(const Vgg19& net, const LossWeights& w, const at::Tensor& content) {
+  c10::NoGradGuard no_grad;
+  ContentTargets t;
+  const auto idx = indices_of(w.content_layers);
+  if (idx.empty()) return t;
+  for (auto& f : net.forward(content, idx)) t.features.push_back(f.clone());
+  return t;
+}
+
+double LossValues::content_sum() const { return std::accumulate(content.begin(), content.end(), 0.0); }
+double LossValues::style_sum() const { return std::accumulate(style.begin(), style.end(), 0.0); }
+
+LossValues to_values(const LossTerms& t) {
+  // One transfer of all terms at once: on CUDA each .item() would be its own sync.
+  std::vector<at::Tensor> all(t.content.begin(), t.content.end());
+  all.insert(all.end(), t.style.begin(), t.style.end());
+  all.push_back(t.tv);
+  all.push_back(t.total);
+  at::Tensor v = at::stack(all).detach().to(at::kCPU, at::kDouble);
+  const double* p = v.data_ptr<double>();
+  LossValues out;
+  size_t i = 0;
+  for (size_t k = 0; k < t.content.size(); ++k) out.content.push_back(p[i++]);
+  for (size_t k = 0; k < t.style.size(); ++k) out.style.push_back(p[i++]);
+  out.tv = p[i++];
+  out.total = p[i++];
+  return out;
+}
+
+StyleLoss::StyleLoss(std::shared_ptr<const Vgg19> net, LossWeights weights, ContentTargets content,
+                     StyleTargets style)
+    : net_(std::move(net)), weights_(std::move(weights)), content_(std::move(content)), style_(std::move(style)) {
+  deepest_layer(weights_);  // validates names and weight counts
+  layer_indices_ = indices_of(weights_.content_layers);
+  for (int i : indices_of(weights_.style_layers)) layer_indices_.push_back(i);
+  style_layer_weights_ = weights_.style_layer_weights.empty() ? std::vector<double>(weights_.style_layers.size(), 1.0)
+                                                              : weights_.style_layer_weights;
+  if (content_.features.size() != weights_.content_layers.size() ||
+      style_.grams.size() != weights_.style_layers.size()) {
+    throw Error(ExitCode::internal, "loss targets do not match the loss layers");
+  }
+}
+
+LossTerms StyleLoss::evaluate(const at::Tensor& x) const {
+  LossTerms t;
+  auto feats = net_->forward(x, layer_indices_);
+  const size_t nc = weights_.content_layers.size();
+  for (size_t k = 0; k < nc; ++k) {
+    t.content.push_back(at::mse_loss(feats[k], content_.features[k]) * weights_.content_weight);
+  }
+  for (size_t k = 0; k < weights_.style_layers.size(); ++k) {
+    at::Tensor g = gram_matrix(feats[nc + k]);
+    t.style.push_back(at::mse_loss(g, style_.grams[k]) * (weights_.style_weight * style_layer_weights_[k]));
+  }
+  t.tv = total_variation(x) * weights_.tv_weight;
+  at::Tensor total = t.tv;
+  for (const auto& c : t.content) total = total + c;
+  for (const auto& s : t.style) total = total + s;
+  t.total = total;
+  return t;
+}
+
+}  // namespace stylize

@@ -1,0 +1,116 @@
+#include "stylize/stylizer.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+#include <torch/cuda.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "stylize/error.hpp"
+
+namespace stylize {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+Stylizer::Stylizer(const Vgg19Weights& weights, Preprocessing preprocessing, Pooling pooling, int last_index,
+                   const at::Device& device)
+    : net_(std::make_shared<Vgg19>(weights.params, pooling, last_index)),
+      preprocessing_(preprocessing),
+      device_(device) {
+  net_->to(device_);
+  if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+}
+
+StyleTargets Stylizer::style_targets(const LossWeights& loss, const std::vector<at::Tensor>& style_rgbs,
+                                     const std::vector<double>& blend) const {
+  std::vector<at::Tensor> inputs;
+  for (const auto& s : style_rgbs) inputs.push_back(preprocess(s.to(device_), preprocessing_));
+  return compute_style_targets(*net_, loss, inputs, blend);
+}
+
+at::Tensor Stylizer::to_rgb(const at::Tensor& input, const at::Tensor& content_rgb, bool original_colors) const {
+  c10::NoGradGuard no_grad;
+  at::Tensor rgb = deprocess(input.detach(), preprocessing_).to(at::kCPU);
+  if (original_colors) rgb = transfer_luminance(rgb, content_rgb.to(at::kCPU));
+  return rgb;
+}
+
+StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTargets& style, const StylizeParams& params,
+                                const TransferCallbacks& callbacks) const {
+  StylizeOutput out;
+  auto t0 = std::chrono::steady_clock::now();
+  const at::Tensor content = preprocess(content_rgb.to(device_), preprocessing_);
+  ContentTargets content_targets = compute_content_targets(*net_, params.loss, content);
+  StyleLoss loss(net_, params.loss, std::move(content_targets), style);
+  at::Tensor init;
+  switch (params.init) {
+    case InitKind::content:
+      init = content;
+      break;
+    case InitKind::random: {
+      // N(0, 0.001²) in caffe units as neural-style; scaled to the same pixel amplitude for torchvision.
+      // Drawn on the CPU so a seed gives the same start on every device.
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(params.seed);
+      init = (at::randn(content.sizes(), gen, at::kFloat) * (0.001 * input_units_per_level(preprocessing_)))
+                 .to(device_);
+      break;
+    }
+    case InitKind::image:
+      if (!params.init_image.defined() || params.init_image.sizes() != content_rgb.sizes()) {
+        throw Error(ExitCode::internal, "init image must have the content's size");
+      }
+      init = preprocess(params.init_image.to(device_), preprocessing_);
+      break;
+  }
+  out.seconds_content_targets = seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  out.transfer = optimize_image(loss, init, params.optimizer, callbacks);
+  out.seconds_optimise = seconds_since(t0);
+  out.rgb = to_rgb(out.transfer.input, content_rgb, params.original_colors);
+  return out;
+}
+
+at::Device resolve_device(const std::string& spec) {
+  if (spec == "auto") return torch::cuda::is_available() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  if (spec == "cpu") return at::Device(at::kCPU);
+  if (spec.rfind("cuda", 0) != 0) {
+    throw UsageError("unknown device " + in_quotes(spec) + "; expected auto, cpu, cuda or cuda:N");
+  }
+  int index = 0;
+  if (spec.size() > 4) {
+    if (spec[4] != ':' || spec.size() == 5 || spec.find_first_not_of("0123456789", 5) != std::string::npos) {
+      throw UsageError("unknown device " + in_quotes(spec) + "; expected auto, cpu, cuda or cuda:N");
+    }
+    index = std::stoi(spec.substr(5));
+  }
+  if (!torch::cuda::is_available()) {
+    throw DeviceError("device " + in_quotes(spec) +
+                      " asked for, but CUDA is not available (this LibTorch build or machine has no GPU); "
+                      "use --device cpu");
+  }
+  const int count = static_cast<int>(torch::cuda::device_count());
+  if (index >= count) {
+    throw DeviceError("device " + in_quotes(spec) + " asked for, but only " + std::to_string(count) +
+                      " CUDA device(s) exist (cuda:0..cuda:" + std::to_string(count - 1) + ")");
+  }
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+int configure_threads(int threads) {
+  if (threads <= 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n > 0 ? static_cast<int>(n) : 1;
+  }
+  at::set_num_threads(threads);
+  return threads;
+}
+
+}  // namespace stylize

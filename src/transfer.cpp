@@ -1,0 +1,125 @@
+#include "stylize/transfer.hpp"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/lbfgs.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "stylize/error.hpp"
+
+namespace stylize {
+namespace {
+
+// Thrown from inside the L-BFGS closure to leave torch's step() early; never escapes this file.
+struct StopRequested {};
+
+using Clock = std::chrono::steady_clock;
+
+}  // namespace
+
+TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, const OptimizerOptions& opts,
+                              const TransferCallbacks& cb) {
+  if (opts.iterations < 0) throw UsageError("--iterations must be >= 0");
+  TransferResult result;
+  at::Tensor x = init.detach().clone().set_requires_grad(true);
+  at::Tensor best = x.detach().clone();
+  double best_loss = std::numeric_limits<double>::infinity();
+  const auto start = Clock::now();
+  int evals = 0;
+
+  // One loss evaluation with gradient; keeps the best image seen and drives the callbacks.
+  auto evaluate = [&]() -> at::Tensor {
+    if (cb.should_stop && cb.should_stop()) throw StopRequested{};
+    if (x.grad().defined()) x.mutable_grad().zero_();
+    LossTerms terms = loss.evaluate(x);
+    terms.total.backward();
+    ++evals;
+    double value;
+    if (evals == 1) {
+      result.initial = to_values(terms);
+      value = result.initial.total;
+      if (!std::isfinite(value)) {
+        throw Error(ExitCode::internal, "the loss is not finite at the start (" + std::to_string(value) +
+                                            "); check the weights and the loss weights");
+      }
+    } else {
+      value = terms.total.item<double>();
+    }
+    if (value < best_loss) {
+      best_loss = value;
+      best.copy_(x.detach());
+    }
+    if (cb.on_progress) {
+      Progress p;
+      p.iteration = evals;
+      p.total = opts.iterations;
+      p.loss = value;
+      p.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+      cb.on_progress(p);
+    }
+    if (cb.snapshot_every > 0 && cb.on_snapshot && evals % cb.snapshot_every == 0 && evals < opts.iterations) {
+      cb.on_snapshot(evals, x.detach());
+    }
+    return terms.total;
+  };
+
+  try {
+    if (opts.iterations > 0) {
+      if (opts.kind == OptimizerKind::lbfgs) {
+        torch::optim::LBFGSOptions o(opts.learning_rate);
+        o.max_iter(opts.iterations);
+        // Run exactly `iterations` iterations as neural-style does: no early stop on small changes.
+        o.tolerance_grad(-1).tolerance_change(-1);
+        o.max_eval(opts.line_search == LineSearch::none ? opts.iterations * 5 / 4 + 1 : opts.iterations * 25);
+        o.history_size(opts.lbfgs_history);
+        if (opts.line_search == LineSearch::strong_wolfe) o.line_search_fn("strong_wolfe");
+        torch::optim::LBFGS optimizer({x}, o);
+        // Iterations equal evaluations without line search; with it, count from the evaluations
+        // (torch keeps n_iter in private state). The extra evaluations are reported separately.
+        optimizer.step(evaluate);
+        result.iterations = opts.line_search == LineSearch::none ? std::min(evals, opts.iterations) : opts.iterations;
+      } else {
+        torch::optim::Adam optimizer({x}, torch::optim::AdamOptions(opts.learning_rate));
+        for (int i = 0; i < opts.iterations; ++i) {
+          evaluate();
+          optimizer.step();
+          result.iterations = i + 1;
+        }
+      }
+    }
+  } catch (const StopRequested&) {
+    result.interrupted = true;
+    result.iterations = opts.line_search == LineSearch::none ? std::max(0, evals) : evals;
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    if (what.find("out of memory") != std::string::npos || what.find("Out of memory") != std::string::npos ||
+        what.find("DefaultCPUAllocator") != std::string::npos) {
+      throw ResourceError("out of memory while optimising; try a smaller --size, --lbfgs-history or --optimizer adam");
+    }
+    throw;
+  }
+  result.evaluations = evals;
+
+  // The final step's result has not been evaluated yet; one forward pass tells whether it beats
+  // the best evaluated image (L-BFGS can overshoot on its last step).
+  {
+    c10::NoGradGuard no_grad;
+    at::Tensor candidate = x.detach();
+    LossValues final_values = to_values(loss.evaluate(candidate));
+    if (evals == 0 || (!result.interrupted && std::isfinite(final_values.total) && final_values.total <= best_loss)) {
+      best = candidate.clone();
+      result.final = final_values;
+      if (evals == 0) result.initial = final_values;
+    } else {
+      result.final = to_values(loss.evaluate(best));
+    }
+  }
+  result.input = best;
+  return result;
+}
+
+}  // namespace stylize

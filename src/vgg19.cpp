@@ -1,0 +1,111 @@
+#include "stylize/vgg19.hpp"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+#include "stylize/error.hpp"
+
+namespace stylize {
+
+const std::vector<Vgg19Layer>& vgg19_layers() {
+  static const std::vector<Vgg19Layer> layers = [] {
+    std::vector<Vgg19Layer> v;
+    const int blocks[5] = {2, 2, 4, 4, 4};
+    const int widths[5] = {64, 128, 256, 512, 512};
+    int index = 0, in = 3;
+    for (int b = 0; b < 5; ++b) {
+      for (int c = 0; c < blocks[b]; ++c) {
+        const std::string suffix = std::to_string(b + 1) + "_" + std::to_string(c + 1);
+        v.push_back({"conv" + suffix, Vgg19Layer::Kind::conv, index++, in, widths[b]});
+        v.push_back({"relu" + suffix, Vgg19Layer::Kind::relu, index++});
+        in = widths[b];
+      }
+      v.push_back({"pool" + std::to_string(b + 1), Vgg19Layer::Kind::pool, index++});
+    }
+    return v;
+  }();
+  return layers;
+}
+
+int vgg19_layer_index(const std::string& name) {
+  for (const auto& l : vgg19_layers()) {
+    if (l.name == name) return l.index;
+  }
+  throw UsageError("unknown VGG19 layer " + in_quotes(name) +
+                   "; valid names are conv1_1..conv5_4, relu1_1..relu5_4 and pool1..pool5 "
+                   "(e.g. relu4_2)");
+}
+
+std::vector<std::string> vgg19_parameter_names(int last_index) {
+  std::vector<std::string> names;
+  for (const auto& l : vgg19_layers()) {
+    if (l.kind != Vgg19Layer::Kind::conv || l.index > last_index) continue;
+    names.push_back("features." + std::to_string(l.index) + ".weight");
+    names.push_back("features." + std::to_string(l.index) + ".bias");
+  }
+  return names;
+}
+
+std::vector<int64_t> vgg19_parameter_shape(const std::string& name) {
+  for (const auto& l : vgg19_layers()) {
+    if (l.kind != Vgg19Layer::Kind::conv) continue;
+    const std::string prefix = "features." + std::to_string(l.index) + ".";
+    if (name == prefix + "weight") return {l.out_channels, l.in_channels, 3, 3};
+    if (name == prefix + "bias") return {l.out_channels};
+  }
+  return {};
+}
+
+Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, int last_index)
+    : pooling_(pooling), last_index_(last_index) {
+  for (const auto& l : vgg19_layers()) {
+    if (l.kind != Vgg19Layer::Kind::conv || l.index > last_index) continue;
+    const std::string prefix = "features." + std::to_string(l.index) + ".";
+    auto w = params.find(prefix + "weight");
+    auto b = params.find(prefix + "bias");
+    if (w == params.end() || b == params.end()) {
+      throw WeightsError("VGG19 parameters for layer " + l.name + " (" + prefix + "*) are missing");
+    }
+    conv_[l.index] = {w->second.detach().contiguous(), b->second.detach().contiguous()};
+  }
+}
+
+void Vgg19::to(const at::Device& device) {
+  for (auto& [index, wb] : conv_) wb = {wb.first.to(device), wb.second.to(device)};
+}
+
+std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<int>& layer_indices) const {
+  std::vector<at::Tensor> out(layer_indices.size());
+  const int deepest = *std::max_element(layer_indices.begin(), layer_indices.end());
+  auto wanted = [&](int index) {
+    return std::find(layer_indices.begin(), layer_indices.end(), index) != layer_indices.end();
+  };
+  auto capture = [&](int index, const at::Tensor& t) {
+    for (size_t k = 0; k < layer_indices.size(); ++k) {
+      if (layer_indices[k] == index) out[k] = t;
+    }
+  };
+  at::Tensor h = x;
+  for (const auto& l : vgg19_layers()) {
+    if (l.index > deepest) break;
+    switch (l.kind) {
+      case Vgg19Layer::Kind::conv: {
+        const auto& wb = conv_.at(l.index);
+        h = at::conv2d(h, wb.first, wb.second, /*stride=*/1, /*padding=*/1);
+        break;
+      }
+      case Vgg19Layer::Kind::relu:
+        // In place saves a full activation per layer; only when the conv output is not a wanted feature.
+        h = wanted(l.index - 1) ? at::relu(h) : at::relu_(h);
+        break;
+      case Vgg19Layer::Kind::pool:
+        h = pooling_ == Pooling::max ? at::max_pool2d(h, {2, 2}, {2, 2}) : at::avg_pool2d(h, {2, 2}, {2, 2});
+        break;
+    }
+    capture(l.index, h);
+  }
+  return out;
+}
+
+}  // namespace stylize
