@@ -131,7 +131,8 @@ Probe probe(const std::vector<uint8_t>& d) {
 
 std::string megapixels(int64_t pixels) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MP", static_cast<double>(pixels) / 1e6);
+  const double mp = static_cast<double>(pixels) / 1e6;
+  std::snprintf(buf, sizeof buf, mp >= 1 ? "%.1f MP" : "%.3g MP", mp);
   return buf;
 }
 

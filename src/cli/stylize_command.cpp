@@ -163,8 +163,35 @@ int run(const StylizeOptions& o) {
   spdlog::debug("device {}, {} threads", device.str(), threads);
   const int64_t max_pixels = static_cast<int64_t>(o.max_megapixels * 1e6);
 
-  // Weights.
+  // Images first: reading them is cheap and most bad inputs are images.
   auto t = std::chrono::steady_clock::now();
+  LoadedImage content_file = load_image(o.images[0], "content image", max_pixels);
+  auto [cw, ch] = fit_longest(content_file.width, content_file.height, o.size);
+  at::Tensor content = resize_image(content_file.rgb, cw, ch);
+  content_file.rgb = at::Tensor();
+  std::vector<at::Tensor> styles;
+  nlohmann::json style_json = nlohmann::json::array();
+  const int style_longest = std::max(16, static_cast<int>(std::lround(o.size * o.style_scale)));
+  for (size_t i = 1; i < o.images.size(); ++i) {
+    LoadedImage s = load_image(o.images[i], "style image", max_pixels);
+    auto [sw, sh] = fit_longest(s.width, s.height, style_longest);
+    styles.push_back(resize_image(s.rgb, sw, sh));
+    style_json.push_back({{"path", o.images[i]}, {"format", s.format}, {"width", s.width}, {"height", s.height},
+                          {"working_width", sw}, {"working_height", sh}, {"conversion", s.conversion},
+                          {"blend", o.style_blend.empty() ? 1.0 / (o.images.size() - 1) : o.style_blend[i - 1]}});
+    if (!s.conversion.empty()) spdlog::info("style image '{}': {}", o.images[i], s.conversion);
+  }
+  if (!content_file.conversion.empty()) spdlog::info("content image '{}': {}", o.images[0], content_file.conversion);
+  at::Tensor init_image;
+  if (o.init == "style") {
+    init_image = resize_image(styles[0], cw, ch);
+  } else if (o.init != "content" && o.init != "random") {
+    init_image = resize_image(load_image(o.init, "init image", max_pixels).rgb, cw, ch);
+  }
+  const double t_images = seconds_since(t);
+
+  // Weights.
+  t = std::chrono::steady_clock::now();
   const std::string weights_path = locate_weights(o.weights);
   Vgg19Weights weights = load_vgg19_weights(weights_path, last_index);
   Preprocessing pre = Preprocessing::caffe;
@@ -184,26 +211,6 @@ int run(const StylizeOptions& o) {
   const double t_weights = seconds_since(t);
   spdlog::info("weights {} ({} preprocessing), {} on {} thread(s)", weights_path, to_string(pre), device.str(), threads);
 
-  // Images.
-  t = std::chrono::steady_clock::now();
-  LoadedImage content_file = load_image(o.images[0], "content image", max_pixels);
-  auto [cw, ch] = fit_longest(content_file.width, content_file.height, o.size);
-  at::Tensor content = resize_image(content_file.rgb, cw, ch);
-  content_file.rgb = at::Tensor();
-  std::vector<at::Tensor> styles;
-  nlohmann::json style_json = nlohmann::json::array();
-  const int style_longest = std::max(16, static_cast<int>(std::lround(o.size * o.style_scale)));
-  for (size_t i = 1; i < o.images.size(); ++i) {
-    LoadedImage s = load_image(o.images[i], "style image", max_pixels);
-    auto [sw, sh] = fit_longest(s.width, s.height, style_longest);
-    styles.push_back(resize_image(s.rgb, sw, sh));
-    style_json.push_back({{"path", o.images[i]}, {"format", s.format}, {"width", s.width}, {"height", s.height},
-                          {"working_width", sw}, {"working_height", sh}, {"conversion", s.conversion},
-                          {"blend", o.style_blend.empty() ? 1.0 / (o.images.size() - 1) : o.style_blend[i - 1]}});
-    if (!s.conversion.empty()) spdlog::info("style image '{}': {}", o.images[i], s.conversion);
-  }
-  if (!content_file.conversion.empty()) spdlog::info("content image '{}': {}", o.images[0], content_file.conversion);
-
   StylizeParams params;
   params.loss = loss;
   params.optimizer.kind = o.optimizer == "adam" ? OptimizerKind::adam : OptimizerKind::lbfgs;
@@ -214,19 +221,8 @@ int run(const StylizeOptions& o) {
       o.learning_rate.value_or(o.optimizer == "adam" ? 10.0 * input_units_per_level(pre) : 1.0);
   params.seed = o.seed;
   params.original_colors = o.original_colors;
-  if (o.init == "content") {
-    params.init = InitKind::content;
-  } else if (o.init == "random") {
-    params.init = InitKind::random;
-  } else if (o.init == "style") {
-    params.init = InitKind::image;
-    params.init_image = resize_image(styles[0], cw, ch);
-  } else {
-    params.init = InitKind::image;
-    LoadedImage init = load_image(o.init, "init image", max_pixels);
-    params.init_image = resize_image(init.rgb, cw, ch);
-  }
-  const double t_images = seconds_since(t);
+  params.init = o.init == "content" ? InitKind::content : o.init == "random" ? InitKind::random : InitKind::image;
+  params.init_image = init_image;
 
   t = std::chrono::steady_clock::now();
   StyleTargets style_targets = stylizer.style_targets(loss, styles, o.style_blend);

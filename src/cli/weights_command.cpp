@@ -63,6 +63,7 @@ int run_synth(const SynthOptions& o) {
 int weights_main(int argc, char** argv) {
   CLI::App app("Get, convert and check VGG19 weights", "stylize weights");
   app.require_subcommand(1);
+  app.fallthrough();  // -q/-v also after the subcommand name
   int verbose = 0, quiet = 0;
   app.add_flag("-q,--quiet", quiet, "Only warnings and errors");
   app.add_flag("-v,--verbose", verbose, "Debug logging");

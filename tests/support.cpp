@@ -1,0 +1,118 @@
+#include "support.hpp"
+
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+
+#include "stylize/safetensors.hpp"
+#include "stylize/synthetic.hpp"
+#include "stylize/vgg19.hpp"
+
+extern char** environ;
+
+namespace stylize::test {
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/stylize-test-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = buf.data();
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::vector<std::string> TempDir::list() const {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(path_)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+const std::string& synthetic_weights_file() {
+  static TempDir dir;
+  static const std::string path = [] {
+    const std::string p = dir / "vgg19-synthetic.safetensors";
+    const auto params = synthetic_vgg19(1);
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& name : vgg19_parameter_names()) tensors.emplace_back(name, params.at(name));
+    write_safetensors(p, tensors, {{"preprocessing", "caffe"}, {"source", "synthetic seed 1"}});
+    return p;
+  }();
+  return path;
+}
+
+std::vector<std::uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0;
+}
+
+RunResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  TempDir io;
+  const std::string out_path = io / "stdout", err_path = io / "stderr";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  for (const auto& e : env) {
+    const auto key = e.substr(0, e.find('=') + 1);
+    env_strings.erase(std::remove_if(env_strings.begin(), env_strings.end(),
+                                     [&](const std::string& s) { return s.rfind(key, 0) == 0; }),
+                      env_strings.end());
+    env_strings.push_back(e);
+  }
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), envp.data()) != 0) {
+    throw std::runtime_error("cannot start " + argv[0]);
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  auto slurp = [](const std::string& p) {
+    const auto b = read_bytes(p);
+    return std::string(b.begin(), b.end());
+  };
+  r.out = slurp(out_path);
+  r.err = slurp(err_path);
+  return r;
+}
+
+double rel_diff(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-30); }
+
+}  // namespace stylize::test

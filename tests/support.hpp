@@ -1,0 +1,44 @@
+// Helpers shared by the test binaries: temporary folders, synthetic weights files, running the CLI.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace stylize::test {
+
+// A fresh folder under $TMPDIR, removed with its contents when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+  std::vector<std::string> list() const;  // file names, sorted
+
+ private:
+  std::string path_;
+};
+
+// A synthetic VGG19 safetensors file (seed 1, caffe metadata) made once per test process.
+const std::string& synthetic_weights_file();
+
+std::vector<std::uint8_t> read_bytes(const std::string& path);
+void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes);
+bool exists(const std::string& path);
+
+struct RunResult {
+  int exit_code = -1;  // 128 + signal when killed
+  std::string out, err;
+};
+// Runs argv[0] with the arguments, capturing stdout and stderr (environment: current + `env`).
+RunResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
+
+// Relative difference |a - b| / max(|b|, tiny).
+double rel_diff(double a, double b);
+
+}  // namespace stylize::test

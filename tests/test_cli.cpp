@@ -1,0 +1,237 @@
+// The stylize binary as a user and a script meet it: outputs, reports, reproducibility, and for
+// every bad input one "error:" line, its documented exit code and no output file.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "stylize/image.hpp"
+#include "stylize/safetensors.hpp"
+#include "stylize/synthetic.hpp"
+#include "stylize/vgg19.hpp"
+#include "support.hpp"
+
+using namespace stylize;
+using stylize::test::exists;
+using stylize::test::run_command;
+using stylize::test::RunResult;
+using stylize::test::TempDir;
+
+namespace {
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    save_image(dir / "content.png", synthetic_image(36, 48, 1), 95);
+    save_image(dir / "style.jpg", synthetic_image(40, 40, 2), 95);
+  }
+  // Runs stylize with the synthetic weights and small, fast settings unless overridden.
+  RunResult stylize(std::vector<std::string> args, std::vector<std::string> env = {}) {
+    std::vector<std::string> argv = {STYLIZE_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    env.push_back("STYLIZE_WEIGHTS=" + stylize::test::synthetic_weights_file());
+    return run_command(argv, env);
+  }
+  std::vector<std::string> basic(const std::string& out) {
+    return {dir / "content.png", dir / "style.jpg", "-o", out, "-s", "48", "-n", "4", "--threads", "2"};
+  }
+  // One line on stderr starting "error:", the exit code, and nothing written into the folder.
+  void expect_clean_failure(const RunResult& r, int code, const std::string& fragment) {
+    EXPECT_EQ(r.exit_code, code) << r.err;
+    EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find(fragment), std::string::npos) << "expected '" << fragment << "' in: " << r.err;
+    EXPECT_EQ(r.err.find("Exception raised from"), std::string::npos) << "no C++ backtrace";
+    EXPECT_FALSE(exists(dir / "out.png"));
+    for (const auto& f : dir.list()) EXPECT_EQ(f.find(".tmp-"), std::string::npos) << f;
+  }
+  TempDir dir;
+};
+
+}  // namespace
+
+TEST_F(Cli, StylisesWritesTheRightSizeAndAReport) {
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.jpg", "-s", "64", "-n", "6",
+                    "--report", dir / "report.json", "--print-every", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out.empty()) << "stdout stays clean: " << r.out;
+  EXPECT_NE(r.err.find("iteration 6/6"), std::string::npos) << "plain progress lines when not a terminal";
+  LoadedImage out = load_image(dir / "out.jpg", "output");
+  EXPECT_EQ(out.format, "jpeg");
+  EXPECT_EQ(out.width, 64);
+  EXPECT_EQ(out.height, 48);
+  std::ifstream in(dir / "report.json");
+  auto rep = nlohmann::json::parse(in);
+  EXPECT_EQ(rep["iterations_done"], 6);
+  EXPECT_EQ(rep["settings"]["content_weight"], 5.0);
+  EXPECT_EQ(rep["settings"]["preprocessing"], "caffe");
+  EXPECT_EQ(rep["settings"]["style_layers"].size(), 5u);
+  EXPECT_EQ(rep["output"]["width"], 64);
+  EXPECT_EQ(rep["inputs"]["content"]["width"], 48);
+  EXPECT_EQ(rep["device"], "cpu");
+  EXPECT_GE(rep["threads"].get<int>(), 1);
+  EXPECT_LT(rep["losses"]["final"]["total"].get<double>(), rep["losses"]["initial"]["total"].get<double>());
+  EXPECT_TRUE(rep["losses"]["initial"]["style_layers"].contains("relu5_1"));
+  for (const char* phase : {"load_weights", "load_images", "targets", "optimise", "save", "total"}) {
+    EXPECT_TRUE(rep["seconds"].contains(phase)) << phase;
+  }
+  EXPECT_GT(rep["peak_memory_mib"].get<double>(), 10.0);
+  EXPECT_FALSE(rep["interrupted"].get<bool>());
+}
+
+TEST_F(Cli, SameSeedGivesTheSameBytes) {
+  auto args = basic(dir / "a.png");
+  args.insert(args.end(), {"--init", "random", "--seed", "5"});
+  ASSERT_EQ(stylize(args).exit_code, 0);
+  args[3] = dir / "b.png";
+  ASSERT_EQ(stylize(args).exit_code, 0);
+  args[3] = dir / "c.png";
+  args.back() = "6";
+  ASSERT_EQ(stylize(args).exit_code, 0);
+  EXPECT_EQ(stylize::test::read_bytes(dir / "a.png"), stylize::test::read_bytes(dir / "b.png"));
+  EXPECT_NE(stylize::test::read_bytes(dir / "a.png"), stylize::test::read_bytes(dir / "c.png"));
+}
+
+TEST_F(Cli, SeveralStylesBlendOriginalColorsAndSnapshots) {
+  save_image(dir / "style2.png", synthetic_image(30, 50, 9), 95);
+  auto r = stylize({dir / "content.png", dir / "style.jpg", dir / "style2.png", "--style-blend", "3,1", "-o",
+                    dir / "out.png", "-s", "40", "-n", "4", "--save-every", "2", "--original-colors", "--report",
+                    dir / "r.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(exists(dir / "out_2.png"));
+  EXPECT_FALSE(exists(dir / "out_4.png")) << "the last iteration is the output itself";
+  std::ifstream in(dir / "r.json");
+  auto rep = nlohmann::json::parse(in);
+  EXPECT_EQ(rep["inputs"]["styles"].size(), 2u);
+  EXPECT_EQ(rep["inputs"]["styles"][0]["blend"], 3.0);
+  EXPECT_EQ(rep["settings"]["original_colors"], true);
+}
+
+TEST_F(Cli, TorchvisionWeightsSwitchPreprocessingAndDefaults) {
+  const auto params = synthetic_vgg19(2);
+  std::vector<std::pair<std::string, at::Tensor>> t;
+  for (const auto& n : vgg19_parameter_names()) t.emplace_back(n, params.at(n));
+  write_safetensors(dir / "tv.safetensors", t, {{"preprocessing", "torchvision"}});
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "2",
+                    "--weights", dir / "tv.safetensors", "--report", dir / "r.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream in(dir / "r.json");
+  auto rep = nlohmann::json::parse(in);
+  EXPECT_EQ(rep["settings"]["preprocessing"], "torchvision");
+  EXPECT_EQ(rep["settings"]["content_weight"], 1.0);
+  EXPECT_EQ(rep["settings"]["style_weight"], 1e6);
+}
+
+TEST_F(Cli, BadImagesAreInputErrors) {
+  stylize::test::write_bytes(dir / "empty.jpg", {});
+  stylize::test::write_bytes(dir / "text.png", {'h', 'i', '\n'});
+  auto jpg = stylize::test::read_bytes(dir / "style.jpg");
+  jpg.resize(jpg.size() / 2);
+  stylize::test::write_bytes(dir / "cut.jpg", jpg);
+  auto with = [&](const std::string& content, const std::string& style) {
+    return stylize({content, style, "-o", dir / "out.png", "-s", "32", "-n", "1"});
+  };
+  expect_clean_failure(with(dir / "missing.jpg", dir / "style.jpg"), 3, "content image '" + dir / "missing.jpg" + "': no such file");
+  expect_clean_failure(with(dir / "content.png", dir / "empty.jpg"), 3, "style image '" + dir / "empty.jpg" + "': the file is empty");
+  expect_clean_failure(with(dir / "text.png", dir / "style.jpg"), 3, "not a supported image file");
+  expect_clean_failure(with(dir / "content.png", dir / "cut.jpg"), 3, "truncated");
+  expect_clean_failure(with(dir.path(), dir / "style.jpg"), 3, "folder");
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--max-megapixels",
+                                "0.001"}),
+                       3, "is 48x36 (0.00173 MP), above the decoding limit of 0.001 MP");
+}
+
+TEST_F(Cli, BadOutputsAreOutputErrors) {
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.gif"});
+  expect_clean_failure(r, 5, "unknown image extension '.gif'");
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "nope/out.png"});
+  expect_clean_failure(r, 5, "does not exist");
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--report", dir / "nope/r.json"});
+  expect_clean_failure(r, 5, "does not exist");
+  if (geteuid() != 0) {  // root writes anywhere
+    std::filesystem::create_directories(dir / "ro");
+    chmod((dir / "ro").c_str(), 0555);
+    expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "ro/out.png"}), 5, "not writable");
+  }
+}
+
+TEST_F(Cli, BadWeightsAreWeightsErrors) {
+  stylize::test::write_bytes(dir / "bad.safetensors", {1, 2, 3, 4, 5, 6, 7, 8, 9});
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--weights", dir / "bad.safetensors"});
+  expect_clean_failure(r, 4, "invalid weights file '" + dir / "bad.safetensors" + "'");
+  r = run_command({STYLIZE_BIN, dir / "content.png", dir / "style.jpg", "-o", dir / "out.png"},
+                  {"STYLIZE_WEIGHTS=", "HOME=" + dir.path(), "XDG_DATA_HOME=" + dir / "xdg"});
+  expect_clean_failure(r, 4, "no VGG19 weights found");
+}
+
+TEST_F(Cli, BadFlagsAreUsageErrors) {
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--style-layers",
+                                "relu1_1,relu9_1"}),
+                       2, "unknown VGG19 layer 'relu9_1'");
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--size", "0"}), 2,
+                       "--size");
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--style-weight", "-1"}),
+                       2, "--style-weight");
+  expect_clean_failure(stylize({dir / "content.png", "-o", dir / "out.png"}), 2, "images");
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--style-blend", "1,2"}),
+                       2, "--style-blend has 2 weights for 1 style images");
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--optimizer", "sgd"}),
+                       2, "--optimizer");
+}
+
+TEST_F(Cli, CudaAskedForButAbsentIsADeviceError) {
+  if (at::hasCUDA()) GTEST_SKIP() << "this machine has CUDA";
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--device", "cuda"}), 6,
+                       "CUDA is not available");
+}
+
+TEST_F(Cli, HelpAndVersionExitZeroOnStdout) {
+  auto r = stylize({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--style-weight"), std::string::npos);
+  EXPECT_NE(r.out.find("relu4_2"), std::string::npos) << "defaults shown";
+  r = stylize({"--version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("stylize 0."), std::string::npos);
+}
+
+TEST_F(Cli, InterruptWritesTheBestImageSoFarAndExits130) {
+  std::vector<std::string> argv = {STYLIZE_BIN, dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s",
+                                   "48", "-n", "100000", "--report", dir / "r.json", "--weights",
+                                   stylize::test::synthetic_weights_file()};
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, (dir / "stderr.txt").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  // Wait until the optimisation has started (first progress line), then interrupt.
+  for (int i = 0; i < 600; ++i) {
+    auto err = stylize::test::read_bytes(dir / "stderr.txt");
+    if (std::string(err.begin(), err.end()).find("iteration 1/") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_TRUE(exists(dir / "out.png"));
+  std::ifstream in(dir / "r.json");
+  auto rep = nlohmann::json::parse(in);
+  EXPECT_TRUE(rep["interrupted"].get<bool>());
+  EXPECT_LT(rep["iterations_done"].get<int>(), 100000);
+}

@@ -1,0 +1,255 @@
+// The engine on tiny tensors: layer naming, the cut network, preprocessing, losses, the optimiser.
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "stylize/error.hpp"
+#include "stylize/losses.hpp"
+#include "stylize/preprocess.hpp"
+#include "stylize/stylizer.hpp"
+#include "stylize/synthetic.hpp"
+#include "stylize/transfer.hpp"
+#include "stylize/vgg19.hpp"
+#include "support.hpp"
+
+using namespace stylize;
+
+namespace {
+
+std::shared_ptr<Vgg19> tiny_net(int last_index = 36, Pooling pooling = Pooling::max) {
+  static const auto params = synthetic_vgg19(1);
+  return std::make_shared<Vgg19>(params, pooling, last_index);
+}
+
+}  // namespace
+
+TEST(Vgg19, LayerNamesFollowTorchvisionIndices) {
+  EXPECT_EQ(vgg19_layers().size(), 37u);
+  EXPECT_EQ(vgg19_layer_index("conv1_1"), 0);
+  EXPECT_EQ(vgg19_layer_index("relu1_1"), 1);
+  EXPECT_EQ(vgg19_layer_index("pool1"), 4);
+  EXPECT_EQ(vgg19_layer_index("relu4_2"), 22);
+  EXPECT_EQ(vgg19_layer_index("relu5_1"), 29);
+  EXPECT_EQ(vgg19_layer_index("pool5"), 36);
+  EXPECT_THROW(vgg19_layer_index("relu6_1"), UsageError);
+  EXPECT_EQ(vgg19_parameter_shape("features.28.weight"), (std::vector<int64_t>{512, 512, 3, 3}));
+  EXPECT_EQ(vgg19_parameter_names().size(), 32u);
+}
+
+TEST(Vgg19, ForwardGivesFeatureShapesAndStopsAtTheCut) {
+  auto net = tiny_net(22);
+  at::Tensor x = at::randn({1, 3, 32, 48});
+  auto f = net->forward(x, {22, 1, 4});
+  EXPECT_EQ(f[0].sizes(), (std::vector<int64_t>{1, 512, 4, 6}));
+  EXPECT_EQ(f[1].sizes(), (std::vector<int64_t>{1, 64, 32, 48}));
+  EXPECT_EQ(f[2].sizes(), (std::vector<int64_t>{1, 64, 16, 24}));
+  EXPECT_GE(f[1].min().item<float>(), 0.0f) << "relu output";
+  EXPECT_THROW(net->forward(x, {29}), std::exception) << "layers beyond the cut are not built";
+  // A conv output that is also a loss layer must not be altered by the in-place ReLU after it.
+  auto g = net->forward(x, {0, 1});
+  EXPECT_LT(g[0].min().item<float>(), 0.0f);
+  EXPECT_TRUE(at::equal(at::relu(g[0]), g[1]));
+}
+
+TEST(Vgg19, WeightsNeverReceiveGradients) {
+  auto params = synthetic_vgg19(1);
+  Vgg19 net(params, Pooling::avg, 8);
+  at::Tensor x = at::randn({1, 3, 16, 16}).set_requires_grad(true);
+  net.forward(x, {8})[0].sum().backward();
+  EXPECT_TRUE(x.grad().defined());
+  for (const auto& [name, t] : params) {
+    EXPECT_FALSE(t.requires_grad()) << name;
+    EXPECT_FALSE(t.grad().defined()) << name;
+  }
+}
+
+TEST(Preprocess, CaffeAndTorchvisionConventions) {
+  at::Tensor rgb = at::tensor({10.0f, 20.0f, 30.0f}).view({1, 3, 1, 1});
+  at::Tensor c = preprocess(rgb, Preprocessing::caffe).flatten();
+  EXPECT_NEAR(c[0].item<float>(), 30 - 103.939, 1e-4);  // B first
+  EXPECT_NEAR(c[1].item<float>(), 20 - 116.779, 1e-4);
+  EXPECT_NEAR(c[2].item<float>(), 10 - 123.68, 1e-4);
+  at::Tensor t = preprocess(rgb, Preprocessing::torchvision).flatten();
+  EXPECT_NEAR(t[0].item<float>(), (10 / 255.0 - 0.485) / 0.229, 1e-5);
+  EXPECT_NEAR(t[2].item<float>(), (30 / 255.0 - 0.406) / 0.225, 1e-5);
+  at::Tensor img = stylize::synthetic_image(8, 8, 5);
+  for (auto p : {Preprocessing::caffe, Preprocessing::torchvision}) {
+    EXPECT_LT((deprocess(preprocess(img, p), p) - img).abs().max().item<float>(), 1e-3);
+  }
+  EXPECT_EQ(deprocess(at::full({1, 3, 1, 1}, 1000.0f), Preprocessing::caffe).max().item<float>(), 255.0f);
+}
+
+TEST(Preprocess, OriginalColorsKeepsContentChrominance) {
+  at::Tensor content = at::tensor({200.0f, 40.0f, 40.0f}).view({1, 3, 1, 1});  // red
+  at::Tensor stylised = at::tensor({90.0f, 90.0f, 90.0f}).view({1, 3, 1, 1});  // grey, Y = 90
+  at::Tensor out = transfer_luminance(stylised, content).flatten();
+  const double y = 0.299 * out[0].item<float>() + 0.587 * out[1].item<float>() + 0.114 * out[2].item<float>();
+  EXPECT_NEAR(y, 90.0, 1e-3) << "luminance from the stylised image";
+  EXPECT_GT(out[0].item<float>(), out[1].item<float>() + 100) << "still red";
+  EXPECT_NEAR(out[1].item<float>(), out[2].item<float>(), 1e-3);
+}
+
+TEST(Losses, GramAndTotalVariationValues) {
+  // F = [[1, 2], [3, 4]] as C=2, H=1, W=2: F·Fᵀ = [[5, 11], [11, 25]], / (C·H·W = 4).
+  at::Tensor f = at::tensor({1.0f, 2.0f, 3.0f, 4.0f}).view({1, 2, 1, 2});
+  at::Tensor g = gram_matrix(f);
+  EXPECT_TRUE(at::allclose(g, at::tensor({1.25f, 2.75f, 2.75f, 6.25f}).view({2, 2})));
+  // x = [[0, 1], [3, 5]] one channel: vertical (3-0)²+(5-1)² = 25, horizontal 1²+2² = 5.
+  at::Tensor x = at::tensor({0.0f, 1.0f, 3.0f, 5.0f}).view({1, 1, 2, 2});
+  EXPECT_FLOAT_EQ(total_variation(x).item<float>(), 30.0f);
+}
+
+TEST(Losses, StyleBlendIsNormalisedWeightedSumOfGrams) {
+  auto net = tiny_net(8);
+  LossWeights w;
+  w.content_layers = {};
+  w.style_layers = {"relu1_1", "relu2_1"};
+  at::Tensor a = preprocess(stylize::synthetic_image(16, 16, 1), Preprocessing::caffe);
+  at::Tensor b = preprocess(stylize::synthetic_image(24, 20, 2), Preprocessing::caffe);
+  auto ta = compute_style_targets(*net, w, {a}, {});
+  auto tb = compute_style_targets(*net, w, {b}, {});
+  auto tab = compute_style_targets(*net, w, {a, b}, {3, 1});
+  for (size_t l = 0; l < 2; ++l) {
+    EXPECT_TRUE(at::allclose(tab.grams[l], ta.grams[l] * 0.75 + tb.grams[l] * 0.25, 1e-5, 1e-6));
+  }
+  EXPECT_THROW(compute_style_targets(*net, w, {a, b}, {1}), UsageError);
+  EXPECT_THROW(compute_style_targets(*net, w, {a, b}, {0, 0}), UsageError);
+  EXPECT_THROW(compute_style_targets(*net, w, {a}, {-1}), UsageError);
+}
+
+TEST(Losses, ZeroAtTheTargetsAndWeightsScaleTerms) {
+  auto net = tiny_net();
+  LossWeights w;
+  at::Tensor img = preprocess(stylize::synthetic_image(32, 32, 3), Preprocessing::caffe);
+  auto loss = StyleLoss(net, w, compute_content_targets(*net, w, img), compute_style_targets(*net, w, {img}, {}));
+  c10::NoGradGuard no_grad;
+  LossValues v = to_values(loss.evaluate(img));
+  EXPECT_EQ(v.content_sum(), 0.0);
+  EXPECT_EQ(v.style_sum(), 0.0);
+  EXPECT_NEAR(v.tv, total_variation(img).item<double>() * 1e-3, 1e-3);
+  LossWeights w2 = w;
+  w2.content_weight *= 2;
+  at::Tensor other = preprocess(stylize::synthetic_image(32, 32, 4), Preprocessing::caffe);
+  auto l1 = StyleLoss(net, w, compute_content_targets(*net, w, other), compute_style_targets(*net, w, {other}, {}));
+  auto l2 = StyleLoss(net, w2, compute_content_targets(*net, w2, other), compute_style_targets(*net, w2, {other}, {}));
+  EXPECT_NEAR(to_values(l2.evaluate(img)).content_sum(), 2 * to_values(l1.evaluate(img)).content_sum(), 1e-3);
+  LossWeights bad = w;
+  bad.style_layer_weights = {1, 2};
+  EXPECT_THROW(deepest_layer(bad), UsageError);
+  bad = w;
+  bad.content_layers = {"relu9_9"};
+  EXPECT_THROW(deepest_layer(bad), UsageError);
+  EXPECT_EQ(deepest_layer(w), 29);
+}
+
+namespace {
+
+struct Problem {
+  std::shared_ptr<Vgg19> net = tiny_net(29);
+  LossWeights w;
+  at::Tensor content = preprocess(stylize::synthetic_image(32, 32, 11), Preprocessing::caffe);
+  at::Tensor style = preprocess(stylize::synthetic_image(32, 32, 12), Preprocessing::caffe);
+  StyleLoss loss{net, w, compute_content_targets(*net, w, content), compute_style_targets(*net, w, {style}, {})};
+};
+
+}  // namespace
+
+TEST(Transfer, LbfgsLowersTheLossAndRunsExactlyTheIterationsAsked) {
+  Problem p;
+  OptimizerOptions o;
+  o.iterations = 15;
+  int calls = 0;
+  TransferCallbacks cb;
+  cb.on_progress = [&](const Progress& pr) {
+    ++calls;
+    EXPECT_EQ(pr.iteration, calls);
+    EXPECT_EQ(pr.total, 15);
+  };
+  TransferResult r = optimize_image(p.loss, p.content, o, cb);
+  EXPECT_EQ(r.iterations, 15);
+  EXPECT_EQ(r.evaluations, 15);
+  EXPECT_EQ(calls, 15);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_LT(r.final.total, 0.5 * r.initial.total) << r.initial.total << " -> " << r.final.total;
+  EXPECT_EQ(r.initial.content_sum(), 0.0) << "started from the content image";
+}
+
+TEST(Transfer, AdamAlsoLowersTheLoss) {
+  Problem p;
+  OptimizerOptions o;
+  o.kind = OptimizerKind::adam;
+  o.learning_rate = 10;
+  o.iterations = 20;
+  TransferResult r = optimize_image(p.loss, p.content, o);
+  EXPECT_EQ(r.iterations, 20);
+  EXPECT_LT(r.final.total, r.initial.total);
+}
+
+TEST(Transfer, StrongWolfeLineSearchRuns) {
+  Problem p;
+  OptimizerOptions o;
+  o.line_search = LineSearch::strong_wolfe;
+  o.iterations = 5;
+  TransferResult r = optimize_image(p.loss, p.content, o);
+  EXPECT_GE(r.evaluations, 5);
+  EXPECT_LT(r.final.total, r.initial.total);
+}
+
+TEST(Transfer, StopRequestReturnsTheBestImageSoFar) {
+  Problem p;
+  OptimizerOptions o;
+  o.iterations = 1000;
+  TransferCallbacks cb;
+  int seen = 0;
+  std::vector<int> snapshots;
+  cb.on_progress = [&](const Progress&) { ++seen; };
+  cb.should_stop = [&] { return seen >= 6; };
+  cb.snapshot_every = 2;
+  cb.on_snapshot = [&](int it, const at::Tensor&) { snapshots.push_back(it); };
+  TransferResult r = optimize_image(p.loss, p.content, o, cb);
+  EXPECT_TRUE(r.interrupted);
+  EXPECT_EQ(r.evaluations, 6);
+  EXPECT_LT(r.final.total, r.initial.total);
+  EXPECT_EQ(snapshots, (std::vector<int>{2, 4, 6}));
+}
+
+TEST(Transfer, ZeroIterationsReturnsTheStart) {
+  Problem p;
+  OptimizerOptions o;
+  o.iterations = 0;
+  TransferResult r = optimize_image(p.loss, p.content, o);
+  EXPECT_TRUE(at::equal(r.input, p.content));
+  EXPECT_EQ(r.initial.total, r.final.total);
+}
+
+TEST(Stylizer, SameSeedSameResultAndRandomInitScale) {
+  Vgg19Weights w;
+  w.params = synthetic_vgg19(1);
+  Stylizer s(w, Preprocessing::caffe, Pooling::max, 29, at::Device(at::kCPU));
+  StylizeParams params;
+  params.init = InitKind::random;
+  params.seed = 42;
+  params.optimizer.iterations = 3;
+  at::Tensor content = stylize::synthetic_image(24, 24, 1);
+  auto targets = s.style_targets(params.loss, {stylize::synthetic_image(24, 24, 2)}, {});
+  auto a = s.stylize(content, targets, params);
+  auto b = s.stylize(content, targets, params);
+  EXPECT_TRUE(at::equal(a.rgb, b.rgb));
+  params.seed = 43;
+  auto c = s.stylize(content, targets, params);
+  EXPECT_FALSE(at::equal(a.rgb, c.rgb));
+  EXPECT_EQ(a.rgb.sizes(), content.sizes());
+}
+
+TEST(Device, CudaAbsentIsADeviceErrorAndNamesAreChecked) {
+  EXPECT_EQ(resolve_device("cpu").type(), at::kCPU);
+  EXPECT_THROW(resolve_device("gpu"), UsageError);
+  EXPECT_THROW(resolve_device("cuda:x"), UsageError);
+  if (!at::hasCUDA()) {
+    EXPECT_THROW(resolve_device("cuda"), DeviceError);
+    EXPECT_THROW(resolve_device("cuda:1"), DeviceError);
+    EXPECT_EQ(resolve_device("auto").type(), at::kCPU);
+  }
+}

@@ -1,0 +1,186 @@
+// The safetensors reader/writer and the VGG19 weights loader: valid files load exactly, and every
+// malformed file is refused with its own message (never a crash).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "stylize/error.hpp"
+#include "stylize/safetensors.hpp"
+#include "stylize/synthetic.hpp"
+#include "stylize/vgg19.hpp"
+#include "stylize/weights.hpp"
+#include "support.hpp"
+
+using namespace stylize;
+using stylize::test::TempDir;
+
+namespace {
+
+// Raw file: 8-byte length, header text, data bytes.
+void write_raw(const std::string& path, const std::string& header, const std::string& data, int64_t len = -1) {
+  std::vector<uint8_t> bytes;
+  const uint64_t n = len < 0 ? header.size() : static_cast<uint64_t>(len);
+  for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<uint8_t>((n >> (8 * i)) & 0xff));
+  bytes.insert(bytes.end(), header.begin(), header.end());
+  bytes.insert(bytes.end(), data.begin(), data.end());
+  stylize::test::write_bytes(path, bytes);
+}
+
+std::string weights_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const WeightsError& e) {
+    return e.what();
+  }
+  return "(no WeightsError thrown)";
+}
+
+// The synthetic VGG19 tensors in order, optionally changed by `edit` before writing.
+std::vector<std::pair<std::string, at::Tensor>> vgg_tensors() {
+  const auto params = synthetic_vgg19(3);
+  std::vector<std::pair<std::string, at::Tensor>> t;
+  for (const auto& name : vgg19_parameter_names()) t.emplace_back(name, params.at(name));
+  return t;
+}
+
+}  // namespace
+
+TEST(Safetensors, RoundTripKeepsValuesAndMetadata) {
+  TempDir dir;
+  at::Tensor a = at::arange(12, at::kFloat).view({3, 4}) * 0.5;
+  at::Tensor b = at::tensor({-1.5f, 2.25f});
+  write_safetensors(dir / "x.safetensors", {{"a", a}, {"b", b}}, {{"preprocessing", "caffe"}});
+  SafetensorsFile f = read_safetensors_header(dir / "x.safetensors");
+  EXPECT_EQ(f.metadata.at("preprocessing"), "caffe");
+  EXPECT_EQ(f.tensors.at("a").shape, (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(f.data_start % 8, 0u) << "data section must be 8-byte aligned";
+  EXPECT_TRUE(at::equal(read_safetensors_tensor(f, "a"), a));
+  EXPECT_TRUE(at::equal(read_safetensors_tensor(f, "b"), b));
+}
+
+TEST(Safetensors, HalfAndBFloat16AreConvertedToFloat) {
+  TempDir dir;
+  // 1.0, -2.0, 0.5 in IEEE half: 0x3C00, 0xC000, 0x3800; in bfloat16: 0x3F80, 0xC000, 0x3F00.
+  const std::string half("\x00\x3C\x00\xC0\x00\x38", 6);
+  const std::string bf16("\x80\x3F\x00\xC0\x00\x3F", 6);
+  write_raw(dir / "h.st",
+            R"({"h":{"dtype":"F16","shape":[3],"data_offsets":[0,6]},"b":{"dtype":"BF16","shape":[3],"data_offsets":[6,12]}})",
+            half + bf16);
+  auto f = read_safetensors_header(dir / "h.st");
+  at::Tensor expected = at::tensor({1.0f, -2.0f, 0.5f});
+  EXPECT_TRUE(at::equal(read_safetensors_tensor(f, "h"), expected));
+  EXPECT_TRUE(at::equal(read_safetensors_tensor(f, "b"), expected));
+}
+
+TEST(Safetensors, MalformedFilesEachHaveTheirOwnMessage) {
+  TempDir dir;
+  const std::string ok_tensor = R"("t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+  const std::string data(8, '\0');
+  struct Case {
+    std::string name, header, data;
+    int64_t len;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {"bad_length", "{" + ok_tensor + "}", data, 1 << 30, "exceeds the file size"},
+      {"bad_json", "{\"t\": [1, 2", data, -1, "not valid JSON"},
+      {"not_object", "[1,2,3]", data, -1, "not an object"},
+      {"out_of_range", R"({"t":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", data, -1, "outside the data section"},
+      {"inconsistent", R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data, -1, "needs 12 bytes"},
+      {"unknown_dtype", R"({"t":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", data, -1, "unknown dtype 'Q7'"},
+      {"no_offsets", R"({"t":{"dtype":"F32","shape":[2]}})", data, -1, "lacks dtype, shape or data_offsets"},
+      {"negative_dim", R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data, -1, "negative"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = dir / (c.name + ".safetensors");
+    write_raw(path, c.header, c.data, c.len);
+    const std::string msg = weights_error([&] { read_safetensors_header(path); });
+    EXPECT_NE(msg.find(c.expect), std::string::npos) << c.name << ": " << msg;
+    EXPECT_NE(msg.find(path), std::string::npos) << c.name << " message must name the file: " << msg;
+  }
+  stylize::test::write_bytes(dir / "tiny", {1, 2, 3});
+  EXPECT_NE(weights_error([&] { read_safetensors_header(dir / "tiny"); }).find("too short"), std::string::npos);
+  stylize::test::write_bytes(dir / "empty", {});
+  EXPECT_NE(weights_error([&] { read_safetensors_header(dir / "empty"); }).find("0 bytes"), std::string::npos);
+  EXPECT_NE(weights_error([&] { read_safetensors_header(dir / "absent"); }).find("no such file"), std::string::npos);
+}
+
+TEST(Weights, LoadsVgg19AndIgnoresClassifier) {
+  TempDir dir;
+  auto tensors = vgg_tensors();
+  tensors.emplace_back("classifier.0.weight", at::ones({8, 4}));
+  write_safetensors(dir / "w.safetensors", tensors, {{"preprocessing", "torchvision"}});
+  Vgg19Weights w = load_vgg19_weights(dir / "w.safetensors");
+  EXPECT_EQ(w.params.size(), 32u);
+  EXPECT_EQ(w.params.count("classifier.0.weight"), 0u);
+  ASSERT_TRUE(w.preprocessing.has_value());
+  EXPECT_EQ(*w.preprocessing, Preprocessing::torchvision);
+  EXPECT_TRUE(at::equal(w.params.at("features.34.weight"), tensors[30].second));
+  // Cut after relu2_1 (index 6): only conv1_1, conv1_2, conv2_1 are kept.
+  EXPECT_EQ(load_vgg19_weights(dir / "w.safetensors", 6).params.size(), 6u);
+}
+
+TEST(Weights, WrongShapeMissingTensorAndTruncationAreRefused) {
+  TempDir dir;
+  auto tensors = vgg_tensors();
+  auto wrong = tensors;
+  wrong[0].second = at::zeros({64, 3, 5, 5});
+  write_safetensors(dir / "shape.safetensors", wrong, {});
+  EXPECT_NE(weights_error([&] { load_vgg19_weights(dir / "shape.safetensors"); })
+                .find("tensor 'features.0.weight' has shape [64, 3, 5, 5] in file, expected [64, 3, 3, 3]"),
+            std::string::npos);
+
+  auto missing = tensors;
+  missing.erase(missing.begin() + 5);  // features.5.bias
+  write_safetensors(dir / "missing.safetensors", missing, {});
+  EXPECT_NE(weights_error([&] { load_vgg19_weights(dir / "missing.safetensors"); }).find("'features.5.bias'"),
+            std::string::npos);
+
+  write_safetensors(dir / "full.safetensors", tensors, {});
+  auto bytes = stylize::test::read_bytes(dir / "full.safetensors");
+  bytes.resize(bytes.size() / 2);
+  stylize::test::write_bytes(dir / "cut.safetensors", bytes);
+  EXPECT_NE(weights_error([&] { load_vgg19_weights(dir / "cut.safetensors"); }).find("truncated"), std::string::npos);
+
+  auto nan = tensors;
+  nan[2].second = nan[2].second.clone();
+  nan[2].second.view(-1)[7] = std::nanf("");
+  write_safetensors(dir / "nan.safetensors", nan, {});
+  EXPECT_NE(weights_error([&] { load_vgg19_weights(dir / "nan.safetensors"); }).find("NaN"), std::string::npos);
+
+  write_safetensors(dir / "meta.safetensors", tensors, {{"preprocessing", "opencv"}});
+  EXPECT_NE(weights_error([&] { load_vgg19_weights(dir / "meta.safetensors"); }).find("'opencv'"),
+            std::string::npos);
+}
+
+TEST(Weights, SearchOrderAndNotFoundMessage) {
+  TempDir dir;
+  const std::string cwd = std::filesystem::current_path().string();
+  std::filesystem::current_path(dir.path());
+  setenv("XDG_DATA_HOME", (dir / "xdg").c_str(), 1);
+  unsetenv("STYLIZE_WEIGHTS");
+  const std::string msg = weights_error([] { locate_weights(""); });
+  EXPECT_NE(msg.find("no VGG19 weights found"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir / "xdg/stylize/vgg19.safetensors"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("stylize weights fetch"), std::string::npos) << msg;
+
+  std::filesystem::create_directories(dir / "xdg/stylize");
+  stylize::test::write_bytes(dir / "xdg/stylize/vgg19.safetensors", {0});
+  EXPECT_EQ(locate_weights(""), dir / "xdg/stylize/vgg19.safetensors");
+  std::filesystem::create_directories(dir / "models");
+  stylize::test::write_bytes(dir / "models/vgg19.safetensors", {0});
+  EXPECT_EQ(locate_weights(""), "models/vgg19.safetensors");
+  setenv("STYLIZE_WEIGHTS", (dir / "env.safetensors").c_str(), 1);
+  EXPECT_NE(weights_error([] { locate_weights(""); }).find("$STYLIZE_WEIGHTS"), std::string::npos);
+  stylize::test::write_bytes(dir / "env.safetensors", {0});
+  EXPECT_EQ(locate_weights(""), dir / "env.safetensors");
+  EXPECT_EQ(locate_weights(dir / "env.safetensors"), dir / "env.safetensors");
+  EXPECT_NE(weights_error([&] { locate_weights(dir / "nope"); }).find("--weights"), std::string::npos);
+  unsetenv("STYLIZE_WEIGHTS");
+  std::filesystem::current_path(cwd);
+}
