@@ -67,7 +67,15 @@ SafetensorsFile read_safetensors_header(const std::string& path) {
   }
   std::string header(header_len, '\0');
   if (!in.read(header.data(), static_cast<std::streamsize>(header_len))) bad(path, "cannot read header");
-  f.data_start = 8 + header_len;
+  return parse_safetensors_header(header, f.file_size, path);
+}
+
+SafetensorsFile parse_safetensors_header(const std::string& header, uint64_t file_size, const std::string& path) {
+  SafetensorsFile f;
+  f.path = path;
+  f.file_size = file_size;
+  f.data_start = 8 + header.size();
+  if (f.data_start > file_size) bad(path, "header runs past the end of the file");
   const uint64_t data_size = f.file_size - f.data_start;
 
   nlohmann::json j;
@@ -126,10 +134,9 @@ SafetensorsFile read_safetensors_header(const std::string& path) {
   return f;
 }
 
-at::Tensor read_safetensors_tensor(const SafetensorsFile& file, const std::string& name) {
-  auto it = file.tensors.find(name);
-  if (it == file.tensors.end()) bad(file.path, "tensor " + in_quotes(name) + " is missing");
-  const SafetensorsEntry& e = it->second;
+namespace {
+
+at::ScalarType float_type(const SafetensorsFile& file, const std::string& name, const SafetensorsEntry& e) {
   at::ScalarType type;
   if (e.dtype == "F32") {
     type = at::kFloat;
@@ -142,6 +149,28 @@ at::Tensor read_safetensors_tensor(const SafetensorsFile& file, const std::strin
   } else {
     bad(file.path, "tensor " + in_quotes(name) + " has dtype " + e.dtype + "; expected F32, F16 or BF16");
   }
+  return type;
+}
+
+const SafetensorsEntry& entry(const SafetensorsFile& file, const std::string& name) {
+  auto it = file.tensors.find(name);
+  if (it == file.tensors.end()) bad(file.path, "tensor " + in_quotes(name) + " is missing");
+  return it->second;
+}
+
+}  // namespace
+
+at::Tensor safetensors_tensor_from_bytes(const SafetensorsFile& file, const std::string& name, const char* data) {
+  const SafetensorsEntry& e = entry(file, name);
+  const at::ScalarType type = float_type(file, name, e);
+  at::Tensor raw = at::empty(e.shape, at::TensorOptions().dtype(type));
+  std::memcpy(raw.data_ptr(), data + e.begin, e.end - e.begin);
+  return type == at::kFloat ? raw : raw.to(at::kFloat);
+}
+
+at::Tensor read_safetensors_tensor(const SafetensorsFile& file, const std::string& name) {
+  const SafetensorsEntry& e = entry(file, name);
+  const at::ScalarType type = float_type(file, name, e);
   at::Tensor raw = at::empty(e.shape, at::TensorOptions().dtype(type));
   std::ifstream in(file.path, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(file.data_start + e.begin));

@@ -28,9 +28,10 @@ std::string shape_str(at::IntArrayRef shape) {
   return s + "]";
 }
 
-// Checks presence and shape of every VGG19 conv tensor in the header; returns the header.
-SafetensorsFile checked_header(const std::string& path) {
-  SafetensorsFile file = read_safetensors_header(path);
+}  // namespace
+
+void check_vgg19_header(const SafetensorsFile& file) {
+  const std::string& path = file.path;
   for (const auto& name : vgg19_parameter_names()) {
     auto it = file.tensors.find(name);
     const auto expected = vgg19_parameter_shape(name);
@@ -48,6 +49,13 @@ SafetensorsFile checked_header(const std::string& path) {
                          "; expected F32, F16 or BF16");
     }
   }
+}
+
+namespace {
+
+SafetensorsFile checked_header(const std::string& path) {
+  SafetensorsFile file = read_safetensors_header(path);
+  check_vgg19_header(file);
   return file;
 }
 

@@ -31,6 +31,13 @@ struct SafetensorsFile {
 // known, offsets in bounds and consistent with shape × dtype size. Tensor data is not read.
 SafetensorsFile read_safetensors_header(const std::string& path);
 
+// The same validation for a header already in memory (a ranged download): `header` is the JSON
+// text, `file_size` the whole file's size; `path` names it in messages.
+SafetensorsFile parse_safetensors_header(const std::string& header, uint64_t file_size, const std::string& path);
+
+// A tensor as float32 from `data`, the start of the data section (or a buffer standing for it).
+at::Tensor safetensors_tensor_from_bytes(const SafetensorsFile& file, const std::string& name, const char* data);
+
 // Reads one tensor as float32 on the CPU (F32, F16 and BF16 are converted). Throws WeightsError
 // if the name is absent, the dtype is not floating point, or the file is shorter than the header says.
 at::Tensor read_safetensors_tensor(const SafetensorsFile& file, const std::string& name);

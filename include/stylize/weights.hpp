@@ -31,6 +31,10 @@ std::string default_weights_install_path();
 // looked and how to get weights when nothing is found.
 std::string locate_weights(const std::string& explicit_path);
 
+struct SafetensorsFile;
+// Throws WeightsError unless every VGG19 conv tensor is present with its exact shape and a float dtype.
+void check_vgg19_header(const SafetensorsFile& file);
+
 // Loads and validates every VGG19 conv tensor up to layer `last_index` (all 16 layers are checked
 // for presence and shape). Tensors the network does not use (a classifier) are ignored.
 Vgg19Weights load_vgg19_weights(const std::string& path, int last_index = 36);

@@ -3,11 +3,17 @@
 
 #include <ATen/ATen.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "stylize/checksum.hpp"
+#include "stylize/convert.hpp"
 #include "stylize/error.hpp"
+#include "stylize/fetch.hpp"
+#include "stylize/fsutil.hpp"
 #include "stylize/safetensors.hpp"
 #include "stylize/synthetic.hpp"
 #include "stylize/vgg19.hpp"
@@ -16,6 +22,16 @@
 namespace stylize::cli {
 namespace {
 
+struct FetchOptions {
+  std::string source = "caffe";
+  std::string out, url, md5, sha256;
+  bool force = false;
+  long timeout = 60;
+};
+struct ConvertOptions {
+  std::string in, out;
+  bool force = false;
+};
 struct InfoOptions {
   std::string path;
 };
@@ -24,6 +40,58 @@ struct SynthOptions {
   uint32_t seed = 1;
   std::string preprocess = "caffe";
 };
+
+std::string megabytes(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / 1e6);
+  return buf;
+}
+
+int run_fetch(const FetchOptions& o, bool quiet) {
+  FetchRequest req;
+  req.source = o.source;
+  req.url = o.url;
+  req.out = o.out;
+  req.md5 = o.md5;
+  req.sha256 = o.sha256;
+  req.force = o.force;
+  req.download.stall_timeout_s = o.timeout;
+  req.download.connect_timeout_s = std::min(30L, o.timeout);
+  if (!o.out.empty()) check_output_folder(o.out);
+  ProgressDisplay bar(0, quiet || isatty(STDERR_FILENO) == 0, "download ");
+  install_interrupt_handler();
+  req.download.on_progress = [&](uint64_t done, uint64_t total) {
+    if (total > 0) bar.update(static_cast<int>(done / 1000000), static_cast<int>(total / 1000000), 0, 0);
+    return !interrupt_requested();
+  };
+  const WeightsSource src = weights_source(o.source);
+  spdlog::info("fetching {} VGG19 weights from {}", src.name, o.url.empty() ? src.url : o.url);
+  FetchResult r = fetch_weights(req);
+  bar.finish();
+  if (r.already_present) {
+    spdlog::info("valid weights already at {} (use --force to fetch again)", r.out);
+    return 0;
+  }
+  if (!r.md5.empty()) spdlog::info("verified: md5 {} sha256 {}", r.md5, r.sha256);
+  if (r.ranged) spdlog::info("fetched only the features.* tensors ({}) with range requests", megabytes(r.bytes));
+  spdlog::info("wrote {} ({} preprocessing); 'stylize' will now find it", r.out, src.preprocessing);
+  return 0;
+}
+
+int run_convert(const ConvertOptions& o) {
+  if (!o.force && access(o.out.c_str(), F_OK) == 0) {
+    throw OutputError("cannot write " + in_quotes(o.out) + ": it exists; pass --force to replace it");
+  }
+  check_output_folder(o.out);
+  std::string preprocessing;
+  NamedTensors tensors = read_vgg19_any(o.in, preprocessing);
+  const FileDigests d = digest_file(o.in);
+  write_stylize_weights(o.out, tensors,
+                        {{"source", o.in}, {"source_md5", d.md5}, {"source_sha256", d.sha256},
+                         {"preprocessing", preprocessing}});
+  spdlog::info("converted {} -> {} ({} tensors, {} preprocessing)", o.in, o.out, tensors.size(), preprocessing);
+  return 0;
+}
 
 int run_info(const InfoOptions& o) {
   const std::string path = locate_weights(o.path);
@@ -68,6 +136,30 @@ int weights_main(int argc, char** argv) {
   app.add_flag("-q,--quiet", quiet, "Only warnings and errors");
   app.add_flag("-v,--verbose", verbose, "Debug logging");
 
+  FetchOptions fetch;
+  auto* fetch_cmd = app.add_subcommand("fetch", "Download, verify and convert pretrained VGG19 weights to the default "
+                                                 "location, where 'stylize' finds them");
+  fetch_cmd->add_option("--source", fetch.source,
+                        "caffe: original VGG19 (Keras file, 80 MB, what neural-style used); torchvision: "
+                        "torchvision's VGG19 (safetensors, only the 80 MB of features fetched)")
+      ->check(CLI::IsMember({"caffe", "torchvision"}))
+      ->capture_default_str();
+  fetch_cmd->add_option("--out", fetch.out, "Output file (default: $XDG_DATA_HOME/stylize/vgg19.safetensors)");
+  fetch_cmd->add_option("--url", fetch.url, "Download from this URL instead (mirror, local server, file://)");
+  fetch_cmd->add_option("--md5", fetch.md5, "Expected MD5 of the downloaded file (overrides the pinned one)");
+  fetch_cmd->add_option("--sha256", fetch.sha256, "Expected SHA-256 of the downloaded file");
+  fetch_cmd->add_flag("--force", fetch.force, "Fetch even if valid weights are already there");
+  fetch_cmd->add_option("--timeout", fetch.timeout, "Give up when no data arrives for this many seconds")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+
+  ConvertOptions convert;
+  auto* convert_cmd = app.add_subcommand("convert", "Convert a local Keras HDF5 or safetensors VGG19 file to "
+                                                     "stylize's file (PyTorch pickles are refused)");
+  convert_cmd->add_option("in", convert.in, "Input: Keras .h5 or torchvision-named .safetensors")->required();
+  convert_cmd->add_option("out", convert.out, "Output .safetensors")->required();
+  convert_cmd->add_flag("--force", convert.force, "Replace OUT if it exists");
+
   InfoOptions info;
   auto* info_cmd = app.add_subcommand("info", "Check a weights file and print its source, preprocessing and size; "
                                                "exit 0 only if it is complete and valid");
@@ -86,6 +178,8 @@ int weights_main(int argc, char** argv) {
   if (parsed >= 0) return parsed;
   init_logging(quiet > 0 ? -1 : verbose);
   return run_guarded([&] {
+    if (*fetch_cmd) return run_fetch(fetch, quiet > 0);
+    if (*convert_cmd) return run_convert(convert);
     if (*info_cmd) return run_info(info);
     return run_synth(synth);
   });

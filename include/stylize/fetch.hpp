@@ -1,0 +1,42 @@
+// `stylize weights fetch`: download a published VGG19, verify it, convert it to stylize's file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "stylize/download.hpp"
+
+namespace stylize {
+
+struct WeightsSource {
+  std::string name;           // "caffe" | "torchvision"
+  std::string url;
+  std::string md5, sha256;    // pinned checksums of the whole file ("" = none pinned)
+  uint64_t size = 0;          // expected size, 0 = unknown
+  std::string preprocessing;
+};
+
+// Throws UsageError for an unknown name.
+WeightsSource weights_source(const std::string& name);
+
+struct FetchRequest {
+  std::string source = "caffe";
+  std::string url;             // overrides the source's URL (mirror, local server, file://)
+  std::string out;             // default: default_weights_install_path()
+  std::string md5, sha256;     // override the pinned checksum
+  bool force = false;
+  std::string cache_dir;       // where partial downloads live; default ${XDG_CACHE_HOME:-~/.cache}/stylize
+  DownloadOptions download;
+};
+
+struct FetchResult {
+  std::string out;
+  bool already_present = false;
+  bool ranged = false;         // only the features.* bytes were fetched (HTTP range requests)
+  std::string url, md5, sha256;
+  uint64_t bytes = 0;          // bytes transferred in this run
+};
+
+FetchResult fetch_weights(const FetchRequest& request);
+
+}  // namespace stylize
