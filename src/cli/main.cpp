@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   if (argc >= 2) {
     const std::string first = argv[1];
     if (first == "weights") return stylize::cli::weights_main(argc - 1, argv + 1);
+    if (first == "batch") return stylize::cli::batch_main(argc - 1, argv + 1);
   }
   return stylize::cli::stylize_main(argc, argv);
 }

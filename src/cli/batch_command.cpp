@@ -1,0 +1,428 @@
+// `stylize batch`: many content × style jobs in one process. The network is loaded once, each
+// style's Gram targets are computed once per size and reused, failures are per job, outputs appear
+// atomically, and a rerun skips what is done — so an interrupted overnight batch just continues.
+#include <spdlog/spdlog.h>
+
+#include <ATen/ATen.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <new>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "engine_flags.hpp"
+#include "stylize/error.hpp"
+#include "stylize/fsutil.hpp"
+#include "stylize/image.hpp"
+
+namespace fs = std::filesystem;
+
+namespace stylize::cli {
+namespace {
+
+struct BatchOptions {
+  std::vector<std::string> inputs;
+  std::vector<std::string> styles;
+  std::string out_dir;
+  std::string job_file;
+  bool from_stdin = false;
+  bool recursive = false;
+  std::string name = "{content}_{style}.{ext}";
+  std::string ext = "png";
+  bool overwrite = false;
+  bool skip_existing = true;
+  bool fail_fast = false;
+  bool dry_run = false;
+  std::string report;
+  EngineFlags engine;
+};
+
+struct Job {
+  int index = 0;
+  std::string content;
+  std::vector<std::string> styles;
+  std::vector<double> blend;
+  std::string output;
+  // Per-job overrides from a job file.
+  std::optional<int> size, iterations;
+  std::optional<double> content_weight, style_weight, tv_weight;
+  std::optional<uint64_t> seed;
+  std::string setup_error;  // a malformed job-file line: the job fails with this
+  // Results.
+  std::string status = "pending";  // pending, done, skipped, failed, interrupted
+  std::string error;
+  std::string style_targets;       // computed | cached
+  nlohmann::json losses;
+  double seconds = 0;
+  int iterations_done = 0;
+};
+
+const char* kImageExtensions[] = {"jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"};
+
+bool has_image_extension(const fs::path& p) {
+  const std::string ext = file_extension(p.string());
+  return std::find(std::begin(kImageExtensions), std::end(kImageExtensions), ext) != std::end(kImageExtensions);
+}
+
+// Files as given; folders expanded to their images, sorted (recursively with --recursive).
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs, bool recursive) {
+  std::vector<std::string> out;
+  for (const auto& in : inputs) {
+    std::error_code ec;
+    if (fs::is_directory(in, ec)) {
+      std::vector<std::string> found;
+      auto add = [&](const fs::directory_entry& e) {
+        if (e.is_regular_file() && has_image_extension(e.path())) found.push_back(e.path().string());
+      };
+      if (recursive) {
+        for (const auto& e : fs::recursive_directory_iterator(in)) add(e);
+      } else {
+        for (const auto& e : fs::directory_iterator(in)) add(e);
+      }
+      std::sort(found.begin(), found.end());
+      if (found.empty()) spdlog::warn("folder '{}' holds no images", in);
+      out.insert(out.end(), found.begin(), found.end());
+    } else {
+      out.push_back(in);  // a missing file becomes a failed job with its own message
+    }
+  }
+  return out;
+}
+
+std::string stem(const std::string& path) { return fs::path(path).stem().string(); }
+
+// {content} {style} {ext} {index} {size}: documented in --help and README.
+std::string apply_template(const std::string& tmpl, const Job& job, const std::string& ext, int size) {
+  std::string style;
+  for (const auto& s : job.styles) style += (style.empty() ? "" : "+") + stem(s);
+  const std::map<std::string, std::string> values = {
+      {"content", stem(job.content)}, {"style", style}, {"ext", ext},
+      {"index", std::to_string(job.index)}, {"size", std::to_string(size)}};
+  std::string out;
+  for (size_t i = 0; i < tmpl.size(); ++i) {
+    if (tmpl[i] == '{') {
+      const auto close = tmpl.find('}', i);
+      if (close == std::string::npos) throw UsageError("--name " + in_quotes(tmpl) + " has an unclosed '{'");
+      const std::string key = tmpl.substr(i + 1, close - i - 1);
+      auto it = values.find(key);
+      if (it == values.end()) {
+        throw UsageError("--name " + in_quotes(tmpl) + " uses unknown placeholder {" + key +
+                         "}; known: {content} {style} {ext} {index} {size}");
+      }
+      out += it->second;
+      i = close;
+    } else {
+      out += tmpl[i];
+    }
+  }
+  if (out.find('/') != std::string::npos) throw UsageError("output name " + in_quotes(out) + " must not contain '/'");
+  return out;
+}
+
+std::vector<Job> read_job_file(const std::string& path, const BatchOptions& o) {
+  std::ifstream in(path);
+  if (!in) throw InputError("cannot read job file " + in_quotes(path) + ": no such file or not readable");
+  std::vector<Job> jobs;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos || line[line.find_first_not_of(" \t")] == '#') continue;
+    Job job;
+    const std::string where = "job file " + in_quotes(path) + " line " + std::to_string(number) + ": ";
+    try {
+      const auto j = nlohmann::json::parse(line);
+      job.content = j.at("content").get<std::string>();
+      if (j.contains("styles")) job.styles = j["styles"].get<std::vector<std::string>>();
+      if (j.contains("style")) job.styles.push_back(j["style"].get<std::string>());
+      if (job.styles.empty()) job.styles = o.styles;
+      if (j.contains("blend")) job.blend = j["blend"].get<std::vector<double>>();
+      if (j.contains("output")) job.output = j["output"].get<std::string>();
+      if (j.contains("size")) job.size = j["size"].get<int>();
+      if (j.contains("iterations")) job.iterations = j["iterations"].get<int>();
+      if (j.contains("content_weight")) job.content_weight = j["content_weight"].get<double>();
+      if (j.contains("style_weight")) job.style_weight = j["style_weight"].get<double>();
+      if (j.contains("tv_weight")) job.tv_weight = j["tv_weight"].get<double>();
+      if (j.contains("seed")) job.seed = j["seed"].get<uint64_t>();
+      if (job.styles.empty()) throw UsageError("no style given (set \"style\" or --style)");
+      if (job.size && (*job.size < 16 || *job.size > 16384)) throw UsageError("size must be in 16..16384");
+      if (job.iterations && *job.iterations < 0) throw UsageError("iterations must be >= 0");
+      if (!job.blend.empty() && job.blend.size() != job.styles.size()) {
+        throw UsageError("blend has " + std::to_string(job.blend.size()) + " weights for " +
+                         std::to_string(job.styles.size()) + " styles");
+      }
+      if (job.output.find('/') != std::string::npos) throw UsageError("output must be a file name, not a path");
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      if (what.rfind("[json.exception", 0) == 0 && what.find("] ") != std::string::npos) {
+        what = what.substr(what.find("] ") + 2);  // nlohmann's error id means nothing to a user
+      }
+      job.setup_error = where + what;
+      if (job.content.empty()) job.content = "(line " + std::to_string(number) + ")";
+    }
+    jobs.push_back(job);
+  }
+  return jobs;
+}
+
+std::vector<Job> make_jobs(const BatchOptions& o) {
+  std::vector<Job> jobs;
+  if (!o.job_file.empty()) {
+    jobs = read_job_file(o.job_file, o);
+  } else {
+    std::vector<std::string> inputs = o.inputs;
+    if (o.from_stdin) {
+      std::string line;
+      while (std::getline(std::cin, line)) {
+        while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+        if (!line.empty()) inputs.push_back(line);
+      }
+    }
+    for (const auto& content : expand_inputs(inputs, o.recursive)) {
+      for (const auto& style : o.styles) {
+        Job job;
+        job.content = content;
+        job.styles = {style};
+        jobs.push_back(job);
+      }
+    }
+  }
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    Job& job = jobs[i];
+    job.index = static_cast<int>(i + 1);
+    if (job.output.empty() && job.setup_error.empty()) {
+      job.output = apply_template(o.name, job, o.ext, job.size.value_or(o.engine.size));
+    }
+    if (!job.output.empty()) job.output = (fs::path(o.out_dir) / job.output).string();
+  }
+  // Two jobs writing one file would silently lose work.
+  std::map<std::string, int> seen;
+  for (auto& job : jobs) {
+    if (job.output.empty()) continue;
+    auto [it, fresh] = seen.emplace(job.output, job.index);
+    if (!fresh) {
+      throw UsageError("jobs " + std::to_string(it->second) + " and " + std::to_string(job.index) +
+                       " would both write " + in_quotes(job.output) + "; use {index} in --name");
+    }
+  }
+  return jobs;
+}
+
+nlohmann::json job_json(const Job& j) {
+  nlohmann::json out = {{"index", j.index}, {"content", j.content}, {"styles", j.styles}, {"output", j.output},
+                        {"status", j.status}, {"seconds", j.seconds}};
+  if (!j.error.empty()) out["error"] = j.error;
+  if (!j.style_targets.empty()) out["style_targets"] = j.style_targets;
+  if (!j.losses.is_null()) out["losses"] = j.losses;
+  if (j.iterations_done > 0) out["iterations_done"] = j.iterations_done;
+  return out;
+}
+
+void setup(CLI::App& app, BatchOptions& o) {
+  app.description(
+      "Stylises many images in one process: every content x style pair is a job. The network loads once and\n"
+      "each style's targets are computed once per size. Outputs appear only when complete; a rerun skips\n"
+      "finished jobs. Exit codes: 0 all done, 8 some jobs failed, 9 none could run, 130 interrupted\n"
+      "(plus 2 usage, 4 weights, 5 output folder, 6 device, as for 'stylize').");
+  app.add_option("inputs", o.inputs, "Content images and folders of them")->type_name("PATH");
+  app.add_option("--style", o.styles, "Style image (repeat for several: each makes its own jobs)")->type_name("FILE");
+  app.add_option("--out-dir", o.out_dir, "Folder for outputs (must exist)")->required();
+  app.add_option("--job-file", o.job_file,
+                 "JSON lines, one job each: {\"content\": F, \"style\": F | \"styles\": [F..], \"blend\": [w..], "
+                 "\"output\": NAME, \"size\": N, \"iterations\": N, \"content_weight\": A, \"style_weight\": B, "
+                 "\"tv_weight\": T, \"seed\": N}");
+  app.add_flag("--from-stdin", o.from_stdin, "Also read content paths from standard input, one per line");
+  app.add_flag("-r,--recursive", o.recursive, "Look for images in subfolders too");
+  app.add_option("--name", o.name, "Output name template: {content} {style} (stems) {ext} {index} {size}")
+      ->capture_default_str();
+  app.add_option("--ext", o.ext, "Output format for {ext}")
+      ->check(CLI::IsMember({"png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"}))
+      ->capture_default_str();
+  app.add_flag("--skip-existing,!--overwrite", o.skip_existing,
+               "Skip jobs whose output exists (default) / replace them");
+  app.add_flag("--fail-fast", o.fail_fast, "Stop at the first failed job");
+  app.add_flag("--dry-run", o.dry_run, "List the jobs and output names without loading the model");
+  app.add_option("--report", o.report, "Write a JSON report: one entry per job and totals");
+  add_engine_flags(app, o.engine);
+}
+
+int run(BatchOptions& o) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const EngineFlags& f = o.engine;
+  if (o.styles.empty() && o.job_file.empty()) throw UsageError("give at least one --style (or a --job-file)");
+  if (o.inputs.empty() && !o.from_stdin && o.job_file.empty()) {
+    throw UsageError("give content images or folders, --from-stdin, or --job-file");
+  }
+  if (f.init != "content" && f.init != "random") throw UsageError("batch supports --init content or random");
+  std::error_code ec;
+  if (!fs::is_directory(o.out_dir, ec)) {
+    throw OutputError("output folder " + in_quotes(o.out_dir) + " does not exist; create it first (mkdir -p " +
+                      o.out_dir + ")");
+  }
+  check_output_folder((fs::path(o.out_dir) / "x").string());
+  if (!o.report.empty()) check_output_folder(o.report);
+  validate_engine_flags(f);
+  std::vector<Job> jobs = make_jobs(o);
+  if (jobs.empty()) throw UsageError("no jobs: no content images found in the inputs");
+
+  size_t todo = 0;
+  for (auto& job : jobs) {
+    if (job.setup_error.empty() && o.skip_existing && fs::exists(job.output)) {
+      job.status = "skipped";
+    } else {
+      ++todo;
+    }
+  }
+  if (o.dry_run) {
+    for (const auto& job : jobs) {
+      std::string styles;
+      for (const auto& s : job.styles) styles += (styles.empty() ? "" : "+") + s;
+      std::printf("%d\t%s\t%s\t%s\t%s\n", job.index, job.content.c_str(), styles.c_str(), job.output.c_str(),
+                  !job.setup_error.empty() ? ("invalid: " + job.setup_error).c_str()
+                  : job.status == "skipped" ? "exists, skip"
+                                            : "run");
+    }
+    spdlog::info("{} jobs, {} to run, {} already done (dry run: nothing loaded)", jobs.size(), todo,
+                 jobs.size() - todo);
+    return 0;
+  }
+
+  Engine engine = load_engine(f);
+  install_interrupt_handler();
+  // Gram targets per (styles, blend, working size): a style shared by many jobs is computed once.
+  std::map<std::string, StyleTargets> target_cache;
+  int target_computations = 0;
+  double job_seconds_total = 0;
+  int jobs_timed = 0;
+  size_t position = 0;
+  bool interrupted = false, stopped = false;
+  const bool tty = isatty(STDERR_FILENO) != 0;
+
+  for (auto& job : jobs) {
+    if (job.status == "skipped") continue;
+    if (interrupted || stopped) break;
+    ++position;
+    const auto t_job = std::chrono::steady_clock::now();
+    const double eta = jobs_timed > 0 ? job_seconds_total / jobs_timed * static_cast<double>(todo - position + 1) : -1;
+    std::string label = "[" + std::to_string(position) + "/" + std::to_string(todo) + "] ";
+    if (!f.quiet) {
+      spdlog::info("{}{} x {} -> {} (batch ETA {})", label, job.content, fmt::join(job.styles, "+"), job.output,
+                   format_duration(eta));
+    }
+    try {
+      if (!job.setup_error.empty()) throw UsageError(job.setup_error);
+      EngineFlags jf = f;
+      if (job.size) jf.size = *job.size;
+      const at::Tensor content = load_content(job.content, jf, nullptr);
+      const int style_longest = std::max(16, static_cast<int>(std::lround(jf.size * jf.style_scale)));
+      std::string key = std::to_string(style_longest);
+      for (const auto& s : job.styles) key += "|" + fs::absolute(s).lexically_normal().string();
+      for (double b : job.blend) key += "|" + std::to_string(b);
+      auto cached = target_cache.find(key);
+      if (cached == target_cache.end()) {
+        std::vector<at::Tensor> styles;
+        for (const auto& s : job.styles) styles.push_back(load_style(s, jf, nullptr));
+        cached = target_cache.emplace(key, engine.stylizer->style_targets(engine.params.loss, styles, job.blend)).first;
+        ++target_computations;
+        job.style_targets = "computed";
+      } else {
+        job.style_targets = "cached";
+      }
+      StylizeParams params = engine.params;
+      if (job.iterations) params.optimizer.iterations = *job.iterations;
+      if (job.content_weight) params.loss.content_weight = *job.content_weight;
+      if (job.style_weight) params.loss.style_weight = *job.style_weight;
+      if (job.tv_weight) params.loss.tv_weight = *job.tv_weight;
+      if (job.seed) params.seed = *job.seed;
+      ProgressDisplay progress(tty ? f.print_every : 0, f.quiet > 0, label);
+      TransferCallbacks cb;
+      cb.on_progress = [&](const Progress& p) { progress.update(p.iteration, p.total, p.loss, p.seconds); };
+      cb.should_stop = [] { return interrupt_requested(); };
+      StylizeOutput result = engine.stylizer->stylize(content, cached->second, params, cb);
+      progress.finish();
+      job.iterations_done = result.transfer.iterations;
+      if (result.transfer.interrupted) {
+        // A half-optimised image is not a result: leave no file, so the rerun does this job again.
+        job.status = "interrupted";
+        interrupted = true;
+      } else {
+        save_image(job.output, result.rgb, f.quality);
+        job.status = "done";
+        job.losses = {{"initial", loss_json(result.transfer.initial, params.loss)},
+                      {"final", loss_json(result.transfer.final, params.loss)}};
+      }
+    } catch (const Error& e) {
+      job.status = "failed";
+      job.error = e.what();
+    } catch (const c10::Error& e) {
+      job.status = "failed";
+      const std::string what = e.what_without_backtrace();
+      job.error = what.find("memory") != std::string::npos ? "out of memory" : what.substr(0, what.find('\n'));
+    } catch (const std::bad_alloc&) {
+      job.status = "failed";
+      job.error = "out of memory";
+    }
+    job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_job).count();
+    if (job.status == "done") {
+      job_seconds_total += job.seconds;
+      ++jobs_timed;
+    }
+    if (job.status == "failed") {
+      spdlog::error("job {} failed: {}", job.index, job.error);
+      if (o.fail_fast) stopped = true;
+    }
+  }
+
+  int done = 0, skipped = 0, failed = 0, pending = 0;
+  for (const auto& job : jobs) {
+    done += job.status == "done";
+    skipped += job.status == "skipped";
+    failed += job.status == "failed";
+    pending += job.status == "pending" || job.status == "interrupted";
+  }
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  if (!o.report.empty()) {
+    nlohmann::json report;
+    report["program"] = {{"name", "stylize batch"}, {"version", STYLIZE_VERSION}};
+    report["settings"] = settings_json(f, engine);
+    report["jobs"] = nlohmann::json::array();
+    for (const auto& job : jobs) report["jobs"].push_back(job_json(job));
+    report["totals"] = {{"jobs", jobs.size()}, {"done", done}, {"skipped", skipped}, {"failed", failed},
+                        {"not_run", pending}, {"interrupted", interrupted}, {"model_loads", 1},
+                        {"style_target_computations", target_computations},
+                        {"seconds_load_model", engine.seconds_load}, {"seconds_total", total},
+                        {"seconds_per_done_job", done > 0 ? job_seconds_total / done : 0.0},
+                        {"peak_memory_mib", peak_rss_mib()}};
+    write_file_atomic(o.report, report.dump(2) + "\n");
+  }
+  spdlog::info("batch: {} done, {} skipped (already there), {} failed, {} not run; style targets computed {} time(s)",
+               done, skipped, failed, pending, target_computations);
+  if (interrupted) {
+    spdlog::warn("interrupted: finished outputs are kept, nothing half-written; run the same command to continue");
+    return static_cast<int>(ExitCode::interrupted);
+  }
+  if (failed > 0) return static_cast<int>(done + skipped > 0 ? ExitCode::partial : ExitCode::nothing_done);
+  return 0;
+}
+
+}  // namespace
+
+int batch_main(int argc, char** argv) {
+  CLI::App app("stylize batch", "stylize batch");
+  BatchOptions o;
+  setup(app, o);
+  const int parsed = parse_or_exit(app, argc, argv);
+  if (parsed >= 0) return parsed;
+  init_logging(o.engine.quiet > 0 ? -1 : o.engine.verbose);
+  return run_guarded([&] { return run(o); });
+}
+
+}  // namespace stylize::cli

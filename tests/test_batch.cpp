@@ -1,0 +1,189 @@
+// `stylize batch` as a script meets it: partial failures, reruns, the report, targets computed once
+// per style, name templates, dry runs, stdin, and Ctrl-C mid-batch followed by a resume.
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "stylize/image.hpp"
+#include "stylize/synthetic.hpp"
+#include "support.hpp"
+
+using namespace stylize;
+using stylize::test::exists;
+using stylize::test::RunResult;
+using stylize::test::TempDir;
+
+namespace {
+
+class Batch : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::filesystem::create_directories(dir / "photos");
+    std::filesystem::create_directories(dir / "out");
+    for (int i = 1; i <= 3; ++i) save_image(dir / ("photos/p" + std::to_string(i) + ".png"), synthetic_image(30, 40, i), 95);
+    auto jpg = encode_image(synthetic_image(30, 40, 7), "jpg", 90);
+    jpg.resize(jpg.size() / 2);
+    stylize::test::write_bytes(dir / "photos/p4_corrupt.jpg", jpg);
+    save_image(dir / "starry.png", synthetic_image(32, 32, 20), 95);
+    save_image(dir / "scream.png", synthetic_image(32, 32, 21), 95);
+  }
+  RunResult batch(std::vector<std::string> args, std::vector<std::string> env = {}) {
+    std::vector<std::string> argv = {STYLIZE_BIN, "batch"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    env.push_back("STYLIZE_WEIGHTS=" + stylize::test::synthetic_weights_file());
+    return stylize::test::run_command(argv, env);
+  }
+  nlohmann::json report(const std::string& path) {
+    std::ifstream in(path);
+    return nlohmann::json::parse(in);
+  }
+  std::vector<std::string> outputs() {
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(dir / "out")) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+  TempDir dir;
+};
+
+}  // namespace
+
+TEST_F(Batch, OneCorruptImageFailsAloneAndRerunSkipsTheRest) {
+  auto r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", dir / "photos", "-s", "32", "-n", "3",
+                  "--report", dir / "r.json"});
+  EXPECT_EQ(r.exit_code, 8) << r.err;
+  EXPECT_EQ(outputs(), (std::vector<std::string>{"p1_starry.png", "p2_starry.png", "p3_starry.png"}));
+  auto rep = report(dir / "r.json");
+  EXPECT_EQ(rep["totals"]["done"], 3);
+  EXPECT_EQ(rep["totals"]["failed"], 1);
+  EXPECT_EQ(rep["totals"]["model_loads"], 1);
+  EXPECT_EQ(rep["totals"]["style_target_computations"], 1) << "one style: its targets once for all jobs";
+  const auto& bad = rep["jobs"][3];
+  EXPECT_EQ(bad["status"], "failed");
+  EXPECT_NE(bad["error"].get<std::string>().find("p4_corrupt.jpg"), std::string::npos);
+  EXPECT_NE(bad["error"].get<std::string>().find("truncated"), std::string::npos);
+  EXPECT_EQ(rep["jobs"][0]["style_targets"], "computed");
+  EXPECT_EQ(rep["jobs"][1]["style_targets"], "cached");
+  EXPECT_LT(rep["jobs"][0]["losses"]["final"]["total"].get<double>(),
+            rep["jobs"][0]["losses"]["initial"]["total"].get<double>());
+  LoadedImage out = load_image(dir / "out/p1_starry.png", "output");
+  EXPECT_EQ(out.width, 32);
+
+  r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", dir / "photos", "-s", "32", "-n", "3",
+             "--report", dir / "r2.json"});
+  EXPECT_EQ(r.exit_code, 8);
+  auto rep2 = report(dir / "r2.json");
+  EXPECT_EQ(rep2["totals"]["skipped"], 3);
+  EXPECT_EQ(rep2["totals"]["done"], 0);
+  EXPECT_EQ(rep2["totals"]["style_target_computations"], 0) << "only the corrupt job tried, and it failed first";
+}
+
+TEST_F(Batch, TwoStylesAreTwoJobsEachWithTargetsOncePerStyle) {
+  auto r = batch({"--style", dir / "starry.png", "--style", dir / "scream.png", "--out-dir", dir / "out",
+                  dir / "photos/p1.png", dir / "photos/p2.png", "-s", "32", "-n", "2", "--report", dir / "r.json",
+                  "--name", "{index}-{content}-{style}.{ext}", "--ext", "jpg"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(outputs(), (std::vector<std::string>{"1-p1-starry.jpg", "2-p1-scream.jpg", "3-p2-starry.jpg",
+                                                 "4-p2-scream.jpg"}));
+  EXPECT_EQ(report(dir / "r.json")["totals"]["style_target_computations"], 2);
+}
+
+TEST_F(Batch, DryRunListsJobsWithoutLoadingTheModel) {
+  auto r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", dir / "photos", "--dry-run"},
+                 {"STYLIZE_WEIGHTS=/nonexistent/weights.safetensors"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(dir / "out/p1_starry.png"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 4);
+  EXPECT_TRUE(outputs().empty());
+  r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", dir / "photos", "--name", "{nope}.png",
+             "--dry-run"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown placeholder {nope}"), std::string::npos) << r.err;
+}
+
+TEST_F(Batch, AllFailingIsExit9AndFailFastStops) {
+  auto r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", dir / "photos/p4_corrupt.jpg",
+                  dir / "missing.png", "-s", "32", "-n", "2"});
+  EXPECT_EQ(r.exit_code, 9) << r.err;
+  r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", dir / "photos/p4_corrupt.jpg",
+             dir / "photos/p1.png", "-s", "32", "-n", "2", "--fail-fast", "--report", dir / "r.json"});
+  EXPECT_EQ(r.exit_code, 9);
+  EXPECT_EQ(report(dir / "r.json")["jobs"][1]["status"], "pending");
+  EXPECT_TRUE(outputs().empty());
+  r = batch({"--style", dir / "starry.png", "--out-dir", dir / "nowhere", dir / "photos"});
+  EXPECT_EQ(r.exit_code, 5);
+}
+
+TEST_F(Batch, JobFileAndStdin) {
+  {
+    std::ofstream jobs(dir / "jobs.jsonl");
+    jobs << R"({"content": ")" << dir / "photos/p1.png" << R"(", "style": ")" << dir / "starry.png"
+         << R"(", "size": 24, "output": "a.png"})" << "\n";
+    jobs << "# comment lines and blank lines are skipped\n\n";
+    jobs << R"({"content": ")" << dir / "photos/p2.png" << R"(", "styles": [")" << dir / "starry.png" << R"(", ")"
+         << dir / "scream.png" << R"("], "blend": [3, 1], "output": "b.png"})" << "\n";
+    jobs << R"({"content": 5})" << "\n";
+  }
+  auto r = batch({"--job-file", dir / "jobs.jsonl", "--out-dir", dir / "out", "-s", "32", "-n", "2", "--report",
+                  dir / "r.json"});
+  EXPECT_EQ(r.exit_code, 8) << r.err;
+  EXPECT_EQ(outputs(), (std::vector<std::string>{"a.png", "b.png"}));
+  EXPECT_EQ(load_image(dir / "out/a.png", "output").width, 24);
+  auto rep = report(dir / "r.json");
+  EXPECT_NE(rep["jobs"][2]["error"].get<std::string>().find("line 5: type must be string"), std::string::npos) << rep["jobs"][2];
+
+  // Paths on standard input (as from find): run through a shell to pipe them in.
+  const std::string cmd = "printf '%s\\n' " + dir / "photos/p3.png" + " | STYLIZE_WEIGHTS=" +
+                          stylize::test::synthetic_weights_file() + " " + STYLIZE_BIN + " batch --from-stdin --style " +
+                          dir / "starry.png" + " --out-dir " + dir / "out" + " -s 32 -n 2 -q";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  EXPECT_TRUE(exists(dir / "out/p3_starry.png"));
+}
+
+TEST_F(Batch, InterruptLeavesNoPartialFileAndARerunContinues) {
+  {
+    std::ofstream jobs(dir / "jobs.jsonl");
+    jobs << R"({"content": ")" << dir / "photos/p1.png" << R"(", "style": ")" << dir / "starry.png"
+         << R"(", "iterations": 2})" << "\n";
+    jobs << R"({"content": ")" << dir / "photos/p2.png" << R"(", "style": ")" << dir / "starry.png" << R"("})" << "\n";
+  }
+  std::vector<std::string> argv = {STYLIZE_BIN, "batch", "--job-file", dir / "jobs.jsonl", "--out-dir", dir / "out",
+                                   "-s", "32", "-n", "100000", "--print-every", "1", "--report", dir / "r.json",
+                                   "--weights", stylize::test::synthetic_weights_file()};
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, (dir / "stderr.txt").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  for (int i = 0; i < 600 && !exists(dir / "out/p1_starry.png"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // job 2 is now optimising
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_EQ(outputs(), (std::vector<std::string>{"p1_starry.png"})) << "no partial or temporary file";
+  auto rep = report(dir / "r.json");
+  EXPECT_EQ(rep["jobs"][1]["status"], "interrupted");
+  EXPECT_TRUE(rep["totals"]["interrupted"].get<bool>());
+
+  auto r = batch({"--job-file", dir / "jobs.jsonl", "--out-dir", dir / "out", "-s", "32", "-n", "2", "--report",
+                  dir / "r2.json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(outputs(), (std::vector<std::string>{"p1_starry.png", "p2_starry.png"}));
+  EXPECT_EQ(report(dir / "r2.json")["totals"]["skipped"], 1);
+}
