@@ -235,3 +235,23 @@ TEST_F(Cli, InterruptWritesTheBestImageSoFarAndExits130) {
   EXPECT_TRUE(rep["interrupted"].get<bool>());
   EXPECT_LT(rep["iterations_done"].get<int>(), 100000);
 }
+
+TEST_F(Cli, ScalesRunCoarseToFineAndEndAtTheAskedSize) {
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "64", "--scales", "2", "-n",
+                    "3,2", "--report", dir / "r.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream in(dir / "r.json");
+  auto rep = nlohmann::json::parse(in);
+  ASSERT_EQ(rep["scales"].size(), 2u);
+  EXPECT_EQ(rep["scales"][0]["size"], 32);
+  EXPECT_EQ(rep["scales"][0]["iterations"], 3);
+  EXPECT_EQ(rep["scales"][1]["size"], 64);
+  EXPECT_EQ(rep["scales"][1]["iterations"], 2);
+  EXPECT_EQ(rep["iterations_done"], 5);
+  EXPECT_EQ(load_image(dir / "out.png", "output").width, 64);
+  // The second scale starts from the first one's result, not from the content image.
+  EXPECT_GT(rep["scales"][1]["losses"]["initial"]["content"].get<double>(), 0.0);
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--scales", "3", "-n",
+                                "1,2"}),
+                       2, "--iterations has 2 values for 3 scales");
+}

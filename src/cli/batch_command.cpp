@@ -262,6 +262,9 @@ int run(BatchOptions& o) {
     throw UsageError("give content images or folders, --from-stdin, or --job-file");
   }
   if (f.init != "content" && f.init != "random") throw UsageError("batch supports --init content or random");
+  if (f.scales != 1 || f.iterations.size() != 1) {
+    throw UsageError("batch runs one scale per job: --scales and per-scale --iterations are for single runs");
+  }
   std::error_code ec;
   if (!fs::is_directory(o.out_dir, ec)) {
     throw OutputError("output folder " + in_quotes(o.out_dir) + " does not exist; create it first (mkdir -p " +

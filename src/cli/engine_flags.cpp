@@ -54,7 +54,17 @@ void add_engine_flags(CLI::App& app, EngineFlags& f) {
   app.add_option("--line-search", f.line_search, "L-BFGS line search: none or strong-wolfe")
       ->check(CLI::IsMember({"none", "strong-wolfe"}))
       ->capture_default_str();
-  app.add_option("-n,--iterations", f.iterations, "Optimiser iterations")->check(CLI::Range(0, 1000000))->capture_default_str();
+  app.add_option("-n,--iterations", f.iterations,
+                 "Optimiser iterations; with --scales, one value for every scale or a comma-separated list, "
+                 "coarsest first")
+      ->delimiter(',')
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  app.add_option("--scales", f.scales,
+                 "Coarse-to-fine: solve at size/2^(N-1), upsample the result as the start of the next scale, "
+                 "..., finish at --size")
+      ->check(CLI::Range(1, 6))
+      ->capture_default_str();
   app.add_option("--init", f.init, "Starting image: content, random, style, or an image FILE")->capture_default_str();
   app.add_option("--seed", f.seed, "Random seed (random init); same seed + same threads = same bytes on CPU")
       ->capture_default_str();
@@ -84,6 +94,22 @@ void validate_engine_flags(const EngineFlags& f) {
   loss.style_layers = f.style_layers;
   loss.style_layer_weights = f.style_layer_weights;
   deepest_layer(loss);
+  if (f.iterations.size() != 1 && static_cast<int>(f.iterations.size()) != f.scales) {
+    throw UsageError("--iterations has " + std::to_string(f.iterations.size()) + " values for " +
+                     std::to_string(f.scales) + " scales; give one value or one per scale");
+  }
+  if (scale_size(f, 0) < 32) {
+    throw UsageError("--scales " + std::to_string(f.scales) + " makes the first scale " +
+                     std::to_string(scale_size(f, 0)) + " px; use fewer scales or a larger --size (>= 32 px)");
+  }
+}
+
+int scale_size(const EngineFlags& f, int k) {
+  return static_cast<int>(std::lround(f.size / std::pow(2.0, f.scales - 1 - k)));
+}
+
+int scale_iterations(const EngineFlags& f, int k) {
+  return f.iterations.size() == 1 ? f.iterations[0] : f.iterations[static_cast<size_t>(k)];
 }
 
 Engine load_engine(const EngineFlags& f) {
@@ -114,7 +140,7 @@ Engine load_engine(const EngineFlags& f) {
                                           last_index, e.device);
   StylizeParams& p = e.params;
   p.optimizer.kind = f.optimizer == "adam" ? OptimizerKind::adam : OptimizerKind::lbfgs;
-  p.optimizer.iterations = f.iterations;
+  p.optimizer.iterations = f.iterations.back();
   p.optimizer.lbfgs_history = f.lbfgs_history;
   p.optimizer.line_search = f.line_search == "strong-wolfe" ? LineSearch::strong_wolfe : LineSearch::none;
   p.optimizer.learning_rate =
@@ -168,6 +194,7 @@ nlohmann::json settings_json(const EngineFlags& f, const Engine& e) {
           {"lbfgs_history", f.lbfgs_history},
           {"line_search", f.line_search},
           {"iterations", f.iterations},
+          {"scales", f.scales},
           {"init", f.init},
           {"seed", f.seed},
           {"original_colors", f.original_colors},

@@ -29,7 +29,8 @@ struct EngineFlags {
   std::optional<double> learning_rate;
   int lbfgs_history = 100;
   std::string line_search = "none";
-  int iterations = 1000;
+  std::vector<int> iterations{1000};  // one value, or one per scale
+  int scales = 1;                     // coarse-to-fine: sizes size/2^(scales-1) ... size
   std::string init = "content";
   uint64_t seed = 0;
   int size = 512;
@@ -67,6 +68,10 @@ void validate_engine_flags(const EngineFlags& f);
 // An image resized for the run: content to --size, styles to --style-scale × --size.
 at::Tensor load_content(const std::string& path, const EngineFlags& f, LoadedImage* info = nullptr);
 at::Tensor load_style(const std::string& path, const EngineFlags& f, LoadedImage* info = nullptr);
+
+// Longest side and iterations of scale k (0 = coarsest) of a --scales run.
+int scale_size(const EngineFlags& f, int k);
+int scale_iterations(const EngineFlags& f, int k);
 
 // Every effective setting, for reports.
 nlohmann::json settings_json(const EngineFlags& f, const Engine& e);

@@ -63,61 +63,107 @@ int run(const StylizeOptions& o) {
   validate_engine_flags(f);
   resolve_device(f.device);
 
-  // Images first: reading them is cheap and most bad inputs are images.
+  // Images first: reading them is cheap and most bad inputs are images. Originals are kept for
+  // --scales, which resizes them once per scale.
   auto t = std::chrono::steady_clock::now();
-  LoadedImage content_info;
-  const at::Tensor content = load_content(o.images[0], f, &content_info);
-  std::vector<at::Tensor> styles;
-  nlohmann::json style_json = nlohmann::json::array();
+  const int64_t max_pixels = static_cast<int64_t>(f.max_megapixels * 1e6);
+  LoadedImage content_info = load_image(o.images[0], "content image", max_pixels);
+  if (!content_info.conversion.empty()) spdlog::info("content image '{}': {}", o.images[0], content_info.conversion);
+  std::vector<LoadedImage> style_files;
   for (size_t i = 1; i < o.images.size(); ++i) {
-    LoadedImage info;
-    styles.push_back(load_style(o.images[i], f, &info));
-    style_json.push_back({{"path", o.images[i]}, {"format", info.format}, {"width", info.width},
-                          {"height", info.height}, {"working_width", styles.back().size(3)},
-                          {"working_height", styles.back().size(2)}, {"conversion", info.conversion},
-                          {"blend", f.style_blend.empty() ? 1.0 / n_styles : f.style_blend[i - 1]}});
+    style_files.push_back(load_image(o.images[i], "style image", max_pixels));
+    if (!style_files.back().conversion.empty()) {
+      spdlog::info("style image '{}': {}", o.images[i], style_files.back().conversion);
+    }
   }
-  const int cw = static_cast<int>(content.size(3)), ch = static_cast<int>(content.size(2));
-  at::Tensor init_image;
-  if (f.init == "style") {
-    init_image = resize_image(styles[0], cw, ch);
-  } else if (f.init != "content" && f.init != "random") {
-    init_image = resize_image(load_image(f.init, "init image", static_cast<int64_t>(f.max_megapixels * 1e6)).rgb, cw, ch);
+  at::Tensor init_file;
+  if (f.init != "content" && f.init != "random" && f.init != "style") {
+    init_file = load_image(f.init, "init image", max_pixels).rgb;
   }
   const double t_images = seconds_since(t);
 
   Engine engine = load_engine(f);
-  StylizeParams params = engine.params;
-  params.init_image = init_image;
-
-  t = std::chrono::steady_clock::now();
-  StyleTargets style_targets = engine.stylizer->style_targets(params.loss, styles, f.style_blend);
-  const double t_style_targets = seconds_since(t);
-
-  spdlog::info("stylising {}x{} with {} style image(s), {} {} iterations", cw, ch, styles.size(), f.iterations,
-               f.optimizer);
-  ProgressDisplay progress(f.print_every, f.quiet > 0);
-  TransferCallbacks callbacks;
-  callbacks.on_progress = [&](const Progress& p) { progress.update(p.iteration, p.total, p.loss, p.seconds); };
-  callbacks.should_stop = [] { return interrupt_requested(); };
-  callbacks.snapshot_every = o.save_every;
-  callbacks.on_snapshot = [&](int iteration, const at::Tensor& input) {
-    const std::string path = numbered_path(o.output, iteration);
-    save_image(path, engine.stylizer->to_rgb(input, content, f.original_colors), f.quality);
-    spdlog::debug("saved {}", path);
-  };
   install_interrupt_handler();
-  StylizeOutput result = engine.stylizer->stylize(content, style_targets, params, callbacks);
-  progress.finish();
+  StylizeOutput result;
+  at::Tensor content;
+  nlohmann::json scales_json = nlohmann::json::array(), style_json = nlohmann::json::array();
+  double t_style_targets = 0, t_content_targets = 0, t_optimise = 0;
+  int iterations_done = 0, evaluations = 0;
+  LossValues initial;
+  for (int k = 0; k < f.scales; ++k) {
+    const int size = scale_size(f, k);
+    auto [cw, ch] = fit_longest(content_info.width, content_info.height, size);
+    content = resize_image(content_info.rgb, cw, ch);
+    const int style_longest = std::max(16, static_cast<int>(std::lround(size * f.style_scale)));
+    std::vector<at::Tensor> styles;
+    style_json = nlohmann::json::array();
+    for (size_t i = 0; i < style_files.size(); ++i) {
+      auto [sw, sh] = fit_longest(style_files[i].width, style_files[i].height, style_longest);
+      styles.push_back(resize_image(style_files[i].rgb, sw, sh));
+      style_json.push_back({{"path", o.images[i + 1]}, {"format", style_files[i].format},
+                            {"width", style_files[i].width}, {"height", style_files[i].height},
+                            {"working_width", sw}, {"working_height", sh}, {"conversion", style_files[i].conversion},
+                            {"blend", f.style_blend.empty() ? 1.0 / n_styles : f.style_blend[i]}});
+    }
+    StylizeParams params = engine.params;
+    params.optimizer.iterations = scale_iterations(f, k);
+    if (k > 0) {
+      // The previous scale's result, upsampled, is this scale's start.
+      params.init = InitKind::image;
+      params.init_image = resize_image(result.rgb, cw, ch);
+    } else if (f.init == "style") {
+      params.init_image = resize_image(styles[0], cw, ch);
+    } else if (init_file.defined()) {
+      params.init_image = resize_image(init_file, cw, ch);
+    }
+    t = std::chrono::steady_clock::now();
+    StyleTargets style_targets = engine.stylizer->style_targets(params.loss, styles, f.style_blend);
+    const double t_st = seconds_since(t);
+    t_style_targets += t_st;
+
+    const std::string label = f.scales > 1 ? "scale " + std::to_string(k + 1) + "/" + std::to_string(f.scales) + " " : "";
+    spdlog::info("{}stylising {}x{} with {} style image(s), {} {} iterations", label, cw, ch, styles.size(),
+                 params.optimizer.iterations, f.optimizer);
+    ProgressDisplay progress(f.print_every, f.quiet > 0, label);
+    TransferCallbacks callbacks;
+    callbacks.on_progress = [&](const Progress& p) { progress.update(p.iteration, p.total, p.loss, p.seconds); };
+    callbacks.should_stop = [] { return interrupt_requested(); };
+    // Snapshots only at the final scale: earlier ones are smaller than the output.
+    callbacks.snapshot_every = k == f.scales - 1 ? o.save_every : 0;
+    callbacks.on_snapshot = [&](int iteration, const at::Tensor& input) {
+      const std::string path = numbered_path(o.output, iteration);
+      save_image(path, engine.stylizer->to_rgb(input, content, f.original_colors), f.quality);
+      spdlog::debug("saved {}", path);
+    };
+    result = engine.stylizer->stylize(content, style_targets, params, callbacks);
+    progress.finish();
+    if (k == 0) initial = result.transfer.initial;
+    t_content_targets += result.seconds_content_targets;
+    t_optimise += result.seconds_optimise;
+    iterations_done += result.transfer.iterations;
+    evaluations += result.transfer.evaluations;
+    scales_json.push_back({{"size", size}, {"width", cw}, {"height", ch}, {"iterations", result.transfer.iterations},
+                           {"seconds_style_targets", t_st}, {"seconds_optimise", result.seconds_optimise},
+                           {"seconds_per_iteration", result.transfer.evaluations > 0
+                                                         ? result.seconds_optimise / result.transfer.evaluations
+                                                         : 0.0},
+                           {"losses", {{"initial", loss_json(result.transfer.initial, params.loss)},
+                                       {"final", loss_json(result.transfer.final, params.loss)}}}});
+    if (result.transfer.interrupted) break;
+  }
   if (result.transfer.interrupted) {
-    spdlog::warn("interrupted after {} iterations; writing the best image so far", result.transfer.iterations);
+    spdlog::warn("interrupted after {} iterations; writing the best image so far", iterations_done);
   }
 
   t = std::chrono::steady_clock::now();
-  save_image(o.output, result.rgb, f.quality);
+  // An interrupted coarse scale is smaller than asked: enlarge it so the output has the promised size.
+  const auto [ow, oh] = fit_longest(content_info.width, content_info.height, f.size);
+  save_image(o.output, resize_image(result.rgb, ow, oh), f.quality);
   const double t_save = seconds_since(t);
-  spdlog::info("wrote {} ({}x{}), loss {:.6g} -> {:.6g} in {:.1f} s", o.output, cw, ch, result.transfer.initial.total,
+  spdlog::info("wrote {} ({}x{}), loss {:.6g} -> {:.6g} in {:.1f} s", o.output, ow, oh, initial.total,
                result.transfer.final.total, seconds_since(t_start));
+  const StylizeParams& params = engine.params;
+  content_info.rgb = at::Tensor();
 
   if (!o.report.empty()) {
     nlohmann::json report;
@@ -127,21 +173,22 @@ int run(const StylizeOptions& o) {
                                      {"conversion", content_info.conversion}}},
                         {"styles", style_json},
                         {"weights", {{"path", engine.weights_path}, {"metadata", engine.weights_metadata}}}};
-    report["output"] = {{"path", o.output}, {"width", cw}, {"height", ch}};
+    report["output"] = {{"path", o.output}, {"width", ow}, {"height", oh}};
     report["settings"] = settings_json(f, engine);
     report["device"] = engine.device.str();
     report["threads"] = engine.threads;
-    report["losses"] = {{"initial", loss_json(result.transfer.initial, params.loss)},
+    // Initial: at the start of the first scale; final: at the output's size.
+    report["losses"] = {{"initial", loss_json(initial, params.loss)},
                         {"final", loss_json(result.transfer.final, params.loss)}};
-    report["iterations_done"] = result.transfer.iterations;
-    report["evaluations"] = result.transfer.evaluations;
+    report["scales"] = scales_json;
+    report["iterations_done"] = iterations_done;
+    report["evaluations"] = evaluations;
     report["interrupted"] = result.transfer.interrupted;
     report["seconds"] = {{"load_weights", engine.seconds_load}, {"load_images", t_images},
-                         {"targets", t_style_targets + result.seconds_content_targets},
-                         {"style_targets", t_style_targets}, {"content_targets", result.seconds_content_targets},
-                         {"optimise", result.seconds_optimise}, {"save", t_save}, {"total", seconds_since(t_start)}};
-    report["seconds_per_iteration"] =
-        result.transfer.evaluations > 0 ? result.seconds_optimise / result.transfer.evaluations : 0.0;
+                         {"targets", t_style_targets + t_content_targets},
+                         {"style_targets", t_style_targets}, {"content_targets", t_content_targets},
+                         {"optimise", t_optimise}, {"save", t_save}, {"total", seconds_since(t_start)}};
+    report["seconds_per_iteration"] = scales_json.back()["seconds_per_iteration"];
     report["peak_memory_mib"] = peak_rss_mib();
     write_file_atomic(o.report, report.dump(2) + "\n");
   }
