@@ -251,6 +251,7 @@ TEST_F(Cli, ScalesRunCoarseToFineAndEndAtTheAskedSize) {
   EXPECT_EQ(load_image(dir / "out.png", "output").width, 64);
   // The second scale starts from the first one's result, not from the content image.
   EXPECT_GT(rep["scales"][1]["losses"]["initial"]["content"].get<double>(), 0.0);
+  std::filesystem::remove(dir / "out.png");
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--scales", "3", "-n",
                                 "1,2"}),
                        2, "--iterations has 2 values for 3 scales");
