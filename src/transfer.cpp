@@ -103,6 +103,7 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
     throw;
   }
   result.evaluations = evals;
+  result.seconds_loop = std::chrono::duration<double>(Clock::now() - start).count();
 
   // The final step's result has not been evaluated yet; one forward pass tells whether it beats
   // the best evaluated image (L-BFGS can overshoot on its last step).

@@ -43,6 +43,7 @@ struct TransferResult {
   int iterations = 0;      // optimiser iterations completed
   int evaluations = 0;     // loss evaluations (forward + backward passes)
   bool interrupted = false;
+  double seconds_loop = 0; // the optimisation loop alone (without the closing evaluation)
   LossValues initial;      // at the starting image
   LossValues final;        // at the returned image
 };

@@ -145,7 +145,7 @@ int run(const StylizeOptions& o) {
     scales_json.push_back({{"size", size}, {"width", cw}, {"height", ch}, {"iterations", result.transfer.iterations},
                            {"seconds_style_targets", t_st}, {"seconds_optimise", result.seconds_optimise},
                            {"seconds_per_iteration", result.transfer.evaluations > 0
-                                                         ? result.seconds_optimise / result.transfer.evaluations
+                                                         ? result.transfer.seconds_loop / result.transfer.evaluations
                                                          : 0.0},
                            {"losses", {{"initial", loss_json(result.transfer.initial, params.loss)},
                                        {"final", loss_json(result.transfer.final, params.loss)}}}});

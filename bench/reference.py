@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""Reference implementation for benchmarks: the same losses as stylize (README "Losses"), written
+with PyTorch's Python API and torchvision's VGG19, optimised with torch.optim.LBFGS the way
+neural-style-pt does (one step() call, max_iter = iterations, no early stop).
+
+    /usr/bin/python3 bench/reference.py --weights W.safetensors --content C.jpg --style S.jpg \
+        --size 512 --iterations 5 --threads 2          # prints one JSON object
+    /usr/bin/python3 bench/reference.py --check        # loss definitions vs tests/fixtures/parity.json
+"""
+import argparse
+import json
+import os
+import resource
+import struct
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torchvision.io import ImageReadMode, read_image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
+import make_parity  # noqa: E402  (same layer names, Gram and preprocessing helpers)
+
+CAFFE_MEAN = [103.939, 116.779, 123.68]
+
+
+def load_safetensors_features(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, e in header.items():
+        if not name.startswith("features."):
+            continue
+        assert e["dtype"] == "F32", "reference reads F32 files (stylize weights synth writes F32)"
+        b, t = e["data_offsets"]
+        out[name] = torch.frombuffer(bytearray(data[b:t]), dtype=torch.float32).view(e["shape"])
+    return out, header.get("__metadata__", {}).get("preprocessing", "caffe")
+
+
+def build_model(params, last):
+    model = torchvision.models.vgg19(weights=None).features[: last + 1]
+    model.load_state_dict({k[len("features."):]: v for k, v in params.items() if int(k.split(".")[1]) <= last})
+    for m in model:
+        if isinstance(m, torch.nn.ReLU):
+            m.inplace = False
+    return model.eval().requires_grad_(False)
+
+
+def load_image(path, longest):
+    x = read_image(path, ImageReadMode.RGB).float().unsqueeze(0)
+    h, w = x.shape[2:]
+    scale = longest / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 255)
+
+
+def run(args):
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    params, pre = load_safetensors_features(args.weights)
+    cl, sl = ["relu4_2"], ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    names = make_parity.layer_names()
+    model = build_model(params, max(names.index(n) for n in cl + sl))
+    cw, sw, tw = (5.0, 100.0, 1e-3) if pre == "caffe" else (1.0, 1e6, 0.5)
+    content = make_parity.preprocess(load_image(args.content, args.size), pre)
+    style = make_parity.preprocess(load_image(args.style, args.size), pre)
+    with torch.no_grad():
+        p = make_parity.features(model, content, cl)
+        a = {k: make_parity.gram(v) for k, v in make_parity.features(model, style, sl).items()}
+    t_load = time.perf_counter() - t0
+    x = content.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=args.iterations, history_size=100,
+                            tolerance_grad=-1, tolerance_change=-1)
+    losses = []
+
+    def closure():
+        opt.zero_grad()
+        f = make_parity.features(model, x, cl + sl)
+        loss = sum(cw * F.mse_loss(f[k], p[k]) for k in cl)
+        loss = loss + sum(sw * F.mse_loss(make_parity.gram(f[k]), a[k]) for k in sl)
+        loss = loss + tw * (((x[:, :, 1:] - x[:, :, :-1]) ** 2).sum() + ((x[:, :, :, 1:] - x[:, :, :, :-1]) ** 2).sum())
+        loss.backward()
+        losses.append(loss.item())
+        return loss
+
+    t1 = time.perf_counter()
+    opt.step(closure)
+    t_opt = time.perf_counter() - t1
+    return {"seconds_per_iteration": t_opt / max(1, len(losses)), "seconds_load_targets": t_load,
+            "evaluations": len(losses), "loss_initial": losses[0], "loss_final": losses[-1],
+            "width": x.shape[3], "height": x.shape[2],
+            "peak_memory_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def check():
+    """Recomputes the parity fixture's loss terms with this file's helpers: they must agree."""
+    fixture = json.load(open(os.path.join(HERE, "..", "tests", "fixtures", "parity.json")))
+    worst = 0.0
+    for cfg in fixture["configs"]:
+        got = make_parity.run({k: v for k, v in cfg.items() if k != "expected"})["expected"]
+        for key in ("content", "style"):
+            for g, e in zip(got[key], cfg["expected"][key]):
+                worst = max(worst, abs(g - e) / abs(e))
+        worst = max(worst, abs(got["tv"] - cfg["expected"]["tv"]) / abs(cfg["expected"]["tv"]))
+    print(json.dumps({"max_relative_difference": worst}))
+    return worst < 1e-9
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights")
+    ap.add_argument("--content")
+    ap.add_argument("--style")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--iterations", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args()
+    if a.check:
+        sys.exit(0 if check() else 1)
+    print(json.dumps(run(a)))

@@ -1,0 +1,243 @@
+#!/usr/bin/python3
+"""Benchmarks stylize against bench/reference.py (PyTorch, same losses) on this machine and writes
+BENCHMARKS.md. Run through scripts/bench.sh, which builds in Release first. Every number in the
+report is measured in this run; ratios compare the two implementations side by side.
+
+Environment knobs: BENCH_REPEATS (3), BENCH_SINGLE_ITERS (200: the single-scale run that sets the
+target loss), BENCH_IMAGES (../shared/images).
+"""
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "build", "stylize")
+IMAGES = os.environ.get("BENCH_IMAGES", os.path.join(ROOT, "..", "shared", "images"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+SINGLE_ITERS = int(os.environ.get("BENCH_SINGLE_ITERS", "200"))
+THREADS = os.cpu_count()
+CONTENT = os.path.join(IMAGES, "tubingen.jpg")
+STYLE = os.path.join(IMAGES, "starry_night.jpg")
+TMP = tempfile.mkdtemp(prefix="stylize-bench-")
+WEIGHTS = os.path.join(TMP, "vgg19-synthetic.safetensors")
+
+
+def log(*a):
+    print("bench:", *a, file=sys.stderr, flush=True)
+
+
+def run_stylize(args, report=True):
+    rep = os.path.join(TMP, "report.json")
+    cmd = [BIN] + args + ["--weights", WEIGHTS, "--threads", str(THREADS)] + (["--report", rep] if report else [])
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"stylize failed: {' '.join(cmd)}\n{p.stderr}")
+    return (json.load(open(rep)) if report else None), p.stderr, wall
+
+
+def run_reference(size, iterations):
+    cmd = ["/usr/bin/python3", os.path.join(ROOT, "bench", "reference.py"), "--weights", WEIGHTS, "--content",
+           CONTENT, "--style", STYLE, "--size", str(size), "--iterations", str(iterations), "--threads", str(THREADS)]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def machine_rates():
+    torch.set_num_threads(THREADS)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(2):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    sgemm = 5 * 2 * 2048 ** 3 / (time.perf_counter() - t) / 1e9
+    x, w = torch.randn(1, 256, 128, 128), torch.randn(256, 256, 3, 3)
+    for _ in range(2):
+        torch.conv2d(x, w, padding=1)
+    t = time.perf_counter()
+    for _ in range(5):
+        torch.conv2d(x, w, padding=1)
+    conv = 5 * 2 * 9 * 256 * 256 * 128 * 128 / (time.perf_counter() - t) / 1e9
+    return sgemm, conv
+
+
+def vgg_flops(h, w, last=29):
+    """Multiply-adds ×2 of the conv layers up to relu5_1, forward; the input-gradient pass costs the
+    same again (weights are frozen: no weight gradients). Gram matrices and losses are added."""
+    blocks, widths, cin, flops, grams = [2, 2, 4, 4, 4], [64, 128, 256, 512, 512], 3, 0, 0
+    index = 0
+    for b, n in enumerate(blocks):
+        for _ in range(n):
+            flops += 2 * 9 * cin * widths[b] * h * w
+            if index + 1 in (1, 6, 11, 20, 29):  # style layers relu1_1 .. relu5_1: Gram fwd + bwd
+                grams += 3 * 2 * widths[b] ** 2 * h * w
+            cin = widths[b]
+            index += 2
+            if index > last:
+                return 2 * flops + grams
+        index += 1
+        h, w = h // 2, w // 2
+    return 2 * flops + grams
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def per_iteration(size, iters):
+    ours, ref = [], []
+    for r in range(REPEATS):
+        rep, _, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "o.png"), "-s", str(size), "-n", str(iters), "-q"])
+        ours.append(rep)
+        ref.append(run_reference(size, iters))
+        log(f"{size}px repeat {r + 1}: stylize {rep['seconds_per_iteration']:.3f} s/it, "
+            f"reference {ref[-1]['seconds_per_iteration']:.3f} s/it")
+    s = {
+        "w": ours[0]["output"]["width"], "h": ours[0]["output"]["height"],
+        "spi": median([o["seconds_per_iteration"] for o in ours]),
+        "spi_ref": median([o["seconds_per_iteration"] for o in ref]),
+        "load": median([o["seconds"]["load_weights"] + o["seconds"]["targets"] for o in ours]),
+        "load_ref": median([o["seconds_load_targets"] for o in ref]),
+        "rss": median([o["peak_memory_mib"] for o in ours]),
+        "rss_ref": median([o["peak_memory_mib"] for o in ref]),
+    }
+    return s
+
+
+def loss_curve(stderr, scale_prefix=""):
+    pat = re.compile(re.escape(scale_prefix) + r"iteration (\d+)/\d+\s+loss ([0-9.e+-]+)")
+    return [(int(m.group(1)), float(m.group(2))) for m in pat.finditer(stderr)]
+
+
+def multiscale():
+    single, err_single, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "single.png"), "-s", "512", "-n",
+                                         str(SINGLE_ITERS), "--print-every", "1"])
+    target = single["losses"]["final"]["total"]
+    t_single = single["seconds"]["optimise"] + single["seconds"]["targets"]
+    coarse = [SINGLE_ITERS, SINGLE_ITERS // 2]
+    multi, err_multi, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "multi.png"), "-s", "512", "--scales",
+                                       "3", "-n", f"{coarse[0]},{coarse[1]},{SINGLE_ITERS}", "--print-every", "1"])
+    curve = loss_curve(err_multi, "scale 3/3 ")
+    reached = next((i for i, l in curve if l <= target), None)
+    sc = multi["scales"]
+    t_coarse = sum(s["seconds_optimise"] + s["seconds_style_targets"] for s in sc[:2])
+    spi_final = sc[2]["seconds_per_iteration"]
+    t_multi = t_coarse + (reached if reached else SINGLE_ITERS) * spi_final + sc[2]["seconds_style_targets"]
+    return {"target": target, "t_single": t_single, "reached": reached, "t_multi": t_multi, "t_coarse": t_coarse,
+            "multi_final": multi["losses"]["final"]["total"], "coarse": coarse,
+            "start_loss_512": sc[2]["losses"]["initial"]["total"],
+            "single_start_loss": single["losses"]["initial"]["total"]}
+
+
+def batch():
+    photos = [os.path.join(IMAGES, n) for n in ("tubingen.jpg", "golden_gate.jpg", "hoovertowernight.jpg", "shipwreck.jpg")]
+    out1, out2 = os.path.join(TMP, "b1"), os.path.join(TMP, "b2")
+    os.makedirs(out1), os.makedirs(out2)
+    rep = os.path.join(TMP, "batch.json")
+    t = time.perf_counter()
+    subprocess.run([BIN, "batch", "--style", STYLE, "--out-dir", out1, *photos, "-s", "256", "-n", "20", "-q",
+                    "--weights", WEIGHTS, "--report", rep], check=True)
+    t_batch = time.perf_counter() - t
+    t = time.perf_counter()
+    for p in photos:
+        subprocess.run([BIN, p, STYLE, "-o", os.path.join(out2, os.path.basename(p) + ".png"), "-s", "256", "-n", "20",
+                        "-q", "--weights", WEIGHTS], check=True)
+    t_sep = time.perf_counter() - t
+    r = json.load(open(rep))["totals"]
+    return {"n": len(photos), "batch": t_batch / len(photos), "separate": t_sep / len(photos),
+            "targets": r["style_target_computations"], "loads": r["model_loads"]}
+
+
+def main():
+    subprocess.run([BIN, "weights", "synth", "-o", WEIGHTS, "-q"], check=True)
+    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "reference.py"), "--check"], check=True,
+                   capture_output=True)
+    sgemm, conv = machine_rates()
+    log(f"machine: sgemm {sgemm:.1f} GFLOP/s, conv {conv:.1f} GFLOP/s")
+    sizes = {256: 10, 512: 6, 1024: 3}
+    rows = {s: per_iteration(s, n) for s, n in sizes.items()}
+    log("multi-scale vs single-scale (this takes a while)")
+    ms = multiscale()
+    log("batch vs one process per image")
+    b = batch()
+    # Memory model: peak RSS ≈ fixed + per-pixel activations (fitted on 256..1024), plus L-BFGS history
+    # of 2 × history image-sized float tensors (3 × 4 bytes per pixel each), not yet full in short runs.
+    px = {s: rows[s]["w"] * rows[s]["h"] for s in rows}
+    per_px = (rows[1024]["rss"] - rows[256]["rss"]) * 2 ** 20 / (px[1024] - px[256])
+    fixed = rows[256]["rss"] * 2 ** 20 - per_px * px[256]
+
+    def largest(limit_gib, history):
+        per = per_px + 2 * history * 12
+        pixels = (limit_gib * 2 ** 30 - fixed) / per
+        side = int((pixels * 4 / 3) ** 0.5)  # longest side of a 4:3 image
+        return side
+
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except Exception:
+        pass
+    L = []
+    L.append("# Benchmarks\n")
+    L.append(f"Measured {now} on {cpu}, {THREADS} threads, by `scripts/bench.sh` (rerun it to regenerate this file).")
+    L.append("Weights: seeded synthetic VGG19 (same architecture and cost as the real one); images: "
+             "`tubingen.jpg` + `starry_night.jpg`. Reference: `bench/reference.py`, the same losses in PyTorch's "
+             "Python API on the same LibTorch (torchvision VGG19, `torch.optim.LBFGS`), checked against the "
+             "parity fixture. Medians of " + str(REPEATS) + " runs.\n")
+    L.append(f"Machine floor: sgemm 2048² **{sgemm:.1f} GFLOP/s**, 3×3 convolution (256→256, 128²) **{conv:.1f} GFLOP/s**.\n")
+    L.append("## Time per L-BFGS iteration\n")
+    L.append("| size | stylize s/it | reference s/it | ratio (stylize/ref) | GFLOP/it | stylize GFLOP/s | % of conv floor |")
+    L.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for s, r in rows.items():
+        fl = vgg_flops(r["h"], r["w"]) / 1e9
+        L.append(f"| {r['w']}×{r['h']} | {r['spi']:.3f} | {r['spi_ref']:.3f} | {r['spi'] / r['spi_ref']:.2f} | "
+                 f"{fl:.0f} | {fl / r['spi']:.1f} | {100 * fl / r['spi'] / conv:.0f}% |")
+    L.append("\nGFLOP/it counts the convolutions up to relu5_1 forward and their input-gradient pass (weights are "
+             "frozen, so no weight gradients), plus the Gram products; the floor is the convolution rate above.\n")
+    L.append("## Load + targets, peak memory\n")
+    L.append("| size | stylize load+targets s | reference s | ratio | stylize peak RSS MiB | reference MiB | ratio |")
+    L.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for s, r in rows.items():
+        L.append(f"| {r['w']}×{r['h']} | {r['load']:.2f} | {r['load_ref']:.2f} | {r['load'] / r['load_ref']:.2f} | "
+                 f"{r['rss']:.0f} | {r['rss_ref']:.0f} | {r['rss'] / r['rss_ref']:.2f} |")
+    L.append("\n## Multi-scale vs single-scale at 512 px\n")
+    if ms["reached"]:
+        verdict = (f"reached in **{ms['t_multi']:.0f} s = {100 * ms['t_multi'] / ms['t_single']:.0f}%** of the "
+                   f"single-scale time (coarse scales {ms['t_coarse']:.0f} s, then {ms['reached']} iterations at 512 px)")
+    else:
+        verdict = f"not reached within {SINGLE_ITERS} iterations at 512 px (final {ms['multi_final']:.4g})"
+    L.append(f"Target: the loss a single-scale {SINGLE_ITERS}-iteration run reaches at 512 px, "
+             f"**{ms['target']:.4g}**, in {ms['t_single']:.0f} s (targets + optimisation). "
+             f"`--scales 3 -n {ms['coarse'][0]},{ms['coarse'][1]},{SINGLE_ITERS}` (128 → 256 → 512 px): {verdict}. "
+             f"Its first 512 px loss is {ms['start_loss_512']:.4g} against {ms['single_start_loss']:.4g} for the "
+             "content start. Losses are measured at 512 px both ways.\n")
+    L.append("## Batch vs one process per image\n")
+    L.append(f"{b['n']} photos × 1 style at 256 px, 20 iterations: `stylize batch` **{b['batch']:.2f} s/image** "
+             f"({b['loads']} model load, style targets computed {b['targets']} time) vs one `stylize` process per "
+             f"image **{b['separate']:.2f} s/image**: ratio {b['batch'] / b['separate']:.2f}.\n")
+    L.append("## Memory limits (CPU, estimated)\n")
+    L.append(f"From the peak RSS above: ≈ {fixed / 2**20:.0f} MiB fixed + {per_px:.0f} bytes per output pixel for "
+             "activations, plus L-BFGS's history of 2 × h image-sized float tensors (24·h bytes per pixel).\n")
+    L.append("| RAM | `--lbfgs-history 100` | `--lbfgs-history 10` | `--optimizer adam` (≈ history 1) |")
+    L.append("| --- | --- | --- | --- |")
+    for gib in (8, 24):
+        L.append(f"| {gib} GB | ~{largest(gib, 100)} px | ~{largest(gib, 10)} px | ~{largest(gib, 1)} px |")
+    L.append("\n(Longest side of a 4:3 image. An estimate from the fit, not a run at that size.)")
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
+        f.write("\n".join(L) + "\n")
+    log("wrote BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()
