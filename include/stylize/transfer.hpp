@@ -44,6 +44,10 @@ struct TransferResult {
   int evaluations = 0;     // loss evaluations (forward + backward passes)
   bool interrupted = false;
   double seconds_loop = 0; // the optimisation loop alone (without the closing evaluation)
+  // Where the loop's time went: network forward + loss terms, the backward pass, and the rest
+  // (optimiser arithmetic, best-image copy, callbacks). On CUDA these are launch times unless the
+  // progress callback synchronises.
+  double seconds_forward = 0, seconds_backward = 0;
   LossValues initial;      // at the starting image
   LossValues final;        // at the returned image
 };

@@ -144,6 +144,13 @@ int run(const StylizeOptions& o) {
     evaluations += result.transfer.evaluations;
     scales_json.push_back({{"size", size}, {"width", cw}, {"height", ch}, {"iterations", result.transfer.iterations},
                            {"seconds_style_targets", t_st}, {"seconds_optimise", result.seconds_optimise},
+                           {"profile_seconds", {{"forward_and_loss", result.transfer.seconds_forward},
+                                                {"backward", result.transfer.seconds_backward},
+                                                {"optimizer_and_callbacks", result.transfer.seconds_loop -
+                                                                                result.transfer.seconds_forward -
+                                                                                result.transfer.seconds_backward},
+                                                {"final_evaluation", result.seconds_optimise -
+                                                                         result.transfer.seconds_loop}}},
                            {"seconds_per_iteration", result.transfer.evaluations > 0
                                                          ? result.transfer.seconds_loop / result.transfer.evaluations
                                                          : 0.0},
