@@ -7,5 +7,6 @@ namespace stylize::cli {
 int stylize_main(int argc, char** argv);  // stylize CONTENT STYLE... -o OUT
 int weights_main(int argc, char** argv);  // stylize weights fetch|convert|info|synth
 int batch_main(int argc, char** argv);    // stylize batch --style S --out-dir D INPUTS...
+int serve_main(int argc, char** argv);    // stylize serve [--port N] ...
 
 }  // namespace stylize::cli

@@ -86,6 +86,7 @@ void install_interrupt_handler() {
 
 bool interrupt_requested() { return g_interrupted.load(); }
 void reset_interrupt() { g_interrupted.store(false); }
+void request_interrupt() { g_interrupted.store(true); }
 
 std::string format_duration(double seconds) {
   if (!(seconds >= 0) || seconds > 1e7) return "--:--";

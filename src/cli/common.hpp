@@ -23,6 +23,7 @@ int run_guarded(const std::function<int()>& body);
 void install_interrupt_handler();
 bool interrupt_requested();
 void reset_interrupt();
+void request_interrupt();  // as if a signal had arrived (for shutdown paths that are not signals)
 
 // A progress bar on a terminal, plain log lines every `print_every` iterations otherwise.
 class ProgressDisplay {

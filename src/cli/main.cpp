@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
     const std::string first = argv[1];
     if (first == "weights") return stylize::cli::weights_main(argc - 1, argv + 1);
     if (first == "batch") return stylize::cli::batch_main(argc - 1, argv + 1);
+    if (first == "serve") return stylize::cli::serve_main(argc - 1, argv + 1);
   }
   return stylize::cli::stylize_main(argc, argv);
 }

@@ -1,0 +1,94 @@
+// `stylize serve`: loads the network once and serves the HTTP API until SIGTERM/SIGINT, then
+// drains: no new jobs, running ones finish (or are cancelled after --drain-seconds).
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "../server/server.hpp"
+#include "commands.hpp"
+#include "common.hpp"
+#include "engine_flags.hpp"
+#include "stylize/error.hpp"
+
+namespace stylize::cli {
+namespace {
+
+struct ServeCommandOptions {
+  serve::ServeOptions server;
+  std::string api_key_file;
+  EngineFlags engine;
+};
+
+void setup(CLI::App& app, ServeCommandOptions& o) {
+  app.description(
+      "Serves the HTTP API: POST /v1/jobs, GET /v1/jobs/{id}[/result], DELETE /v1/jobs/{id}, POST /v1/stylize,\n"
+      "GET /v1/styles, /healthz, /metrics, /openapi.json. Binds to 127.0.0.1 unless --host says otherwise.\n"
+      "Engine flags (weights, losses, --size, --iterations, ...) set the defaults for fields a request leaves out.");
+  auto& s = o.server;
+  app.add_option("--host", s.host, "Address to bind")->capture_default_str();
+  app.add_option("--port", s.port, "Port (0 = any free port; the log says which)")->check(CLI::Range(0, 65535))->capture_default_str();
+  app.add_option("--workers", s.workers, "Jobs run at once (they share the CPU threads or the GPU)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--queue-limit", s.queue_limit, "Jobs waiting beyond this get 429")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--max-upload-mb", s.max_upload_mb, "Largest request body")->check(CLI::Range(0.01, 4096.0))->capture_default_str();
+  app.add_option("--max-size", s.max_size, "Largest output side a job may ask for (px)")->check(CLI::Range(16, 16384))->capture_default_str();
+  app.add_option("--max-iterations", s.max_iterations, "Most iterations a job may ask for")->check(CLI::Range(0, 1000000))->capture_default_str();
+  app.add_option("--sync-max-size", s.sync_max_size, "POST /v1/stylize: largest size")->check(CLI::Range(16, 16384))->capture_default_str();
+  app.add_option("--sync-max-iterations", s.sync_max_iterations, "POST /v1/stylize: most iterations")->check(CLI::Range(0, 1000000))->capture_default_str();
+  app.add_option("--api-key-file", o.api_key_file, "File holding the API key; then every request needs 'Authorization: Bearer KEY'");
+  app.add_option("--styles-dir", s.styles_dir, "Folder of named style images (style_id = file stem)");
+  app.add_option("--result-ttl", s.result_ttl_s, "Seconds a finished job and its result are kept")->check(CLI::Range(1.0, 1e7))->capture_default_str();
+  app.add_option("--drain-seconds", s.drain_seconds, "On SIGTERM, how long running jobs may finish before they are cancelled")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  add_engine_flags(app, o.engine);
+}
+
+int run(ServeCommandOptions& o) {
+  validate_engine_flags(o.engine);
+  if (o.engine.scales != 1 || o.engine.iterations.size() != 1) throw UsageError("serve runs one scale per job");
+  if (!o.api_key_file.empty()) {
+    std::ifstream in(o.api_key_file);
+    if (!in) throw UsageError("cannot read --api-key-file " + in_quotes(o.api_key_file));
+    std::getline(in, o.server.api_key);
+    while (!o.server.api_key.empty() && isspace(static_cast<unsigned char>(o.server.api_key.back()))) o.server.api_key.pop_back();
+    if (o.server.api_key.size() < 16) throw UsageError("the API key in " + in_quotes(o.api_key_file) + " is shorter than 16 characters");
+  }
+  o.server.default_size = o.engine.size;
+  o.server.default_iterations = o.engine.iterations[0];
+  o.server.style_scale = o.engine.style_scale;
+  o.server.quality = o.engine.quality;
+  o.server.max_pixels = static_cast<int64_t>(o.engine.max_megapixels * 1e6);
+  Engine engine = load_engine(o.engine);
+  serve::Server server(*engine.stylizer, engine.params, o.server);
+  const int port = server.bind();
+  spdlog::info("listening on http://{}:{} ({} worker(s), queue limit {}{})", o.server.host, port, o.server.workers,
+               o.server.queue_limit, o.server.api_key.empty() ? "" : ", API key required");
+  install_interrupt_handler();
+  std::thread watcher([&] {
+    while (!interrupt_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    server.shutdown();
+  });
+  server.run();
+  request_interrupt();  // the HTTP loop ended on its own (e.g. a listen error): let the watcher finish
+  watcher.join();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int serve_main(int argc, char** argv) {
+  CLI::App app("stylize serve", "stylize serve");
+  ServeCommandOptions o;
+  setup(app, o);
+  const int parsed = parse_or_exit(app, argc, argv);
+  if (parsed >= 0) return parsed;
+  init_logging(o.engine.quiet > 0 ? -1 : o.engine.verbose);
+  return run_guarded([&] { return run(o); });
+}
+
+}  // namespace stylize::cli

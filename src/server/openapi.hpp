@@ -1,0 +1,43 @@
+// The API's OpenAPI 3 description, served at GET /openapi.json. Kept beside the routes it describes.
+#pragma once
+
+namespace stylize::serve {
+
+inline constexpr const char* kOpenApi = R"JSON({
+  "openapi": "3.0.3",
+  "info": {"title": "stylize", "version": "1", "description": "Neural style transfer (Gatys et al.) as jobs. With --api-key-file every request needs 'Authorization: Bearer <key>'. Errors are JSON {error, detail}."},
+  "components": {
+    "schemas": {
+      "JobRequest": {"type": "object", "required": ["content"], "properties": {
+        "content": {"type": "string", "format": "binary", "description": "the photo"},
+        "style": {"type": "string", "format": "binary", "description": "a style image (or style_id)"},
+        "style_id": {"type": "string", "description": "a style from GET /v1/styles"},
+        "size": {"type": "integer", "description": "longest output side, px"},
+        "iterations": {"type": "integer"},
+        "content_weight": {"type": "number"}, "style_weight": {"type": "number"}, "tv_weight": {"type": "number"},
+        "seed": {"type": "integer"}, "original_colors": {"type": "boolean"},
+        "format": {"type": "string", "enum": ["png", "jpg", "webp"]}}},
+      "Job": {"type": "object", "properties": {
+        "id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
+        "progress": {"type": "object", "properties": {"iteration": {"type": "integer"}, "total": {"type": "integer"}, "loss": {"type": "number"}, "eta_seconds": {"type": "number"}}},
+        "error": {"type": "string"}, "result_url": {"type": "string"}}},
+      "Error": {"type": "object", "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}
+    }
+  },
+  "paths": {
+    "/v1/jobs": {"post": {"summary": "Submit a job", "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
+      "responses": {"202": {"description": "queued: {id, status_url, result_url}"}, "400": {"description": "malformed fields or images"}, "401": {"description": "API key missing or wrong"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over the limit"}, "429": {"description": "queue full (Retry-After)"}, "503": {"description": "shutting down"}}}},
+    "/v1/jobs/{id}": {
+      "get": {"summary": "Job status and progress", "responses": {"200": {"description": "the job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}, "404": {"description": "unknown or expired"}}},
+      "delete": {"summary": "Cancel", "responses": {"200": {"description": "the job after the request"}, "404": {"description": "unknown"}}}},
+    "/v1/jobs/{id}/result": {"get": {"summary": "The image", "responses": {"200": {"description": "image/png, image/jpeg or image/webp"}, "409": {"description": "not done yet (or failed)"}, "404": {"description": "unknown or expired"}}}},
+    "/v1/stylize": {"post": {"summary": "Synchronous, for small jobs: returns the image", "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
+      "responses": {"200": {"description": "the image"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over the synchronous limit"}, "429": {"description": "queue full"}}}},
+    "/v1/styles": {"get": {"summary": "Named styles from --styles-dir", "responses": {"200": {"description": "{styles: [{id}]}"}}}},
+    "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}, "503": {"description": "draining"}}}},
+    "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text/plain"}}}},
+    "/openapi.json": {"get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI 3"}}}}
+  }
+})JSON";
+
+}  // namespace stylize::serve

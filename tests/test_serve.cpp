@@ -1,0 +1,338 @@
+// The HTTP API over real loopback HTTP: jobs, the synchronous endpoint, cancel, every error status
+// with its JSON body, auth, queue limit, upload cap, concurrent clients, TTL, named styles, and
+// SIGTERM draining (against the binary).
+#include <ATen/ATen.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "../src/server/server.hpp"
+#include "stylize/image.hpp"
+#include "stylize/synthetic.hpp"
+#include "stylize/weights.hpp"
+#include "support.hpp"
+
+using namespace stylize;
+using stylize::test::TempDir;
+
+namespace {
+
+const Stylizer& shared_stylizer() {
+  static Vgg19Weights w = [] {
+    Vgg19Weights v;
+    v.params = synthetic_vgg19(1);
+    return v;
+  }();
+  static Stylizer s(w, Preprocessing::caffe, Pooling::max, 29, at::Device(at::kCPU));
+  return s;
+}
+
+std::string png(int h, int w, uint32_t stream) {
+  auto bytes = encode_image(synthetic_image(h, w, stream), "png", 95);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// A server on an ephemeral loopback port, running in a thread for the test's lifetime.
+struct Running {
+  std::unique_ptr<serve::Server> server;
+  std::thread thread;
+  int port = 0;
+  explicit Running(serve::ServeOptions o) {
+    o.port = 0;
+    o.default_size = 32;
+    o.default_iterations = 3;
+    if (o.drain_seconds == serve::ServeOptions{}.drain_seconds) o.drain_seconds = 0.2;  // tests cancel leftovers fast
+    StylizeParams defaults;
+    server = std::make_unique<serve::Server>(shared_stylizer(), defaults, o);
+    port = server->bind();
+    thread = std::thread([this] { server->run(); });
+  }
+  ~Running() {
+    server->shutdown();
+    thread.join();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(60, 0);
+    return c;
+  }
+};
+
+httplib::MultipartFormDataItems form(std::vector<std::pair<std::string, std::string>> fields) {
+  httplib::MultipartFormDataItems items = {{"content", png(40, 48, 1), "content.png", "image/png"},
+                                           {"style", png(32, 32, 2), "style.png", "image/png"}};
+  for (auto& [k, v] : fields) {
+    auto it = std::find_if(items.begin(), items.end(), [&](const auto& i) { return i.name == k; });
+    if (it != items.end()) items.erase(it);
+    if (v != "<drop>") items.push_back({k, v, "", ""});
+  }
+  return items;
+}
+
+nlohmann::json body(const httplib::Result& r) { return nlohmann::json::parse(r->body); }
+
+void expect_error(const httplib::Result& r, int status, const std::string& error) {
+  ASSERT_TRUE(r) << "no response";
+  EXPECT_EQ(r->status, status) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+  auto j = body(r);
+  EXPECT_EQ(j["error"], error) << r->body;
+  EXPECT_FALSE(j["detail"].get<std::string>().empty());
+}
+
+nlohmann::json wait_for(httplib::Client& c, const std::string& id, const std::string& status) {
+  for (int i = 0; i < 600; ++i) {
+    auto r = c.Get(("/v1/jobs/" + id).c_str());
+    auto j = body(r);
+    if (j["status"] == status) return j;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST(Serve, SubmitPollAndFetchTheResult) {
+  Running s({});
+  auto c = s.client();
+  auto r = c.Post("/v1/jobs", form({{"size", "48"}, {"iterations", "4"}, {"format", "jpg"}}));
+  ASSERT_EQ(r->status, 202) << r->body;
+  auto j = body(r);
+  const std::string id = j["id"];
+  EXPECT_EQ(j["status_url"], "/v1/jobs/" + id);
+  auto done = wait_for(c, id, "done");
+  ASSERT_EQ(done["status"], "done");
+  EXPECT_EQ(done["progress"]["iteration"], 4);
+  EXPECT_EQ(done["progress"]["total"], 4);
+  auto img = c.Get(j["result_url"].get<std::string>().c_str());
+  ASSERT_EQ(img->status, 200);
+  EXPECT_EQ(img->get_header_value("Content-Type"), "image/jpeg");
+  LoadedImage out = decode_image(std::vector<uint8_t>(img->body.begin(), img->body.end()), "result", "result");
+  EXPECT_EQ(out.width, 48);
+  EXPECT_EQ(out.height, 40);
+  auto health = c.Get("/healthz");
+  EXPECT_EQ(body(health)["status"], "ok");
+  auto metrics = c.Get("/metrics");
+  EXPECT_NE(metrics->body.find("stylize_jobs{status=\"done\"} 1"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("stylize_iterations_total 4"), std::string::npos);
+  auto api = c.Get("/openapi.json");
+  EXPECT_EQ(body(api)["paths"].count("/v1/jobs"), 1u);
+}
+
+TEST(Serve, SynchronousEndpointAndItsLimits) {
+  serve::ServeOptions o;
+  o.sync_max_size = 64;
+  o.sync_max_iterations = 5;
+  Running s(o);
+  auto c = s.client();
+  auto r = c.Post("/v1/stylize", form({{"size", "32"}, {"iterations", "2"}}));
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "image/png");
+  EXPECT_EQ(decode_image(std::vector<uint8_t>(r->body.begin(), r->body.end()), "r", "result").width, 32);
+  expect_error(c.Post("/v1/stylize", form({{"size", "128"}})), 422, "out_of_range");
+  expect_error(c.Post("/v1/stylize", form({{"iterations", "50"}})), 422, "out_of_range");
+}
+
+TEST(Serve, BadRequestsGetJsonErrors) {
+  Running s({});
+  auto c = s.client();
+  expect_error(c.Post("/v1/jobs", "not multipart", "text/plain"), 400, "bad_request");
+  expect_error(c.Post("/v1/jobs", form({{"content", "<drop>"}})), 400, "missing_field");
+  expect_error(c.Post("/v1/jobs", form({{"style", "<drop>"}})), 400, "missing_field");
+  expect_error(c.Post("/v1/jobs", form({{"content", "GIF89a not really"}})), 400, "invalid_image");
+  expect_error(c.Post("/v1/jobs", form({{"size", "big"}})), 400, "bad_field");
+  expect_error(c.Post("/v1/jobs", form({{"iterations", "1e9"}})), 422, "out_of_range");
+  expect_error(c.Post("/v1/jobs", form({{"style_weight", "-3"}})), 400, "out_of_range");
+  expect_error(c.Post("/v1/jobs", form({{"format", "gif"}})), 400, "bad_field");
+  expect_error(c.Post("/v1/jobs", form({{"style", "<drop>"}, {"style_id", "../../etc/passwd"}})), 400, "unknown_style");
+  expect_error(c.Get("/v1/jobs/0123456789abcdef0123456789abcdef"), 404, "not_found");
+  expect_error(c.Get("/v1/nothing"), 404, "not_found");
+}
+
+TEST(Serve, CancelAQueuedAndARunningJob) {
+  serve::ServeOptions o;
+  o.workers = 1;
+  Running s(o);
+  auto c = s.client();
+  const std::string a = body(c.Post("/v1/jobs", form({{"iterations", "5000"}})))["id"];
+  const std::string b = body(c.Post("/v1/jobs", form({{"iterations", "5000"}})))["id"];
+  ASSERT_EQ(wait_for(c, a, "running")["status"], "running");
+  expect_error(c.Get(("/v1/jobs/" + a + "/result").c_str()), 409, "not_ready");
+  auto rb = c.Delete(("/v1/jobs/" + b).c_str());
+  EXPECT_EQ(body(rb)["status"], "cancelled") << "a queued job is cancelled at once";
+  c.Delete(("/v1/jobs/" + a).c_str());
+  EXPECT_EQ(wait_for(c, a, "cancelled")["status"], "cancelled");
+  expect_error(c.Get(("/v1/jobs/" + a + "/result").c_str()), 409, "not_ready");
+}
+
+TEST(Serve, ApiKeyIsRequiredWhenConfigured) {
+  serve::ServeOptions o;
+  o.api_key = "s3cret-key-0123456789";
+  Running s(o);
+  auto c = s.client();
+  expect_error(c.Get("/healthz"), 401, "unauthorized");
+  httplib::Headers wrong = {{"Authorization", "Bearer s3cret-key-0123456788"}};
+  expect_error(c.Get("/healthz", wrong), 401, "unauthorized");
+  httplib::Headers right = {{"Authorization", "Bearer s3cret-key-0123456789"}};
+  EXPECT_EQ(c.Get("/healthz", right)->status, 200);
+  EXPECT_EQ(c.Post("/v1/jobs", right, form({}))->status, 202);
+  EXPECT_TRUE(serve::constant_time_equal("abc", "abc"));
+  EXPECT_FALSE(serve::constant_time_equal("abc", "abd"));
+  EXPECT_FALSE(serve::constant_time_equal("abc", "abcd"));
+}
+
+TEST(Serve, FullQueueAnswers429WithRetryAfter) {
+  serve::ServeOptions o;
+  o.workers = 1;
+  o.queue_limit = 1;
+  Running s(o);
+  auto c = s.client();
+  const std::string a = body(c.Post("/v1/jobs", form({{"iterations", "5000"}})))["id"];
+  wait_for(c, a, "running");
+  EXPECT_EQ(c.Post("/v1/jobs", form({{"iterations", "5000"}}))->status, 202);
+  auto r = c.Post("/v1/jobs", form({}));
+  expect_error(r, 429, "queue_full");
+  EXPECT_EQ(r->get_header_value("Retry-After"), "10");
+}
+
+TEST(Serve, OversizedUploadIsRefusedBeforeItIsRead) {
+  serve::ServeOptions o;
+  o.max_upload_mb = 0.05;  // 52 KB
+  Running s(o);
+  // Announce 4 MB but send only 1 KB of it: the answer must come without the rest ever being sent.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(s.port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string head =
+      "POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+      "Content-Length: 4194304\r\n\r\n" + std::string(1024, 'x');
+  ASSERT_EQ(send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string answer;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
+    answer.append(buf, static_cast<size_t>(n));
+    if (answer.find("\r\n\r\n") != std::string::npos && answer.back() == '}') break;  // the JSON body is complete
+  }
+  close(fd);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 413", 0), 0u) << answer;
+  EXPECT_NE(answer.find("\"error\":\"too_large\""), std::string::npos) << answer;
+  EXPECT_NE(answer.find("4194304 bytes"), std::string::npos) << answer;
+  EXPECT_EQ(s.client().Get("/healthz")->status, 200) << "still serving";
+}
+
+TEST(Serve, TwentyJobsFromEightThreadsAllFinish) {
+  serve::ServeOptions o;
+  o.workers = 2;
+  o.queue_limit = 64;
+  Running s(o);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::vector<std::string> failures;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      auto c = s.client();
+      for (int k = t; k < 20; k += 8) {
+        const int size = 24 + 8 * (k % 3);
+        auto r = c.Post("/v1/jobs", form({{"size", std::to_string(size)}, {"iterations", "2"}}));
+        if (!r || r->status != 202) continue;
+        const std::string id = body(r)["id"];
+        auto j = wait_for(c, id, "done");
+        auto img = c.Get(("/v1/jobs/" + id + "/result").c_str());
+        if (img && img->status == 200 &&
+            decode_image(std::vector<uint8_t>(img->body.begin(), img->body.end()), "r", "r").width == size) {
+          ++ok;
+        } else {
+          std::lock_guard<std::mutex> lock(mu);
+          failures.push_back(id + " " + j.dump());
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 20) << (failures.empty() ? "" : failures[0]);
+}
+
+TEST(Serve, ResultsExpireAfterTheTtl) {
+  serve::ServeOptions o;
+  o.result_ttl_s = 1;
+  Running s(o);
+  auto c = s.client();
+  const std::string id = body(c.Post("/v1/jobs", form({{"iterations", "1"}})))["id"];
+  ASSERT_EQ(wait_for(c, id, "done")["status"], "done");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  expect_error(c.Get(("/v1/jobs/" + id + "/result").c_str()), 404, "not_found");
+}
+
+TEST(Serve, NamedStylesFromAFolder) {
+  TempDir dir;
+  save_image(dir / "starry.png", synthetic_image(32, 32, 5), 95);
+  stylize::test::write_bytes(dir / "notes.txt", {'h', 'i'});
+  serve::ServeOptions o;
+  o.styles_dir = dir.path();
+  Running s(o);
+  auto c = s.client();
+  auto list = body(c.Get("/v1/styles"));
+  ASSERT_EQ(list["styles"].size(), 1u);
+  EXPECT_EQ(list["styles"][0]["id"], "starry");
+  const std::string id = body(c.Post("/v1/jobs", form({{"style", "<drop>"}, {"style_id", "starry"}})))["id"];
+  EXPECT_EQ(wait_for(c, id, "done")["status"], "done");
+}
+
+TEST(Serve, SigtermDrainsRunningJobsThenExits) {
+  TempDir dir;
+  std::vector<std::string> argv = {STYLIZE_BIN, "serve", "--port", "0", "--weights",
+                                   stylize::test::synthetic_weights_file(), "--drain-seconds", "60"};
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, (dir / "log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  int port = 0;
+  const std::regex listening("listening on http://127.0.0.1:([0-9]+)");
+  for (int i = 0; i < 200 && port == 0; ++i) {
+    auto b = stylize::test::read_bytes(dir / "log");
+    std::smatch m;
+    std::string text(b.begin(), b.end());
+    if (std::regex_search(text, m, listening)) port = std::stoi(m[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GT(port, 0);
+  httplib::Client c("127.0.0.1", port);
+  auto r = c.Post("/v1/jobs", form({{"size", "64"}, {"iterations", "30"}}));
+  ASSERT_EQ(r->status, 202);
+  const std::string id = body(r)["id"];
+  wait_for(c, id, "running");
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  auto b = stylize::test::read_bytes(dir / "log");
+  const std::string log(b.begin(), b.end());
+  EXPECT_NE(log.find("job " + id + " done"), std::string::npos) << "the running job finished first:\n" << log;
+  EXPECT_NE(log.find("stopped"), std::string::npos) << log;
+}
