@@ -170,6 +170,9 @@ def main():
     ms = multiscale()
     log("batch vs one process per image")
     b = batch()
+    log("serve load test")
+    lt = json.loads(subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "load_test.py"), "--requests", "40",
+                                    "--clients", "4"], capture_output=True, text=True).stdout)
     # Memory model: peak RSS ≈ fixed + per-pixel activations (fitted on 256..1024), plus L-BFGS history
     # of 2 × history image-sized float tensors (3 × 4 bytes per pixel each), not yet full in short runs.
     px = {s: rows[s]["w"] * rows[s]["h"] for s in rows}
@@ -226,6 +229,13 @@ def main():
     L.append(f"{b['n']} photos × 1 style at 256 px, 20 iterations: `stylize batch` **{b['batch']:.2f} s/image** "
              f"({b['loads']} model load, style targets computed {b['targets']} time) vs one `stylize` process per "
              f"image **{b['separate']:.2f} s/image**: ratio {b['batch'] / b['separate']:.2f}.\n")
+    L.append("## `stylize serve` load test (loopback)\n")
+    L.append(f"`bench/load_test.py`: {lt['requests']} synchronous `/v1/stylize` requests ({lt['size']} px, "
+             f"{lt['iterations']} iterations) from {lt['clients']} concurrent clients against one worker: "
+             f"**{lt['jobs_per_minute']:.0f} jobs/minute**, latency p50 **{lt['p50_s']:.2f} s**, p95 "
+             f"**{lt['p95_s']:.2f} s** (queueing included); {lt['ok']}/{lt['requests']} answered with an image, "
+             f"{lt['lost_or_failed']} lost or failed; server alive afterwards: {lt['server_alive_after']}, "
+             f"exit code after SIGTERM {lt['server_exit_code']}.\n")
     L.append("## Memory limits (CPU, estimated)\n")
     L.append(f"From the peak RSS above: ≈ {fixed / 2**20:.0f} MiB fixed + {per_px:.0f} bytes per output pixel for "
              "activations, plus L-BFGS's history of 2 × h image-sized float tensors (24·h bytes per pixel).\n")
