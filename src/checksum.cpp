@@ -1,5 +1,6 @@
 #include "stylize/checksum.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <vector>
@@ -45,25 +46,38 @@ const int kMd5S[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 2
                        14, 20, 5, 9,  14, 20, 5, 9,  14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
                        4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21};
 
-// Shared Merkle–Damgård buffering: both hashes take 64-byte blocks.
-template <typename Hash>
-void feed(Hash&& h, uint8_t* buf, std::size_t& used, uint64_t& total, const void* data, std::size_t size) {
+}  // namespace
+
+template <typename Derived, bool kBigEndianLength>
+void BlockHash<Derived, kBigEndianLength>::update(const void* data, std::size_t size) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
-  total += size;
+  total_ += size;
   while (size > 0) {
-    const std::size_t take = std::min<std::size_t>(64 - used, size);
-    std::memcpy(buf + used, p, take);
-    used += take;
+    const std::size_t take = std::min<std::size_t>(64 - used_, size);
+    std::memcpy(buf_ + used_, p, take);
+    used_ += take;
     p += take;
     size -= take;
-    if (used == 64) {
-      h(buf);
-      used = 0;
+    if (used_ == 64) {
+      static_cast<Derived*>(this)->block(buf_);
+      used_ = 0;
     }
   }
 }
 
-}  // namespace
+template <typename Derived, bool kBigEndianLength>
+void BlockHash<Derived, kBigEndianLength>::pad() {
+  const uint64_t bits = total_ * 8;
+  const uint8_t mark = 0x80, zero = 0;
+  update(&mark, 1);
+  while (used_ != 56) update(&zero, 1);
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(bits >> (kBigEndianLength ? 56 - 8 * i : 8 * i));
+  update(len, 8);
+}
+
+template class BlockHash<Sha256, true>;
+template class BlockHash<Md5, false>;
 
 Sha256::Sha256()
     : h_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19} {}
@@ -94,19 +108,8 @@ void Sha256::block(const uint8_t* p) {
   h_[0] += a; h_[1] += b; h_[2] += c; h_[3] += d; h_[4] += e; h_[5] += f; h_[6] += g; h_[7] += h;
 }
 
-void Sha256::update(const void* data, std::size_t size) {
-  feed([this](const uint8_t* p) { block(p); }, buf_, used_, total_, data, size);
-}
-
 std::string Sha256::hex() {
-  const uint64_t bits = total_ * 8;
-  const uint8_t pad = 0x80;
-  update(&pad, 1);
-  const uint8_t zero = 0;
-  while (used_ != 56) update(&zero, 1);
-  uint8_t len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(bits >> (56 - 8 * i));
-  update(len, 8);
+  pad();
   uint8_t out[32];
   for (int i = 0; i < 8; ++i) {
     for (int j = 0; j < 4; ++j) out[4 * i + j] = static_cast<uint8_t>(h_[i] >> (24 - 8 * j));
@@ -148,19 +151,8 @@ void Md5::block(const uint8_t* p) {
   h_[0] += a; h_[1] += b; h_[2] += c; h_[3] += d;
 }
 
-void Md5::update(const void* data, std::size_t size) {
-  feed([this](const uint8_t* p) { block(p); }, buf_, used_, total_, data, size);
-}
-
 std::string Md5::hex() {
-  const uint64_t bits = total_ * 8;
-  const uint8_t pad = 0x80;
-  update(&pad, 1);
-  const uint8_t zero = 0;
-  while (used_ != 56) update(&zero, 1);
-  uint8_t len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(bits >> (8 * i));
-  update(len, 8);
+  pad();
   uint8_t out[16];
   for (int i = 0; i < 4; ++i) {
     for (int j = 0; j < 4; ++j) out[4 * i + j] = static_cast<uint8_t>(h_[i] >> (8 * j));

@@ -8,32 +8,40 @@
 
 namespace stylize {
 
-class Sha256 {
+// The Merkle–Damgård frame both hashes share: 64-byte blocks, 0x80 padding, and the message length
+// in bits at the end (big-endian for SHA-256, little-endian for MD5). Derived supplies block().
+template <typename Derived, bool kBigEndianLength>
+class BlockHash {
  public:
-  Sha256();
   void update(const void* data, std::size_t size);
-  std::string hex();  // finishes; call once
 
- private:
-  void block(const uint8_t* p);
-  std::array<uint32_t, 8> h_;
+ protected:
+  void pad();  // appends padding and length; the final block has been processed afterwards
   uint8_t buf_[64];
   std::size_t used_ = 0;
   uint64_t total_ = 0;
 };
 
-class Md5 {
+class Sha256 : public BlockHash<Sha256, true> {
  public:
-  Md5();
-  void update(const void* data, std::size_t size);
-  std::string hex();
+  Sha256();
+  std::string hex();  // finishes; call once
 
  private:
+  friend class BlockHash<Sha256, true>;
+  void block(const uint8_t* p);
+  std::array<uint32_t, 8> h_;
+};
+
+class Md5 : public BlockHash<Md5, false> {
+ public:
+  Md5();
+  std::string hex();  // finishes; call once
+
+ private:
+  friend class BlockHash<Md5, false>;
   void block(const uint8_t* p);
   std::array<uint32_t, 4> h_;
-  uint8_t buf_[64];
-  std::size_t used_ = 0;
-  uint64_t total_ = 0;
 };
 
 // Hex digests of a whole file; throws InputError if it cannot be read.

@@ -419,13 +419,7 @@ int run(BatchOptions& o) {
 }  // namespace
 
 int batch_main(int argc, char** argv) {
-  CLI::App app("stylize batch", "stylize batch");
-  BatchOptions o;
-  setup(app, o);
-  const int parsed = parse_or_exit(app, argc, argv);
-  if (parsed >= 0) return parsed;
-  init_logging(o.engine.quiet > 0 ? -1 : o.engine.verbose);
-  return run_guarded([&] { return run(o); });
+  return command_main<BatchOptions>("stylize batch", argc, argv, setup, run);
 }
 
 }  // namespace stylize::cli

@@ -25,6 +25,19 @@ bool interrupt_requested();
 void reset_interrupt();
 void request_interrupt();  // as if a signal had arrived (for shutdown paths that are not signals)
 
+// The whole life of a command whose options carry EngineFlags as `.engine`: parse, set up logging,
+// run with every exception turned into one error line and its exit code.
+template <typename Options, typename Setup, typename Run>
+int command_main(const std::string& name, int argc, char** argv, Setup setup, Run run) {
+  CLI::App app(name, name);
+  Options o;
+  setup(app, o);
+  const int parsed = parse_or_exit(app, argc, argv);
+  if (parsed >= 0) return parsed;
+  init_logging(o.engine.quiet > 0 ? -1 : o.engine.verbose);
+  return run_guarded([&] { return run(o); });
+}
+
 // A progress bar on a terminal, plain log lines every `print_every` iterations otherwise.
 class ProgressDisplay {
  public:

@@ -82,13 +82,7 @@ int run(ServeCommandOptions& o) {
 }  // namespace
 
 int serve_main(int argc, char** argv) {
-  CLI::App app("stylize serve", "stylize serve");
-  ServeCommandOptions o;
-  setup(app, o);
-  const int parsed = parse_or_exit(app, argc, argv);
-  if (parsed >= 0) return parsed;
-  init_logging(o.engine.quiet > 0 ? -1 : o.engine.verbose);
-  return run_guarded([&] { return run(o); });
+  return command_main<ServeCommandOptions>("stylize serve", argc, argv, setup, run);
 }
 
 }  // namespace stylize::cli

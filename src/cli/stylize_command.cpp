@@ -205,13 +205,7 @@ int run(const StylizeOptions& o) {
 }  // namespace
 
 int stylize_main(int argc, char** argv) {
-  CLI::App app("stylize", "stylize");
-  StylizeOptions o;
-  setup(app, o);
-  const int parsed = parse_or_exit(app, argc, argv);
-  if (parsed >= 0) return parsed;
-  init_logging(o.engine.quiet > 0 ? -1 : o.engine.verbose);
-  return run_guarded([&] { return run(o); });
+  return command_main<StylizeOptions>("stylize", argc, argv, setup, run);
 }
 
 }  // namespace stylize::cli
