@@ -124,7 +124,7 @@ def multiscale():
                                          str(SINGLE_ITERS), "--print-every", "1"])
     target = single["losses"]["final"]["total"]
     t_single = single["seconds"]["optimise"] + single["seconds"]["targets"]
-    coarse = [SINGLE_ITERS, SINGLE_ITERS // 2]
+    coarse = [SINGLE_ITERS // 2, SINGLE_ITERS // 4]  # cheap coarse scales; the 512 px scale decides
     multi, err_multi, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "multi.png"), "-s", "512", "--scales",
                                        "3", "-n", f"{coarse[0]},{coarse[1]},{SINGLE_ITERS}", "--print-every", "1"])
     curve = loss_curve(err_multi, "scale 3/3 ")
