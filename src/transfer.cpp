@@ -97,7 +97,7 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
     }
   } catch (const StopRequested&) {
     result.interrupted = true;
-    result.iterations = opts.line_search == LineSearch::none ? std::max(0, evals) : evals;
+    result.iterations = evals;  // each completed evaluation was one step's start
   } catch (const c10::Error& e) {
     const std::string what = e.what_without_backtrace();
     if (what.find("out of memory") != std::string::npos || what.find("Out of memory") != std::string::npos ||

@@ -38,6 +38,12 @@ struct RunResult {
 // Runs argv[0] with the arguments, capturing stdout and stderr (environment: current + `env`).
 RunResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
+// Starts argv[0] in the background with stderr going to `stderr_path` (for tests that signal it);
+// returns its pid, or -1 if it could not start.
+int spawn_background(const std::vector<std::string>& argv, const std::string& stderr_path);
+// Waits for it; the exit code, or 128 + signal.
+int wait_exit_code(int pid);
+
 // Relative difference |a - b| / max(|b|, tiny).
 double rel_diff(double a, double b);
 

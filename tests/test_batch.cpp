@@ -158,24 +158,14 @@ TEST_F(Batch, InterruptLeavesNoPartialFileAndARerunContinues) {
   std::vector<std::string> argv = {STYLIZE_BIN, "batch", "--job-file", dir / "jobs.jsonl", "--out-dir", dir / "out",
                                    "-s", "32", "-n", "100000", "--print-every", "1", "--report", dir / "r.json",
                                    "--weights", stylize::test::synthetic_weights_file()};
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, (dir / "stderr.txt").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid;
-  ASSERT_EQ(posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
+  const int pid = stylize::test::spawn_background(argv, dir / "stderr.txt");
+  ASSERT_GT(pid, 0);
   for (int i = 0; i < 600 && !exists(dir / "out/p1_starry.png"); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // job 2 is now optimising
   kill(pid, SIGINT);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_EQ(stylize::test::wait_exit_code(pid), 130);
   EXPECT_EQ(outputs(), (std::vector<std::string>{"p1_starry.png"})) << "no partial or temporary file";
   auto rep = report(dir / "r.json");
   EXPECT_EQ(rep["jobs"][1]["status"], "interrupted");

@@ -208,15 +208,8 @@ TEST_F(Cli, InterruptWritesTheBestImageSoFarAndExits130) {
   std::vector<std::string> argv = {STYLIZE_BIN, dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s",
                                    "48", "-n", "100000", "--report", dir / "r.json", "--weights",
                                    stylize::test::synthetic_weights_file()};
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, (dir / "stderr.txt").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid;
-  ASSERT_EQ(posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
+  const int pid = stylize::test::spawn_background(argv, dir / "stderr.txt");
+  ASSERT_GT(pid, 0);
   // Wait until the optimisation has started (first progress line), then interrupt.
   for (int i = 0; i < 600; ++i) {
     auto err = stylize::test::read_bytes(dir / "stderr.txt");
@@ -225,10 +218,7 @@ TEST_F(Cli, InterruptWritesTheBestImageSoFarAndExits130) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   kill(pid, SIGINT);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_EQ(stylize::test::wait_exit_code(pid), 130);
   EXPECT_TRUE(exists(dir / "out.png"));
   std::ifstream in(dir / "r.json");
   auto rep = nlohmann::json::parse(in);

@@ -302,15 +302,8 @@ TEST(Serve, SigtermDrainsRunningJobsThenExits) {
   TempDir dir;
   std::vector<std::string> argv = {STYLIZE_BIN, "serve", "--port", "0", "--weights",
                                    stylize::test::synthetic_weights_file(), "--drain-seconds", "60"};
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, (dir / "log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid;
-  ASSERT_EQ(posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
+  const int pid = stylize::test::spawn_background(argv, dir / "log");
+  ASSERT_GT(pid, 0);
   int port = 0;
   const std::regex listening("listening on http://127.0.0.1:([0-9]+)");
   for (int i = 0; i < 200 && port == 0; ++i) {
@@ -327,10 +320,7 @@ TEST(Serve, SigtermDrainsRunningJobsThenExits) {
   const std::string id = body(r)["id"];
   wait_for(c, id, "running");
   kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(stylize::test::wait_exit_code(pid), 0);
   auto b = stylize::test::read_bytes(dir / "log");
   const std::string log(b.begin(), b.end());
   EXPECT_NE(log.find("job " + id + " done"), std::string::npos) << "the running job finished first:\n" << log;
