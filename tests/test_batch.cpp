@@ -177,3 +177,18 @@ TEST_F(Batch, InterruptLeavesNoPartialFileAndARerunContinues) {
   EXPECT_EQ(outputs(), (std::vector<std::string>{"p1_starry.png", "p2_starry.png"}));
   EXPECT_EQ(report(dir / "r2.json")["totals"]["skipped"], 1);
 }
+
+TEST_F(Batch, OverwriteRedoesFinishedJobsAndExcludesSkipExisting) {
+  const std::vector<std::string> base = {"--style", dir / "starry.png", "--out-dir", dir / "out", dir / "photos/p1.png",
+                                         "-s", "24", "-n", "1", "--report", dir / "r.json"};
+  ASSERT_EQ(batch(base).exit_code, 0);
+  auto args = base;
+  args.push_back("--skip-existing");
+  ASSERT_EQ(batch(args).exit_code, 0);
+  EXPECT_EQ(report(dir / "r.json")["totals"]["skipped"], 1);
+  args.back() = "--overwrite";
+  ASSERT_EQ(batch(args).exit_code, 0);
+  EXPECT_EQ(report(dir / "r.json")["totals"]["done"], 1);
+  args.push_back("--skip-existing");
+  EXPECT_EQ(batch(args).exit_code, 2) << "contradictory flags are a usage error";
+}

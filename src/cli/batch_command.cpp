@@ -38,7 +38,7 @@ struct BatchOptions {
   std::string name = "{content}_{style}.{ext}";
   std::string ext = "png";
   bool overwrite = false;
-  bool skip_existing = true;
+  bool skip_existing = false;  // the default behaviour; the flag exists so scripts can say it
   bool fail_fast = false;
   bool dry_run = false;
   std::string report;
@@ -246,8 +246,8 @@ void setup(CLI::App& app, BatchOptions& o) {
   app.add_option("--ext", o.ext, "Output format for {ext}")
       ->check(CLI::IsMember({"png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"}))
       ->capture_default_str();
-  app.add_flag("--skip-existing,!--overwrite", o.skip_existing,
-               "Skip jobs whose output exists (default) / replace them");
+  auto* skip = app.add_flag("--skip-existing", o.skip_existing, "Skip jobs whose output already exists (the default)");
+  app.add_flag("--overwrite", o.overwrite, "Replace existing outputs instead of skipping those jobs")->excludes(skip);
   app.add_flag("--fail-fast", o.fail_fast, "Stop at the first failed job");
   app.add_flag("--dry-run", o.dry_run, "List the jobs and output names without loading the model");
   app.add_option("--report", o.report, "Write a JSON report: one entry per job and totals");
@@ -278,7 +278,7 @@ int run(BatchOptions& o) {
 
   size_t todo = 0;
   for (auto& job : jobs) {
-    if (job.setup_error.empty() && o.skip_existing && fs::exists(job.output)) {
+    if (job.setup_error.empty() && !o.overwrite && fs::exists(job.output)) {
       job.status = "skipped";
     } else {
       ++todo;
