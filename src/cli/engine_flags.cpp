@@ -98,7 +98,7 @@ void validate_engine_flags(const EngineFlags& f) {
     throw UsageError("--iterations has " + std::to_string(f.iterations.size()) + " values for " +
                      std::to_string(f.scales) + " scales; give one value or one per scale");
   }
-  if (scale_size(f, 0) < 32) {
+  if (f.scales > 1 && scale_size(f, 0) < 32) {
     throw UsageError("--scales " + std::to_string(f.scales) + " makes the first scale " +
                      std::to_string(scale_size(f, 0)) + " px; use fewer scales or a larger --size (>= 32 px)");
   }
