@@ -18,7 +18,21 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
+void check_size(const at::Tensor& rgb, int last_index, const char* what) {
+  check_working_size(static_cast<int>(rgb.size(3)), static_cast<int>(rgb.size(2)), last_index, what);
+}
+
 }  // namespace
+
+void check_working_size(int width, int height, int last_index, const std::string& what) {
+  const int need = vgg19_min_side(last_index);
+  if (height < need || width < need) {
+    const std::string layer = vgg19_layers()[static_cast<size_t>(last_index)].name;
+    throw UsageError(what + " is " + std::to_string(width) + "x" + std::to_string(height) + " px, but layer " + layer +
+                     " needs at least " + std::to_string(need) +
+                     " px on each side; use a larger --size (or --style-scale), or shallower layers");
+  }
+}
 
 Stylizer::Stylizer(const Vgg19Weights& weights, Preprocessing preprocessing, Pooling pooling, int last_index,
                    const at::Device& device)
@@ -32,7 +46,10 @@ Stylizer::Stylizer(const Vgg19Weights& weights, Preprocessing preprocessing, Poo
 StyleTargets Stylizer::style_targets(const LossWeights& loss, const std::vector<at::Tensor>& style_rgbs,
                                      const std::vector<double>& blend) const {
   std::vector<at::Tensor> inputs;
-  for (const auto& s : style_rgbs) inputs.push_back(preprocess(s.to(device_), preprocessing_));
+  for (const auto& s : style_rgbs) {
+    check_size(s, last_index(), "the style image at its working size");
+    inputs.push_back(preprocess(s.to(device_), preprocessing_));
+  }
   return compute_style_targets(*net_, loss, inputs, blend);
 }
 
@@ -46,6 +63,7 @@ at::Tensor Stylizer::to_rgb(const at::Tensor& input, const at::Tensor& content_r
 StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTargets& style, const StylizeParams& params,
                                 const TransferCallbacks& callbacks) const {
   StylizeOutput out;
+  check_size(content_rgb, last_index(), "the output");
   auto t0 = std::chrono::steady_clock::now();
   const at::Tensor content = preprocess(content_rgb.to(device_), preprocessing_);
   ContentTargets content_targets = compute_content_targets(*net_, params.loss, content);

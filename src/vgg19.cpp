@@ -37,6 +37,15 @@ int vgg19_layer_index(const std::string& name) {
                    "(e.g. relu4_2)");
 }
 
+int vgg19_min_side(int index) {
+  int side = 1;
+  for (const auto& l : vgg19_layers()) {
+    if (l.index >= index) break;
+    if (l.kind == Vgg19Layer::Kind::pool) side *= 2;
+  }
+  return side;
+}
+
 std::vector<std::string> vgg19_parameter_names(int last_index) {
   std::vector<std::string> names;
   for (const auto& l : vgg19_layers()) {

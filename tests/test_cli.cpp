@@ -182,6 +182,8 @@ TEST_F(Cli, BadFlagsAreUsageErrors) {
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--style-weight", "-1"}),
                        2, "--style-weight");
   expect_clean_failure(stylize({dir / "content.png", "-o", dir / "out.png"}), 2, "images");
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--size", "16"}), 2,
+                       "the output is 16x12 px, but layer relu5_1 needs at least 16 px on each side");
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--style-blend", "1,2"}),
                        2, "--style-blend has 2 weights for 1 style images");
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--optimizer", "sgd"}),

@@ -36,6 +36,10 @@ TEST(Vgg19, LayerNamesFollowTorchvisionIndices) {
   EXPECT_THROW(vgg19_layer_index("relu6_1"), UsageError);
   EXPECT_EQ(vgg19_parameter_shape("features.28.weight"), (std::vector<int64_t>{512, 512, 3, 3}));
   EXPECT_EQ(vgg19_parameter_names().size(), 32u);
+  EXPECT_EQ(vgg19_min_side(vgg19_layer_index("relu1_1")), 1);
+  EXPECT_EQ(vgg19_min_side(vgg19_layer_index("relu4_2")), 8);
+  EXPECT_EQ(vgg19_min_side(vgg19_layer_index("relu5_1")), 16);
+  EXPECT_EQ(vgg19_min_side(vgg19_layer_index("pool5")), 16);
 }
 
 TEST(Vgg19, ForwardGivesFeatureShapesAndStopsAtTheCut) {

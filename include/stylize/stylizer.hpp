@@ -65,6 +65,10 @@ class Stylizer {
   at::Device device_;
 };
 
+// The network halves the image at each pooling layer, so an image smaller than 2^(pools before the
+// deepest loss layer) fails deep inside LibTorch. This says so in words: UsageError naming `what`.
+void check_working_size(int width, int height, int last_index, const std::string& what);
+
 // Parses "auto", "cpu", "cuda", "cuda:N"; throws DeviceError when CUDA is asked for but absent.
 at::Device resolve_device(const std::string& spec);
 

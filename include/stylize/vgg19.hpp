@@ -31,6 +31,9 @@ int vgg19_layer_index(const std::string& name);
 std::vector<std::string> vgg19_parameter_names(int last_index = 36);
 std::vector<int64_t> vgg19_parameter_shape(const std::string& name);
 
+// Smallest image side (px) that still leaves at least one pixel at layer `index`: 2^(pools before it).
+int vgg19_min_side(int index);
+
 class Vgg19 {
  public:
   // `params` maps torchvision names to float tensors; only layers up to `last_index` are kept.

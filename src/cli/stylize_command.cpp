@@ -81,6 +81,23 @@ int run(const StylizeOptions& o) {
     init_file = load_image(f.init, "init image", max_pixels).rgb;
   }
   const double t_images = seconds_since(t);
+  {
+    // Too small for the deepest layer: say so before loading anything (checked for every scale).
+    LossWeights layers;
+    layers.content_layers = f.content_layers;
+    layers.style_layers = f.style_layers;
+    const int last = deepest_layer(layers);
+    for (int k = 0; k < f.scales; ++k) {
+      const int size = scale_size(f, k);
+      auto [cw, ch] = fit_longest(content_info.width, content_info.height, size);
+      check_working_size(cw, ch, last, "the output" + std::string(f.scales > 1 ? " at scale " + std::to_string(k + 1) : ""));
+      const int style_longest = std::max(16, static_cast<int>(std::lround(size * f.style_scale)));
+      for (const auto& s : style_files) {
+        auto [sw, sh] = fit_longest(s.width, s.height, style_longest);
+        check_working_size(sw, sh, last, "the style image at its working size");
+      }
+    }
+  }
 
   Engine engine = load_engine(f);
   install_interrupt_handler();
