@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 
 #include "stylize/error.hpp"
 
@@ -64,6 +66,9 @@ StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTarget
                                 const TransferCallbacks& callbacks) const {
   StylizeOutput out;
   check_size(content_rgb, last_index(), "the output");
+  if (!device_.is_cuda()) {
+    check_cpu_memory(static_cast<int>(content_rgb.size(3)), static_cast<int>(content_rgb.size(2)), params.optimizer);
+  }
   auto t0 = std::chrono::steady_clock::now();
   const at::Tensor content = preprocess(content_rgb.to(device_), preprocessing_);
   ContentTargets content_targets = compute_content_targets(*net_, params.loss, content);
@@ -94,6 +99,36 @@ StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTarget
   out.seconds_optimise = seconds_since(t0);
   out.rgb = to_rgb(out.transfer.input, content_rgb, params.original_colors);
   return out;
+}
+
+uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& optimizer) {
+  const uint64_t pixels = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
+  const uint64_t history = optimizer.kind == OptimizerKind::lbfgs ? 2ull * optimizer.lbfgs_history : 2ull;
+  return (370ull << 20) + pixels * 3000ull + pixels * 12ull * history;
+}
+
+uint64_t available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024ull;
+  }
+  return 0;
+}
+
+void check_cpu_memory(int width, int height, const OptimizerOptions& optimizer) {
+  const uint64_t need = estimate_cpu_peak_bytes(width, height, optimizer);
+  const uint64_t have = available_memory_bytes();
+  if (have == 0 || need <= have) return;
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "a %dx%d run needs about %.1f GB of memory, but %.1f GB is available; use a smaller --size, "
+                "a smaller --lbfgs-history (each entry costs %.1f GB here), or --optimizer adam",
+                width, height, need / 1e9, have / 1e9,
+                2.0 * 12.0 * static_cast<double>(width) * height / 1e9);
+  throw ResourceError(buf);
 }
 
 at::Device resolve_device(const std::string& spec) {

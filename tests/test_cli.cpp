@@ -190,6 +190,12 @@ TEST_F(Cli, BadFlagsAreUsageErrors) {
                        2, "--optimizer");
 }
 
+TEST_F(Cli, ARunTooLargeForMemoryIsRefusedAtTheStart) {
+  // 16384 px on the long side needs ~500 GB here: refused before anything is allocated.
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--size", "16384"}), 7,
+                       "needs about");
+}
+
 TEST_F(Cli, CudaAskedForButAbsentIsADeviceError) {
   if (at::hasCUDA()) GTEST_SKIP() << "this machine has CUDA";
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--device", "cuda"}), 6,

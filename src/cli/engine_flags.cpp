@@ -139,12 +139,7 @@ Engine load_engine(const EngineFlags& f) {
   e.stylizer = std::make_unique<Stylizer>(weights, e.preprocessing, f.pooling == "avg" ? Pooling::avg : Pooling::max,
                                           last_index, e.device);
   StylizeParams& p = e.params;
-  p.optimizer.kind = f.optimizer == "adam" ? OptimizerKind::adam : OptimizerKind::lbfgs;
-  p.optimizer.iterations = f.iterations.back();
-  p.optimizer.lbfgs_history = f.lbfgs_history;
-  p.optimizer.line_search = f.line_search == "strong-wolfe" ? LineSearch::strong_wolfe : LineSearch::none;
-  p.optimizer.learning_rate =
-      f.learning_rate.value_or(f.optimizer == "adam" ? 10.0 * input_units_per_level(e.preprocessing) : 1.0);
+  p.optimizer = engine_optimizer_options(f, e.preprocessing);
   p.seed = f.seed;
   p.original_colors = f.original_colors;
   p.init = f.init == "content" ? InitKind::content : f.init == "random" ? InitKind::random : InitKind::image;
@@ -152,6 +147,16 @@ Engine load_engine(const EngineFlags& f) {
   spdlog::info("weights {} ({} preprocessing), {} on {} thread(s)", e.weights_path, to_string(e.preprocessing),
                e.device.str(), e.threads);
   return e;
+}
+
+OptimizerOptions engine_optimizer_options(const EngineFlags& f, Preprocessing pre) {
+  OptimizerOptions o;
+  o.kind = f.optimizer == "adam" ? OptimizerKind::adam : OptimizerKind::lbfgs;
+  o.iterations = f.iterations.back();
+  o.lbfgs_history = f.lbfgs_history;
+  o.line_search = f.line_search == "strong-wolfe" ? LineSearch::strong_wolfe : LineSearch::none;
+  o.learning_rate = f.learning_rate.value_or(f.optimizer == "adam" ? 10.0 * input_units_per_level(pre) : 1.0);
+  return o;
 }
 
 at::Tensor load_content(const std::string& path, const EngineFlags& f, LoadedImage* info) {

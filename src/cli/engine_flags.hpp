@@ -69,6 +69,9 @@ void validate_engine_flags(const EngineFlags& f);
 at::Tensor load_content(const std::string& path, const EngineFlags& f, LoadedImage* info = nullptr);
 at::Tensor load_style(const std::string& path, const EngineFlags& f, LoadedImage* info = nullptr);
 
+// The optimiser settings the flags describe (what load_engine puts into Engine::params).
+OptimizerOptions engine_optimizer_options(const EngineFlags& f, Preprocessing p = Preprocessing::caffe);
+
 // Longest side and iterations of scale k (0 = coarsest) of a --scales run.
 int scale_size(const EngineFlags& f, int k);
 int scale_iterations(const EngineFlags& f, int k);

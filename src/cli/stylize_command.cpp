@@ -87,6 +87,8 @@ int run(const StylizeOptions& o) {
     layers.content_layers = f.content_layers;
     layers.style_layers = f.style_layers;
     const int last = deepest_layer(layers);
+    const auto [ow, oh] = fit_longest(content_info.width, content_info.height, f.size);
+    if (!resolve_device(f.device).is_cuda()) check_cpu_memory(ow, oh, engine_optimizer_options(f));
     for (int k = 0; k < f.scales; ++k) {
       const int size = scale_size(f, k);
       auto [cw, ch] = fit_longest(content_info.width, content_info.height, size);
