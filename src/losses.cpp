@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <numeric>
@@ -33,11 +34,36 @@ int deepest_layer(const LossWeights& w) {
   return deepest;
 }
 
+namespace {
+
+// G = s·F·Fᵀ with one matrix product each way. Autograd's own backward of mm(F, Fᵀ) runs two
+// C×C·C×HW products (one per operand), transposes one and adds them: at 512 px that costs
+// ~50 ms per iteration on relu1_1 alone. Here dF = s·(dG + dGᵀ)·F: the small C×C matrix is
+// symmetrised and a single product remains.
+struct GramFunction : torch::autograd::Function<GramFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& f, double scale) {
+    ctx->save_for_backward({f});
+    ctx->saved_data["scale"] = scale;
+    return at::mm(f, f.t()).mul_(scale);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const at::Tensor f = ctx->get_saved_variables()[0];
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const at::Tensor& dg = grads[0];
+    return {at::mm((dg + dg.t()).mul_(scale), f), at::Tensor()};
+  }
+};
+
+}  // namespace
+
 at::Tensor gram_matrix(const at::Tensor& features) {
   const int64_t c = features.size(1);
   const int64_t hw = features.size(2) * features.size(3);
   at::Tensor f = features.reshape({c, hw});
-  return at::mm(f, f.t()).div_(static_cast<double>(c * hw));
+  const double scale = 1.0 / static_cast<double>(c * hw);
+  if (!f.requires_grad()) return at::mm(f, f.t()).mul_(scale);  // targets: no autograd node needed
+  return GramFunction::apply(f, scale);
 }
 
 at::Tensor total_variation(const at::Tensor& x) {
