@@ -126,6 +126,24 @@ void ProgressDisplay::update(int iteration, int total, double loss, double secon
   }
 }
 
+void ProgressDisplay::update_transfer(uint64_t done, uint64_t total, double seconds) {
+  if (quiet_ || !tty_ || total == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (done != total && drawn_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+  last_draw_ = now;
+  const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
+  const double eta = rate > 0 ? static_cast<double>(total - done) / rate : -1;
+  const int width = 24;
+  const int filled = static_cast<int>(static_cast<double>(done) / static_cast<double>(total) * width);
+  std::string bar(static_cast<size_t>(std::min(filled, width)), '#');
+  bar.append(static_cast<size_t>(width - std::min(filled, width)), '.');
+  std::fprintf(stderr, "\r\x1b[K%s%3d%% [%s] %.1f/%.1f MB  %.1f MB/s  ETA %s", label_.c_str(),
+               static_cast<int>(100.0 * static_cast<double>(done) / static_cast<double>(total)), bar.c_str(), done / 1e6,
+               total / 1e6, rate / 1e6, format_duration(eta).c_str());
+  std::fflush(stderr);
+  drawn_ = true;
+}
+
 void ProgressDisplay::finish() {
   if (tty_ && drawn_) std::fprintf(stderr, "\n");
   drawn_ = false;

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -43,6 +44,8 @@ class ProgressDisplay {
  public:
   ProgressDisplay(int print_every, bool quiet, std::string label = "");
   void update(int iteration, int total, double loss, double seconds);
+  // The same bar for a download: bytes, MB/s and ETA (terminal only).
+  void update_transfer(uint64_t done, uint64_t total, double seconds);
   void finish();  // ends the bar's line
 
  private:

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 
 #include "commands.hpp"
@@ -58,10 +59,11 @@ int run_fetch(const FetchOptions& o, bool quiet) {
   req.download.stall_timeout_s = o.timeout;
   req.download.connect_timeout_s = std::min(30L, o.timeout);
   if (!o.out.empty()) check_output_folder(o.out);
-  ProgressDisplay bar(0, quiet || isatty(STDERR_FILENO) == 0, "download ");
+  ProgressDisplay bar(0, quiet, "download ");
   install_interrupt_handler();
+  const auto started = std::chrono::steady_clock::now();
   req.download.on_progress = [&](uint64_t done, uint64_t total) {
-    if (total > 0) bar.update(static_cast<int>(done / 1000000), static_cast<int>(total / 1000000), 0, 0);
+    bar.update_transfer(done, total, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     return !interrupt_requested();
   };
   const WeightsSource src = weights_source(o.source);
