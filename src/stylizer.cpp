@@ -7,7 +7,9 @@
 #include <torch/cuda.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -25,6 +27,10 @@ void check_size(const at::Tensor& rgb, int last_index, const char* what) {
 }
 
 }  // namespace
+
+int style_longest_side(int size, double style_scale) {
+  return std::max(16, static_cast<int>(std::lround(size * style_scale)));
+}
 
 void check_working_size(int width, int height, int last_index, const std::string& what) {
   const int need = vgg19_min_side(last_index);

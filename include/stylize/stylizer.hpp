@@ -65,6 +65,9 @@ class Stylizer {
   at::Device device_;
 };
 
+// Longest side of a style image's working copy: style_scale × the output's longest side (at least 16).
+int style_longest_side(int size, double style_scale);
+
 // The network halves the image at each pooling layer, so an image smaller than 2^(pools before the
 // deepest loss layer) fails deep inside LibTorch. This says so in words: UsageError naming `what`.
 void check_working_size(int width, int height, int last_index, const std::string& what);

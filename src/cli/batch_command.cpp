@@ -325,7 +325,7 @@ int run(BatchOptions& o) {
       EngineFlags jf = f;
       if (job.size) jf.size = *job.size;
       const at::Tensor content = load_content(job.content, jf, nullptr);
-      const int style_longest = std::max(16, static_cast<int>(std::lround(jf.size * jf.style_scale)));
+      const int style_longest = style_longest_side(jf.size, jf.style_scale);
       std::string key = std::to_string(style_longest);
       for (const auto& s : job.styles) key += "|" + fs::absolute(s).lexically_normal().string();
       for (double b : job.blend) key += "|" + std::to_string(b);

@@ -171,7 +171,7 @@ at::Tensor load_content(const std::string& path, const EngineFlags& f, LoadedIma
 
 at::Tensor load_style(const std::string& path, const EngineFlags& f, LoadedImage* info) {
   LoadedImage img = load_image(path, "style image", static_cast<int64_t>(f.max_megapixels * 1e6));
-  const int longest = std::max(16, static_cast<int>(std::lround(f.size * f.style_scale)));
+  const int longest = style_longest_side(f.size, f.style_scale);
   auto [w, h] = fit_longest(img.width, img.height, longest);
   at::Tensor out = resize_image(img.rgb, w, h);
   if (!img.conversion.empty()) spdlog::info("style image '{}': {}", path, img.conversion);

@@ -93,7 +93,7 @@ int run(const StylizeOptions& o) {
       const int size = scale_size(f, k);
       auto [cw, ch] = fit_longest(content_info.width, content_info.height, size);
       check_working_size(cw, ch, last, "the output" + std::string(f.scales > 1 ? " at scale " + std::to_string(k + 1) : ""));
-      const int style_longest = std::max(16, static_cast<int>(std::lround(size * f.style_scale)));
+      const int style_longest = style_longest_side(size, f.style_scale);
       for (const auto& s : style_files) {
         auto [sw, sh] = fit_longest(s.width, s.height, style_longest);
         check_working_size(sw, sh, last, "the style image at its working size");
@@ -113,7 +113,7 @@ int run(const StylizeOptions& o) {
     const int size = scale_size(f, k);
     auto [cw, ch] = fit_longest(content_info.width, content_info.height, size);
     content = resize_image(content_info.rgb, cw, ch);
-    const int style_longest = std::max(16, static_cast<int>(std::lround(size * f.style_scale)));
+    const int style_longest = style_longest_side(size, f.style_scale);
     std::vector<at::Tensor> styles;
     style_json = nlohmann::json::array();
     for (size_t i = 0; i < style_files.size(); ++i) {

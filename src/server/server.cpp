@@ -176,7 +176,7 @@ const StyleTargets& Server::named_style_targets(const std::string& style_id, int
   auto it = target_cache_.find(key);
   if (it != target_cache_.end()) return *it->second;
   LoadedImage img = load_image(styles_.at(style_id), "style image", opt_.max_pixels);
-  const int longest = std::max(16, static_cast<int>(std::lround(size * opt_.style_scale)));
+  const int longest = style_longest_side(size, opt_.style_scale);
   auto [w, h] = fit_longest(img.width, img.height, longest);
   auto targets = std::make_unique<StyleTargets>(stylizer_.style_targets(defaults_.loss, {resize_image(img.rgb, w, h)}, {}));
   spdlog::info("style '{}' targets computed at {} px (cached)", style_id, size);
@@ -343,7 +343,7 @@ void Server::routes() {
         const auto style = req.get_file_value("style");
         LoadedImage s = decode_image(std::vector<uint8_t>(style.content.begin(), style.content.end()),
                                      style.filename.empty() ? "style" : style.filename, "style image", opt_.max_pixels);
-        const int longest = std::max(16, static_cast<int>(std::lround(size * opt_.style_scale)));
+        const int longest = style_longest_side(size, opt_.style_scale);
         auto [sw, sh] = fit_longest(s.width, s.height, longest);
         job->style = resize_image(s.rgb, sw, sh);
       } else if (field(req, "style_id", text)) {
