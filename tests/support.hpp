@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,18 @@ RunResult run_command(const std::vector<std::string>& argv, const std::vector<st
 int spawn_background(const std::vector<std::string>& argv, const std::string& stderr_path);
 // Waits for it; the exit code, or 128 + signal.
 int wait_exit_code(int pid);
+
+// What `f` throws as E, as its message; kNoError when it throws nothing (other exceptions escape).
+inline const std::string kNoError = "(no error of the expected class)";
+template <typename E>
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return kNoError;
+}
 
 // Relative difference |a - b| / max(|b|, tiny).
 double rel_diff(double a, double b);

@@ -22,12 +22,7 @@ std::vector<uint8_t> encode_mat(const cv::Mat& m, const std::string& ext) {
 }
 
 std::string input_error(const std::vector<uint8_t>& bytes, int64_t max_pixels = kDefaultMaxPixels) {
-  try {
-    decode_image(bytes, "x.img", "content image", max_pixels);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no InputError)";
+  return stylize::test::error_of<InputError>([&] { decode_image(bytes, "x.img", "content image", max_pixels); });
 }
 
 // A JPEG with an EXIF APP1 segment carrying `orientation`, inserted right after SOI.
@@ -158,15 +153,10 @@ TEST(Image, FitLongestAndResize) {
 TEST(Image, OutputPathChecks) {
   TempDir dir;
   auto output_error = [](const std::string& path) {
-    try {
-      check_output_image_path(path);
-    } catch (const OutputError& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no OutputError)");
+    return stylize::test::error_of<OutputError>([&] { check_output_image_path(path); });
   };
   EXPECT_NE(output_error(dir / "a.gif").find("unknown image extension '.gif'"), std::string::npos);
   EXPECT_NE(output_error(dir / "noext").find("unknown image extension"), std::string::npos);
   EXPECT_NE(output_error(dir / "missing/a.png").find("does not exist"), std::string::npos);
-  EXPECT_EQ(output_error(dir / "ok.PNG"), "(no OutputError)");
+  EXPECT_EQ(output_error(dir / "ok.PNG"), stylize::test::kNoError);
 }

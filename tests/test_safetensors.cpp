@@ -31,14 +31,7 @@ void write_raw(const std::string& path, const std::string& header, const std::st
   stylize::test::write_bytes(path, bytes);
 }
 
-std::string weights_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const WeightsError& e) {
-    return e.what();
-  }
-  return "(no WeightsError thrown)";
-}
+std::string weights_error(const std::function<void()>& f) { return stylize::test::error_of<WeightsError>(f); }
 
 // The synthetic VGG19 tensors in order, optionally changed by `edit` before writing.
 std::vector<std::pair<std::string, at::Tensor>> vgg_tensors() {

@@ -22,6 +22,7 @@
 using namespace stylize;
 using stylize::test::HttpServer;
 using stylize::test::ServerBehaviour;
+using stylize::test::error_of;
 using stylize::test::TempDir;
 
 namespace {
@@ -41,16 +42,6 @@ void expect_exact(const std::string& converted) {
   Vgg19Weights w = load_vgg19_weights(converted);
   ASSERT_EQ(w.params.size(), 32u);
   for (const auto& [name, t] : w.params) EXPECT_TRUE(at::equal(t, params().at(name))) << name;
-}
-
-template <typename E>
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no error of the expected class)";
 }
 
 // A torchvision-style safetensors file: features plus a large classifier that ranged fetches skip.
