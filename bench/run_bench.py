@@ -3,14 +3,16 @@
 BENCHMARKS.md. Run through scripts/bench.sh, which builds in Release first. Every number in the
 report is measured in this run; ratios compare the two implementations side by side.
 
-Environment knobs: BENCH_REPEATS (3), BENCH_SINGLE_ITERS (200: the single-scale run that sets the
-target loss), BENCH_IMAGES (../shared/images).
+Environment knobs: BENCH_REPEATS (3), BENCH_SINGLE_ITERS (1000: the single-scale run that sets the
+target loss), BENCH_COARSE (200,100: iterations at the two coarse scales), BENCH_IMAGES
+(../shared/images).
 """
 import datetime
 import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -23,7 +25,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "stylize")
 IMAGES = os.environ.get("BENCH_IMAGES", os.path.join(ROOT, "..", "shared", "images"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-SINGLE_ITERS = int(os.environ.get("BENCH_SINGLE_ITERS", "200"))
+SINGLE_ITERS = int(os.environ.get("BENCH_SINGLE_ITERS", "1000"))
+# Iterations at 128 and 256 px before the 512 px scale of the multi-scale run (chosen from loss
+# curves measured on this machine: see the multi-scale section of BENCHMARKS.md).
+COARSE = [int(v) for v in os.environ.get("BENCH_COARSE", "200,100").split(",")]
 THREADS = os.cpu_count()
 CONTENT = os.path.join(IMAGES, "tubingen.jpg")
 STYLE = os.path.join(IMAGES, "starry_night.jpg")
@@ -90,6 +95,43 @@ def vgg_flops(h, w, last=29):
     return 2 * flops + grams
 
 
+def network_floor_seconds(h, w, repeats=3):
+    """The arithmetic of one iteration and nothing else: each conv layer up to conv5_1 run alone,
+    forward and input gradient (torch's convolution_backward, input only), in the memory layout the
+    engine uses for it (channels-last up to pool2, NCHW after; see src/vgg19.cpp), plus the Gram
+    products of the five style layers (F·Fᵀ forward, one product backward). What an iteration would
+    cost if ReLU, pooling, the other loss terms and autograd were free: the floor for this network
+    on this library. Random tensors of the real shapes; the time does not depend on the values."""
+    torch.set_num_threads(THREADS)
+
+    def timed(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    blocks, widths, cin, total = [2, 2, 4, 4, 4], [64, 128, 256, 512, 512], 3, 0.0
+    for b, n in enumerate(blocks):
+        fmt = torch.channels_last if b < 2 else torch.contiguous_format
+        for layer in range(n if b < 4 else 1):  # block 5 stops at conv5_1 (relu5_1 is the deepest loss layer)
+            x = torch.randn(1, cin, h, w).contiguous(memory_format=fmt)
+            wt = torch.randn(widths[b], cin, 3, 3)
+            bias = torch.randn(widths[b])
+            go = torch.randn(1, widths[b], h, w).contiguous(memory_format=fmt)
+            total += timed(lambda: (torch.conv2d(x, wt, bias, padding=1), torch.ops.aten.convolution_backward(
+                go, x, wt, [widths[b]], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False])))
+            if layer == 0:  # relu{b+1}_1 is a style layer: its Gram matrix and the Gram's backward
+                feats = torch.randn(h * w, widths[b]).t() if b < 2 else torch.randn(widths[b], h * w)
+                sym = torch.randn(widths[b], widths[b])
+                total += timed(lambda: (feats @ feats.t(), sym @ feats))
+            cin = widths[b]
+        h, w = h // 2, w // 2
+    return total
+
+
 def median(xs):
     return statistics.median(xs)
 
@@ -114,29 +156,45 @@ def per_iteration(size, iters):
     return s
 
 
-def loss_curve(stderr, scale_prefix=""):
+def run_until_loss(args, scale_prefix, target):
+    """Runs stylize with a line per iteration and interrupts it (Ctrl-C: it keeps the best image and
+    still writes its report) once an iteration at the scale named by `scale_prefix` reaches `target`.
+    Returns the report and that iteration (None when the run ended first)."""
+    rep = os.path.join(TMP, "report-until.json")
+    cmd = [BIN] + args + ["--print-every", "1", "--weights", WEIGHTS, "--threads", str(THREADS), "--report", rep]
     pat = re.compile(re.escape(scale_prefix) + r"iteration (\d+)/\d+\s+loss ([0-9.e+-]+)")
-    return [(int(m.group(1)), float(m.group(2))) for m in pat.finditer(stderr)]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    reached = None
+    for line in p.stderr:
+        m = pat.search(line)
+        if m and float(m.group(2)) <= target:
+            reached = int(m.group(1))
+            p.send_signal(signal.SIGINT)
+            break
+    p.stderr.read()
+    if p.wait() not in (0, 130):
+        raise SystemExit(f"stylize failed: {' '.join(cmd)}")
+    return json.load(open(rep)), reached
 
 
 def multiscale():
-    single, err_single, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "single.png"), "-s", "512", "-n",
-                                         str(SINGLE_ITERS), "--print-every", "1"])
+    single, err, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "single.png"), "-s", "512", "-n",
+                                  str(SINGLE_ITERS), "--print-every", "100"])
+    curve = [(int(m.group(1)), float(m.group(2)))
+             for m in re.finditer(r"iteration (\d+)/\d+\s+loss ([0-9.e+-]+)", err)]
     target = single["losses"]["final"]["total"]
     t_single = single["seconds"]["optimise"] + single["seconds"]["targets"]
-    coarse = [SINGLE_ITERS // 2, SINGLE_ITERS // 4]  # cheap coarse scales; the 512 px scale decides
-    multi, err_multi, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "multi.png"), "-s", "512", "--scales",
-                                       "3", "-n", f"{coarse[0]},{coarse[1]},{SINGLE_ITERS}", "--print-every", "1"])
-    curve = loss_curve(err_multi, "scale 3/3 ")
-    reached = next((i for i, l in curve if l <= target), None)
+    log(f"single-scale {SINGLE_ITERS} iterations: loss {target:.6g} in {t_single:.0f} s")
+    multi, reached = run_until_loss([CONTENT, STYLE, "-o", os.path.join(TMP, "multi.png"), "-s", "512", "--scales",
+                                     "3", "-n", f"{COARSE[0]},{COARSE[1]},{SINGLE_ITERS}"], "scale 3/3 ", target)
     sc = multi["scales"]
     t_coarse = sum(s["seconds_optimise"] + s["seconds_style_targets"] for s in sc[:2])
     spi_final = sc[2]["seconds_per_iteration"]
     t_multi = t_coarse + (reached if reached else SINGLE_ITERS) * spi_final + sc[2]["seconds_style_targets"]
     return {"target": target, "t_single": t_single, "reached": reached, "t_multi": t_multi, "t_coarse": t_coarse,
-            "multi_final": multi["losses"]["final"]["total"], "coarse": coarse,
+            "multi_final": multi["losses"]["final"]["total"], "coarse": COARSE,
             "start_loss_512": sc[2]["losses"]["initial"]["total"],
-            "single_start_loss": single["losses"]["initial"]["total"]}
+            "single_start_loss": single["losses"]["initial"]["total"], "single_curve": curve}
 
 
 def batch():
@@ -166,6 +224,9 @@ def main():
     log(f"machine: sgemm {sgemm:.1f} GFLOP/s, conv {conv:.1f} GFLOP/s")
     sizes = {256: 10, 512: 6, 1024: 3}
     rows = {s: per_iteration(s, n) for s, n in sizes.items()}
+    for r in rows.values():
+        r["floor"] = network_floor_seconds(r["h"], r["w"])
+        log(f"{r['w']}x{r['h']}: this network's convolutions and Gram products alone {r['floor']:.3f} s")
     log("multi-scale vs single-scale (this takes a while)")
     ms = multiscale()
     log("batch vs one process per image")
@@ -200,14 +261,21 @@ def main():
              "parity fixture. Medians of " + str(REPEATS) + " runs.\n")
     L.append(f"Machine floor: sgemm 2048² **{sgemm:.1f} GFLOP/s**, 3×3 convolution (256→256, 128²) **{conv:.1f} GFLOP/s**.\n")
     L.append("## Time per L-BFGS iteration\n")
-    L.append("| size | stylize s/it | reference s/it | ratio (stylize/ref) | GFLOP/it | stylize GFLOP/s | % of conv floor |")
-    L.append("| --- | --- | --- | --- | --- | --- | --- |")
+    L.append("| size | stylize s/it | reference s/it | ratio (stylize/ref) | GFLOP/it | stylize GFLOP/s "
+             "| % of conv floor | arithmetic alone s/it | % of arithmetic alone |")
+    L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for s, r in rows.items():
         fl = vgg_flops(r["h"], r["w"]) / 1e9
         L.append(f"| {r['w']}×{r['h']} | {r['spi']:.3f} | {r['spi_ref']:.3f} | {r['spi'] / r['spi_ref']:.2f} | "
-                 f"{fl:.0f} | {fl / r['spi']:.1f} | {100 * fl / r['spi'] / conv:.0f}% |")
+                 f"{fl:.0f} | {fl / r['spi']:.1f} | {100 * fl / r['spi'] / conv:.0f}% | {r['floor']:.3f} | "
+                 f"{100 * r['floor'] / r['spi']:.0f}% |")
     L.append("\nGFLOP/it counts the convolutions up to relu5_1 forward and their input-gradient pass (weights are "
-             "frozen, so no weight gradients), plus the Gram products; the floor is the convolution rate above.\n")
+             "frozen, so no weight gradients), plus the Gram products; the floor is the convolution rate above. "
+             "*Arithmetic alone* runs each of this network's conv layers by itself, forward and input gradient, in "
+             "the layout the engine uses, plus the five Gram products and their backward "
+             "(`network_floor_seconds` in bench/run_bench.py): the time an iteration would take if ReLU, pooling, "
+             "the elementwise loss terms and autograd cost nothing. The last column is how close an iteration "
+             "comes to that floor.\n")
     L.append("## Load + targets, peak memory\n")
     L.append("| size | stylize load+targets s | reference s | ratio | stylize peak RSS MiB | reference MiB | ratio |")
     L.append("| --- | --- | --- | --- | --- | --- | --- |")
@@ -223,8 +291,14 @@ def main():
     L.append(f"Target: the loss a single-scale {SINGLE_ITERS}-iteration run reaches at 512 px, "
              f"**{ms['target']:.4g}**, in {ms['t_single']:.0f} s (targets + optimisation). "
              f"`--scales 3 -n {ms['coarse'][0]},{ms['coarse'][1]},{SINGLE_ITERS}` (128 → 256 → 512 px): {verdict}. "
+             "The multi-scale run is stopped (Ctrl-C) as soon as a 512 px iteration reaches the target, and its time "
+             "is the coarse scales plus that many 512 px iterations at the measured rate, plus the 512 px targets. "
              f"Its first 512 px loss is {ms['start_loss_512']:.4g} against {ms['single_start_loss']:.4g} for the "
              "content start. Losses are measured at 512 px both ways.\n")
+    if ms["single_curve"]:
+        L.append("Single-scale loss on the way (most of the 1000 iterations polish the last few percent, which is "
+                 "where a better start pays): " + ", ".join(f"{i}: {l:.4g}" for i, l in ms["single_curve"]
+                                                             if i in (100, 200, 300, 500, 700, 900)) + ".\n")
     L.append("## Batch vs one process per image\n")
     L.append(f"{b['n']} photos × 1 style at 256 px, 20 iterations: `stylize batch` **{b['batch']:.2f} s/image** "
              f"({b['loads']} model load, style targets computed {b['targets']} time) vs one `stylize` process per "

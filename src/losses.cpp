@@ -1,6 +1,7 @@
 #include "stylize/losses.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -36,34 +37,100 @@ int deepest_layer(const LossWeights& w) {
 
 namespace {
 
+// a·b with the work split over ATen's threads, by the longest of the three dimensions: rows of a,
+// columns of b, or the inner one (partial products, summed). BLAS runs single-threaded in this
+// program (configure_threads in stylizer.cpp), and the Gram products are long and thin (64×196608
+// at relu1_1 for 512 px), so their parallelism has to come from here.
+at::Tensor parallel_mm(const at::Tensor& a, const at::Tensor& b) {
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  const int64_t parts = at::get_num_threads();
+  if (!a.is_cpu() || parts < 2 || m * n * k < (int64_t{1} << 22)) return at::mm(a, b);
+  auto range = [&](int64_t length, int64_t part) {
+    const int64_t begin = length * part / parts;
+    return std::make_pair(begin, length * (part + 1) / parts - begin);
+  };
+  if (k >= m && k >= n) {
+    at::Tensor partial = at::empty({parts, m, n}, a.options());
+    at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
+      for (int64_t p = first; p < last; ++p) {
+        const auto [begin, length] = range(k, p);
+        at::Tensor slot = partial[p];
+        at::mm_out(slot, a.narrow(1, begin, length), b.narrow(0, begin, length));
+      }
+    });
+    return partial.sum(0);
+  }
+  at::Tensor out = at::empty({m, n}, a.options());
+  const bool by_rows = m >= n;
+  at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      if (by_rows) {
+        const auto [begin, length] = range(m, p);
+        at::Tensor rows = out.narrow(0, begin, length);
+        at::mm_out(rows, a.narrow(0, begin, length), b);
+      } else {  // a column block of a row-major matrix: BLAS writes it in place with ldc = n
+        const auto [begin, length] = range(n, p);
+        at::Tensor columns = out.narrow(1, begin, length);
+        at::mm_out(columns, a, b.narrow(1, begin, length));
+      }
+    }
+  });
+  return out;
+}
+
+// The C×HW feature matrix F of a [1, C, H, W] activation, without a copy. An NCHW tensor is F
+// itself; a channels-last one (see vgg19.cpp) is stored as Fᵀ (HW×C), and BLAS takes the transpose
+// for free, where reshape would copy a full activation.
+at::Tensor feature_matrix(const at::Tensor& features) {
+  const int64_t c = features.size(1);
+  const int64_t hw = features.size(2) * features.size(3);
+  if (features.is_contiguous(at::MemoryFormat::ChannelsLast) && !features.is_contiguous()) {
+    return features.permute({0, 2, 3, 1}).view({hw, c}).t();
+  }
+  return features.reshape({c, hw});
+}
+
 // G = s·F·Fᵀ with one matrix product each way. Autograd's own backward of mm(F, Fᵀ) runs two
 // C×C·C×HW products (one per operand), transposes one and adds them: at 512 px that costs
 // ~50 ms per iteration on relu1_1 alone. Here dF = s·(dG + dGᵀ)·F: the small C×C matrix is
-// symmetrised and a single product remains.
+// symmetrised and a single product remains. The gradient is returned in the activation's own
+// memory layout, so that it adds to the gradient from the next layer without a strided copy.
 struct GramFunction : torch::autograd::Function<GramFunction> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& f, double scale) {
-    ctx->save_for_backward({f});
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& features, double scale) {
+    ctx->save_for_backward({features});
     ctx->saved_data["scale"] = scale;
-    return at::mm(f, f.t()).mul_(scale);
+    const at::Tensor f = feature_matrix(features);
+    return parallel_mm(f, f.t()).mul_(scale);
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
-    const at::Tensor f = ctx->get_saved_variables()[0];
+    const at::Tensor features = ctx->get_saved_variables()[0];
     const double scale = ctx->saved_data["scale"].toDouble();
     const at::Tensor& dg = grads[0];
-    return {at::mm((dg + dg.t()).mul_(scale), f), at::Tensor()};
+    const at::Tensor sym = (dg + dg.t()).mul_(scale);
+    const at::Tensor f = feature_matrix(features);
+    at::Tensor df;
+    if (f.is_contiguous()) {
+      df = parallel_mm(sym, f).view(features.sizes());
+    } else {  // f = Mᵀ with M the HW×C storage: dM = M·sym (sym is symmetric), in the same layout
+      const at::Tensor m = f.t();
+      df = parallel_mm(m, sym)
+               .view({features.size(0), features.size(2), features.size(3), features.size(1)})
+               .permute({0, 3, 1, 2});
+    }
+    return {df, at::Tensor()};
   }
 };
 
 }  // namespace
 
 at::Tensor gram_matrix(const at::Tensor& features) {
-  const int64_t c = features.size(1);
-  const int64_t hw = features.size(2) * features.size(3);
-  at::Tensor f = features.reshape({c, hw});
-  const double scale = 1.0 / static_cast<double>(c * hw);
-  if (!f.requires_grad()) return at::mm(f, f.t()).mul_(scale);  // targets: no autograd node needed
-  return GramFunction::apply(f, scale);
+  const double scale = 1.0 / static_cast<double>(features.numel());
+  if (!features.requires_grad()) {  // targets: no autograd node needed
+    const at::Tensor f = feature_matrix(features);
+    return parallel_mm(f, f.t()).mul_(scale);
+  }
+  return GramFunction::apply(features, scale);
 }
 
 at::Tensor total_variation(const at::Tensor& x) {
@@ -108,7 +175,7 @@ ContentTargets compute_content_targets(const Vgg19& net, const LossWeights& w, c
   ContentTargets t;
   const auto idx = indices_of(w.content_layers);
   if (idx.empty()) return t;
-  for (auto& f : net.forward(content, idx)) t.features.push_back(f.clone());
+  for (auto& f : net.forward(content, idx)) t.features.push_back(f.clone(at::MemoryFormat::Contiguous));
   return t;
 }
 

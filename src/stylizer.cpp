@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <torch/cuda.h>
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -169,6 +170,16 @@ int configure_threads(int threads) {
     threads = n > 0 ? static_cast<int>(n) : 1;
   }
   at::set_num_threads(threads);
+  // Debian's LibTorch does its matrix products through libblas.so.3, which is usually OpenBLAS with
+  // a thread pool of its own beside ATen's OpenMP one. After each product those threads spin before
+  // sleeping, and with ATen already using every core the element-wise operations that follow each
+  // Gram product wait for them (~8 ms stalls seen in a profile; 512 px iteration 1.05 → 0.99 s on 2
+  // cores). One BLAS thread removes the contention; the Gram products split their work over ATen's
+  // threads themselves (losses.cpp). Looked up at run time: a different BLAS simply lacks the symbol.
+  using SetThreads = void (*)(int);
+  if (auto set_blas_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set_blas_threads(1);
+  }
   return threads;
 }
 

@@ -1,5 +1,6 @@
 // The engine on tiny tensors: layer naming, the cut network, preprocessing, losses, the optimiser.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
@@ -103,6 +104,39 @@ TEST(Losses, GramAndTotalVariationValues) {
   // x = [[0, 1], [3, 5]] one channel: vertical (3-0)²+(5-1)² = 25, horizontal 1²+2² = 5.
   at::Tensor x = at::tensor({0.0f, 1.0f, 3.0f, 5.0f}).view({1, 1, 2, 2});
   EXPECT_FLOAT_EQ(total_variation(x).item<float>(), 30.0f);
+}
+
+TEST(Losses, GramAndItsGradientAreTheSameInEitherMemoryLayout) {
+  // The early VGG layers run channels-last on CPU; the Gram must read that layout in place and
+  // hand back a gradient equal to the NCHW one. The large shape takes the threaded products
+  // (split by inner dimension forward; by rows or by columns backward), the small one plain BLAS.
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(2);
+  at::manual_seed(3);
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 5, 4, 3}, {1, 16, 256, 130}}) {
+    at::Tensor base = at::randn(shape);
+    const int64_t c = shape[1], hw = shape[2] * shape[3];
+    at::Tensor upstream = at::randn({c, c});
+    auto grad_of = [&](const at::Tensor& layout) {
+      at::Tensor f = layout.detach().requires_grad_(true);
+      at::Tensor g = gram_matrix(f);
+      (g * upstream).sum().backward();
+      return std::make_pair(g.detach(), f.grad());
+    };
+    auto [g_nchw, d_nchw] = grad_of(base.contiguous());
+    auto [g_nhwc, d_nhwc] = grad_of(base.contiguous(at::MemoryFormat::ChannelsLast));
+    EXPECT_TRUE(d_nhwc.is_contiguous(at::MemoryFormat::ChannelsLast)) << "gradient keeps the activation's layout";
+    // Against the definitions in double: G = F·Fᵀ/(C·H·W), dF = (U + Uᵀ)·F/(C·H·W).
+    at::Tensor f64 = base.to(at::kDouble).view({c, hw});
+    at::Tensor g_expected = at::mm(f64, f64.t()).div(base.numel()).to(at::kFloat);
+    at::Tensor d_expected = at::mm((upstream + upstream.t()).to(at::kDouble), f64).div(base.numel());
+    d_expected = d_expected.to(at::kFloat).view(shape);
+    for (const auto& [g, d] : {std::make_pair(g_nchw, d_nchw), std::make_pair(g_nhwc, d_nhwc)}) {
+      EXPECT_TRUE(at::allclose(g, g_expected, 1e-4, 1e-6)) << "shape " << base.sizes();
+      EXPECT_TRUE(at::allclose(d, d_expected, 1e-4, 1e-6)) << "shape " << base.sizes();
+    }
+  }
+  at::set_num_threads(threads_before);
 }
 
 TEST(Losses, StyleBlendIsNormalisedWeightedSumOfGrams) {

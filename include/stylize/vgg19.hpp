@@ -42,6 +42,8 @@ class Vgg19 {
 
   // x: [1, 3, H, W] preprocessed input. Returns the activations at `layer_indices` (any order,
   // each <= last_index), in the order given. Runs only as deep as the deepest index asked for.
+  // On CPU some activations come back channels-last (a layout measured faster for oneDNN; see
+  // vgg19.cpp): same values and shape, other strides, so use reshape rather than view on them.
   std::vector<at::Tensor> forward(const at::Tensor& x, const std::vector<int>& layer_indices) const;
 
   void to(const at::Device& device);
@@ -52,6 +54,7 @@ class Vgg19 {
   std::map<int, std::pair<at::Tensor, at::Tensor>> conv_;  // index -> (weight, bias)
   Pooling pooling_;
   int last_index_;
+  bool cpu_ = true;  // memory layout choices are measured for oneDNN; CUDA keeps NCHW
 };
 
 }  // namespace stylize
