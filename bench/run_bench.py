@@ -58,21 +58,23 @@ def run_reference(size, iterations):
 
 
 def machine_rates():
+    """Peak sgemm and 3×3 convolution rates: the best of several single timings, since a floor is
+    what the machine can do, and this host's speed drifts from minute to minute."""
     torch.set_num_threads(THREADS)
+
+    def best(fn, n=7):
+        fn(), fn()
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    for _ in range(2):
-        a @ b
-    t = time.perf_counter()
-    for _ in range(5):
-        a @ b
-    sgemm = 5 * 2 * 2048 ** 3 / (time.perf_counter() - t) / 1e9
+    sgemm = 2 * 2048 ** 3 / best(lambda: a @ b) / 1e9
     x, w = torch.randn(1, 256, 128, 128), torch.randn(256, 256, 3, 3)
-    for _ in range(2):
-        torch.conv2d(x, w, padding=1)
-    t = time.perf_counter()
-    for _ in range(5):
-        torch.conv2d(x, w, padding=1)
-    conv = 5 * 2 * 9 * 256 * 256 * 128 * 128 / (time.perf_counter() - t) / 1e9
+    conv = 2 * 9 * 256 * 256 * 128 * 128 / best(lambda: torch.conv2d(x, w, padding=1)) / 1e9
     return sgemm, conv
 
 
@@ -137,13 +139,16 @@ def median(xs):
 
 
 def per_iteration(size, iters):
-    ours, ref = [], []
+    # The floor is measured between the runs it is compared with: this machine's speed drifts by tens of
+    # percent over minutes (a shared host), and interleaving keeps the comparison to the same moment.
+    ours, ref, floor = [], [], []
     for r in range(REPEATS):
         rep, _, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "o.png"), "-s", str(size), "-n", str(iters), "-q"])
         ours.append(rep)
         ref.append(run_reference(size, iters))
+        floor.append(network_floor_seconds(rep["output"]["height"], rep["output"]["width"], repeats=1))
         log(f"{size}px repeat {r + 1}: stylize {rep['seconds_per_iteration']:.3f} s/it, "
-            f"reference {ref[-1]['seconds_per_iteration']:.3f} s/it")
+            f"reference {ref[-1]['seconds_per_iteration']:.3f} s/it, arithmetic alone {floor[-1]:.3f} s")
     s = {
         "w": ours[0]["output"]["width"], "h": ours[0]["output"]["height"],
         "spi": median([o["seconds_per_iteration"] for o in ours]),
@@ -152,6 +157,7 @@ def per_iteration(size, iters):
         "load_ref": median([o["seconds_load_targets"] for o in ref]),
         "rss": median([o["peak_memory_mib"] for o in ours]),
         "rss_ref": median([o["peak_memory_mib"] for o in ref]),
+        "floor": median(floor),
     }
     return s
 
@@ -197,6 +203,22 @@ def multiscale():
             "single_start_loss": single["losses"]["initial"]["total"], "single_curve": curve}
 
 
+def memory_levers(size=256, iterations=110):
+    """Peak RSS with the two memory levers, long enough for a 100-entry L-BFGS history to fill."""
+    out = {}
+    for name, args in (("lbfgs-100", ["--lbfgs-history", "100"]), ("lbfgs-10", ["--lbfgs-history", "10"]),
+                       ("adam", ["--optimizer", "adam"])):
+        rep, _, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "m.png"), "-s", str(size), "-n",
+                                 str(iterations), "-q"] + args)
+        out[name] = rep["peak_memory_mib"]
+        out["pixels"] = rep["output"]["width"] * rep["output"]["height"]
+        out["size"] = f"{rep['output']['width']}×{rep['output']['height']}"
+    # Bytes per output pixel that one history entry costs, measured: 100 vs 10 entries.
+    out["entry_bytes_per_px"] = (out["lbfgs-100"] - out["lbfgs-10"]) * 2 ** 20 / (90 * out["pixels"])
+    out["iterations"] = iterations
+    return out
+
+
 def batch():
     photos = [os.path.join(IMAGES, n) for n in ("tubingen.jpg", "golden_gate.jpg", "hoovertowernight.jpg", "shipwreck.jpg")]
     out1, out2 = os.path.join(TMP, "b1"), os.path.join(TMP, "b2")
@@ -224,24 +246,24 @@ def main():
     log(f"machine: sgemm {sgemm:.1f} GFLOP/s, conv {conv:.1f} GFLOP/s")
     sizes = {256: 10, 512: 6, 1024: 3}
     rows = {s: per_iteration(s, n) for s, n in sizes.items()}
-    for r in rows.values():
-        r["floor"] = network_floor_seconds(r["h"], r["w"])
-        log(f"{r['w']}x{r['h']}: this network's convolutions and Gram products alone {r['floor']:.3f} s")
     log("multi-scale vs single-scale (this takes a while)")
     ms = multiscale()
+    log("memory with --lbfgs-history 100 / 10 and Adam")
+    mem = memory_levers()
     log("batch vs one process per image")
     b = batch()
     log("serve load test")
     lt = json.loads(subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "load_test.py"), "--requests", "40",
                                     "--clients", "4"], capture_output=True, text=True).stdout)
-    # Memory model: peak RSS ≈ fixed + per-pixel activations (fitted on 256..1024), plus L-BFGS history
-    # of 2 × history image-sized float tensors (3 × 4 bytes per pixel each), not yet full in short runs.
+    # Memory model: peak RSS ≈ fixed + per-pixel activations (fitted on 256..1024 from short runs, whose
+    # L-BFGS history is still nearly empty), plus the history: h entries at the measured bytes per pixel
+    # (in theory 2 image-sized float tensors, 24 bytes per pixel).
     px = {s: rows[s]["w"] * rows[s]["h"] for s in rows}
     per_px = (rows[1024]["rss"] - rows[256]["rss"]) * 2 ** 20 / (px[1024] - px[256])
     fixed = rows[256]["rss"] * 2 ** 20 - per_px * px[256]
 
     def largest(limit_gib, history):
-        per = per_px + 2 * history * 12
+        per = per_px + history * mem["entry_bytes_per_px"]
         pixels = (limit_gib * 2 ** 30 - fixed) / per
         side = int((pixels * 4 / 3) ** 0.5)  # longest side of a 4:3 image
         return side
@@ -275,7 +297,10 @@ def main():
              "the layout the engine uses, plus the five Gram products and their backward "
              "(`network_floor_seconds` in bench/run_bench.py): the time an iteration would take if ReLU, pooling, "
              "the elementwise loss terms and autograd cost nothing. The last column is how close an iteration "
-             "comes to that floor.\n")
+             "comes to that floor. Part of the lead over the reference at every size is BLAS threading: stylize runs "
+             "OpenBLAS single-threaded and splits the Gram products over ATen's threads itself, while a plain "
+             "PyTorch process lets OpenBLAS's spinning threads compete with ATen's for the cores (`OPENBLAS_NUM_"
+             "THREADS=1` would give the reference part of that back).\n")
     L.append("## Load + targets, peak memory\n")
     L.append("| size | stylize load+targets s | reference s | ratio | stylize peak RSS MiB | reference MiB | ratio |")
     L.append("| --- | --- | --- | --- | --- | --- | --- |")
@@ -296,9 +321,9 @@ def main():
              f"Its first 512 px loss is {ms['start_loss_512']:.4g} against {ms['single_start_loss']:.4g} for the "
              "content start. Losses are measured at 512 px both ways.\n")
     if ms["single_curve"]:
-        L.append("Single-scale loss on the way (most of the 1000 iterations polish the last few percent, which is "
-                 "where a better start pays): " + ", ".join(f"{i}: {l:.4g}" for i, l in ms["single_curve"]
-                                                             if i in (100, 200, 300, 500, 700, 900)) + ".\n")
+        L.append(f"Single-scale loss on the way (iteration: loss): " + ", ".join(
+            f"{i}: {l:.4g}" for i, l in ms["single_curve"] if i in (100, 200, 300, 500, 700, 900)) + ". Most of "
+            "a long run polishes the last few percent of the loss, and that is where a better start pays.\n")
     L.append("## Batch vs one process per image\n")
     L.append(f"{b['n']} photos × 1 style at 256 px, 20 iterations: `stylize batch` **{b['batch']:.2f} s/image** "
              f"({b['loads']} model load, style targets computed {b['targets']} time) vs one `stylize` process per "
@@ -314,14 +339,21 @@ def main():
              f"**{lt['p95_s']:.2f} s** (queueing included); {lt['ok']}/{lt['requests']} answered with an image, "
              f"{lt['lost_or_failed']} lost or failed; server alive afterwards: {lt['server_alive_after']}, "
              f"exit code after SIGTERM {lt['server_exit_code']}.\n")
-    L.append("## Memory limits (CPU, estimated)\n")
-    L.append(f"From the peak RSS above: ≈ {fixed / 2**20:.0f} MiB fixed + {per_px:.0f} bytes per output pixel for "
-             "activations, plus L-BFGS's history of 2 × h image-sized float tensors (24·h bytes per pixel).\n")
-    L.append("| RAM | `--lbfgs-history 100` | `--lbfgs-history 10` | `--optimizer adam` (≈ history 1) |")
+    L.append("## Memory: the levers, measured, and the limits they give\n")
+    L.append(f"Peak RSS at {mem['size']} after {mem['iterations']} iterations (the 100-entry history full): "
+             f"`--lbfgs-history 100` **{mem['lbfgs-100']:.0f} MiB**, `--lbfgs-history 10` **{mem['lbfgs-10']:.0f} "
+             f"MiB**, `--optimizer adam` **{mem['adam']:.0f} MiB**. One history entry costs "
+             f"**{mem['entry_bytes_per_px']:.1f} bytes per output pixel** (100 vs 10 entries; in theory 24: two "
+             "image-sized float tensors).\n")
+    L.append(f"Model for the limits: ≈ {fixed / 2**20:.0f} MiB fixed + {per_px:.0f} bytes per output pixel for "
+             "activations (fitted on the peak RSS of the short runs above) + history entries at the measured "
+             "cost. Adam is counted as one entry (its two moment tensors).\n")
+    L.append("| RAM | `--lbfgs-history 100` | `--lbfgs-history 10` | `--optimizer adam` |")
     L.append("| --- | --- | --- | --- |")
     for gib in (8, 24):
         L.append(f"| {gib} GB | ~{largest(gib, 100)} px | ~{largest(gib, 10)} px | ~{largest(gib, 1)} px |")
-    L.append("\n(Longest side of a 4:3 image. An estimate from the fit, not a run at that size.)")
+    L.append("\n(Longest side of a 4:3 image: an estimate from the model, not a run at that size. `stylize` checks "
+             "its own estimate against available memory before a CPU run starts, exit 7.)")
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(L) + "\n")
     log("wrote BENCHMARKS.md")

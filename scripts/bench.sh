@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds stylize in Release and regenerates BENCHMARKS.md (about 15 minutes on 2 cores).
+# Builds stylize in Release and regenerates BENCHMARKS.md (about 28 minutes on 2 cores, after the build).
 # Needs ../shared/images (or BENCH_IMAGES) and Debian's python3-torch for the reference.
 set -euo pipefail
 cd "$(dirname "$0")/.."

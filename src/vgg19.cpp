@@ -83,7 +83,6 @@ Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, i
 
 void Vgg19::to(const at::Device& device) {
   for (auto& [index, wb] : conv_) wb = {wb.first.to(device), wb.second.to(device)};
-  cpu_ = device.is_cpu();
 }
 
 namespace {
@@ -123,7 +122,7 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
       if (layer_indices[k] == index) out[k] = t;
     }
   };
-  const bool channels_last = cpu_ && x.dim() == 4;
+  const bool channels_last = x.is_cpu() && x.dim() == 4;  // measured for oneDNN; CUDA keeps NCHW
   at::Tensor h = channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
   for (const auto& l : vgg19_layers()) {
     if (l.index > deepest) break;

@@ -54,7 +54,6 @@ class Vgg19 {
   std::map<int, std::pair<at::Tensor, at::Tensor>> conv_;  // index -> (weight, bias)
   Pooling pooling_;
   int last_index_;
-  bool cpu_ = true;  // memory layout choices are measured for oneDNN; CUDA keeps NCHW
 };
 
 }  // namespace stylize

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <string>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -150,6 +152,13 @@ void ProgressDisplay::finish() {
 }
 
 double peak_rss_mib() {
+  // VmHWM is this program's own high-water mark. getrusage's ru_maxrss is not: Linux carries it over
+  // exec, so a stylize started from a large process (a Python script, a service) reported the
+  // parent's size as its own peak.
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // "VmHWM:  123456 kB"
+  }
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is KiB on Linux
