@@ -13,6 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "stylize/image.hpp"
 #include "stylize/safetensors.hpp"
@@ -86,6 +87,20 @@ TEST_F(Cli, StylisesWritesTheRightSizeAndAReport) {
   }
   EXPECT_GT(rep["peak_memory_mib"].get<double>(), 10.0);
   EXPECT_FALSE(rep["interrupted"].get<bool>());
+}
+
+TEST_F(Cli, PeakMemoryIsTheProgramsOwnNotItsParents) {
+  // Linux carries getrusage's ru_maxrss over exec: started from this test process with 1 GiB
+  // resident, stylize used to report at least that as its own peak.
+  std::vector<char> ballast(size_t{1} << 30, 1);  // filled, so every page is resident
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "-q",
+                    "--report", dir / "report.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ballast[ballast.size() / 2], 1);
+  std::ifstream in(dir / "report.json");
+  const double peak = nlohmann::json::parse(in)["peak_memory_mib"].get<double>();
+  EXPECT_GT(peak, 10.0);
+  EXPECT_LT(peak, 700.0) << "a 32 px run needs a few hundred MiB; 1024+ is the parent's size";
 }
 
 TEST_F(Cli, SameSeedGivesTheSameBytes) {
