@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <fstream>
-#include <string>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <new>
 
@@ -157,7 +157,11 @@ double peak_rss_mib() {
   // parent's size as its own peak.
   std::ifstream status("/proc/self/status");
   for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // "VmHWM:  123456 kB"
+    // "VmHWM:    123456 kB"; strtod (not stod) so that an odd line falls through instead of throwing
+    if (line.rfind("VmHWM:", 0) == 0) {
+      const double kib = std::strtod(line.c_str() + 6, nullptr);
+      if (kib > 0) return kib / 1024.0;
+    }
   }
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
