@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
-images=${IMAGES:-../shared/images}
+images=${IMAGES:-examples}  # shipped with the repository (examples/SOURCES.md)
 mkdir -p demo
 if ./build/stylize weights info -q >/dev/null 2>&1; then
   weights=()
