@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -238,8 +239,39 @@ def batch():
             "targets": r["style_target_computations"], "loads": r["model_loads"]}
 
 
+def openblas_core():
+    """The kernel set of the OpenBLAS this process loaded with torch ("" if the BLAS is another)."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libblas.so.3")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return ""
+
+
+def same_blas_kernels_as_stylize():
+    """stylize restarts itself with OPENBLAS_CORETYPE set when OpenBLAS fell back to its generic
+    kernels on a CPU it does not know (src/cli/main.cpp). The reference and the floor measurements
+    run in this process and its children on the same OpenBLAS; they get the kernels stylize chose, so
+    that the ratios compare the implementations, not two BLAS kernel sets. Restarts this script."""
+    rep = os.path.join(TMP, "blas.json")
+    subprocess.run([BIN, CONTENT, STYLE, "-o", os.path.join(TMP, "blas.png"), "-s", "32", "-n", "1", "-q",
+                    "--weights", WEIGHTS, "--report", rep], check=True)
+    core = json.load(open(rep)).get("blas_core", "")
+    if core and core != openblas_core() and "OPENBLAS_CORETYPE" not in os.environ:
+        log(f"OpenBLAS runs its {openblas_core()} kernels here, stylize its {core} ones: restarting with "
+            f"OPENBLAS_CORETYPE={core}")
+        os.environ["OPENBLAS_CORETYPE"] = core
+        os.environ["BENCH_OPENBLAS_DEFAULT"] = openblas_core()
+        shutil.rmtree(TMP, ignore_errors=True)
+        os.execv(sys.executable, [sys.executable] + sys.argv)
+    return core
+
+
 def main():
     subprocess.run([BIN, "weights", "synth", "-o", WEIGHTS, "-q"], check=True)
+    blas_core = same_blas_kernels_as_stylize()
     subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "reference.py"), "--check"], check=True,
                    capture_output=True)
     sgemm, conv = machine_rates()
@@ -281,7 +313,11 @@ def main():
              "`tubingen.jpg` + `starry_night.jpg`. Reference: `bench/reference.py`, the same losses in PyTorch's "
              "Python API on the same LibTorch (torchvision VGG19, `torch.optim.LBFGS`), checked against the "
              "parity fixture. Medians of " + str(REPEATS) + " runs.\n")
-    L.append(f"Machine floor: sgemm 2048² **{sgemm:.1f} GFLOP/s**, 3×3 convolution (256→256, 128²) **{conv:.1f} GFLOP/s**.\n")
+    L.append(f"Machine floor: sgemm 2048² **{sgemm:.1f} GFLOP/s**, 3×3 convolution (256→256, 128²) **{conv:.1f} GFLOP/s**.")
+    L.append(f"OpenBLAS kernels: **{blas_core or 'not OpenBLAS'}** for stylize, the reference and the floor alike"
+             + (f" (OpenBLAS alone would pick its generic {os.environ.get('BENCH_OPENBLAS_DEFAULT')} kernels on this "
+                "CPU; stylize restarts itself with `OPENBLAS_CORETYPE` set, and so did this script)"
+                if os.environ.get("BENCH_OPENBLAS_DEFAULT") else "") + ".\n")
     L.append("## Time per L-BFGS iteration\n")
     L.append("| size | stylize s/it | reference s/it | ratio (stylize/ref) | GFLOP/it | stylize GFLOP/s "
              "| % of conv floor | arithmetic alone s/it | % of arithmetic alone |")

@@ -17,6 +17,7 @@
 
 #include "stylize/image.hpp"
 #include "stylize/safetensors.hpp"
+#include "stylize/stylizer.hpp"
 #include "stylize/synthetic.hpp"
 #include "stylize/vgg19.hpp"
 #include "support.hpp"
@@ -80,6 +81,10 @@ TEST_F(Cli, StylisesWritesTheRightSizeAndAReport) {
   EXPECT_EQ(rep["inputs"]["content"]["width"], 48);
   EXPECT_EQ(rep["device"], "cpu");
   EXPECT_GE(rep["threads"].get<int>(), 1);
+  const std::string blas_core = rep["blas_core"].get<std::string>();
+  if (!blas_core.empty() && cpu_vector_features().avx2_fma) {
+    EXPECT_NE(blas_core, "Prescott") << "OpenBLAS's generic SSE3 kernels on a CPU with AVX2: ~4x slower products";
+  }
   EXPECT_LT(rep["losses"]["final"]["total"].get<double>(), rep["losses"]["initial"]["total"].get<double>());
   EXPECT_TRUE(rep["losses"]["initial"]["style_layers"].contains("relu5_1"));
   for (const char* phase : {"load_weights", "load_images", "targets", "optimise", "save", "total"}) {
@@ -87,6 +92,18 @@ TEST_F(Cli, StylisesWritesTheRightSizeAndAReport) {
   }
   EXPECT_GT(rep["peak_memory_mib"].get<double>(), 10.0);
   EXPECT_FALSE(rep["interrupted"].get<bool>());
+}
+
+TEST_F(Cli, AUsersOpenblasCoretypeIsKept) {
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "-q",
+                    "--report", dir / "report.json"},
+                   {"OPENBLAS_CORETYPE=Nehalem"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream in(dir / "report.json");
+  const std::string core = nlohmann::json::parse(in)["blas_core"].get<std::string>();
+  if (!core.empty()) {  // empty: the BLAS is not OpenBLAS
+    EXPECT_EQ(core, "Nehalem");
+  }
 }
 
 TEST_F(Cli, PeakMemoryIsTheProgramsOwnNotItsParents) {

@@ -1,11 +1,13 @@
 // The engine on tiny tensors: layer naming, the cut network, preprocessing, losses, the optimiser.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/CPUAllocator.h>
 #include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
 #include <memory>
 
+#include "stylize/cpu_allocator.hpp"
 #include "stylize/error.hpp"
 #include "stylize/losses.hpp"
 #include "stylize/preprocess.hpp"
@@ -290,4 +292,81 @@ TEST(Device, CudaAbsentIsADeviceErrorAndNamesAreChecked) {
     EXPECT_THROW(resolve_device("cuda:1"), DeviceError);
     EXPECT_EQ(resolve_device("auto").type(), at::kCPU);
   }
+}
+
+namespace {
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+}
+
+TEST(CpuAllocator, AFreedLargeBlockServesTheNextRequestOfItsSize) {
+  use_reusing_cpu_allocator();
+  set_cpu_cache_headroom(kDefaultCacheHeadroom);
+  release_cached_cpu_memory();
+  const void* first = nullptr;
+  {
+    at::Tensor a = at::full({1 << 20}, 3.0f);  // 4 MiB
+    first = a.data_ptr();
+  }
+  const CpuAllocatorStats before = cpu_allocator_stats();
+  EXPECT_EQ(before.cached_bytes, 4 * kMiB);
+  at::Tensor b = at::ones({1 << 20});
+  EXPECT_EQ(b.data_ptr(), first);
+  EXPECT_EQ(b.sum().item<float>(), float(1 << 20)) << "a reused block holds the new tensor's values";
+  const CpuAllocatorStats after = cpu_allocator_stats();
+  EXPECT_EQ(after.reused, before.reused + 1);
+  EXPECT_EQ(after.fresh, before.fresh);
+  EXPECT_EQ(after.cached_bytes, 0u);
+  at::Tensor c = at::empty({(1 << 20) + 1000});  // another size: a block of its own
+  EXPECT_NE(c.data_ptr(), b.data_ptr());
+  EXPECT_EQ(cpu_allocator_stats().fresh, before.fresh + 1);
+  at::Tensor small = at::ones({1000});  // below the threshold: not counted
+  EXPECT_EQ(cpu_allocator_stats().fresh, before.fresh + 1);
+}
+
+TEST(CpuAllocator, HeldMemoryStaysWithinThePeakInUsePlusTheHeadroom) {
+  use_reusing_cpu_allocator();
+  set_cpu_cache_headroom(0.0);
+  release_cached_cpu_memory();
+  { at::Tensor a = at::empty({1 << 20}); }  // 4 MiB in use at the peak, then cached
+  EXPECT_EQ(cpu_allocator_stats().cached_bytes, 4 * kMiB);
+  at::Tensor b = at::empty({2 << 20});  // 8 MiB: keeping the cached 4 would hold 12 > the 8 in use
+  EXPECT_EQ(cpu_allocator_stats().cached_bytes, 0u);
+  b.reset();
+  EXPECT_EQ(cpu_allocator_stats().cached_bytes, 8 * kMiB);
+  set_cpu_cache_headroom(0.5);  // now up to 1.5 x the peak (everything in use + 8 MiB) may be held
+  { at::Tensor c = at::empty({1 << 20}); }
+  const CpuAllocatorStats s = cpu_allocator_stats();
+  EXPECT_EQ(s.cached_bytes, 12 * kMiB);
+  EXPECT_LE(s.in_use_bytes + s.cached_bytes, static_cast<uint64_t>(1.5 * static_cast<double>(s.peak_in_use_bytes)));
+  set_cpu_cache_headroom(0.0);  // lowering the headroom gives back what is over the peak at once
+  const CpuAllocatorStats t = cpu_allocator_stats();
+  EXPECT_LE(t.in_use_bytes + t.cached_bytes, t.peak_in_use_bytes);
+  set_cpu_cache_headroom(kDefaultCacheHeadroom);
+}
+
+TEST(CpuAllocator, RawAllocationsOfEverySizeComeBack) {
+  // oneDNN's scratch buffers use raw_allocate/raw_deallocate: one deleter for small and large blocks.
+  use_reusing_cpu_allocator();
+  release_cached_cpu_memory();
+  c10::Allocator* allocator = c10::GetCPUAllocator();
+  void* small = allocator->raw_allocate(100);
+  void* large = allocator->raw_allocate(3 * kMiB);
+  static_cast<char*>(small)[99] = 1;
+  static_cast<char*>(large)[3 * kMiB - 1] = 1;
+  allocator->raw_deallocate(small);
+  allocator->raw_deallocate(large);
+  EXPECT_EQ(cpu_allocator_stats().cached_bytes, 3 * kMiB);
+  release_cached_cpu_memory();
+  EXPECT_EQ(cpu_allocator_stats().cached_bytes, 0u);
+}
+
+TEST(Blas, GenericOpenblasKernelsAreReplacedOnlyWhenTheCpuHasBetter) {
+  const CpuVectorFeatures none, avx2{true, false, false}, avx512{true, true, false}, bf16{true, true, true};
+  EXPECT_EQ(better_openblas_core("Prescott", none), "");
+  EXPECT_EQ(better_openblas_core("Prescott", avx2), "Haswell");
+  EXPECT_EQ(better_openblas_core("Prescott", avx512), "SkylakeX");
+  EXPECT_EQ(better_openblas_core("Prescott", bf16), "Cooperlake");
+  EXPECT_EQ(better_openblas_core("Zen", bf16), "") << "a core OpenBLAS recognised is kept";
+  EXPECT_EQ(better_openblas_core("SkylakeX", bf16), "");
+  EXPECT_EQ(better_openblas_core("", bf16), "") << "not OpenBLAS";
 }

@@ -90,4 +90,21 @@ at::Device resolve_device(const std::string& spec);
 // Uses `threads` intra-op threads (0 = all cores). Debian's LibTorch otherwise starts with one.
 int configure_threads(int threads);
 
+// The vector instruction sets that decide which OpenBLAS kernels can run on this CPU.
+struct CpuVectorFeatures {
+  bool avx2_fma = false;
+  bool avx512 = false;  // F, BW, DQ and VL: what OpenBLAS's SkylakeX kernels use
+  bool avx512_bf16 = false;
+};
+CpuVectorFeatures cpu_vector_features();
+
+// OpenBLAS's kernel set in this process (e.g. "SkylakeX"); "" when the BLAS is not OpenBLAS.
+std::string openblas_core();
+
+// The kernel set to ask OpenBLAS for (OPENBLAS_CORETYPE) when it runs `current` on a CPU that can do
+// better; "" when it should be left alone. OpenBLAS falls back to its SSE3 "Prescott" kernels on a CPU
+// model it does not know: Debian 12's 0.3.21 on Sapphire/Emerald Rapids Xeons, where sgemm then runs
+// at 36-45 GFLOP/s instead of ~195 (measured on 2 cores).
+std::string better_openblas_core(const std::string& current, const CpuVectorFeatures& cpu);
+
 }  // namespace stylize

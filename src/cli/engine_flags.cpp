@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "stylize/cpu_allocator.hpp"
 #include "stylize/error.hpp"
 
 namespace stylize::cli {
@@ -122,6 +123,7 @@ Engine load_engine(const EngineFlags& f) {
   const int last_index = deepest_layer(loss);
   e.device = resolve_device(f.device);
   e.threads = configure_threads(f.threads);
+  use_reusing_cpu_allocator();
   e.weights_path = locate_weights(f.weights);
   Vgg19Weights weights = load_vgg19_weights(e.weights_path, last_index);
   e.weights_metadata = weights.metadata;

@@ -203,6 +203,7 @@ int run(const StylizeOptions& o) {
     report["settings"] = settings_json(f, engine);
     report["device"] = engine.device.str();
     report["threads"] = engine.threads;
+    report["blas_core"] = openblas_core();
     // Initial: at the start of the first scale; final: at the output's size.
     report["losses"] = {{"initial", loss_json(initial, params.loss)},
                         {"final", loss_json(result.transfer.final, params.loss)}};
