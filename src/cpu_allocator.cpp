@@ -3,6 +3,7 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -52,8 +53,7 @@ class ReusingCpuAllocator final : public c10::Allocator {
   void set_headroom(double fraction) const {
     std::lock_guard<std::mutex> lock(mutex_);
     headroom_ = std::max(0.0, fraction);
-    const auto allowed = static_cast<uint64_t>(static_cast<double>(stats_.peak_in_use_bytes) * (1.0 + headroom_));
-    while (!cached_.empty() && stats_.in_use_bytes + stats_.cached_bytes > allowed) evict_oldest();
+    while (!cached_.empty() && stats_.in_use_bytes + stats_.cached_bytes > allowed_bytes()) evict_oldest();
   }
 
   void release_cached() const {
@@ -72,7 +72,6 @@ class ReusingCpuAllocator final : public c10::Allocator {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       // Newest first: the block freed last is the likeliest to be warm in cache and TLB.
-      // Newest first: the block freed last is the likeliest to be warm in cache and TLB.
       for (auto it = cached_.rbegin(); it != cached_.rend(); ++it) {
         if (it->capacity != capacity) continue;
         void* p = it->data;
@@ -82,10 +81,8 @@ class ReusingCpuAllocator final : public c10::Allocator {
         ++stats_.reused;
         return p;
       }
-      // Keep the blocks held from the system (in use + cached) within the headroom over the most
-      // ever in use at once.
-      const auto allowed = static_cast<uint64_t>(static_cast<double>(stats_.peak_in_use_bytes) * (1.0 + headroom_));
-      const uint64_t limit = std::max(allowed, stats_.in_use_bytes + capacity);
+      // A fresh block first returns cached ones until the total is allowed (or nothing is cached).
+      const uint64_t limit = std::max(allowed_bytes(), stats_.in_use_bytes + capacity);
       while (!cached_.empty() && stats_.in_use_bytes + stats_.cached_bytes + capacity > limit) evict_oldest();
     }
     void* p = nullptr;
@@ -112,6 +109,12 @@ class ReusingCpuAllocator final : public c10::Allocator {
     self.stats_.in_use_bytes -= it->second;
     self.stats_.cached_bytes += it->second;
     self.in_use_.erase(it);
+  }
+
+  // What the blocks held from the system (in use + cached) may add up to: the headroom over the
+  // most ever in use at once. Called with the mutex held.
+  uint64_t allowed_bytes() const {
+    return static_cast<uint64_t>(static_cast<double>(stats_.peak_in_use_bytes) * (1.0 + headroom_));
   }
 
   void mark_in_use(void* p, size_t capacity) const {

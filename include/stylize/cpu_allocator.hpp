@@ -4,15 +4,15 @@
 // again. Through LibTorch's default allocator each of those is a fresh mmap from glibc (blocks of
 // tens of MB are above its mmap threshold), so every iteration page-faults its whole working set
 // back in and the kernel zeroes it: measured at 512×384, ~126,000 page faults (~500 MB) per
-// iteration. Here such blocks go to a cache and the next iteration's request of the same size takes
-// one back.
+// iteration (a 25-iteration run minus a 5-iteration one, so the setup cancels out). Here such
+// blocks go to a cache and the next iteration's request of the same size takes one back.
 //
 // Blocks are reused only for a request of the same (rounded) size, and a step of the backward pass
 // often wants a size that the forward pass's freed blocks do not have. So the cache may hold more
 // than the most ever in use at once, by a headroom: the blocks held from the system (in use +
 // cached) stay within (1 + headroom) × that peak; a request that would pass it first returns cached
 // blocks, oldest first. Measured, peak RSS and page faults per iteration: 512×384, headroom 0.5:
-// 922 MiB, ~1,150 (the default allocator: 961 MiB, ~160,000); 1024×768, headroom 0.5: 2723 MiB,
+// 922 MiB, ~1,150 (the default allocator: 961 MiB, ~126,000); 1024×768, headroom 0.5: 2723 MiB,
 // ~4,600; headroom 0: 2117 MiB, ~380,000 (the default allocator: 2317 MiB, far more faults).
 #pragma once
 
