@@ -45,8 +45,8 @@ void check_working_size(int width, int height, int last_index, const std::string
 }
 
 Stylizer::Stylizer(const Vgg19Weights& weights, Preprocessing preprocessing, Pooling pooling, int last_index,
-                   const at::Device& device)
-    : net_(std::make_shared<Vgg19>(weights.params, pooling, last_index)),
+                   const at::Device& device, Precision precision)
+    : net_(std::make_shared<Vgg19>(weights.params, pooling, last_index, precision)),
       preprocessing_(preprocessing),
       device_(device) {
   net_->to(device_);
@@ -198,8 +198,16 @@ CpuVectorFeatures cpu_vector_features() {
   f.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
+  f.amx_bf16 = f.avx512_bf16 && __builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("amx-tile");
 #endif
   return f;
+}
+
+Precision resolve_precision(const std::string& spec, const at::Device& device, const CpuVectorFeatures& cpu) {
+  if (spec == "fp32") return Precision::fp32;
+  if (spec == "bf16") return Precision::bf16;
+  if (spec != "auto") throw UsageError("unknown precision " + in_quotes(spec) + "; expected auto, fp32 or bf16");
+  return device.is_cpu() && cpu.amx_bf16 ? Precision::bf16 : Precision::fp32;
 }
 
 std::string openblas_core() {

@@ -67,8 +67,11 @@ std::vector<int64_t> vgg19_parameter_shape(const std::string& name) {
   return {};
 }
 
-Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, int last_index)
-    : pooling_(pooling), last_index_(last_index) {
+std::string to_string(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
+
+Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, int last_index, Precision precision)
+    : pooling_(pooling), last_index_(last_index), precision_(precision) {
+  const at::ScalarType dtype = precision == Precision::bf16 ? at::kBFloat16 : at::kFloat;
   for (const auto& l : vgg19_layers()) {
     if (l.kind != Vgg19Layer::Kind::conv || l.index > last_index) continue;
     const std::string prefix = "features." + std::to_string(l.index) + ".";
@@ -77,7 +80,7 @@ Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, i
     if (w == params.end() || b == params.end()) {
       throw WeightsError("VGG19 parameters for layer " + l.name + " (" + prefix + "*) are missing");
     }
-    conv_[l.index] = {w->second.detach().contiguous(), b->second.detach().contiguous()};
+    conv_[l.index] = {w->second.detach().to(dtype).contiguous(), b->second.detach().to(dtype).contiguous()};
   }
 }
 
@@ -96,7 +99,7 @@ namespace {
 // sixteenth of the input's area: the copy is cheap). Whole iteration at 512 px, one thread: NCHW
 // 1.94 s, NHWC to pool1 1.84 s, to pool2 1.80 s, everywhere 1.95 s. Targets use the same plan as
 // the optimised passes (an all-NHWC forward would be faster there) so that the content loss at the
-// content image is exactly zero: the same arithmetic on both sides.
+// content image is exactly zero: the same arithmetic on both sides. In bf16 the pass stays NHWC (below).
 constexpr int kPool2 = 9;  // torchvision index
 
 // NHWC → NCHW whose gradient goes back NHWC. Autograd's own contiguous() passes the NCHW gradient
@@ -117,16 +120,22 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
   auto wanted = [&](int index) {
     return std::find(layer_indices.begin(), layer_indices.end(), index) != layer_indices.end();
   };
+  const bool low_precision = precision_ == Precision::bf16;
   auto capture = [&](int index, const at::Tensor& t) {
     for (size_t k = 0; k < layer_indices.size(); ++k) {
-      if (layer_indices[k] == index) out[k] = t;
+      if (layer_indices[k] == index) out[k] = low_precision ? t.to(at::kFloat) : t;
     }
   };
   const bool channels_last = x.is_cpu() && x.dim() == 4;  // measured for oneDNN; CUDA keeps NCHW
-  at::Tensor h = channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+  const at::ScalarType dtype = low_precision ? at::kBFloat16 : x.scalar_type();
+  at::Tensor h = channels_last ? x.to(at::TensorOptions().dtype(dtype), false, false, at::MemoryFormat::ChannelsLast)
+                               : x.to(dtype);
+  // oneDNN's bf16 input-gradient convolutions do not have fp32's NHWC slowdown from block 3 on: all
+  // channels-last, 512 px on 2 cores, 0.72-0.76 s per iteration against 0.83-0.84 with the switch.
+  const bool back_to_nchw = channels_last && !low_precision;
   for (const auto& l : vgg19_layers()) {
     if (l.index > deepest) break;
-    if (channels_last && l.index == kPool2 + 1) h = ToNchw::apply(h);
+    if (back_to_nchw && l.index == kPool2 + 1) h = ToNchw::apply(h);
     switch (l.kind) {
       case Vgg19Layer::Kind::conv: {
         const auto& wb = conv_.at(l.index);

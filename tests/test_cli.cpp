@@ -85,6 +85,8 @@ TEST_F(Cli, StylisesWritesTheRightSizeAndAReport) {
   if (!blas_core.empty() && cpu_vector_features().avx2_fma) {
     EXPECT_NE(blas_core, "Prescott") << "OpenBLAS's generic SSE3 kernels on a CPU with AVX2: ~4x slower products";
   }
+  EXPECT_EQ(rep["settings"]["precision"], cpu_vector_features().amx_bf16 ? "bf16" : "fp32")
+      << "auto precision: bf16 exactly where AMX makes it ~2.5x faster";
   EXPECT_LT(rep["losses"]["final"]["total"].get<double>(), rep["losses"]["initial"]["total"].get<double>());
   EXPECT_TRUE(rep["losses"]["initial"]["style_layers"].contains("relu5_1"));
   for (const char* phase : {"load_weights", "load_images", "targets", "optimise", "save", "total"}) {
@@ -220,6 +222,8 @@ TEST_F(Cli, BadFlagsAreUsageErrors) {
                        2, "--style-blend has 2 weights for 1 style images");
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--optimizer", "sgd"}),
                        2, "--optimizer");
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--precision", "fp16"}),
+                       2, "--precision");
 }
 
 TEST_F(Cli, ARunTooLargeForMemoryIsRefusedAtTheStart) {

@@ -72,6 +72,55 @@ TEST(Vgg19, WeightsNeverReceiveGradients) {
   }
 }
 
+namespace {
+
+double relative_difference(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).norm().item<double>() / b.norm().item<double>();
+}
+
+}  // namespace
+
+TEST(Vgg19, Bf16ArithmeticGivesFp32FeaturesAndGradientsCloseToFp32) {
+  const auto params = synthetic_vgg19(1);
+  // Average pooling: with max pooling, rounding flips which pixel of a 2x2 window wins, which moves
+  // gradient between neighbours (fp32 has the same discontinuity; the optimisation test below is
+  // the end-to-end check) and would hide how close the arithmetic itself is.
+  Vgg19 exact(params, Pooling::avg, 29, Precision::fp32), fast(params, Pooling::avg, 29, Precision::bf16);
+  EXPECT_EQ(fast.precision(), Precision::bf16);
+  const at::Tensor image = preprocess(stylize::synthetic_image(64, 48, 5), Preprocessing::caffe);
+  std::vector<at::Tensor> features[2], grads;
+  for (const Vgg19* net : {&exact, &fast}) {
+    at::Tensor x = image.clone().set_requires_grad(true);
+    auto f = net->forward(x, {1, 11, 22, 29});
+    at::Tensor loss = at::zeros({}, at::kFloat);
+    for (const auto& t : f) loss = loss + t.pow(2).mean();
+    loss.backward();
+    features[net == &fast] = f;
+    grads.push_back(x.grad());
+  }
+  for (size_t k = 0; k < 4; ++k) {
+    const at::Tensor& f = features[1][k];
+    EXPECT_EQ(f.scalar_type(), at::kFloat) << "losses see fp32 features";
+    const double d = relative_difference(f, features[0][k]);
+    EXPECT_GT(d, 1e-5) << "layer " << k << ": bf16 arithmetic must actually be used";
+    EXPECT_LT(d, 0.02) << "layer " << k << " (measured 0.3-0.6%)";
+  }
+  EXPECT_EQ(grads[1].scalar_type(), at::kFloat);
+  EXPECT_LT(relative_difference(grads[1], grads[0]), 0.06) << "measured 2.4%";
+}
+
+TEST(Vgg19, AutoPrecisionIsBf16OnlyOnACpuWithAmx) {
+  CpuVectorFeatures amx{true, true, true, true}, avx512_bf16{true, true, true, false};
+  const at::Device cpu(at::kCPU), cuda(at::kCUDA, 0);
+  EXPECT_EQ(resolve_precision("auto", cpu, amx), Precision::bf16);
+  EXPECT_EQ(resolve_precision("auto", cpu, avx512_bf16), Precision::fp32) << "no AMX: not measured faster";
+  EXPECT_EQ(resolve_precision("auto", cuda, amx), Precision::fp32) << "not measured on CUDA";
+  EXPECT_EQ(resolve_precision("bf16", cpu, CpuVectorFeatures{}), Precision::bf16) << "asked for: given";
+  EXPECT_EQ(resolve_precision("fp32", cpu, amx), Precision::fp32);
+  EXPECT_THROW(resolve_precision("fp16", cpu, amx), UsageError);
+  EXPECT_EQ(to_string(Precision::bf16), "bf16");
+}
+
 TEST(Preprocess, CaffeAndTorchvisionConventions) {
   at::Tensor rgb = at::tensor({10.0f, 20.0f, 30.0f}).view({1, 3, 1, 1});
   at::Tensor c = preprocess(rgb, Preprocessing::caffe).flatten();
@@ -214,6 +263,21 @@ TEST(Transfer, LbfgsLowersTheLossAndRunsExactlyTheIterationsAsked) {
   EXPECT_FALSE(r.interrupted);
   EXPECT_LT(r.final.total, 0.5 * r.initial.total) << r.initial.total << " -> " << r.final.total;
   EXPECT_EQ(r.initial.content_sum(), 0.0) << "started from the content image";
+}
+
+TEST(Transfer, Bf16NetworkStartsAtZeroContentLossAndEndsNearTheFp32Loss) {
+  Problem exact;
+  Problem fast;
+  fast.net = std::make_shared<Vgg19>(synthetic_vgg19(1), Pooling::max, 29, Precision::bf16);
+  fast.loss = StyleLoss(fast.net, fast.w, compute_content_targets(*fast.net, fast.w, fast.content),
+                        compute_style_targets(*fast.net, fast.w, {fast.style}, {}));
+  OptimizerOptions o;
+  o.iterations = 15;
+  TransferResult a = optimize_image(exact.loss, exact.content, o), b = optimize_image(fast.loss, fast.content, o);
+  EXPECT_EQ(b.initial.content_sum(), 0.0) << "targets and iterations use the same arithmetic";
+  EXPECT_NEAR(b.initial.total, a.initial.total, 0.02 * a.initial.total);
+  EXPECT_LT(b.final.total, 0.5 * b.initial.total);
+  EXPECT_NEAR(b.final.total, a.final.total, 0.05 * a.final.total);
 }
 
 TEST(Transfer, AdamAlsoLowersTheLoss) {

@@ -39,13 +39,15 @@ struct StylizeOutput {
 
 class Stylizer {
  public:
-  // Cuts the network after `last_index` (deepest layer any loss will use) and moves it to `device`.
+  // Cuts the network after `last_index` (deepest layer any loss will use) and moves it to `device`,
+  // its convolutions in `precision`.
   Stylizer(const Vgg19Weights& weights, Preprocessing preprocessing, Pooling pooling, int last_index,
-           const at::Device& device);
+           const at::Device& device, Precision precision = Precision::fp32);
 
   Preprocessing preprocessing() const { return preprocessing_; }
   const at::Device& device() const { return device_; }
   int last_index() const { return net_->last_index(); }
+  Precision precision() const { return net_->precision(); }
 
   // Blended Gram targets of the style images (each already at its working size).
   StyleTargets style_targets(const LossWeights& loss, const std::vector<at::Tensor>& style_rgbs,
@@ -95,8 +97,14 @@ struct CpuVectorFeatures {
   bool avx2_fma = false;
   bool avx512 = false;  // F, BW, DQ and VL: what OpenBLAS's SkylakeX kernels use
   bool avx512_bf16 = false;
+  bool amx_bf16 = false;  // AMX tiles with bf16: what makes oneDNN's bf16 convolutions ~3x faster than fp32
 };
 CpuVectorFeatures cpu_vector_features();
+
+// Parses --precision: "fp32", "bf16", or "auto" = bf16 on a CPU with AMX-BF16 (where it measured ~2.5x
+// faster per iteration at the same final loss, BENCHMARKS.md), fp32 everywhere else (CUDA included:
+// not measured there). Throws UsageError on anything else.
+Precision resolve_precision(const std::string& spec, const at::Device& device, const CpuVectorFeatures& cpu);
 
 // OpenBLAS's kernel set in this process (e.g. "SkylakeX"); "" when the BLAS is not OpenBLAS.
 std::string openblas_core();

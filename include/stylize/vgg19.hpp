@@ -12,6 +12,14 @@ namespace stylize {
 
 enum class Pooling { max, avg };
 
+// The arithmetic of the network's convolutions, ReLUs and pooling (forward and input gradient). The
+// features handed to the losses, the Gram matrices, the losses and the optimiser are fp32 either way.
+// bf16 keeps fp32's range with an 8-bit mantissa; on CPUs with AMX (Sapphire Rapids and later Xeons)
+// oneDNN runs its convolutions ~3x faster than fp32 (BENCHMARKS.md).
+enum class Precision { fp32, bf16 };
+
+std::string to_string(Precision p);
+
 struct Vgg19Layer {
   enum class Kind { conv, relu, pool };
   std::string name;  // "conv1_1", "relu1_1", "pool1", ...
@@ -36,24 +44,28 @@ int vgg19_min_side(int index);
 
 class Vgg19 {
  public:
-  // `params` maps torchvision names to float tensors; only layers up to `last_index` are kept.
-  // Weights never require gradients.
-  Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, int last_index = 36);
+  // `params` maps torchvision names to float tensors; only layers up to `last_index` are kept, in
+  // `precision`. Weights never require gradients.
+  Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, int last_index = 36,
+        Precision precision = Precision::fp32);
 
   // x: [1, 3, H, W] preprocessed input. Returns the activations at `layer_indices` (any order,
   // each <= last_index), in the order given. Runs only as deep as the deepest index asked for.
   // On CPU some activations come back channels-last (a layout measured faster for oneDNN; see
   // vgg19.cpp): same values and shape, other strides, so use reshape rather than view on them.
+  // The activations are fp32 whatever the precision; the gradient flows back through the casts.
   std::vector<at::Tensor> forward(const at::Tensor& x, const std::vector<int>& layer_indices) const;
 
   void to(const at::Device& device);
   int last_index() const { return last_index_; }
   Pooling pooling() const { return pooling_; }
+  Precision precision() const { return precision_; }
 
  private:
   std::map<int, std::pair<at::Tensor, at::Tensor>> conv_;  // index -> (weight, bias)
   Pooling pooling_;
   int last_index_;
+  Precision precision_;
 };
 
 }  // namespace stylize

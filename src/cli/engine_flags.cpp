@@ -78,6 +78,10 @@ void add_engine_flags(CLI::App& app, EngineFlags& f) {
   app.add_flag("--original-colors", f.original_colors, "Keep the content's colours (transfer luminance only)");
   app.add_option("--quality", f.quality, "JPEG/WebP quality")->check(CLI::Range(1, 100))->capture_default_str();
   app.add_option("--device", f.device, "auto (CUDA when present), cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--precision", f.precision,
+                 "Network arithmetic: auto (bf16 on CPUs with AMX, else fp32), fp32 or bf16; losses stay fp32")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}))
+      ->capture_default_str();
   app.add_option("--threads", f.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
   app.add_option("--print-every", f.print_every, "Log a line every N iterations when not on a terminal (0 = never)")
       ->check(CLI::Range(0, 1000000))
@@ -138,16 +142,17 @@ Engine load_engine(const EngineFlags& f) {
   loss.content_weight = f.content_weight.value_or(d.content);
   loss.style_weight = f.style_weight.value_or(d.style);
   loss.tv_weight = f.tv_weight.value_or(d.tv);
+  const Precision precision = resolve_precision(f.precision, e.device, cpu_vector_features());
   e.stylizer = std::make_unique<Stylizer>(weights, e.preprocessing, f.pooling == "avg" ? Pooling::avg : Pooling::max,
-                                          last_index, e.device);
+                                          last_index, e.device, precision);
   StylizeParams& p = e.params;
   p.optimizer = engine_optimizer_options(f, e.preprocessing);
   p.seed = f.seed;
   p.original_colors = f.original_colors;
   p.init = f.init == "content" ? InitKind::content : f.init == "random" ? InitKind::random : InitKind::image;
   e.seconds_load = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("weights {} ({} preprocessing), {} on {} thread(s)", e.weights_path, to_string(e.preprocessing),
-               e.device.str(), e.threads);
+  spdlog::info("weights {} ({} preprocessing), {} on {} thread(s), {} arithmetic", e.weights_path,
+               to_string(e.preprocessing), e.device.str(), e.threads, to_string(precision));
   return e;
 }
 
@@ -208,6 +213,7 @@ nlohmann::json settings_json(const EngineFlags& f, const Engine& e) {
           {"quality", f.quality},
           {"max_megapixels", f.max_megapixels},
           {"device", e.device.str()},
+          {"precision", to_string(e.stylizer->precision())},
           {"threads", e.threads},
           {"weights", e.weights_path}};
 }

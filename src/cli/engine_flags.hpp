@@ -39,6 +39,7 @@ struct EngineFlags {
   bool original_colors = false;
   int quality = 95;
   std::string device = "auto";
+  std::string precision = "auto";
   int threads = 0;
   int print_every = 50;
   double max_megapixels = kDefaultMaxPixels / 1e6;
