@@ -4,7 +4,7 @@ with PyTorch's Python API and torchvision's VGG19, optimised with torch.optim.LB
 neural-style-pt does (one step() call, max_iter = iterations, no early stop).
 
     /usr/bin/python3 bench/reference.py --weights W.safetensors --content C.jpg --style S.jpg \
-        --size 512 --iterations 5 --threads 2          # prints one JSON object
+        --size 512 --iterations 5 --threads 2 [--precision bf16]   # prints one JSON object
     /usr/bin/python3 bench/reference.py --check        # loss definitions vs tests/fixtures/parity.json
 """
 import argparse
@@ -78,9 +78,17 @@ def run(args):
     cw, sw, tw = (5.0, 100.0, 1e-3) if pre == "caffe" else (1.0, 1e6, 0.5)
     content = make_parity.preprocess(load_image(args.content, args.size), pre)
     style = make_parity.preprocess(load_image(args.style, args.size), pre)
+    # --precision bf16 as stylize does it: the network in bf16, its features cast back to fp32 for the
+    # losses; the targets too, so that the content loss at the content image is zero as in fp32.
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    net = model.to(dtype)
+
+    def features(img, wanted):
+        return {k: v.float() for k, v in make_parity.features(net, img.to(dtype), wanted).items()}
+
     with torch.no_grad():
-        p = make_parity.features(model, content, cl)
-        a = {k: make_parity.gram(v) for k, v in make_parity.features(model, style, sl).items()}
+        p = features(content, cl)
+        a = {k: make_parity.gram(v) for k, v in features(style, sl).items()}
     t_load = time.perf_counter() - t0
     x = content.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([x], lr=1, max_iter=args.iterations, history_size=100,
@@ -89,7 +97,7 @@ def run(args):
 
     def closure():
         opt.zero_grad()
-        f = make_parity.features(model, x, cl + sl)
+        f = features(x, cl + sl)
         loss = sum(cw * F.mse_loss(f[k], p[k]) for k in cl)
         loss = loss + sum(sw * F.mse_loss(make_parity.gram(f[k]), a[k]) for k in sl)
         loss = loss + tw * (((x[:, :, 1:] - x[:, :, :-1]) ** 2).sum() + ((x[:, :, :, 1:] - x[:, :, :, :-1]) ** 2).sum())
@@ -128,6 +136,7 @@ if __name__ == "__main__":
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--check", action="store_true")
     a = ap.parse_args()
     if a.check:

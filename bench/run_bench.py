@@ -52,9 +52,10 @@ def run_stylize(args, report=True):
     return (json.load(open(rep)) if report else None), p.stderr, wall
 
 
-def run_reference(size, iterations):
+def run_reference(size, iterations, precision="fp32"):
     cmd = ["/usr/bin/python3", os.path.join(ROOT, "bench", "reference.py"), "--weights", WEIGHTS, "--content",
-           CONTENT, "--style", STYLE, "--size", str(size), "--iterations", str(iterations), "--threads", str(THREADS)]
+           CONTENT, "--style", STYLE, "--size", str(size), "--iterations", str(iterations), "--threads", str(THREADS),
+           "--precision", precision]
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
@@ -76,7 +77,10 @@ def machine_rates():
     sgemm = 2 * 2048 ** 3 / best(lambda: a @ b) / 1e9
     x, w = torch.randn(1, 256, 128, 128), torch.randn(256, 256, 3, 3)
     conv = 2 * 9 * 256 * 256 * 128 * 128 / best(lambda: torch.conv2d(x, w, padding=1)) / 1e9
-    return sgemm, conv
+    # The same convolution in bf16, channels-last as stylize runs it in bf16 (oneDNN uses AMX when present).
+    xb, wb = x.bfloat16().contiguous(memory_format=torch.channels_last), w.bfloat16()
+    conv_bf16 = 2 * 9 * 256 * 256 * 128 * 128 / best(lambda: torch.conv2d(xb, wb, padding=1)) / 1e9
+    return sgemm, conv, conv_bf16
 
 
 def vgg_flops(h, w, last=29):
@@ -98,13 +102,14 @@ def vgg_flops(h, w, last=29):
     return 2 * flops + grams
 
 
-def network_floor_seconds(h, w, repeats=3):
+def network_floor_seconds(h, w, repeats=3, precision="fp32"):
     """The arithmetic of one iteration and nothing else: each conv layer up to conv5_1 run alone,
-    forward and input gradient (torch's convolution_backward, input only), in the memory layout the
-    engine uses for it (channels-last up to pool2, NCHW after; see src/vgg19.cpp), plus the Gram
-    products of the five style layers (F·Fᵀ forward, one product backward). What an iteration would
-    cost if ReLU, pooling, the other loss terms and autograd were free: the floor for this network
-    on this library. Random tensors of the real shapes; the time does not depend on the values."""
+    forward and input gradient (torch's convolution_backward, input only), in the memory layout and
+    precision the engine uses for it (fp32: channels-last up to pool2, NCHW after; bf16: channels-last
+    throughout; see src/vgg19.cpp), plus the fp32 Gram products of the five style layers (F·Fᵀ
+    forward, one product backward). What an iteration would cost if ReLU, pooling, the casts, the
+    other loss terms and autograd were free: the floor for this network on this library. Random
+    tensors of the real shapes; the time does not depend on the values."""
     torch.set_num_threads(THREADS)
 
     def timed(fn):
@@ -118,16 +123,17 @@ def network_floor_seconds(h, w, repeats=3):
 
     blocks, widths, cin, total = [2, 2, 4, 4, 4], [64, 128, 256, 512, 512], 3, 0.0
     for b, n in enumerate(blocks):
-        fmt = torch.channels_last if b < 2 else torch.contiguous_format
+        fmt = torch.channels_last if b < 2 or precision == "bf16" else torch.contiguous_format
+        dt = torch.bfloat16 if precision == "bf16" else torch.float32
         for layer in range(n if b < 4 else 1):  # block 5 stops at conv5_1 (relu5_1 is the deepest loss layer)
-            x = torch.randn(1, cin, h, w).contiguous(memory_format=fmt)
-            wt = torch.randn(widths[b], cin, 3, 3)
-            bias = torch.randn(widths[b])
-            go = torch.randn(1, widths[b], h, w).contiguous(memory_format=fmt)
+            x = torch.randn(1, cin, h, w, dtype=dt).contiguous(memory_format=fmt)
+            wt = torch.randn(widths[b], cin, 3, 3, dtype=dt)
+            bias = torch.randn(widths[b], dtype=dt)
+            go = torch.randn(1, widths[b], h, w, dtype=dt).contiguous(memory_format=fmt)
             total += timed(lambda: (torch.conv2d(x, wt, bias, padding=1), torch.ops.aten.convolution_backward(
                 go, x, wt, [widths[b]], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False])))
             if layer == 0:  # relu{b+1}_1 is a style layer: its Gram matrix and the Gram's backward
-                feats = torch.randn(h * w, widths[b]).t() if b < 2 else torch.randn(widths[b], h * w)
+                feats = torch.randn(h * w, widths[b]).t() if fmt == torch.channels_last else torch.randn(widths[b], h * w)
                 sym = torch.randn(widths[b], widths[b])
                 total += timed(lambda: (feats @ feats.t(), sym @ feats))
             cin = widths[b]
@@ -153,19 +159,20 @@ def median(xs):
     return statistics.median(xs)
 
 
-def per_iteration(size, iters):
+def per_iteration(size, iters, precision):
     # The floor is measured between the runs it is compared with: this machine's speed drifts by tens of
     # percent over minutes (a shared host), and interleaving keeps the comparison to the same moment.
     ours, ref, floor = [], [], []
     for r in range(REPEATS):
-        rep, _, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "o.png"), "-s", str(size), "-n", str(iters), "-q"])
+        rep, _, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "o.png"), "-s", str(size), "-n", str(iters), "-q",
+                                 "--precision", precision])
         ours.append(rep)
-        ref.append(run_reference(size, iters))
-        floor.append(network_floor_seconds(rep["output"]["height"], rep["output"]["width"], repeats=1))
-        log(f"{size}px repeat {r + 1}: stylize {rep['seconds_per_iteration']:.3f} s/it, "
+        ref.append(run_reference(size, iters, precision))
+        floor.append(network_floor_seconds(rep["output"]["height"], rep["output"]["width"], 1, precision))
+        log(f"{size}px {precision} repeat {r + 1}: stylize {rep['seconds_per_iteration']:.3f} s/it, "
             f"reference {ref[-1]['seconds_per_iteration']:.3f} s/it, arithmetic alone {floor[-1]:.3f} s")
     s = {
-        "w": ours[0]["output"]["width"], "h": ours[0]["output"]["height"],
+        "w": ours[0]["output"]["width"], "h": ours[0]["output"]["height"], "precision": precision,
         "spi": median([o["seconds_per_iteration"] for o in ours]),
         "spi_ref": median([o["seconds_per_iteration"] for o in ref]),
         "load": median([o["seconds"]["load_weights"] + o["seconds"]["targets"] for o in ours]),
@@ -175,6 +182,35 @@ def per_iteration(size, iters):
         "floor": median(floor),
     }
     return s
+
+
+def fp32_loss_of(image, size):
+    """The loss of a written output image, evaluated in fp32 (stylize -n 0 from that image): one yardstick
+    for runs made in either precision."""
+    rep, _, _ = run_stylize([CONTENT, STYLE, "-o", os.path.join(TMP, "rescored.png"), "-s", str(size), "-n", "0", "-q",
+                             "--init", image, "--precision", "fp32"])
+    return rep["losses"]["final"]["total"]
+
+
+def mean_abs_pixel_difference(a, b):
+    from torchvision.io import ImageReadMode, read_image
+    return (read_image(a, ImageReadMode.RGB).float() - read_image(b, ImageReadMode.RGB).float()).abs().mean().item()
+
+
+def precision_quality(size=256, iterations=300):
+    """Same run in fp32 and bf16: time, and the final images' loss in fp32 and how far apart they are."""
+    out = {"size": size, "iterations": iterations}
+    for precision in ("fp32", "bf16"):
+        image = os.path.join(TMP, f"quality-{precision}.png")
+        rep, _, _ = run_stylize([CONTENT, STYLE, "-o", image, "-s", str(size), "-n", str(iterations), "-q",
+                                 "--precision", precision])
+        out[precision] = {"spi": rep["seconds_per_iteration"], "loss": rep["losses"]["final"]["total"],
+                          "loss_fp32": fp32_loss_of(image, size), "initial": rep["losses"]["initial"]["total"]}
+        out["wh"] = f"{rep['output']['width']}×{rep['output']['height']}"
+        log(f"quality {precision}: {out[precision]}")
+    out["pixel_difference"] = mean_abs_pixel_difference(os.path.join(TMP, "quality-fp32.png"),
+                                                        os.path.join(TMP, "quality-bf16.png"))
+    return out
 
 
 def run_until_loss(args, scale_prefix, target):
@@ -213,6 +249,9 @@ def multiscale():
     spi_final = sc[2]["seconds_per_iteration"]
     t_multi = t_coarse + (reached if reached else SINGLE_ITERS) * spi_final + sc[2]["seconds_style_targets"]
     return {"target": target, "t_single": t_single, "reached": reached, "t_multi": t_multi, "t_coarse": t_coarse,
+            "precision": single["settings"]["precision"],
+            "single_fp32": fp32_loss_of(os.path.join(TMP, "single.png"), 512),
+            "multi_fp32": fp32_loss_of(os.path.join(TMP, "multi.png"), 512),
             "multi_final": multi["losses"]["final"]["total"], "coarse": COARSE,
             "start_loss_512": sc[2]["losses"]["initial"]["total"],
             "single_start_loss": single["losses"]["initial"]["total"], "single_curve": curve}
@@ -272,7 +311,8 @@ def same_blas_kernels_as_stylize():
     rep = os.path.join(TMP, "blas.json")
     subprocess.run([BIN, CONTENT, STYLE, "-o", os.path.join(TMP, "blas.png"), "-s", "32", "-n", "1", "-q",
                     "--weights", WEIGHTS, "--report", rep], check=True)
-    core = json.load(open(rep)).get("blas_core", "")
+    probe = json.load(open(rep))
+    core = probe.get("blas_core", "")
     if core and core != openblas_core() and "OPENBLAS_CORETYPE" not in os.environ:
         log(f"OpenBLAS runs its {openblas_core()} kernels here, stylize its {core} ones: restarting with "
             f"OPENBLAS_CORETYPE={core}")
@@ -280,19 +320,26 @@ def same_blas_kernels_as_stylize():
         os.environ["BENCH_OPENBLAS_DEFAULT"] = openblas_core()
         shutil.rmtree(TMP, ignore_errors=True)
         os.execv(sys.executable, [sys.executable] + sys.argv)
-    return core
+    return core, probe["settings"]["precision"]
 
 
 def main():
     subprocess.run([BIN, "weights", "synth", "-o", WEIGHTS, "-q"], check=True)
-    blas_core = same_blas_kernels_as_stylize()
+    blas_core, default_precision = same_blas_kernels_as_stylize()
     keep_freed_memory_in_the_heap()
     subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "reference.py"), "--check"], check=True,
                    capture_output=True)
-    sgemm, conv = machine_rates()
-    log(f"machine: sgemm {sgemm:.1f} GFLOP/s, conv {conv:.1f} GFLOP/s")
+    sgemm, conv, conv_bf16 = machine_rates()
+    log(f"machine: sgemm {sgemm:.1f} GFLOP/s, conv {conv:.1f} GFLOP/s, bf16 conv {conv_bf16:.1f} GFLOP/s")
     sizes = {256: 10, 512: 6, 1024: 3}
-    rows = {s: per_iteration(s, n) for s, n in sizes.items()}
+    # fp32 always (the like-for-like comparison); bf16 too where it is stylize's default (CPUs with AMX).
+    precisions = ["fp32"] + (["bf16"] if default_precision == "bf16" else [])
+    table = [per_iteration(s, n, p) for p in precisions for s, n in sizes.items()]
+    # The default precision's rows feed the memory model: that is what a user's run costs.
+    rows = {s: r for s, r in zip(list(sizes) * len(precisions), table) if r["precision"] == default_precision}
+    floor_rate = {"fp32": conv, "bf16": conv_bf16}
+    log("bf16 vs fp32, the same run")
+    quality = precision_quality() if "bf16" in precisions else None
     log("multi-scale vs single-scale (this takes a while)")
     ms = multiscale()
     log("memory with --lbfgs-history 100 / 10 and Adam")
@@ -328,36 +375,61 @@ def main():
              "`tubingen.jpg` + `starry_night.jpg`. Reference: `bench/reference.py`, the same losses in PyTorch's "
              "Python API on the same LibTorch (torchvision VGG19, `torch.optim.LBFGS`), checked against the "
              "parity fixture. Medians of " + str(REPEATS) + " runs.\n")
-    L.append(f"Machine floor: sgemm 2048² **{sgemm:.1f} GFLOP/s**, 3×3 convolution (256→256, 128²) **{conv:.1f} GFLOP/s**.")
+    L.append(f"Machine floor: sgemm 2048² **{sgemm:.1f} GFLOP/s**, 3×3 convolution (256→256, 128²) **{conv:.1f} GFLOP/s** "
+             f"in fp32, **{conv_bf16:.1f} GFLOP/s** in bf16 (channels-last).")
     L.append(f"OpenBLAS kernels: **{blas_core or 'not OpenBLAS'}** for stylize, the reference and the floor alike"
              + (f" (OpenBLAS alone would pick its generic {os.environ.get('BENCH_OPENBLAS_DEFAULT')} kernels on this "
                 "CPU; stylize restarts itself with `OPENBLAS_CORETYPE` set, and so did this script)"
-                if os.environ.get("BENCH_OPENBLAS_DEFAULT") else "") + ".\n")
+                if os.environ.get("BENCH_OPENBLAS_DEFAULT") else "") + ".")
+    L.append(f"stylize's default precision here (`--precision auto`): **{default_precision}**"
+             + (" (this CPU has AMX-BF16)." if default_precision == "bf16" else
+                " (no AMX-BF16 on this CPU, so the bf16 rows are not measured).") + "\n")
     L.append("## Time per L-BFGS iteration\n")
-    L.append("| size | stylize s/it | reference s/it | ratio (stylize/ref) | GFLOP/it | stylize GFLOP/s "
+    L.append("| precision | size | stylize s/it | reference s/it | ratio (stylize/ref) | GFLOP/it | stylize GFLOP/s "
              "| % of conv floor | arithmetic alone s/it | % of arithmetic alone |")
-    L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for s, r in rows.items():
+    L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in table:
         fl = vgg_flops(r["h"], r["w"]) / 1e9
-        L.append(f"| {r['w']}×{r['h']} | {r['spi']:.3f} | {r['spi_ref']:.3f} | {r['spi'] / r['spi_ref']:.2f} | "
-                 f"{fl:.0f} | {fl / r['spi']:.1f} | {100 * fl / r['spi'] / conv:.0f}% | {r['floor']:.3f} | "
+        L.append(f"| {r['precision']} | {r['w']}×{r['h']} | {r['spi']:.3f} | {r['spi_ref']:.3f} | "
+                 f"{r['spi'] / r['spi_ref']:.2f} | {fl:.0f} | {fl / r['spi']:.1f} | "
+                 f"{100 * fl / r['spi'] / floor_rate[r['precision']]:.0f}% | {r['floor']:.3f} | "
                  f"{100 * r['floor'] / r['spi']:.0f}% |")
-    L.append("\nGFLOP/it counts the convolutions up to relu5_1 forward and their input-gradient pass (weights are "
-             "frozen, so no weight gradients), plus the Gram products; the floor is the convolution rate above. "
-             "*Arithmetic alone* runs each of this network's conv layers by itself, forward and input gradient, in "
-             "the layout the engine uses, plus the five Gram products and their backward "
-             "(`network_floor_seconds` in bench/run_bench.py): the time an iteration would take if ReLU, pooling, "
-             "the elementwise loss terms and autograd cost nothing. The last column is how close an iteration "
-             "comes to that floor. Part of the lead over the reference at every size is BLAS threading: stylize runs "
-             "OpenBLAS single-threaded and splits the Gram products over ATen's threads itself, while a plain "
-             "PyTorch process lets OpenBLAS's spinning threads compete with ATen's for the cores (`OPENBLAS_NUM_"
-             "THREADS=1` would give the reference part of that back).\n")
+    L.append("\nEach row compares like with like: the reference runs in the same precision (`bench/reference.py "
+             "--precision`: its network in bf16, features cast to fp32 for the losses, as stylize does). "
+             "GFLOP/it counts the convolutions up to relu5_1 forward and their input-gradient pass (weights are "
+             "frozen, so no weight gradients), plus the Gram products; the conv floor is the convolution rate above in "
+             "the row's precision. *Arithmetic alone* runs each of this network's conv layers by itself, forward and "
+             "input gradient, in the layout and precision the engine uses, plus the five fp32 Gram products and their "
+             "backward (`network_floor_seconds` in bench/run_bench.py): the time an iteration would take if ReLU, "
+             "pooling, the casts, the elementwise loss terms and autograd cost nothing. The last column is how close an "
+             "iteration comes to that floor. Part of the lead over the reference at every size is BLAS threading: "
+             "stylize runs OpenBLAS single-threaded and splits the Gram products over ATen's threads itself, while a "
+             "plain PyTorch process lets OpenBLAS's spinning threads compete with ATen's for the cores "
+             "(`OPENBLAS_NUM_THREADS=1` would give the reference part of that back).\n")
+    if len(precisions) > 1:
+        f32 = {r["w"]: r for r in table if r["precision"] == "fp32"}
+        L.append("bf16 over fp32, stylize, per iteration: " + ", ".join(
+            f"{r['w']}×{r['h']} **{f32[r['w']]['spi'] / r['spi']:.2f}x** faster" for r in table
+            if r["precision"] == "bf16") + ".\n")
     L.append("## Load + targets, peak memory\n")
-    L.append("| size | stylize load+targets s | reference s | ratio | stylize peak RSS MiB | reference MiB | ratio |")
-    L.append("| --- | --- | --- | --- | --- | --- | --- |")
-    for s, r in rows.items():
-        L.append(f"| {r['w']}×{r['h']} | {r['load']:.2f} | {r['load_ref']:.2f} | {r['load'] / r['load_ref']:.2f} | "
-                 f"{r['rss']:.0f} | {r['rss_ref']:.0f} | {r['rss'] / r['rss_ref']:.2f} |")
+    L.append("| precision | size | stylize load+targets s | reference s | ratio | stylize peak RSS MiB | reference MiB | ratio |")
+    L.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in table:
+        L.append(f"| {r['precision']} | {r['w']}×{r['h']} | {r['load']:.2f} | {r['load_ref']:.2f} | "
+                 f"{r['load'] / r['load_ref']:.2f} | {r['rss']:.0f} | {r['rss_ref']:.0f} | {r['rss'] / r['rss_ref']:.2f} |")
+    if quality:
+        q = quality
+        L.append("\n## bf16 against fp32: the same run both ways\n")
+        L.append(f"{q['wh']}, {q['iterations']} iterations from the content image, `--precision fp32` and "
+                 "`--precision bf16`; each output image's loss then evaluated in fp32 (`stylize -n 0 --init "
+                 "OUTPUT --precision fp32`: the same yardstick for both, on the 8-bit image as written).\n")
+        L.append("| precision | s/it | final loss (own arithmetic) | final loss of the image, in fp32 |")
+        L.append("| --- | --- | --- | --- |")
+        for p in ("fp32", "bf16"):
+            L.append(f"| {p} | {q[p]['spi']:.3f} | {q[p]['loss']:.5g} | {q[p]['loss_fp32']:.5g} |")
+        L.append(f"\nbf16's image, scored in fp32, is at **{100 * q['bf16']['loss_fp32'] / q['fp32']['loss_fp32']:.1f}%** "
+                 f"of fp32's loss (the start was {q['fp32']['initial']:.4g}); the two images differ by "
+                 f"**{q['pixel_difference']:.2f}** levels (of 255) per channel on average.\n")
     L.append("\n## Multi-scale vs single-scale at 512 px\n")
     if ms["reached"]:
         verdict = (f"reached in **{ms['t_multi']:.0f} s = {100 * ms['t_multi'] / ms['t_single']:.0f}%** of the "
@@ -390,7 +462,7 @@ def main():
              f"**{lt['p95_s']:.2f} s** (queueing included); {lt['ok']}/{lt['requests']} answered with an image, "
              f"{lt['lost_or_failed']} lost or failed; server alive afterwards: {lt['server_alive_after']}, "
              f"exit code after SIGTERM {lt['server_exit_code']}.\n")
-    L.append("## Memory: the levers, measured, and the limits they give\n")
+    L.append(f"## Memory: the levers, measured, and the limits they give ({default_precision}, the default here)\n")
     L.append(f"Peak RSS at {mem['size']} after {mem['iterations']} iterations (the 100-entry history full): "
              f"`--lbfgs-history 100` **{mem['lbfgs-100']:.0f} MiB**, `--lbfgs-history 10` **{mem['lbfgs-10']:.0f} "
              f"MiB**, `--optimizer adam` **{mem['adam']:.0f} MiB**. One history entry costs "
