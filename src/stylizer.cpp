@@ -76,11 +76,11 @@ StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTarget
   check_size(content_rgb, last_index(), "the output");
   if (!device_.is_cuda()) {
     const int width = static_cast<int>(content_rgb.size(3)), height = static_cast<int>(content_rgb.size(2));
-    check_cpu_memory(width, height, params.optimizer);
+    check_cpu_memory(width, height, params.optimizer, precision());
     // The allocator's cache headroom saves ~126,000 page faults per 512 px iteration but can
     // hold half the activations again (cpu_allocator.hpp); near the memory limit the run goes without.
     const uint64_t have = available_memory_bytes();
-    const bool roomy = have == 0 || static_cast<double>(have) >= 1.25 * estimate_cpu_peak_bytes(width, height, params.optimizer);
+    const bool roomy = have == 0 || static_cast<double>(have) >= 1.25 * estimate_cpu_peak_bytes(width, height, params.optimizer, precision());
     set_cpu_cache_headroom(roomy ? kDefaultCacheHeadroom : 0.0);
   }
   auto t0 = std::chrono::steady_clock::now();
@@ -115,10 +115,11 @@ StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTarget
   return out;
 }
 
-uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& optimizer) {
+uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& optimizer, Precision precision) {
   const uint64_t pixels = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
   const uint64_t history = optimizer.kind == OptimizerKind::lbfgs ? 2ull * optimizer.lbfgs_history : 2ull;
-  return (370ull << 20) + pixels * 3000ull + pixels * 12ull * history;
+  const uint64_t activations = precision == Precision::bf16 ? 2200ull : 3000ull;
+  return (370ull << 20) + pixels * activations + pixels * 12ull * history;
 }
 
 uint64_t available_memory_bytes() {
@@ -132,8 +133,8 @@ uint64_t available_memory_bytes() {
   return 0;
 }
 
-void check_cpu_memory(int width, int height, const OptimizerOptions& optimizer) {
-  const uint64_t need = estimate_cpu_peak_bytes(width, height, optimizer);
+void check_cpu_memory(int width, int height, const OptimizerOptions& optimizer, Precision precision) {
+  const uint64_t need = estimate_cpu_peak_bytes(width, height, optimizer, precision);
   const uint64_t have = available_memory_bytes();
   if (have == 0 || need <= have) return;
   char buf[320];

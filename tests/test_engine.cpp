@@ -121,6 +121,13 @@ TEST(Vgg19, AutoPrecisionIsBf16OnlyOnACpuWithAmx) {
   EXPECT_EQ(to_string(Precision::bf16), "bf16");
 }
 
+TEST(Vgg19, Bf16RunsAreEstimatedSmallerByTheirActivations) {
+  OptimizerOptions o;
+  const uint64_t fp32 = estimate_cpu_peak_bytes(1000, 1000, o), bf16 = estimate_cpu_peak_bytes(1000, 1000, o, Precision::bf16);
+  EXPECT_EQ(fp32 - bf16, 800ull * 1000 * 1000) << "3000 vs 2200 bytes of activations per pixel";
+  EXPECT_EQ(estimate_cpu_peak_bytes(1000, 1000, o, Precision::fp32), fp32);
+}
+
 TEST(Preprocess, CaffeAndTorchvisionConventions) {
   at::Tensor rgb = at::tensor({10.0f, 20.0f, 30.0f}).view({1, 3, 1, 1});
   at::Tensor c = preprocess(rgb, Preprocessing::caffe).flatten();

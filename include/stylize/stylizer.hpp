@@ -75,16 +75,18 @@ int style_longest_side(int size, double style_scale);
 void check_working_size(int width, int height, int last_index, const std::string& what);
 
 // Peak host memory of a CPU run, estimated from measurements (BENCHMARKS.md "Memory limits"):
-// ~370 MiB fixed + ~3000 bytes per output pixel of activations + the optimiser's history
-// (L-BFGS: 2 × history image-sized float tensors; Adam: 2 moments).
-uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& optimizer);
+// ~370 MiB fixed + activations (~3000 bytes per output pixel in fp32, ~2200 in bf16: fitted 3209
+// and 2112 on 256..1024 px runs) + the optimiser's history (L-BFGS: 2 × history image-sized float
+// tensors; Adam: 2 moments).
+uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& optimizer,
+                                 Precision precision = Precision::fp32);
 
 // MemAvailable from /proc/meminfo, or 0 when it cannot be read.
 uint64_t available_memory_bytes();
 
 // Throws ResourceError when the estimate exceeds the available memory (a run that would be killed
 // by the OOM killer hours in is refused at the start instead). CPU only.
-void check_cpu_memory(int width, int height, const OptimizerOptions& optimizer);
+void check_cpu_memory(int width, int height, const OptimizerOptions& optimizer, Precision precision = Precision::fp32);
 
 // Parses "auto", "cpu", "cuda", "cuda:N"; throws DeviceError when CUDA is asked for but absent.
 at::Device resolve_device(const std::string& spec);

@@ -88,7 +88,10 @@ int run(const StylizeOptions& o) {
     layers.style_layers = f.style_layers;
     const int last = deepest_layer(layers);
     const auto [ow, oh] = fit_longest(content_info.width, content_info.height, f.size);
-    if (!resolve_device(f.device).is_cuda()) check_cpu_memory(ow, oh, engine_optimizer_options(f));
+    const at::Device device = resolve_device(f.device);
+    if (!device.is_cuda()) {
+      check_cpu_memory(ow, oh, engine_optimizer_options(f), resolve_precision(f.precision, device, cpu_vector_features()));
+    }
     for (int k = 0; k < f.scales; ++k) {
       const int size = scale_size(f, k);
       auto [cw, ch] = fit_longest(content_info.width, content_info.height, size);

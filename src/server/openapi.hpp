@@ -34,7 +34,7 @@ inline constexpr const char* kOpenApi = R"JSON({
     "/v1/stylize": {"post": {"summary": "Synchronous, for small jobs: returns the image", "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
       "responses": {"200": {"description": "the image"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over the synchronous limit"}, "429": {"description": "queue full"}}}},
     "/v1/styles": {"get": {"summary": "Named styles from --styles-dir", "responses": {"200": {"description": "{styles: [{id}]}"}}}},
-    "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}, "503": {"description": "draining"}}}},
+    "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "{status: ok, device, precision}"}, "503": {"description": "draining"}}}},
     "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text/plain"}}}},
     "/openapi.json": {"get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI 3"}}}}
   }

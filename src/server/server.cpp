@@ -463,7 +463,8 @@ void Server::routes() {
   http.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(mu_);
     send_json(res, accepting_ ? 200 : 503, {{"status", accepting_ ? "ok" : "draining"},
-                                            {"device", stylizer_.device().str()}});
+                                            {"device", stylizer_.device().str()},
+                                            {"precision", to_string(stylizer_.precision())}});
   });
 
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
