@@ -7,6 +7,7 @@ Environment knobs: BENCH_REPEATS (3), BENCH_SINGLE_ITERS (1000: the single-scale
 target loss), BENCH_COARSE (200,100: iterations at the two coarse scales), BENCH_IMAGES
 (../shared/images).
 """
+import atexit
 import datetime
 import json
 import os
@@ -34,6 +35,9 @@ THREADS = os.cpu_count()
 CONTENT = os.path.join(IMAGES, "tubingen.jpg")
 STYLE = os.path.join(IMAGES, "starry_night.jpg")
 TMP = tempfile.mkdtemp(prefix="stylize-bench-")
+# Removed at exit (80 MB of weights plus the images); the os.execv restart skips atexit handlers, so
+# same_blas_kernels_as_stylize removes the folder itself first.
+atexit.register(shutil.rmtree, TMP, True)
 WEIGHTS = os.path.join(TMP, "vgg19-synthetic.safetensors")
 
 
