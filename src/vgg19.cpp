@@ -69,9 +69,13 @@ std::vector<int64_t> vgg19_parameter_shape(const std::string& name) {
 
 std::string to_string(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
 
+namespace {
+at::ScalarType scalar_type(Precision p) { return p == Precision::bf16 ? at::kBFloat16 : at::kFloat; }
+}  // namespace
+
 Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, int last_index, Precision precision)
     : pooling_(pooling), last_index_(last_index), precision_(precision) {
-  const at::ScalarType dtype = precision == Precision::bf16 ? at::kBFloat16 : at::kFloat;
+  const at::ScalarType dtype = scalar_type(precision);
   for (const auto& l : vgg19_layers()) {
     if (l.kind != Vgg19Layer::Kind::conv || l.index > last_index) continue;
     const std::string prefix = "features." + std::to_string(l.index) + ".";
@@ -127,7 +131,7 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
     }
   };
   const bool channels_last = x.is_cpu() && x.dim() == 4;  // measured for oneDNN; CUDA keeps NCHW
-  const at::ScalarType dtype = low_precision ? at::kBFloat16 : x.scalar_type();
+  const at::ScalarType dtype = scalar_type(precision_);  // the weights' type
   at::Tensor h = channels_last ? x.to(at::TensorOptions().dtype(dtype), false, false, at::MemoryFormat::ChannelsLast)
                                : x.to(dtype);
   // oneDNN's bf16 input-gradient convolutions do not have fp32's NHWC slowdown from block 3 on: all
