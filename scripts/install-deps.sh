@@ -11,6 +11,7 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   libcurl4-openssl-dev libhdf5-dev libcpp-httplib-dev
+  libdnnl-dev             # oneDNN, as LibTorch uses it: bf16 Gram products with fp32 results
 )
 if [ "${STYLIZE_WITH_PYTHON:-1}" = 1 ]; then
   # Reference implementation for parity fixtures and benchmarks; not needed to build.

@@ -118,7 +118,7 @@ StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTarget
 uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& optimizer, Precision precision) {
   const uint64_t pixels = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
   const uint64_t history = optimizer.kind == OptimizerKind::lbfgs ? 2ull * optimizer.lbfgs_history : 2ull;
-  const uint64_t activations = precision == Precision::bf16 ? 2200ull : 3000ull;
+  const uint64_t activations = precision == Precision::bf16 ? 1700ull : 3000ull;
   return (370ull << 20) + pixels * activations + pixels * 12ull * history;
 }
 

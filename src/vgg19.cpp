@@ -127,7 +127,7 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
   const bool low_precision = precision_ == Precision::bf16;
   auto capture = [&](int index, const at::Tensor& t) {
     for (size_t k = 0; k < layer_indices.size(); ++k) {
-      if (layer_indices[k] == index) out[k] = low_precision ? t.to(at::kFloat) : t;
+      if (layer_indices[k] == index) out[k] = t;
     }
   };
   const bool channels_last = x.is_cpu() && x.dim() == 4;  // measured for oneDNN; CUDA keeps NCHW

@@ -75,9 +75,9 @@ int style_longest_side(int size, double style_scale);
 void check_working_size(int width, int height, int last_index, const std::string& what);
 
 // Peak host memory of a CPU run, estimated from measurements (BENCHMARKS.md "Memory limits"):
-// ~370 MiB fixed + activations (~3000 bytes per output pixel in fp32, ~2200 in bf16: fitted 3209
-// and 2112 on 256..1024 px runs) + the optimiser's history (L-BFGS: 2 × history image-sized float
-// tensors; Adam: 2 moments).
+// ~370 MiB fixed + activations (~3000 bytes per output pixel in fp32, ~1700 in bf16: fitted 3209
+// and 1601 on 256..1024 px runs; bf16 features go to the Gram products without fp32 copies) + the
+// optimiser's history (L-BFGS: 2 × history image-sized float tensors; Adam: 2 moments).
 uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& optimizer,
                                  Precision precision = Precision::fp32);
 

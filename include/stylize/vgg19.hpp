@@ -13,7 +13,8 @@ namespace stylize {
 enum class Pooling { max, avg };
 
 // The arithmetic of the network's convolutions, ReLUs and pooling (forward and input gradient). The
-// features handed to the losses, the Gram matrices, the losses and the optimiser are fp32 either way.
+// features come out in that type; the Gram matrices (accumulated in fp32 from bf16 features), the
+// losses and the optimiser are fp32 either way.
 // bf16 keeps fp32's range with an 8-bit mantissa; on CPUs with AMX (Sapphire Rapids and later Xeons)
 // oneDNN runs its convolutions ~3x faster than fp32 (BENCHMARKS.md).
 enum class Precision { fp32, bf16 };
@@ -53,7 +54,8 @@ class Vgg19 {
   // each <= last_index), in the order given. Runs only as deep as the deepest index asked for.
   // On CPU some activations come back channels-last (a layout measured faster for oneDNN; see
   // vgg19.cpp): same values and shape, other strides, so use reshape rather than view on them.
-  // The activations are fp32 whatever the precision; the gradient flows back through the casts.
+  // The activations are in the network's precision (bf16 or fp32): a bf16 network's features go to
+  // the Gram products as they are, and the content loss casts its own.
   std::vector<at::Tensor> forward(const at::Tensor& x, const std::vector<int>& layer_indices) const;
 
   void to(const at::Device& device);
