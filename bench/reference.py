@@ -78,8 +78,11 @@ def run(args):
     cw, sw, tw = (5.0, 100.0, 1e-3) if pre == "caffe" else (1.0, 1e6, 0.5)
     content = make_parity.preprocess(load_image(args.content, args.size), pre)
     style = make_parity.preprocess(load_image(args.style, args.size), pre)
-    # --precision bf16 as stylize does it: the network in bf16, its features cast back to fp32 for the
-    # losses; the targets too, so that the content loss at the content image is zero as in fp32.
+    # --precision bf16: the network in bf16, its features cast back to fp32 for the losses; the targets
+    # too, so that the content loss at the content image is zero as in fp32. stylize takes the bf16
+    # features to its Gram products directly (oneDNN, fp32 accumulation and result: the same values);
+    # PyTorch's Python API has no bf16 product with an fp32 result (torch.mm on bf16 rounds G to
+    # bf16), so the faithful way here is the cast and an fp32 product.
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     net = model.to(dtype)
 
