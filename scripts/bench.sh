@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds stylize in Release and regenerates BENCHMARKS.md (about 31 minutes on the 2-core Xeon VM of
-# 2026-11-29 with bf16 as its default; 12 of them are the 1000-iteration single-scale run).
+# Builds stylize in Release and regenerates BENCHMARKS.md (about 25 minutes on the 2-core Xeon VM of
+# 2026-11-29 with bf16 as its default; 9 of them are the 1000-iteration single-scale run).
 # Needs ../shared/images (or BENCH_IMAGES) and Debian's python3-torch for the reference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
