@@ -114,9 +114,9 @@ def network_floor_seconds(h, w, repeats=3, precision="fp32"):
     precision the engine uses for it (fp32: channels-last up to pool2, NCHW after; bf16: channels-last
     throughout; see src/vgg19.cpp), plus the Gram products of the five style layers (F·Fᵀ forward,
     one product backward; on bf16 operands in bf16, where torch.mm runs the same oneDNN kernel as
-    stylize, but rounds its result to bf16: same time). What an iteration would cost if ReLU, pooling, the casts, the
-    other loss terms and autograd were free: the floor for this network on this library. Random
-    tensors of the real shapes; the time does not depend on the values."""
+    stylize, but rounds its result to bf16: same time). What an iteration would cost if ReLU,
+    pooling, the casts, the other loss terms and autograd were free: the floor for this network on
+    this library. Random tensors of the real shapes; the time does not depend on the values."""
     torch.set_num_threads(THREADS)
 
     def timed(fn):
@@ -329,7 +329,14 @@ def same_blas_kernels_as_stylize():
     return core, probe["settings"]["precision"]
 
 
-def goals(table, default_precision, ms):
+def add_shares(row, conv_rate):
+    """The row's GFLOP per iteration and how close it comes to the two floors, in percent."""
+    row["gflop"] = vgg_flops(row["h"], row["w"]) / 1e9
+    row["conv_share"] = 100 * row["gflop"] / row["spi"] / conv_rate
+    row["floor_share"] = 100 * row["floor"] / row["spi"]
+
+
+def goals(table, ms):
     """The goals of issue #5, each with this run's numbers and whether they meet it."""
     met = lambda ok: "**met**" if ok else "**not met**"
     L = ["## Goals, from this run\n"]
@@ -337,7 +344,7 @@ def goals(table, default_precision, ms):
     L.append("- Time per iteration at 512 px ≤ the Python reference's: " + "; ".join(
         f"{r['precision']} {r['spi']:.3f} vs {r['spi_ref']:.3f} s, ratio {r['spi'] / r['spi_ref']:.2f}, "
         f"{met(r['spi'] <= r['spi_ref'])}" for r in at512) + ".")
-    share = {f"{r['precision']} {r['w']}×{r['h']}": 100 * r["floor"] / r["spi"] for r in table}
+    share = {f"{r['precision']} {r['w']}×{r['h']}": r["floor_share"] for r in table}
     L.append("- ≥ 85% of the floor, taken as this network's arithmetic alone (its convolutions and Gram products "
              "at the rates this machine reaches for their shapes; column *% of arithmetic alone*): " +
              ", ".join(f"{k} {v:.0f}%" for k, v in share.items()) + ". " +
@@ -357,8 +364,7 @@ def goals(table, default_precision, ms):
                  "op, on a host whose speed swings by tens of percent from minute to minute (compare the machine "
                  "rates above between runs of this script): a row moves by several points from run to run.")
     L.append("- Against the machine's measured 256-channel convolution rate (column *% of conv floor*): " +
-             ", ".join(f"{r['precision']} {r['w']}×{r['h']} {100 * vgg_flops(r['h'], r['w']) / 1e9 / r['spi'] / r['rate']:.0f}%"
-                       for r in table) + ": **not met**, and not reachable by this network's shapes: its full-"
+             ", ".join(f"{r['precision']} {r['w']}×{r['h']} {r['conv_share']:.0f}%" for r in table) + ": **not met**, and not reachable by this network's shapes: its full-"
              "resolution layers (3→64, 64→64 channels) and the Gram products of 64 and 128 channels run far below "
              "a 256→256 convolution's rate even alone (the *arithmetic alone* column is that ceiling).")
     if ms["reached"]:
@@ -406,7 +412,7 @@ def main():
     rows = {r["size"]: r for r in table if r["precision"] == default_precision}
     floor_rate = {"fp32": conv, "bf16": conv_bf16}
     for r in table:
-        r["rate"] = floor_rate[r["precision"]]
+        add_shares(r, floor_rate[r["precision"]])
     log("bf16 vs fp32, the same run")
     quality = precision_quality() if "bf16" in precisions else None
     log("multi-scale vs single-scale (this takes a while)")
@@ -453,17 +459,15 @@ def main():
     L.append(f"stylize's default precision here (`--precision auto`): **{default_precision}**"
              + (" (this CPU has AMX-BF16)." if default_precision == "bf16" else
                 " (no AMX-BF16 on this CPU, so the bf16 rows are not measured).") + "\n")
-    L.extend(goals(table, default_precision, ms))
+    L.extend(goals(table, ms))
     L.append("## Time per L-BFGS iteration\n")
     L.append("| precision | size | stylize s/it | reference s/it | ratio (stylize/ref) | GFLOP/it | stylize GFLOP/s "
              "| % of conv floor | arithmetic alone s/it | % of arithmetic alone |")
     L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in table:
-        fl = vgg_flops(r["h"], r["w"]) / 1e9
         L.append(f"| {r['precision']} | {r['w']}×{r['h']} | {r['spi']:.3f} | {r['spi_ref']:.3f} | "
-                 f"{r['spi'] / r['spi_ref']:.2f} | {fl:.0f} | {fl / r['spi']:.1f} | "
-                 f"{100 * fl / r['spi'] / floor_rate[r['precision']]:.0f}% | {r['floor']:.3f} | "
-                 f"{100 * r['floor'] / r['spi']:.0f}% |")
+                 f"{r['spi'] / r['spi_ref']:.2f} | {r['gflop']:.0f} | {r['gflop'] / r['spi']:.1f} | "
+                 f"{r['conv_share']:.0f}% | {r['floor']:.3f} | {r['floor_share']:.0f}% |")
     L.append("\nEach row compares like with like: the reference runs in the same precision (`bench/reference.py "
              "--precision`: its network in bf16, the features cast to fp32 for the losses). stylize's bf16 Gram "
              "products take the bf16 features directly (oneDNN, accumulated in fp32 with an fp32 result: the same "

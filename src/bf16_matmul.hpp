@@ -10,9 +10,8 @@ namespace stylize {
 // (AVX512-BF16 or AMX-BF16); otherwise the caller casts to fp32 and uses BLAS.
 bool bf16_matmul_available();
 
-// out = a·b for 2-D CPU tensors of any strides: a (m×k) and b (k×n) bf16; `out` m×n, fp32 or bf16,
-// row-major contiguous (or a column/row block of one), written in place. Products are accumulated in
-// fp32 and rounded once, to out's type.
+// out = a·b for 2-D CPU tensors of any strides: a (m×k) and b (k×n) bf16, `out` (m×n) fp32 or bf16,
+// written in place. Products are accumulated in fp32 and rounded once, to out's type.
 void bf16_matmul(const at::Tensor& a, const at::Tensor& b, at::Tensor& out);
 
 }  // namespace stylize
