@@ -386,10 +386,9 @@ def goals(table, ms):
              f"(up to writing this file), {met(minutes < 30)}.")
     L.append("- GPU (500 iterations at 512 and 2048 px against the reference on the same GPU): **not measured**. "
              "No GPU machine was lent to this project's sessions so far. The engine builds without OpenCV for it "
-             "(`-DSTYLIZE_ENGINE_ONLY=ON`) and `--device cuda` turns on cuDNN's benchmark mode, but host syncs per "
-             "iteration are **not** down to the logging: the CUDA path runs torch's L-BFGS, whose two-loop "
-             "recursion reads a scalar back per history entry, and stylize reads each loss back to keep the best "
-             "image.\n")
+             "(`-DSTYLIZE_ENGINE_ONLY=ON`), `--device cuda` turns on cuDNN's benchmark mode, and an L-BFGS iteration "
+             "reads nothing back from the device except the progress the caller asks for (stylize's own L-BFGS; a "
+             "test counts the reads), but none of it has run on a GPU yet.\n")
     return L
 
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "stylize/lbfgs.hpp"
 #include "stylize/error.hpp"
 
 namespace stylize {
@@ -27,11 +28,13 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
   TransferResult result;
   at::Tensor x = init.detach().clone().set_requires_grad(true);
   at::Tensor best = x.detach().clone();
-  double best_loss = std::numeric_limits<double>::infinity();
+  // The best loss stays on the device: choosing the best image is arithmetic, not a host read.
+  at::Tensor best_loss;
   const auto start = Clock::now();
   int evals = 0;
 
-  // One loss evaluation with gradient; keeps the best image seen and drives the callbacks.
+  // One loss evaluation with gradient; keeps the best image seen and drives the callbacks. Reads
+  // the loss back only at evaluation 1 and where the caller asks for progress.
   auto evaluate = [&]() -> at::Tensor {
     if (cb.should_stop && cb.should_stop()) throw StopRequested{};
     if (x.grad().defined()) x.mutable_grad().zero_();
@@ -42,26 +45,26 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
     result.seconds_forward += std::chrono::duration<double>(t1 - t0).count();
     result.seconds_backward += std::chrono::duration<double>(Clock::now() - t1).count();
     ++evals;
-    double value;
+    const at::Tensor total = terms.total.detach();
     if (evals == 1) {
       result.initial = to_values(terms);
-      value = result.initial.total;
-      if (!std::isfinite(value)) {
-        throw Error(ExitCode::internal, "the loss is not finite at the start (" + std::to_string(value) +
+      if (!std::isfinite(result.initial.total)) {
+        throw Error(ExitCode::internal, "the loss is not finite at the start (" +
+                                            std::to_string(result.initial.total) +
                                             "); check the weights and the loss weights");
       }
+      best_loss = total.clone();
     } else {
-      value = terms.total.item<double>();
+      c10::NoGradGuard no_grad;
+      const at::Tensor better = total < best_loss;  // false for NaN: a NaN step never becomes the best
+      best.copy_(at::where(better, x.detach(), best));
+      best_loss = at::where(better, total, best_loss);
     }
-    if (value < best_loss) {
-      best_loss = value;
-      best.copy_(x.detach());
-    }
-    if (cb.on_progress) {
+    if (cb.on_progress && (!cb.progress_at || cb.progress_at(evals, opts.iterations))) {
       Progress p;
       p.iteration = evals;
       p.total = opts.iterations;
-      p.loss = value;
+      p.loss = evals == 1 ? result.initial.total : total.item<double>();
       p.seconds = std::chrono::duration<double>(Clock::now() - start).count();
       cb.on_progress(p);
     }
@@ -73,19 +76,25 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
 
   try {
     if (opts.iterations > 0) {
-      if (opts.kind == OptimizerKind::lbfgs) {
+      if (opts.kind == OptimizerKind::lbfgs && opts.line_search == LineSearch::none) {
+        SyncFreeLbfgs optimizer(x, opts.lbfgs_history, opts.iterations, opts.learning_rate);
+        for (int i = 0; i < opts.iterations; ++i) {
+          evaluate();
+          optimizer.step(x.grad());
+          result.iterations = i + 1;
+        }
+      } else if (opts.kind == OptimizerKind::lbfgs) {
+        // A line search decides on the host by nature: torch's L-BFGS, with its reads.
         torch::optim::LBFGSOptions o(opts.learning_rate);
         o.max_iter(opts.iterations);
-        // Run exactly `iterations` iterations as neural-style does: no early stop on small changes.
-        o.tolerance_grad(-1).tolerance_change(-1);
-        o.max_eval(opts.line_search == LineSearch::none ? opts.iterations * 5 / 4 + 1 : opts.iterations * 25);
+        o.tolerance_grad(-1).tolerance_change(-1);  // the full iteration count, as neural-style
+        o.max_eval(opts.iterations * 25);
         o.history_size(opts.lbfgs_history);
-        if (opts.line_search == LineSearch::strong_wolfe) o.line_search_fn("strong_wolfe");
+        o.line_search_fn("strong_wolfe");
         torch::optim::LBFGS optimizer({x}, o);
-        // Iterations equal evaluations without line search; with it, count from the evaluations
-        // (torch keeps n_iter in private state). The extra evaluations are reported separately.
+        // torch keeps n_iter in private state; the extra evaluations are reported separately.
         optimizer.step(evaluate);
-        result.iterations = opts.line_search == LineSearch::none ? std::min(evals, opts.iterations) : opts.iterations;
+        result.iterations = opts.iterations;
       } else {
         torch::optim::Adam optimizer({x}, torch::optim::AdamOptions(opts.learning_rate));
         for (int i = 0; i < opts.iterations; ++i) {
@@ -115,7 +124,8 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
     c10::NoGradGuard no_grad;
     at::Tensor candidate = x.detach();
     LossValues final_values = to_values(loss.evaluate(candidate));
-    if (evals == 0 || (!result.interrupted && std::isfinite(final_values.total) && final_values.total <= best_loss)) {
+    if (evals == 0 || (!result.interrupted && std::isfinite(final_values.total) &&
+                       final_values.total <= best_loss.item<double>())) {
       best = candidate.clone();
       result.final = final_values;
       if (evals == 0) result.initial = final_values;

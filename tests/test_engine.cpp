@@ -1,14 +1,20 @@
 // The engine on tiny tensors: layer naming, the cut network, preprocessing, losses, the optimiser.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
+#include <torch/optim/lbfgs.h>
+
+#include <atomic>
+#include <cstring>
 
 #include <memory>
 
 #include "stylize/cpu_allocator.hpp"
 #include "stylize/error.hpp"
+#include "stylize/lbfgs.hpp"
 #include "stylize/losses.hpp"
 #include "stylize/preprocess.hpp"
 #include "stylize/stylizer.hpp"
@@ -282,6 +288,130 @@ struct Problem {
 };
 
 }  // namespace
+
+namespace {
+
+// The points at which torch's L-BFGS (no line search) and SyncFreeLbfgs evaluate f, in double.
+struct Trajectories {
+  std::vector<at::Tensor> torch_points, ours;
+  int curvature_rejections = 0;  // pairs of torch's run with y·s <= 1e-10
+};
+
+Trajectories lbfgs_trajectories(const std::function<at::Tensor(const at::Tensor&)>& f, const at::Tensor& start,
+                                int history, int iterations) {
+  Trajectories out;
+  std::vector<at::Tensor> grads;
+  at::Tensor x = start.clone().set_requires_grad(true);
+  torch::optim::LBFGS reference({x}, torch::optim::LBFGSOptions(1.0)
+                                         .max_iter(iterations)
+                                         .history_size(history)
+                                         .tolerance_grad(-1)
+                                         .tolerance_change(-1));
+  reference.step([&] {
+    if (x.grad().defined()) x.mutable_grad().zero_();
+    at::Tensor v = f(x);
+    v.backward();
+    out.torch_points.push_back(x.detach().clone());
+    grads.push_back(x.grad().clone());
+    return v;
+  });
+  for (size_t k = 1; k < grads.size(); ++k) {
+    const double ys = at::dot(grads[k] - grads[k - 1], out.torch_points[k] - out.torch_points[k - 1]).item<double>();
+    if (ys <= 1e-10) ++out.curvature_rejections;
+  }
+
+  at::Tensor y = start.clone().set_requires_grad(true);
+  SyncFreeLbfgs ours(y, history, iterations, 1.0);
+  for (int i = 0; i < iterations; ++i) {
+    if (y.grad().defined()) y.mutable_grad().zero_();
+    f(y).backward();
+    out.ours.push_back(y.detach().clone());
+    ours.step(y.grad());
+  }
+  return out;
+}
+
+void expect_same_path(const Trajectories& t, int iterations) {
+  ASSERT_EQ(t.torch_points.size(), static_cast<size_t>(iterations));
+  ASSERT_EQ(t.ours.size(), t.torch_points.size());
+  for (size_t k = 0; k < t.ours.size(); ++k) {
+    const double scale = t.torch_points[k].abs().max().item<double>();
+    EXPECT_LE((t.ours[k] - t.torch_points[k]).abs().max().item<double>(), 1e-9 * scale) << "evaluation " << k + 1;
+  }
+}
+
+}  // namespace
+
+TEST(Lbfgs, FollowsTorchsLbfgsWhenTheHistoryRingWraps) {
+  // Convex and not quadratic; 16 iterations through a 5-pair history (near the minimum, y·s falls
+  // under 1e-10 and torch drops pairs that ours keeps as no-ops, so the rings would differ).
+  const at::Tensor scale = at::linspace(0.5, 4.0, 48, at::kDouble);
+  auto f = [&](const at::Tensor& x) { return (scale * (x - 1).pow(2)).sum() + 0.25 * x.pow(4).sum(); };
+  const auto t = lbfgs_trajectories(f, at::linspace(-2.0, 3.0, 48, at::kDouble), 5, 16);
+  EXPECT_EQ(t.curvature_rejections, 0);
+  expect_same_path(t, 16);
+  auto gradient_size = [&](const at::Tensor& at_point) {
+    at::Tensor x = at_point.clone().set_requires_grad(true);
+    f(x).backward();
+    return x.grad().abs().max().item<double>();
+  };
+  EXPECT_LT(gradient_size(t.ours.back()), 1e-3 * gradient_size(t.ours.front())) << "16 steps near the minimum";
+}
+
+TEST(Lbfgs, PairsFailingTheCurvatureTestChangeNothing) {
+  // Non-convex (curvature 1 - 4 cos 2x changes sign): torch drops some pairs; ours keeps them with
+  // rho = 0. With room for every pair both must take the same steps.
+  auto f = [](const at::Tensor& x) { return 0.5 * x.pow(2).sum() + at::cos(2 * x).sum(); };
+  const auto t = lbfgs_trajectories(f, at::linspace(-1.5, 1.5 - 3.0 / 64, 64, at::kDouble), 100, 30);
+  EXPECT_GE(t.curvature_rejections, 3) << "the test needs rejected pairs to mean anything";
+  expect_same_path(t, 30);
+}
+
+namespace {
+
+// Counts the operations that read a tensor back to the host: on CUDA each is a wait for the GPU.
+std::atomic<int> host_reads{0};
+
+std::unique_ptr<at::ObserverContext> count_host_reads(const at::RecordFunction& fn) {
+  const char* name = fn.name();
+  for (const char* read : {"aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero", "aten::equal"}) {
+    if (std::strcmp(name, read) == 0) ++host_reads;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST(Transfer, LbfgsReadsTheLossBackOnlyWhereProgressIsAsked) {
+  Problem p;
+  OptimizerOptions o;
+  o.iterations = 30;
+  o.lbfgs_history = 10;
+  TransferCallbacks cb;
+  std::vector<int> reported;
+  cb.progress_at = [](int evaluation, int) { return evaluation % 10 == 0; };
+  cb.on_progress = [&](const Progress& pr) { reported.push_back(pr.iteration); };
+
+  host_reads = 0;
+  const auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(count_host_reads));
+  TransferResult r = optimize_image(p.loss, p.content, o, cb);
+  at::removeCallback(handle);
+
+  EXPECT_EQ(reported, (std::vector<int>{10, 20, 30}));
+  // One read per report, one for the closing comparison with the best loss; the start and the end
+  // are read as a whole (to_values), which is not a scalar read. torch's L-BFGS: ~10 per iteration.
+  EXPECT_EQ(host_reads.load(), 3 + 1);
+  EXPECT_LT(r.final.total, 0.5 * r.initial.total);
+
+  // The counter itself: the same run on torch's L-BFGS (via a line search) is seen reading.
+  o.line_search = LineSearch::strong_wolfe;
+  o.iterations = 5;
+  host_reads = 0;
+  const auto again = at::addThreadLocalCallback(at::RecordFunctionCallback(count_host_reads));
+  optimize_image(p.loss, p.content, o, cb);
+  at::removeCallback(again);
+  EXPECT_GT(host_reads.load(), 20);
+}
 
 TEST(Transfer, LbfgsLowersTheLossAndRunsExactlyTheIterationsAsked) {
   Problem p;

@@ -30,7 +30,11 @@ struct Progress {
 };
 
 struct TransferCallbacks {
-  std::function<void(const Progress&)> on_progress;  // every evaluation
+  // Called at the evaluations `progress_at` selects (all when it is empty). Each call reads the
+  // loss back from the device: on CUDA that is a host wait, and with L-BFGS (no line search) or
+  // Adam the only one an iteration has, so a caller that logs should choose few evaluations.
+  std::function<void(const Progress&)> on_progress;
+  std::function<bool(int evaluation, int total)> progress_at;
   // Every `snapshot_every` evaluations (0 = never) with the current network input.
   int snapshot_every = 0;
   std::function<void(int iteration, const at::Tensor& input)> on_snapshot;

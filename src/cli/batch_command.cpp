@@ -348,6 +348,7 @@ int run(BatchOptions& o) {
       ProgressDisplay progress(tty ? f.print_every : 0, f.quiet > 0, label);
       TransferCallbacks cb;
       cb.on_progress = [&](const Progress& p) { progress.update(p.iteration, p.total, p.loss, p.seconds); };
+      cb.progress_at = [&](int iteration, int total) { return progress.due(iteration, total); };
       cb.should_stop = [] { return interrupt_requested(); };
       StylizeOutput result = engine.stylizer->stylize(content, cached->second, params, cb);
       progress.finish();

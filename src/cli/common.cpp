@@ -105,14 +105,21 @@ std::string format_duration(double seconds) {
 ProgressDisplay::ProgressDisplay(int print_every, bool quiet, std::string label)
     : print_every_(print_every), quiet_(quiet), tty_(isatty(STDERR_FILENO) != 0), label_(std::move(label)) {}
 
+bool ProgressDisplay::due(int iteration, int total) const {
+  if (quiet_) return false;
+  if (tty_) {
+    return iteration == total || !drawn_ ||
+           std::chrono::steady_clock::now() - last_draw_ >= std::chrono::milliseconds(100);
+  }
+  return print_every_ > 0 && (iteration % print_every_ == 0 || iteration == total || iteration == 1);
+}
+
 void ProgressDisplay::update(int iteration, int total, double loss, double seconds) {
-  if (quiet_) return;
+  if (!due(iteration, total)) return;
   const double rate = seconds > 0 ? iteration / seconds : 0;
   const double eta = rate > 0 ? (total - iteration) / rate : -1;
   if (tty_) {
-    const auto now = std::chrono::steady_clock::now();
-    if (iteration != total && drawn_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
-    last_draw_ = now;
+    last_draw_ = std::chrono::steady_clock::now();
     const int width = 24;
     const int filled = total > 0 ? std::min(width, iteration * width / total) : width;
     std::string bar(static_cast<size_t>(filled), '#');
@@ -122,7 +129,7 @@ void ProgressDisplay::update(int iteration, int total, double loss, double secon
                  format_duration(eta).c_str());
     std::fflush(stderr);
     drawn_ = true;
-  } else if (print_every_ > 0 && (iteration % print_every_ == 0 || iteration == total || iteration == 1)) {
+  } else {
     spdlog::info("{}iteration {}/{}  loss {:.6g}  {:.2f} it/s  ETA {}", label_, iteration, total, loss, rate,
                  format_duration(eta));
   }

@@ -43,6 +43,9 @@ int command_main(const std::string& name, int argc, char** argv, Setup setup, Ru
 class ProgressDisplay {
  public:
   ProgressDisplay(int print_every, bool quiet, std::string label = "");
+  // Whether update() would show this iteration: the bar at most every 100 ms, log lines at the
+  // first, every print_every-th and the last. The engine reads the loss back only then.
+  bool due(int iteration, int total) const;
   void update(int iteration, int total, double loss, double seconds);
   // The same bar for a download: bytes, MB/s and ETA (terminal only).
   void update_transfer(uint64_t done, uint64_t total, double seconds);

@@ -149,6 +149,7 @@ int run(const StylizeOptions& o) {
     ProgressDisplay progress(f.print_every, f.quiet > 0, label);
     TransferCallbacks callbacks;
     callbacks.on_progress = [&](const Progress& p) { progress.update(p.iteration, p.total, p.loss, p.seconds); };
+    callbacks.progress_at = [&](int iteration, int total) { return progress.due(iteration, total); };
     callbacks.should_stop = [] { return interrupt_requested(); };
     // Snapshots only at the final scale: earlier ones are smaller than the output.
     callbacks.snapshot_every = k == f.scales - 1 ? o.save_every : 0;

@@ -7,6 +7,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <new>
@@ -217,12 +218,20 @@ void Server::run_job(const std::shared_ptr<Job>& job) {
       uploaded = stylizer_.style_targets(job->params.loss, {job->style}, {});
     }
     TransferCallbacks cb;
+    // Progress every 200 ms (and at the ends): each report reads the loss back from the device.
+    auto last_report = std::chrono::steady_clock::now();
+    cb.progress_at = [&](int evaluation, int total) {
+      const auto now = std::chrono::steady_clock::now();
+      if (evaluation != 1 && evaluation != total && now - last_report < std::chrono::milliseconds(200)) return false;
+      last_report = now;
+      return true;
+    };
     cb.on_progress = [&](const Progress& p) {
       std::lock_guard<std::mutex> lock(mu_);
+      iterations_total_ += static_cast<uint64_t>(p.iteration - job->iteration);
       job->iteration = p.iteration;
       job->total = p.total;
       job->loss = p.loss;
-      ++iterations_total_;
     };
     cb.should_stop = [&] { return job->cancel.load(); };
     StylizeOutput out = stylizer_.stylize(job->content, *targets, job->params, cb);
