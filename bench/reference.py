@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Reference implementation for benchmarks: the same losses as stylize (README "Losses"), written
-with PyTorch's Python API and torchvision's VGG19, optimised with torch.optim.LBFGS the way
+with PyTorch's Python API and VGG19 in torchvision's layer layout, optimised with torch.optim.LBFGS the way
 neural-style-pt does (one step() call, max_iter = iterations, no early stop).
 
     /usr/bin/python3 bench/reference.py --weights W.safetensors --content C.jpg --style S.jpg \
         --size 512 --iterations 5 --threads 2 [--precision bf16]   # prints one JSON object
+    /usr/bin/python3 bench/reference.py --inputs I.safetensors --iterations 500 --device cuda
+        # weights and images from `stylize_engine_bench --inputs-out` (bench/gpu.sh): no torchvision needed
     /usr/bin/python3 bench/reference.py --check        # loss definitions vs tests/fixtures/parity.json
 """
 import argparse
@@ -17,8 +19,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-import torchvision
-from torchvision.io import ImageReadMode, read_image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
@@ -36,14 +36,14 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def load_safetensors_features(path):
+def load_safetensors(path, wanted=lambda name: name.startswith("features.")):
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
         data = f.read()
     out = {}
     for name, e in header.items():
-        if not name.startswith("features."):
+        if name == "__metadata__" or not wanted(name):
             continue
         assert e["dtype"] == "F32", "reference reads F32 files (stylize weights synth writes F32)"
         b, t = e["data_offsets"]
@@ -52,15 +52,24 @@ def load_safetensors_features(path):
 
 
 def build_model(params, last):
-    model = torchvision.models.vgg19(weights=None).features[: last + 1]
+    """torchvision's vgg19().features[: last + 1], built by hand (a GPU machine may lack torchvision)."""
+    layers, channels = [], 3
+    for name in make_parity.layer_names()[: last + 1]:
+        if name.startswith("conv"):
+            out = params[f"features.{len(layers)}.weight"].shape[0]
+            layers.append(torch.nn.Conv2d(channels, out, 3, padding=1))
+            channels = out
+        elif name.startswith("relu"):
+            layers.append(torch.nn.ReLU(inplace=False))
+        else:
+            layers.append(torch.nn.MaxPool2d(2, 2))
+    model = torch.nn.Sequential(*layers)
     model.load_state_dict({k[len("features."):]: v for k, v in params.items() if int(k.split(".")[1]) <= last})
-    for m in model:
-        if isinstance(m, torch.nn.ReLU):
-            m.inplace = False
     return model.eval().requires_grad_(False)
 
 
 def load_image(path, longest):
+    from torchvision.io import ImageReadMode, read_image
     x = read_image(path, ImageReadMode.RGB).float().unsqueeze(0)
     h, w = x.shape[2:]
     scale = longest / max(h, w)
@@ -71,13 +80,21 @@ def load_image(path, longest):
 def run(args):
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    params, pre = load_safetensors_features(args.weights)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as stylize does on CUDA
+    if args.inputs:
+        params, pre = load_safetensors(args.inputs, lambda name: True)
+        content_rgb, style_rgb = params.pop("content"), params.pop("style")
+    else:
+        params, pre = load_safetensors(args.weights)
+        content_rgb, style_rgb = load_image(args.content, args.size), load_image(args.style, args.size)
     cl, sl = ["relu4_2"], ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
     names = make_parity.layer_names()
-    model = build_model(params, max(names.index(n) for n in cl + sl))
+    model = build_model(params, max(names.index(n) for n in cl + sl)).to(device)
     cw, sw, tw = (5.0, 100.0, 1e-3) if pre == "caffe" else (1.0, 1e6, 0.5)
-    content = make_parity.preprocess(load_image(args.content, args.size), pre)
-    style = make_parity.preprocess(load_image(args.style, args.size), pre)
+    content = make_parity.preprocess(content_rgb, pre).to(device)
+    style = make_parity.preprocess(style_rgb, pre).to(device)
     # --precision bf16: the network in bf16, its features cast back to fp32 for the losses; the targets
     # too, so that the content loss at the content image is zero as in fp32. stylize takes the bf16
     # features to its Gram products directly (oneDNN, fp32 accumulation and result: the same values);
@@ -108,13 +125,17 @@ def run(args):
         losses.append(loss.item())
         return loss
 
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     t1 = time.perf_counter()
     opt.step(closure)
+    sync()
     t_opt = time.perf_counter() - t1
     return {"seconds_per_iteration": t_opt / max(1, len(losses)), "seconds_load_targets": t_load,
             "evaluations": len(losses), "loss_initial": losses[0], "loss_final": losses[-1],
             "width": x.shape[3], "height": x.shape[2],
-            "peak_memory_mib": peak_rss_mib()}
+            "peak_memory_mib": peak_rss_mib(), "device": str(device),
+            **({"peak_gpu_memory_mib": torch.cuda.max_memory_allocated() / 2**20} if device.type == "cuda" else {})}
 
 
 def check():
@@ -140,6 +161,8 @@ if __name__ == "__main__":
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--inputs", help="weights + content + style in one safetensors file (stylize_engine_bench)")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--check", action="store_true")
     a = ap.parse_args()
     if a.check:

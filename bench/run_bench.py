@@ -336,6 +336,27 @@ def add_shares(row, conv_rate):
     row["floor_share"] = 100 * row["floor"] / row["spi"]
 
 
+def gpu_results():
+    """bench/gpu-results.json: a bench/gpu.sh run on a GPU machine, copied here (this one has no GPU)."""
+    path = os.path.join(ROOT, "bench", "gpu-results.json")
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+def gpu_section(gpu):
+    L = [f"## GPU: {gpu['gpu']}, {gpu['date']} (`bench/gpu.sh`, not this run)\n",
+         f"PyTorch {gpu['torch']}, CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}; synthetic weights and images, the "
+         "same losses; L-BFGS with a 100-entry history; stylize reads nothing back during its iterations, the "
+         "reference reads every loss (as neural-style-pt does). Per iteration: the whole optimisation over its "
+         "iteration count.\n",
+         "| size | iterations | stylize s/it | reference s/it | ratio | stylize final loss | reference final loss |",
+         "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in gpu["rows"]:
+        L.append(f"| {r['width']}×{r['height']} | {r['iterations']} | {r['stylize']['seconds_per_iteration']:.4f} | "
+                 f"{r['reference']['seconds_per_iteration']:.4f} | {r['ratio']:.2f} | "
+                 f"{r['stylize']['loss_final']:.5g} | {r['reference']['loss_final']:.5g} |")
+    return L + [""]
+
+
 def goals(table, ms):
     """The goals of issue #5, each with this run's numbers and whether they meet it."""
     met = lambda ok: "**met**" if ok else "**not met**"
@@ -384,11 +405,21 @@ def goals(table, ms):
     minutes = (time.time() - STARTED) / 60
     L.append(f"- `scripts/bench.sh` in under 30 minutes: this run took **{minutes:.1f} min** "
              f"(up to writing this file), {met(minutes < 30)}.")
-    L.append("- GPU (500 iterations at 512 and 2048 px against the reference on the same GPU): **not measured**. "
-             "No GPU machine was lent to this project's sessions so far. The engine builds without OpenCV for it "
-             "(`-DSTYLIZE_ENGINE_ONLY=ON`), `--device cuda` turns on cuDNN's benchmark mode, and an L-BFGS iteration "
-             "reads nothing back from the device except the progress the caller asks for (stylize's own L-BFGS; a "
-             "test counts the reads), but none of it has run on a GPU yet.\n")
+    gpu = gpu_results()
+    if gpu:
+        ratios = ", ".join(f"{r['size']} px {r['ratio']:.2f}" for r in gpu["rows"])
+        L.append(f"- GPU: measured on {gpu['date']} on {gpu['gpu']} by `bench/gpu.sh` (not in this run: this "
+                 f"machine has no GPU); stylize over the reference per iteration: {ratios} (section below). "
+                 f"{met(all(r['ratio'] <= 1 for r in gpu['rows']))} for ≤ the reference.\n")
+    else:
+        L.append("- GPU (500 iterations at 512 and 2048 px against the reference on the same GPU): **not measured**. "
+                 "No GPU machine was lent to this project's sessions so far. `bench/gpu.sh` is the prepared run: "
+                 "it builds the engine against the GPU machine's PyTorch (`-DSTYLIZE_ENGINE_ONLY=ON`, or g++ "
+                 "directly where CMake cannot find the CUDA toolkit) and times `stylize_engine_bench` and "
+                 "`bench/reference.py --device cuda` on the same synthetic problem. On CUDA, cuDNN's benchmark "
+                 "mode is on and an L-BFGS iteration reads nothing back from the device except the progress the "
+                 "caller asks for (stylize's own L-BFGS; a test counts the reads), but none of it has run on a "
+                 "GPU yet.\n")
     return L
 
 
@@ -447,7 +478,7 @@ def main():
     L.append(f"Measured {now} on {cpu}, {THREADS} threads, by `scripts/bench.sh` (rerun it to regenerate this file).")
     L.append("Weights: seeded synthetic VGG19 (same architecture and cost as the real one); images: "
              "`tubingen.jpg` + `starry_night.jpg`. Reference: `bench/reference.py`, the same losses in PyTorch's "
-             "Python API on the same LibTorch (torchvision VGG19, `torch.optim.LBFGS`), checked against the "
+             "Python API on the same LibTorch (VGG19 in torchvision's layout, `torch.optim.LBFGS`), checked against the "
              "parity fixture. Medians of " + str(REPEATS) + " runs.\n")
     L.append(f"Machine floor: sgemm 2048² **{sgemm:.1f} GFLOP/s**, 3×3 convolution (256→256, 128²) **{conv:.1f} GFLOP/s** "
              f"in fp32, **{conv_bf16:.1f} GFLOP/s** in bf16 (channels-last).")
@@ -556,6 +587,9 @@ def main():
         L.append(f"| {gib} GB | ~{largest(gib, 100)} px | ~{largest(gib, 10)} px | ~{largest(gib, 1)} px |")
     L.append("\n(Longest side of a 4:3 image: an estimate from the model, not a run at that size. `stylize` checks "
              "its own estimate against available memory before a CPU run starts, exit 7.)")
+    if gpu_results():
+        L.append("")
+        L.extend(gpu_section(gpu_results()))
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(L) + "\n")
     log("wrote BENCHMARKS.md")

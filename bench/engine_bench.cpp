@@ -1,0 +1,131 @@
+// The engine alone, timed: what bench/gpu.sh runs on a GPU machine, where only LibTorch is at hand
+// (no OpenCV, no CLI11). Synthetic VGG19 weights and synthetic images, the CLI's default losses, an
+// L-BFGS run of N iterations with no progress reads; prints one JSON object.
+//
+//   stylize_engine_bench --device cuda --size 512 --iterations 500 [--precision fp32|bf16]
+//       [--history 100] [--threads N] [--inputs-out FILE]
+//
+// --inputs-out writes the weights and both images to a safetensors file for bench/reference.py
+// --inputs, so that the reference optimises exactly the same problem.
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "stylize/error.hpp"
+#include "stylize/safetensors.hpp"
+#include "stylize/stylizer.hpp"
+#include "stylize/synthetic.hpp"
+
+using namespace stylize;
+
+namespace {
+
+struct Args {
+  std::string device = "auto", precision = "fp32", inputs_out;
+  int size = 512, iterations = 500, history = 100, threads = 0;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "error: %s\nusage: stylize_engine_bench [--device D] [--size PX] [--iterations N] "
+               "[--precision fp32|bf16] [--history N] [--threads N] [--inputs-out FILE]\n",
+               why.c_str());
+  std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (i + 1 >= argc) usage(flag + " needs a value");
+    const std::string value = argv[++i];
+    auto number = [&] {
+      try {
+        return std::stoi(value);
+      } catch (const std::exception&) {
+        usage(flag + ": not a number: " + value);
+      }
+    };
+    if (flag == "--device") a.device = value;
+    else if (flag == "--precision") a.precision = value;
+    else if (flag == "--inputs-out") a.inputs_out = value;
+    else if (flag == "--size") a.size = number();
+    else if (flag == "--iterations") a.iterations = number();
+    else if (flag == "--history") a.history = number();
+    else if (flag == "--threads") a.threads = number();
+    else usage("unknown option " + flag);
+  }
+  if (a.precision != "fp32" && a.precision != "bf16") usage("--precision: fp32 or bf16");
+  if (a.size < 32 || a.iterations < 1 || a.history < 1) usage("--size >= 32, --iterations and --history >= 1");
+  return a;
+}
+
+double since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  try {
+    const int threads = configure_threads(a.threads);
+    const at::Device device = resolve_device(a.device);
+    const Precision precision = a.precision == "bf16" ? Precision::bf16 : Precision::fp32;
+    // 4:3 like the photographs of the CPU benchmark (512 -> 512x384).
+    const int64_t width = a.size, height = a.size * 3 / 4;
+    Vgg19Weights weights;
+    weights.params = synthetic_vgg19(1);
+    weights.preprocessing = Preprocessing::caffe;
+    const at::Tensor content = synthetic_image(height, width, 9001);
+    const at::Tensor style = synthetic_image(height, width, 9002);
+    if (!a.inputs_out.empty()) {
+      std::vector<std::pair<std::string, at::Tensor>> tensors(weights.params.begin(), weights.params.end());
+      tensors.emplace_back("content", content);
+      tensors.emplace_back("style", style);
+      write_safetensors(a.inputs_out, tensors, {{"preprocessing", "caffe"}});
+    }
+
+    StylizeParams params;
+    params.optimizer.iterations = a.iterations;
+    params.optimizer.lbfgs_history = a.history;
+    auto t = std::chrono::steady_clock::now();
+    Stylizer stylizer(weights, Preprocessing::caffe, Pooling::max, deepest_layer(params.loss), device, precision);
+    const StyleTargets targets = stylizer.style_targets(params.loss, {style}, {});
+    const double seconds_setup = since(t);
+    t = std::chrono::steady_clock::now();
+    const StylizeOutput out = stylizer.stylize(content, targets, params);  // the output is read back: a sync
+    const double seconds_run = since(t);
+
+    nlohmann::json j = {
+        {"program", "stylize"},
+        {"device", device.str()},
+        {"precision", to_string(precision)},
+        {"threads", threads},
+        {"width", width},
+        {"height", height},
+        {"iterations", out.transfer.iterations},
+        {"evaluations", out.transfer.evaluations},
+        // Content targets, the loop and the closing evaluation, over the iterations: what the
+        // reference's per-iteration figure also covers (it reads every loss).
+        {"seconds_per_iteration", seconds_run / out.transfer.iterations},
+        {"seconds_loop_per_iteration", out.transfer.seconds_loop / out.transfer.iterations},
+        {"seconds_setup", seconds_setup},
+        {"loss_initial", out.transfer.initial.total},
+        {"loss_final", out.transfer.final.total},
+    };
+    std::cout << j.dump() << std::endl;
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
