@@ -7,10 +7,9 @@
 
 #include <chrono>
 #include <cmath>
-#include <limits>
 
-#include "stylize/lbfgs.hpp"
 #include "stylize/error.hpp"
+#include "stylize/lbfgs.hpp"
 
 namespace stylize {
 namespace {
