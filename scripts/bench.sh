@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds stylize in Release and regenerates BENCHMARKS.md (about 25 minutes on the 2-core Xeon VM of
-# 2026-11-29 with bf16 as its default: 24.7-27.3 min in three runs, 9-11 of them the 1000-iteration
+# 2026-11-29 with bf16 as its default: 24.7-30.2 min in four runs, 9-12 of them the 1000-iteration
 # single-scale run).
 # Needs ../shared/images (or BENCH_IMAGES) and Debian's python3-torch for the reference.
 set -euo pipefail
