@@ -45,11 +45,14 @@ Args parse(int argc, char** argv) {
     if (i + 1 >= argc) usage(flag + " needs a value");
     const std::string value = argv[++i];
     auto number = [&] {
+      size_t used = 0;
+      int parsed = 0;
       try {
-        return std::stoi(value);
+        parsed = std::stoi(value, &used);
       } catch (const std::exception&) {
-        usage(flag + ": not a number: " + value);
       }
+      if (used == 0 || used != value.size()) usage(flag + ": not a whole number: " + value);
+      return parsed;
     };
     if (flag == "--device") a.device = value;
     else if (flag == "--precision") a.precision = value;
@@ -124,6 +127,10 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return static_cast<int>(e.code());
+  } catch (const c10::Error& e) {  // LibTorch's own (a GPU out of memory at 2048 px): one line, no backtrace
+    const std::string what = e.what_without_backtrace();
+    std::fprintf(stderr, "error: %s\n", what.substr(0, what.find('\n')).c_str());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <functional>
 
 #include <memory>
 
@@ -380,6 +381,15 @@ std::unique_ptr<at::ObserverContext> count_host_reads(const at::RecordFunction& 
   return nullptr;
 }
 
+// How many host reads `run` makes on this thread.
+int host_reads_during(const std::function<void()>& run) {
+  host_reads = 0;
+  const auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(count_host_reads));
+  run();
+  at::removeCallback(handle);
+  return host_reads.load();
+}
+
 }  // namespace
 
 TEST(Transfer, LbfgsReadsTheLossBackOnlyWhereProgressIsAsked) {
@@ -392,25 +402,19 @@ TEST(Transfer, LbfgsReadsTheLossBackOnlyWhereProgressIsAsked) {
   cb.progress_at = [](int evaluation, int) { return evaluation % 10 == 0; };
   cb.on_progress = [&](const Progress& pr) { reported.push_back(pr.iteration); };
 
-  host_reads = 0;
-  const auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(count_host_reads));
-  TransferResult r = optimize_image(p.loss, p.content, o, cb);
-  at::removeCallback(handle);
+  TransferResult r;
+  const int reads = host_reads_during([&] { r = optimize_image(p.loss, p.content, o, cb); });
 
   EXPECT_EQ(reported, (std::vector<int>{10, 20, 30}));
   // One read per report, one for the closing comparison with the best loss; the start and the end
   // are read as a whole (to_values), which is not a scalar read. torch's L-BFGS: ~10 per iteration.
-  EXPECT_EQ(host_reads.load(), 3 + 1);
+  EXPECT_EQ(reads, 3 + 1);
   EXPECT_LT(r.final.total, 0.5 * r.initial.total);
 
   // The counter itself: the same run on torch's L-BFGS (via a line search) is seen reading.
   o.line_search = LineSearch::strong_wolfe;
   o.iterations = 5;
-  host_reads = 0;
-  const auto again = at::addThreadLocalCallback(at::RecordFunctionCallback(count_host_reads));
-  optimize_image(p.loss, p.content, o, cb);
-  at::removeCallback(again);
-  EXPECT_GT(host_reads.load(), 20);
+  EXPECT_GT(host_reads_during([&] { optimize_image(p.loss, p.content, o, cb); }), 20);
 }
 
 TEST(Transfer, LbfgsLowersTheLossAndRunsExactlyTheIterationsAsked) {
