@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "stylize/error.hpp"
@@ -30,36 +31,98 @@ std::string shape_str(at::IntArrayRef shape) {
 
 }  // namespace
 
-void check_vgg19_header(const SafetensorsFile& file) {
-  const std::string& path = file.path;
-  for (const auto& name : vgg19_parameter_names()) {
-    auto it = file.tensors.find(name);
-    const auto expected = vgg19_parameter_shape(name);
-    if (it == file.tensors.end()) {
-      throw WeightsError("invalid weights file " + in_quotes(path) + ": tensor " + in_quotes(name) + " (shape " +
-                         shape_str(expected) + ") is missing; is this a VGG19 file with torchvision names?");
+namespace {
+
+// VGG19's convolutions in order (16 of them).
+const std::vector<Vgg19Layer>& conv_layers() {
+  static const std::vector<Vgg19Layer> convs = [] {
+    std::vector<Vgg19Layer> v;
+    for (const auto& l : vgg19_layers()) {
+      if (l.kind == Vgg19Layer::Kind::conv) v.push_back(l);
     }
-    if (it->second.shape != expected) {
-      throw WeightsError("invalid weights file " + in_quotes(path) + ": tensor " + in_quotes(name) + " has shape " +
-                         shape_str(it->second.shape) + " in file, expected " + shape_str(expected));
-    }
-    const auto& dt = it->second.dtype;
-    if (dt != "F32" && dt != "F16" && dt != "BF16") {
-      throw WeightsError("invalid weights file " + in_quotes(path) + ": tensor " + in_quotes(name) + " has dtype " + dt +
-                         "; expected F32, F16 or BF16");
-    }
+    return v;
+  }();
+  return convs;
+}
+
+std::string tensor_name(const Vgg19Layer& conv, const char* part) {
+  return "features." + std::to_string(conv.index) + "." + part;
+}
+
+// How many convolutions a network cut after layer `last_index` runs.
+int convolutions_up_to(int last_index) {
+  int n = 0;
+  for (const auto& c : conv_layers()) n += c.index <= last_index ? 1 : 0;
+  return n;
+}
+
+std::string missing_message(const std::string& path, const std::string& name) {
+  return "invalid weights file " + in_quotes(path) + ": tensor " + in_quotes(name) + " (shape " +
+         shape_str(vgg19_parameter_shape(name)) + ") is missing; is this a VGG19 file with torchvision names?";
+}
+
+void check_entry(const std::string& path, const std::string& name, const SafetensorsEntry& entry) {
+  const auto expected = vgg19_parameter_shape(name);
+  if (entry.shape != expected) {
+    throw WeightsError("invalid weights file " + in_quotes(path) + ": tensor " + in_quotes(name) + " has shape " +
+                       shape_str(entry.shape) + " in file, expected " + shape_str(expected));
+  }
+  const auto& dt = entry.dtype;
+  if (dt != "F32" && dt != "F16" && dt != "BF16") {
+    throw WeightsError("invalid weights file " + in_quotes(path) + ": tensor " + in_quotes(name) + " has dtype " + dt +
+                       "; expected F32, F16 or BF16");
   }
 }
 
-namespace {
+}  // namespace
 
-SafetensorsFile checked_header(const std::string& path) {
-  SafetensorsFile file = read_safetensors_header(path);
-  check_vgg19_header(file);
-  return file;
+int check_vgg19_prefix(const SafetensorsFile& file) {
+  const std::string& path = file.path;
+  int depth = 0;
+  const Vgg19Layer* first_absent = nullptr;  // the first convolution with neither tensor
+  for (const auto& conv : conv_layers()) {
+    const std::string weight = tensor_name(conv, "weight"), bias = tensor_name(conv, "bias");
+    auto w = file.tensors.find(weight), b = file.tensors.find(bias);
+    const bool has_w = w != file.tensors.end(), has_b = b != file.tensors.end();
+    if (!has_w && !has_b) {
+      if (!first_absent) first_absent = &conv;
+      continue;
+    }
+    if (first_absent) {
+      throw WeightsError("invalid weights file " + in_quotes(path) + ": it has " + conv.name + " (" +
+                         in_quotes(has_w ? weight : bias) + ") but not " + first_absent->name + " (" +
+                         in_quotes(tensor_name(*first_absent, "weight")) +
+                         ") before it; a file may stop after any convolution but not skip one");
+    }
+    if (!has_w || !has_b) throw WeightsError(missing_message(path, has_w ? bias : weight));
+    check_entry(path, weight, w->second);
+    check_entry(path, bias, b->second);
+    ++depth;
+  }
+  if (depth == 0) throw WeightsError(missing_message(path, tensor_name(conv_layers()[0], "weight")));
+  return depth;
 }
 
-}  // namespace
+void check_vgg19_header(const SafetensorsFile& file) {
+  const int depth = check_vgg19_prefix(file);
+  if (depth < static_cast<int>(conv_layers().size())) {
+    throw WeightsError(missing_message(file.path, tensor_name(conv_layers()[static_cast<size_t>(depth)], "weight")) +
+                       "; the file holds " + describe_vgg19_prefix(depth));
+  }
+}
+
+std::string describe_vgg19_prefix(int convolutions) {
+  const auto& convs = conv_layers();
+  const size_t n = static_cast<size_t>(std::clamp(convolutions, 1, static_cast<int>(convs.size())));
+  return convs[0].name + " \u2026 " + convs[n - 1].name + ": " + std::to_string(n) + " of " +
+         std::to_string(convs.size()) + " convolutions";
+}
+
+std::string deepest_usable_layer(int convolutions) {
+  const auto& convs = conv_layers();
+  const size_t n = static_cast<size_t>(std::clamp(convolutions, 1, static_cast<int>(convs.size())));
+  return "relu" + convs[n - 1].name.substr(4);
+}
 
 std::string default_weights_install_path() {
   std::string base = env("XDG_DATA_HOME");
@@ -99,11 +162,14 @@ std::string locate_weights(const std::string& explicit_path) {
                      "); run 'stylize weights fetch' or see models/README.md");
 }
 
-Vgg19Weights load_vgg19_weights(const std::string& path, int last_index) {
-  SafetensorsFile file = checked_header(path);
+namespace {
+
+Vgg19Weights load_checked(const SafetensorsFile& file, int depth, int last_index) {
+  const std::string& path = file.path;
   Vgg19Weights w;
   w.path = path;
   w.metadata = file.metadata;
+  w.convolutions = depth;
   auto pre = file.metadata.find("preprocessing");
   if (pre != file.metadata.end()) {
     try {
@@ -122,6 +188,33 @@ Vgg19Weights load_vgg19_weights(const std::string& path, int last_index) {
     w.params.emplace(name, t);
   }
   return w;
+}
+
+}  // namespace
+
+Vgg19Weights load_vgg19_weights(const std::string& path, int last_index) {
+  const SafetensorsFile file = read_safetensors_header(path);
+  const int depth = check_vgg19_prefix(file);
+  const int needed = convolutions_up_to(last_index);
+  if (needed > depth) {
+    if (last_index >= vgg19_layers().back().index) check_vgg19_header(file);  // throws, naming the tensor
+    const auto& convs = conv_layers();
+    const Vgg19Layer &first = convs[static_cast<size_t>(depth)], &last = convs[static_cast<size_t>(needed - 1)];
+    auto span = [&](const std::string& a, const std::string& b) { return a == b ? a : a + " \u2026 " + b; };
+    throw WeightsError("weights file " + in_quotes(path) + " holds only " + span(convs[0].name, convs[static_cast<size_t>(depth - 1)].name) +
+                       " (" + std::to_string(depth) + " of " + std::to_string(convs.size()) + " convolutions), but layer " +
+                       vgg19_layers()[static_cast<size_t>(last_index)].name + " needs " + span(first.name, last.name) +
+                       " too (" + span("features." + std::to_string(first.index), "features." + std::to_string(last.index)) +
+                       "); get the full VGG19 with 'stylize weights fetch', or use loss layers up to " +
+                       deepest_usable_layer(depth));
+  }
+  return load_checked(file, depth, last_index);
+}
+
+Vgg19Weights load_vgg19_prefix(const std::string& path) {
+  const SafetensorsFile file = read_safetensors_header(path);
+  const int depth = check_vgg19_prefix(file);
+  return load_checked(file, depth, conv_layers()[static_cast<size_t>(depth - 1)].index);
 }
 
 }  // namespace stylize

@@ -44,16 +44,29 @@ std::vector<std::string> TempDir::list() const {
   return names;
 }
 
+namespace {
+
+// Seed 1's synthetic weights for the layers up to `last_index`, written once into `dir`.
+std::string write_synthetic(const TempDir& dir, const std::string& name, int last_index) {
+  const std::string p = dir / name;
+  const auto params = synthetic_vgg19(1);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& n : vgg19_parameter_names(last_index)) tensors.emplace_back(n, params.at(n));
+  write_safetensors(p, tensors, {{"preprocessing", "caffe"}, {"source", "synthetic seed 1"}});
+  return p;
+}
+
+}  // namespace
+
 const std::string& synthetic_weights_file() {
   static TempDir dir;
-  static const std::string path = [] {
-    const std::string p = dir / "vgg19-synthetic.safetensors";
-    const auto params = synthetic_vgg19(1);
-    std::vector<std::pair<std::string, at::Tensor>> tensors;
-    for (const auto& name : vgg19_parameter_names()) tensors.emplace_back(name, params.at(name));
-    write_safetensors(p, tensors, {{"preprocessing", "caffe"}, {"source", "synthetic seed 1"}});
-    return p;
-  }();
+  static const std::string path = write_synthetic(dir, "vgg19-synthetic.safetensors", 36);
+  return path;
+}
+
+const std::string& synthetic_prefix_weights_file() {
+  static TempDir dir;
+  static const std::string path = write_synthetic(dir, "vgg19-conv1-3-synthetic.safetensors", 16);
   return path;
 }
 

@@ -27,6 +27,8 @@ class TempDir {
 
 // A synthetic VGG19 safetensors file (seed 1, caffe metadata) made once per test process.
 const std::string& synthetic_weights_file();
+// The same network's first 8 convolutions only (conv1_1 … conv3_4), like the real shallow file.
+const std::string& synthetic_prefix_weights_file();
 
 std::vector<std::uint8_t> read_bytes(const std::string& path);
 void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes);

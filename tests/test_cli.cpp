@@ -207,6 +207,43 @@ TEST_F(Cli, BadWeightsAreWeightsErrors) {
   expect_clean_failure(r, 4, "no VGG19 weights found");
 }
 
+// A file holding VGG19 up to conv3_4 (like ../shared's real one): shallow layers run, the default
+// deep ones are refused before any work by stylize, batch and serve alike, and `weights info` accepts it.
+TEST_F(Cli, APrefixWeightsFileServesShallowLayersAndRefusesDeepOnes) {
+  const std::string& file = stylize::test::synthetic_prefix_weights_file();
+  auto with_prefix = [&](std::vector<std::string> args) {
+    args.insert(args.end(), {"--weights", file});
+    return stylize(args);
+  };
+  const std::string needs = "but layer relu5_1 needs conv4_1 \u2026 conv5_1 too";
+  expect_clean_failure(with_prefix(basic(dir / "out.png")), 4, needs);
+  expect_clean_failure(with_prefix({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--style-layers",
+                                    "relu1_1,relu3_1"}),
+                       4, "layer relu4_2 needs conv4_1 \u2026 conv4_2 too");
+
+  std::filesystem::create_directories(dir / "batch");
+  auto r = run_command({STYLIZE_BIN, "batch", "--style", dir / "style.jpg", "--out-dir", dir / "batch",
+                        dir / "content.png", "-s", "32", "-n", "2", "--weights", file});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find(needs), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "batch"));
+  r = run_command({STYLIZE_BIN, "serve", "--port", "0", "--weights", file});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find(needs), std::string::npos) << r.err;
+
+  r = with_prefix({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "48", "-n", "3",
+                   "--content-layers", "relu3_2", "--style-layers", "relu1_1,relu2_1,relu3_1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(exists(dir / "out.png"));
+
+  r = run_command({STYLIZE_BIN, "weights", "info", file});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("layers:        conv1_1 \u2026 conv3_4: 8 of 16 convolutions"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("loss layers up to relu3_4"), std::string::npos) << r.out;
+  r = run_command({STYLIZE_BIN, "weights", "info", stylize::test::synthetic_weights_file()});
+  EXPECT_NE(r.out.find("conv1_1 \u2026 conv5_4: 16 of 16 convolutions"), std::string::npos) << r.out;
+}
+
 TEST_F(Cli, BadFlagsAreUsageErrors) {
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--style-layers",
                                 "relu1_1,relu9_1"}),

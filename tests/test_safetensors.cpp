@@ -151,6 +151,77 @@ TEST(Weights, WrongShapeMissingTensorAndTruncationAreRefused) {
             std::string::npos);
 }
 
+// A file may hold VGG19 up to any convolution (the real shallow file stops at conv3_4): it loads for
+// layers it covers, and a deeper layer is refused naming the layer, the missing convolutions and the way out.
+TEST(Weights, APrefixOfTheNetworkServesTheLayersItCovers) {
+  TempDir dir;
+  auto tensors = vgg_tensors();
+  tensors.resize(16);  // features.0 … features.16: conv1_1 … conv3_4
+  write_safetensors(dir / "prefix.safetensors", tensors, {{"preprocessing", "caffe"}});
+  EXPECT_EQ(check_vgg19_prefix(read_safetensors_header(dir / "prefix.safetensors")), 8);
+  EXPECT_EQ(describe_vgg19_prefix(8), "conv1_1 \u2026 conv3_4: 8 of 16 convolutions");
+  EXPECT_EQ(deepest_usable_layer(8), "relu3_4");
+
+  const Vgg19Weights w = load_vgg19_weights(dir / "prefix.safetensors", vgg19_layer_index("pool3"));
+  EXPECT_EQ(w.convolutions, 8);
+  EXPECT_EQ(w.params.size(), 16u);
+  EXPECT_TRUE(at::equal(w.params.at("features.16.bias"), tensors[15].second));
+  EXPECT_EQ(load_vgg19_prefix(dir / "prefix.safetensors").params.size(), 16u);
+
+  const std::string deeper =
+      weights_error([&] { load_vgg19_weights(dir / "prefix.safetensors", vgg19_layer_index("relu4_2")); });
+  EXPECT_NE(deeper.find("holds only conv1_1 \u2026 conv3_4 (8 of 16 convolutions), but layer relu4_2 needs "
+                        "conv4_1 \u2026 conv4_2 too (features.19 \u2026 features.21)"),
+            std::string::npos)
+      << deeper;
+  EXPECT_NE(deeper.find("'stylize weights fetch'"), std::string::npos) << deeper;
+  EXPECT_NE(deeper.find("layers up to relu3_4"), std::string::npos) << deeper;
+  EXPECT_NE(deeper.find(dir / "prefix.safetensors"), std::string::npos) << deeper;
+  // One convolution short is said without a range.
+  EXPECT_NE(weights_error([&] { load_vgg19_weights(dir / "prefix.safetensors", vgg19_layer_index("conv4_1")); })
+                .find("needs conv4_1 too (features.19)"),
+            std::string::npos);
+  // The whole network (fetch, convert, the default) still needs every tensor, and says which is first missing.
+  const std::string full = weights_error([&] { load_vgg19_weights(dir / "prefix.safetensors"); });
+  EXPECT_NE(full.find("tensor 'features.19.weight' (shape [512, 256, 3, 3]) is missing"), std::string::npos) << full;
+  EXPECT_NE(weights_error([&] { check_vgg19_header(read_safetensors_header(dir / "prefix.safetensors")); })
+                .find("'features.19.weight'"),
+            std::string::npos);
+}
+
+TEST(Weights, APrefixWithAGapOrAHalfLayerOrAWrongShapeIsRefused) {
+  TempDir dir;
+  auto tensors = vgg_tensors();
+  tensors.resize(16);
+  auto gap = tensors;
+  gap.erase(gap.begin() + 4, gap.begin() + 6);  // features.5 (conv2_1) gone, features.7 still there
+  write_safetensors(dir / "gap.safetensors", gap, {});
+  const std::string g = weights_error([&] { load_vgg19_prefix(dir / "gap.safetensors"); });
+  EXPECT_NE(g.find("it has conv2_2 ('features.7.weight') but not conv2_1 ('features.5.weight') before it"),
+            std::string::npos)
+      << g;
+  EXPECT_NE(weights_error([&] { load_vgg19_weights(dir / "gap.safetensors", 3); }).find("conv2_1"),
+            std::string::npos)
+      << "a gap is an error even below the layers a run needs";
+
+  auto half = tensors;
+  half.pop_back();  // features.16.bias
+  write_safetensors(dir / "half.safetensors", half, {});
+  EXPECT_NE(weights_error([&] { load_vgg19_prefix(dir / "half.safetensors"); }).find("'features.16.bias'"),
+            std::string::npos);
+
+  auto shape = tensors;
+  shape[14].second = at::zeros({256, 128, 3, 3});
+  write_safetensors(dir / "shape.safetensors", shape, {});
+  EXPECT_NE(weights_error([&] { load_vgg19_prefix(dir / "shape.safetensors"); })
+                .find("tensor 'features.16.weight' has shape [256, 128, 3, 3] in file, expected [256, 256, 3, 3]"),
+            std::string::npos);
+
+  write_safetensors(dir / "none.safetensors", {{"classifier.0.weight", at::ones({2, 2})}}, {});
+  EXPECT_NE(weights_error([&] { load_vgg19_prefix(dir / "none.safetensors"); }).find("'features.0.weight'"),
+            std::string::npos);
+}
+
 TEST(Weights, SearchOrderAndNotFoundMessage) {
   TempDir dir;
   const std::string cwd = std::filesystem::current_path().string();

@@ -98,7 +98,8 @@ int run_convert(const ConvertOptions& o) {
 int run_info(const InfoOptions& o) {
   const std::string path = locate_weights(o.path);
   const SafetensorsFile header = read_safetensors_header(path);
-  const Vgg19Weights w = load_vgg19_weights(path);  // validates every VGG19 tensor
+  // A prefix of the network (conv1_1 … convN, none skipped) is valid: it serves loss layers up to reluN.
+  const Vgg19Weights w = load_vgg19_prefix(path);
   auto meta = [&](const char* key) {
     auto it = w.metadata.find(key);
     return it == w.metadata.end() ? std::string("(not recorded)") : it->second;
@@ -106,7 +107,11 @@ int run_info(const InfoOptions& o) {
   int64_t params = 0;
   for (const auto& [name, t] : w.params) params += t.numel();
   std::printf("path:          %s\n", path.c_str());
-  std::printf("status:        valid VGG19 feature weights\n");
+  const bool complete = w.convolutions == 16;
+  std::printf("status:        %s\n", complete ? "valid VGG19 feature weights"
+                                              : ("valid VGG19 prefix: loss layers up to " +
+                                                 deepest_usable_layer(w.convolutions) + " can be used").c_str());
+  std::printf("layers:        %s\n", describe_vgg19_prefix(w.convolutions).c_str());
   std::printf("source:        %s\n", meta("source").c_str());
   std::printf("source sha256: %s\n", meta("source_sha256").c_str());
   std::printf("source md5:    %s\n", meta("source_md5").c_str());
@@ -163,8 +168,8 @@ int weights_main(int argc, char** argv) {
   convert_cmd->add_flag("--force", convert.force, "Replace OUT if it exists");
 
   InfoOptions info;
-  auto* info_cmd = app.add_subcommand("info", "Check a weights file and print its source, preprocessing and size; "
-                                               "exit 0 only if it is complete and valid");
+  auto* info_cmd = app.add_subcommand("info", "Check a weights file and print its source, depth, preprocessing and size; "
+                                               "exit 0 only if it is valid (the whole network or a prefix of it)");
   info_cmd->add_option("path", info.path, "Weights file (default: the one 'stylize' would use)");
 
   SynthOptions synth;
