@@ -32,6 +32,13 @@ SyncFreeLbfgs::SyncFreeLbfgs(const at::Tensor& param, int history, int iteration
   direction_ = at::empty_like(x_);
 }
 
+void SyncFreeLbfgs::project_into(const at::Tensor& lower, const at::Tensor& upper) {
+  const int64_t c = lower.numel();
+  if (upper.numel() != c || x_.numel() % c != 0) throw Error(ExitCode::internal, "L-BFGS: bounds do not fit the parameter");
+  lower_ = lower.reshape({c, 1}).to(x_.options());
+  upper_ = upper.reshape({c, 1}).to(x_.options());
+}
+
 void SyncFreeLbfgs::step(const at::Tensor& grad) {
   c10::NoGradGuard no_grad;
   const at::Tensor g = grad.detach().reshape({-1});
@@ -75,6 +82,11 @@ void SyncFreeLbfgs::step(const at::Tensor& grad) {
   prev_grad_.copy_(g);
   at::Tensor s = s_[steps_ % slots_];
   at::mul_out(s, direction_, t);
+  if (lower_.defined()) {  // s = clamp(x + s) - x
+    s.add_(x_);
+    s.view({lower_.size(0), -1}).clamp_(lower_, upper_);
+    s.sub_(x_);
+  }
   x_.add_(s);
   ++steps_;
 }

@@ -42,6 +42,12 @@ at::Tensor deprocess(const at::Tensor& input, Preprocessing p) {
   return rgb.clamp(0, 255);
 }
 
+InputRange input_range(Preprocessing p, const at::Tensor& like) {
+  const at::Tensor black = preprocess(at::zeros({1, 3, 1, 1}, like.options().dtype(at::kFloat)), p);
+  const at::Tensor white = preprocess(at::full({1, 3, 1, 1}, 255.0, like.options().dtype(at::kFloat)), p);
+  return {at::minimum(black, white), at::maximum(black, white)};
+}
+
 double input_units_per_level(Preprocessing p) {
   return p == Preprocessing::caffe ? 1.0 : 1.0 / (255.0 * 0.226);
 }

@@ -109,9 +109,13 @@ StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTarget
   }
   out.seconds_content_targets = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
-  out.transfer = optimize_image(loss, init, params.optimizer, callbacks);
-  out.seconds_optimise = seconds_since(t0);
+  out.transfer = optimize_image(loss, init, params.optimizer, callbacks, input_range(preprocessing_, content));
   out.rgb = to_rgb(out.transfer.input, content_rgb, params.original_colors);
+  {
+    c10::NoGradGuard no_grad;
+    out.written = to_values(loss.evaluate(preprocess(out.rgb.round().to(device_), preprocessing_)));
+  }
+  out.seconds_optimise = seconds_since(t0);
   return out;
 }
 

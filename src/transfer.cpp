@@ -22,10 +22,14 @@ using Clock = std::chrono::steady_clock;
 }  // namespace
 
 TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, const OptimizerOptions& opts,
-                              const TransferCallbacks& cb) {
+                              const TransferCallbacks& cb, const InputRange& range) {
   if (opts.iterations < 0) throw UsageError("--iterations must be >= 0");
   TransferResult result;
-  at::Tensor x = init.detach().clone().set_requires_grad(true);
+  // A line search decides on the host from unprojected trial points, so it stays unbounded.
+  const bool bounded = range.defined() && opts.keep_in_range && opts.line_search == LineSearch::none;
+  at::Tensor x = init.detach().clone();
+  if (bounded) x.clamp_(range.lower, range.upper);
+  x.set_requires_grad(true);
   at::Tensor best = x.detach().clone();
   // The best loss stays on the device: choosing the best image is arithmetic, not a host read.
   at::Tensor best_loss;
@@ -77,6 +81,7 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
     if (opts.iterations > 0) {
       if (opts.kind == OptimizerKind::lbfgs && opts.line_search == LineSearch::none) {
         SyncFreeLbfgs optimizer(x, opts.lbfgs_history, opts.iterations, opts.learning_rate);
+        if (bounded) optimizer.project_into(range.lower, range.upper);
         for (int i = 0; i < opts.iterations; ++i) {
           evaluate();
           optimizer.step(x.grad());
@@ -99,6 +104,10 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
         for (int i = 0; i < opts.iterations; ++i) {
           evaluate();
           optimizer.step();
+          if (bounded) {
+            c10::NoGradGuard no_grad;
+            x.clamp_(range.lower, range.upper);
+          }
           result.iterations = i + 1;
         }
       }

@@ -26,6 +26,11 @@ class SyncFreeLbfgs {
   // Moves param by one step, given the gradient at its current value.
   void step(const at::Tensor& grad);
 
+  // From now on each step ends inside [lower, upper] (per channel, [1, C, 1, 1] for a [1, C, H, W]
+  // param): the point is clamped, and the stored s is the step actually taken, so each pair stays
+  // a true secant pair of the path.
+  void project_into(const at::Tensor& lower, const at::Tensor& upper);
+
  private:
   at::Tensor x_;          // flat view of the parameter
   at::Tensor s_, y_;      // [slots, n]: steps and gradient differences, a ring
@@ -33,6 +38,7 @@ class SyncFreeLbfgs {
   at::Tensor h_diag_;     // 0-dim: the initial inverse-Hessian scale
   at::Tensor prev_grad_;  // [n]
   at::Tensor direction_;  // [n]
+  at::Tensor lower_, upper_;  // [C, 1] bounds for the [C, n / C] view of x, or undefined
   double learning_rate_;
   int slots_;
   long steps_ = 0;        // steps taken; the pair of step k (1-based) lives in slot (k - 1) % slots

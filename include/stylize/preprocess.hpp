@@ -19,6 +19,15 @@ at::Tensor preprocess(const at::Tensor& rgb255, Preprocessing p);
 // Inverse of preprocess, clamped to [0, 255].
 at::Tensor deprocess(const at::Tensor& input, Preprocessing p);
 
+// The network inputs that images can take: preprocess() of black and of white, per channel, as
+// [1, 3, 1, 1] float32 tensors (lower, upper) in `like`'s device. An input outside them is clamped
+// when it is written, which is why the optimisation keeps the image inside (transfer.hpp).
+struct InputRange {
+  at::Tensor lower, upper;  // undefined = unbounded
+  bool defined() const { return lower.defined(); }
+};
+InputRange input_range(Preprocessing p, const at::Tensor& like);
+
 // How many network-input units one 8-bit grey level is: 1 for caffe, 1/(255·std) for torchvision.
 // Used to express random init and TV weights in comparable units.
 double input_units_per_level(Preprocessing p);

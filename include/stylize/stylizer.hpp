@@ -33,6 +33,9 @@ struct StylizeParams {
 struct StylizeOutput {
   at::Tensor rgb;         // [1, 3, H, W] RGB 0-255 on the CPU, colours already transferred if asked
   TransferResult transfer;
+  // The loss of `rgb` rounded to 8 bits, as a PNG holds it: what the written image scores, beside
+  // transfer.final (the optimiser's image). They differ by the rounding (and the colour transfer).
+  LossValues written;
   double seconds_content_targets = 0;
   double seconds_optimise = 0;
 };

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "stylize/losses.hpp"
+#include "stylize/preprocess.hpp"
 
 namespace stylize {
 
@@ -20,6 +21,10 @@ struct OptimizerOptions {
   double learning_rate = 1.0;  // L-BFGS step scale (neural-style: 1); Adam's lr
   int lbfgs_history = 100;
   LineSearch line_search = LineSearch::none;
+  // Keep every pixel inside the range an image can hold, by projecting after each step (L-BFGS
+  // without line search and Adam). Unbounded, the optimum sits partly outside it and the image as
+  // written (clamped) scores ~30% worse than the optimiser's loss on real weights (BENCHMARKS.md).
+  bool keep_in_range = true;
 };
 
 struct Progress {
@@ -56,9 +61,11 @@ struct TransferResult {
   LossValues final;        // at the returned image
 };
 
-// Runs the optimisation from `init` (network input, [1, 3, H, W], on the network's device).
-// Throws ResourceError on out-of-memory, Error(internal) if the loss becomes NaN at the start.
+// Runs the optimisation from `init` (network input, [1, 3, H, W], on the network's device). With a
+// defined `range` and opts.keep_in_range, every step is projected into it (the L-BFGS pair then holds
+// the step actually taken). Throws ResourceError on out-of-memory, Error(internal) if the loss is
+// not finite at the start.
 TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, const OptimizerOptions& opts,
-                              const TransferCallbacks& callbacks = {});
+                              const TransferCallbacks& callbacks = {}, const InputRange& range = {});
 
 }  // namespace stylize

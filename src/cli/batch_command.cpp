@@ -361,7 +361,8 @@ int run(BatchOptions& o) {
         save_image(job.output, result.rgb, f.quality);
         job.status = "done";
         job.losses = {{"initial", loss_json(result.transfer.initial, params.loss)},
-                      {"final", loss_json(result.transfer.final, params.loss)}};
+                      {"final", loss_json(result.transfer.final, params.loss)},
+                      {"written", loss_json(result.written, params.loss)}};
       }
     } catch (const Error& e) {
       job.status = "failed";

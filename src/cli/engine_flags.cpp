@@ -55,6 +55,9 @@ void add_engine_flags(CLI::App& app, EngineFlags& f) {
   app.add_option("--line-search", f.line_search, "L-BFGS line search: none or strong-wolfe")
       ->check(CLI::IsMember({"none", "strong-wolfe"}))
       ->capture_default_str();
+  app.add_flag("--unbounded", f.unbounded,
+               "Let pixels leave 0..255 while optimising (neural-style's way; the written image, clamped, then "
+               "scores worse than the optimiser's)");
   app.add_option("-n,--iterations", f.iterations,
                  "Optimiser iterations; with --scales, one value for every scale or a comma-separated list, "
                  "coarsest first")
@@ -162,6 +165,7 @@ OptimizerOptions engine_optimizer_options(const EngineFlags& f, Preprocessing pr
   o.iterations = f.iterations.back();
   o.lbfgs_history = f.lbfgs_history;
   o.line_search = f.line_search == "strong-wolfe" ? LineSearch::strong_wolfe : LineSearch::none;
+  o.keep_in_range = !f.unbounded;
   o.learning_rate = f.learning_rate.value_or(f.optimizer == "adam" ? 10.0 * input_units_per_level(pre) : 1.0);
   return o;
 }
@@ -205,6 +209,7 @@ nlohmann::json settings_json(const EngineFlags& f, const Engine& e) {
           {"learning_rate", e.params.optimizer.learning_rate},
           {"lbfgs_history", f.lbfgs_history},
           {"line_search", f.line_search},
+          {"keep_in_range", e.params.optimizer.keep_in_range && f.line_search == "none"},
           {"iterations", f.iterations},
           {"scales", f.scales},
           {"init", f.init},

@@ -29,6 +29,7 @@ struct EngineFlags {
   std::optional<double> learning_rate;
   int lbfgs_history = 100;
   std::string line_search = "none";
+  bool unbounded = false;  // let pixels leave 0..255 while optimising
   std::vector<int> iterations{1000};  // one value, or one per scale
   int scales = 1;                     // coarse-to-fine: sizes size/2^(scales-1) ... size
   std::string init = "content";

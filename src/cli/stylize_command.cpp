@@ -178,7 +178,8 @@ int run(const StylizeOptions& o) {
                                                          ? result.transfer.seconds_loop / result.transfer.evaluations
                                                          : 0.0},
                            {"losses", {{"initial", loss_json(result.transfer.initial, params.loss)},
-                                       {"final", loss_json(result.transfer.final, params.loss)}}}});
+                                       {"final", loss_json(result.transfer.final, params.loss)},
+                                       {"written", loss_json(result.written, params.loss)}}}});
     if (result.transfer.interrupted) break;
   }
   if (result.transfer.interrupted) {
@@ -190,8 +191,8 @@ int run(const StylizeOptions& o) {
   const auto [ow, oh] = fit_longest(content_info.width, content_info.height, f.size);
   save_image(o.output, resize_image(result.rgb, ow, oh), f.quality);
   const double t_save = seconds_since(t);
-  spdlog::info("wrote {} ({}x{}), loss {:.6g} -> {:.6g} in {:.1f} s", o.output, ow, oh, initial.total,
-               result.transfer.final.total, seconds_since(t_start));
+  spdlog::info("wrote {} ({}x{}), loss {:.6g} -> {:.6g} (written image {:.6g}) in {:.1f} s", o.output, ow, oh,
+               initial.total, result.transfer.final.total, result.written.total, seconds_since(t_start));
   const StylizeParams& params = engine.params;
   content_info.rgb = at::Tensor();
 
@@ -209,8 +210,11 @@ int run(const StylizeOptions& o) {
     report["threads"] = engine.threads;
     report["blas_core"] = openblas_core();
     // Initial: at the start of the first scale; final: at the output's size.
+    // Final: the optimiser's image; written: that image in 8 bits, as the file holds it (before any
+    // JPEG/WebP compression, and at the last scale's size).
     report["losses"] = {{"initial", loss_json(initial, params.loss)},
-                        {"final", loss_json(result.transfer.final, params.loss)}};
+                        {"final", loss_json(result.transfer.final, params.loss)},
+                        {"written", loss_json(result.written, params.loss)}};
     report["scales"] = scales_json;
     report["iterations_done"] = iterations_done;
     report["evaluations"] = evaluations;
