@@ -9,10 +9,16 @@ bash scripts/install-deps.sh
 bash scripts/build.sh
 images=${IMAGES:-examples}  # shipped with the repository (examples/SOURCES.md)
 mkdir -p demo
-if ./build/stylize weights info -q >/dev/null 2>&1; then
+shallow=${SHARED:-../shared}/weights/vgg19-conv1-3-real.safetensors
+if ./build/stylize weights info 2>/dev/null | grep -q "16 of 16 convolutions"; then
   weights=()
 elif ./build/stylize weights fetch 2>/dev/null; then
   weights=()
+elif [ -f "$shallow" ]; then
+  # The real VGG19 up to conv3_4 (../shared/weights/SOURCES.md): a real painting style, from the
+  # layers that file holds (README "Weights").
+  echo "demo: no download possible here; using the real VGG19 layers conv1_1-conv3_4 in $shallow" >&2
+  weights=(--weights "$shallow" --content-layers relu3_2 --style-layers relu1_1,relu2_1,relu3_1)
 else
   echo "demo: no pretrained weights and no download possible here; using SYNTHETIC weights" >&2
   echo "demo: (the result shows the pipeline working, not a real painting style)" >&2

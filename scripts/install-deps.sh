@@ -14,8 +14,9 @@ packages=(
   libdnnl-dev             # oneDNN, as LibTorch uses it: bf16 Gram products with fp32 results
 )
 if [ "${STYLIZE_WITH_PYTHON:-1}" = 1 ]; then
-  # Reference implementation for parity fixtures and benchmarks; not needed to build.
-  packages+=(python3-torch python3-torchvision python3-numpy)
+  # Reference implementation for parity fixtures and benchmarks, and the gallery's contact sheets
+  # (Pillow, DejaVu font); not needed to build.
+  packages+=(python3-torch python3-torchvision python3-numpy python3-pil fonts-dejavu-core)
 fi
 
 SUDO=""

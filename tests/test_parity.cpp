@@ -11,10 +11,10 @@
 #include "stylize/preprocess.hpp"
 #include "stylize/synthetic.hpp"
 #include "stylize/vgg19.hpp"
+#include "parity_check.hpp"
 #include "support.hpp"
 
 using namespace stylize;
-using stylize::test::rel_diff;
 
 namespace {
 
@@ -35,13 +35,7 @@ TEST_P(Parity, LossTermsAndGradientMatchPyTorch) {
   const auto fixture = load_fixture();
   const auto& cfg = fixture["configs"][GetParam()];
   SCOPED_TRACE(cfg["name"].get<std::string>());
-  LossWeights w;
-  w.content_layers = cfg["content_layers"].get<std::vector<std::string>>();
-  w.style_layers = cfg["style_layers"].get<std::vector<std::string>>();
-  w.style_layer_weights = cfg["style_layer_weights"].get<std::vector<double>>();
-  w.content_weight = cfg["content_weight"];
-  w.style_weight = cfg["style_weight"];
-  w.tv_weight = cfg["tv_weight"];
+  const LossWeights w = stylize::test::parity_loss_weights(cfg);
   const Preprocessing pre = parse_preprocessing(cfg["preprocessing"]);
   auto net = std::make_shared<Vgg19>(synthetic_vgg19(cfg["seed"].get<uint32_t>()),
                                      cfg["pooling"] == "avg" ? Pooling::avg : Pooling::max, deepest_layer(w));
@@ -54,28 +48,7 @@ TEST_P(Parity, LossTermsAndGradientMatchPyTorch) {
   terms.total.backward();
   LossValues v = to_values(terms);
 
-  const auto& e = cfg["expected"];
-  ASSERT_EQ(v.content.size(), e["content"].size());
-  ASSERT_EQ(v.style.size(), e["style"].size());
-  for (size_t i = 0; i < v.content.size(); ++i) {
-    EXPECT_LT(rel_diff(v.content[i], e["content"][i]), 1e-4) << "content " << w.content_layers[i] << ": " << v.content[i]
-                                                             << " vs " << e["content"][i];
-  }
-  for (size_t i = 0; i < v.style.size(); ++i) {
-    EXPECT_LT(rel_diff(v.style[i], e["style"][i]), 1e-4) << "style " << w.style_layers[i] << ": " << v.style[i]
-                                                         << " vs " << e["style"][i];
-  }
-  EXPECT_LT(rel_diff(v.tv, e["tv"]), 1e-4) << v.tv << " vs " << e["tv"];
-  EXPECT_LT(rel_diff(v.total, e["total"]), 1e-4) << v.total << " vs " << e["total"];
-
-  at::Tensor expected = at::tensor(e["grad"].get<std::vector<double>>(), at::kDouble).view(x.sizes());
-  at::Tensor got = x.grad().to(at::kDouble);
-  const double rel_l2 = (got - expected).norm().item<double>() / expected.norm().item<double>();
-  const double rel_max = (got - expected).abs().max().item<double>() / expected.abs().max().item<double>();
-  EXPECT_LT(rel_l2, 1e-4) << "gradient relative L2 error";
-  EXPECT_LT(rel_max, 1e-4) << "gradient worst element, relative to the largest";
-  // The check can fail: a gradient that is off by a small factor would be far outside it.
-  EXPECT_GT((got * 1.001 - expected).norm().item<double>() / expected.norm().item<double>(), 1e-4);
+  stylize::test::expect_parity(v, x.grad(), cfg["expected"], w);
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, Parity, ::testing::Values(0, 1));

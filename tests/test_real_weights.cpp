@@ -16,10 +16,10 @@
 #include "stylize/stylizer.hpp"
 #include "stylize/synthetic.hpp"
 #include "stylize/weights.hpp"
+#include "parity_check.hpp"
 #include "support.hpp"
 
 using namespace stylize;
-using stylize::test::rel_diff;
 using stylize::test::TempDir;
 
 namespace {
@@ -90,13 +90,7 @@ TEST_P(RealParity, LossTermsAndGradientMatchPyTorch) {
       << kWeights << " is not the file the fixture was made from; rerun tests/fixtures/make_real_parity.py";
   const auto& cfg = fixture["configs"][GetParam()];
   SCOPED_TRACE(cfg["name"].get<std::string>());
-  LossWeights w;
-  w.content_layers = cfg["content_layers"].get<std::vector<std::string>>();
-  w.style_layers = cfg["style_layers"].get<std::vector<std::string>>();
-  w.style_layer_weights = cfg["style_layer_weights"].get<std::vector<double>>();
-  w.content_weight = cfg["content_weight"];
-  w.style_weight = cfg["style_weight"];
-  w.tv_weight = cfg["tv_weight"];
+  const LossWeights w = stylize::test::parity_loss_weights(cfg);
   const Preprocessing pre = parse_preprocessing(cfg["preprocessing"]);
   const Vgg19Weights weights = load_vgg19_weights(kWeights, deepest_layer(w));
   auto net = std::make_shared<Vgg19>(weights.params, cfg["pooling"] == "avg" ? Pooling::avg : Pooling::max,
@@ -110,21 +104,7 @@ TEST_P(RealParity, LossTermsAndGradientMatchPyTorch) {
   terms.total.backward();
   const LossValues v = to_values(terms);
 
-  const auto& e = cfg["expected"];
-  ASSERT_EQ(v.content.size(), e["content"].size());
-  ASSERT_EQ(v.style.size(), e["style"].size());
-  for (size_t i = 0; i < v.content.size(); ++i) {
-    EXPECT_LT(rel_diff(v.content[i], e["content"][i]), 1e-4) << w.content_layers[i] << ": " << v.content[i];
-  }
-  for (size_t i = 0; i < v.style.size(); ++i) {
-    EXPECT_LT(rel_diff(v.style[i], e["style"][i]), 1e-4) << w.style_layers[i] << ": " << v.style[i];
-  }
-  EXPECT_LT(rel_diff(v.tv, e["tv"]), 1e-4);
-  EXPECT_LT(rel_diff(v.total, e["total"]), 1e-4) << v.total << " vs " << e["total"];
-  at::Tensor expected = at::tensor(e["grad"].get<std::vector<double>>(), at::kDouble).view(x.sizes());
-  at::Tensor got = x.grad().to(at::kDouble);
-  EXPECT_LT((got - expected).norm().item<double>() / expected.norm().item<double>(), 1e-4);
-  EXPECT_LT((got - expected).abs().max().item<double>() / expected.abs().max().item<double>(), 1e-4);
+  stylize::test::expect_parity(v, x.grad(), cfg["expected"], w);
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, RealParity, ::testing::Values(0, 1));
