@@ -86,6 +86,15 @@ TEST_F(Batch, OneCorruptImageFailsAloneAndRerunSkipsTheRest) {
   EXPECT_EQ(rep2["totals"]["style_target_computations"], 0) << "only the corrupt job tried, and it failed first";
 }
 
+// `-n 2 photos/`: the folder after a list flag is an input, not a second iteration count.
+TEST_F(Batch, IterationsBeforeTheInputsTakeOneWord) {
+  auto r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", "-s", "32", "-n", "2", dir / "photos/p1.png",
+                  dir / "photos/p2.png", "--report", dir / "r.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(outputs(), (std::vector<std::string>{"p1_starry.png", "p2_starry.png"}));
+  EXPECT_EQ(report(dir / "r.json")["jobs"][0]["iterations_done"], 2);
+}
+
 TEST_F(Batch, TwoStylesAreTwoJobsEachWithTargetsOncePerStyle) {
   auto r = batch({"--style", dir / "starry.png", "--style", dir / "scream.png", "--out-dir", dir / "out",
                   dir / "photos/p1.png", dir / "photos/p2.png", "-s", "32", "-n", "2", "--report", dir / "r.json",

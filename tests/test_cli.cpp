@@ -244,6 +244,22 @@ TEST_F(Cli, APrefixWeightsFileServesShallowLayersAndRefusesDeepOnes) {
   EXPECT_NE(r.out.find("conv1_1 \u2026 conv5_4: 16 of 16 convolutions"), std::string::npos) << r.out;
 }
 
+// List flags take one word: before, `-n 3 photo style` read the photo as a second iteration count.
+TEST_F(Cli, ListFlagsTakeOneWordSoPositionalsAfterThemStayImages) {
+  auto r = stylize({"-n", "3", dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(exists(dir / "out.png"));
+  r = stylize({"--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_1", "--style-blend", "1",
+               "--scales", "2", "-n", "2,3", dir / "content.png", dir / "style.jpg", "-o", dir / "out2.png", "-s", "64",
+               "--report", dir / "r.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream in(dir / "r.json");
+  const auto rep = nlohmann::json::parse(in);
+  EXPECT_EQ(rep["settings"]["iterations"], (std::vector<int>{2, 3}));
+  EXPECT_EQ(rep["settings"]["style_layers"], (std::vector<std::string>{"relu1_1", "relu2_1"}));
+  EXPECT_EQ(rep["iterations_done"], 5);
+}
+
 TEST_F(Cli, BadFlagsAreUsageErrors) {
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--style-layers",
                                 "relu1_1,relu9_1"}),

@@ -22,6 +22,8 @@ LossDefaults loss_defaults(Preprocessing p) {
 
 }  // namespace
 
+// List flags take one word, split at commas (`-n 400,300,100`): CLI11 lets a vector option go on
+// taking words otherwise, so `stylize -n 100 photo.jpg style.jpg` would swallow the images.
 void add_engine_flags(CLI::App& app, EngineFlags& f) {
   app.add_option("--weights", f.weights,
                  "VGG19 safetensors file (default: $STYLIZE_WEIGHTS, ./models/vgg19.safetensors, "
@@ -33,12 +35,12 @@ void add_engine_flags(CLI::App& app, EngineFlags& f) {
       ->check(CLI::IsMember({"max", "avg"}))
       ->capture_default_str();
   app.add_option("--content-layers", f.content_layers, "Comma-separated content layers")
-      ->delimiter(',')
+      ->delimiter(',')->allow_extra_args(false)
       ->capture_default_str();
-  app.add_option("--style-layers", f.style_layers, "Comma-separated style layers")->delimiter(',')->capture_default_str();
+  app.add_option("--style-layers", f.style_layers, "Comma-separated style layers")->delimiter(',')->allow_extra_args(false)->capture_default_str();
   app.add_option("--style-layer-weights", f.style_layer_weights,
                  "Comma-separated weight per style layer (default: 1 each)")
-      ->delimiter(',');
+      ->delimiter(',')->allow_extra_args(false);
   app.add_option("--content-weight", f.content_weight, "Content weight alpha [default: 5 caffe, 1 torchvision]")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--style-weight", f.style_weight, "Style weight beta [default: 100 caffe, 1e6 torchvision]")
@@ -61,7 +63,7 @@ void add_engine_flags(CLI::App& app, EngineFlags& f) {
   app.add_option("-n,--iterations", f.iterations,
                  "Optimiser iterations; with --scales, one value for every scale or a comma-separated list, "
                  "coarsest first")
-      ->delimiter(',')
+      ->delimiter(',')->allow_extra_args(false)
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   app.add_option("--scales", f.scales,
@@ -77,7 +79,7 @@ void add_engine_flags(CLI::App& app, EngineFlags& f) {
       ->check(CLI::Range(0.05, 8.0))
       ->capture_default_str();
   app.add_option("--style-blend", f.style_blend, "Comma-separated weight per style image (normalised to sum 1)")
-      ->delimiter(',');
+      ->delimiter(',')->allow_extra_args(false);
   app.add_flag("--original-colors", f.original_colors, "Keep the content's colours (transfer luminance only)");
   app.add_option("--quality", f.quality, "JPEG/WebP quality")->check(CLI::Range(1, 100))->capture_default_str();
   app.add_option("--device", f.device, "auto (CUDA when present), cpu, cuda or cuda:N")->capture_default_str();
