@@ -3,6 +3,7 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <atomic>
@@ -11,6 +12,17 @@
 #include <mutex>
 #include <new>
 #include <unordered_map>
+
+// c10::Allocator changed in LibTorch 2.3 (c10/core/Allocator.h): allocate() is no longer const, and
+// copy_data() became pure virtual. This file builds against both: Debian's 1.13 and the CUDA 2.x
+// builds of the GPU machines.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define STYLIZE_ALLOCATE_CONST
+#define STYLIZE_ALLOCATOR_HAS_COPY_DATA 1
+#else
+#define STYLIZE_ALLOCATE_CONST const
+#define STYLIZE_ALLOCATOR_HAS_COPY_DATA 0
+#endif
 
 namespace stylize {
 namespace {
@@ -28,7 +40,7 @@ size_t capacity_for(size_t n) {
 
 class ReusingCpuAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) STYLIZE_ALLOCATE_CONST override {
     if (n < kReusedBlockMinBytes) {
       void* p = c10::alloc_cpu(n);
       return {p, p, &c10::free_cpu, c10::Device(c10::DeviceType::CPU)};
@@ -36,6 +48,11 @@ class ReusingCpuAllocator final : public c10::Allocator {
     void* p = take(capacity_for(n));
     return {p, p, &give_back, c10::Device(c10::DeviceType::CPU)};
   }
+
+#if STYLIZE_ALLOCATOR_HAS_COPY_DATA
+  // Host memory: a plain copy (what c10's own CPU allocator does).
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+#endif
 
   // raw_deallocate (oneDNN's scratch buffers come this way) passes small blocks here too.
   c10::DeleterFnPtr raw_deleter() const override { return &give_back; }

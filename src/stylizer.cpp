@@ -2,17 +2,12 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
-#include <torch/cuda.h>
-#include <dlfcn.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 
 #include "stylize/cpu_allocator.hpp"
 #include "stylize/error.hpp"
@@ -126,17 +121,6 @@ uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& 
   return (370ull << 20) + pixels * activations + pixels * 12ull * history;
 }
 
-uint64_t available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  uint64_t kib = 0;
-  std::string unit;
-  while (in >> key >> kib >> unit) {
-    if (key == "MemAvailable:") return kib * 1024ull;
-  }
-  return 0;
-}
-
 void check_cpu_memory(int width, int height, const OptimizerOptions& optimizer, Precision precision) {
   const uint64_t need = estimate_cpu_peak_bytes(width, height, optimizer, precision);
   const uint64_t have = available_memory_bytes();
@@ -148,87 +132,6 @@ void check_cpu_memory(int width, int height, const OptimizerOptions& optimizer, 
                 width, height, need / 1e9, have / 1e9,
                 2.0 * 12.0 * static_cast<double>(width) * height / 1e9);
   throw ResourceError(buf);
-}
-
-at::Device resolve_device(const std::string& spec) {
-  if (spec == "auto") return torch::cuda::is_available() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-  if (spec == "cpu") return at::Device(at::kCPU);
-  if (spec.rfind("cuda", 0) != 0) {
-    throw UsageError("unknown device " + in_quotes(spec) + "; expected auto, cpu, cuda or cuda:N");
-  }
-  int index = 0;
-  if (spec.size() > 4) {
-    if (spec[4] != ':' || spec.size() == 5 || spec.find_first_not_of("0123456789", 5) != std::string::npos) {
-      throw UsageError("unknown device " + in_quotes(spec) + "; expected auto, cpu, cuda or cuda:N");
-    }
-    index = std::stoi(spec.substr(5));
-  }
-  if (!torch::cuda::is_available()) {
-    throw DeviceError("device " + in_quotes(spec) +
-                      " asked for, but CUDA is not available (this LibTorch build or machine has no GPU); "
-                      "use --device cpu");
-  }
-  const int count = static_cast<int>(torch::cuda::device_count());
-  if (index >= count) {
-    throw DeviceError("device " + in_quotes(spec) + " asked for, but only " + std::to_string(count) +
-                      " CUDA device(s) exist (cuda:0..cuda:" + std::to_string(count - 1) + ")");
-  }
-  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
-}
-
-int configure_threads(int threads) {
-  if (threads <= 0) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = n > 0 ? static_cast<int>(n) : 1;
-  }
-  at::set_num_threads(threads);
-  // Debian's LibTorch does its matrix products through libblas.so.3, which is usually OpenBLAS with
-  // a thread pool of its own beside ATen's OpenMP one. After each product those threads spin before
-  // sleeping, and with ATen already using every core the element-wise operations that follow each
-  // Gram product wait for them (~8 ms stalls seen in a profile; 512 px iteration 1.05 → 0.99 s on 2
-  // cores). One BLAS thread removes the contention; the Gram products split their work over ATen's
-  // threads themselves (losses.cpp). Looked up at run time: a different BLAS simply lacks the symbol.
-  using SetThreads = void (*)(int);
-  if (auto set_blas_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    set_blas_threads(1);
-  }
-  return threads;
-}
-
-CpuVectorFeatures cpu_vector_features() {
-  CpuVectorFeatures f;
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  f.avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  f.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-  f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
-  f.amx_bf16 = f.avx512_bf16 && __builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("amx-tile");
-#endif
-  return f;
-}
-
-Precision resolve_precision(const std::string& spec, const at::Device& device, const CpuVectorFeatures& cpu) {
-  if (spec == "fp32") return Precision::fp32;
-  if (spec == "bf16") return Precision::bf16;
-  if (spec != "auto") throw UsageError("unknown precision " + in_quotes(spec) + "; expected auto, fp32 or bf16");
-  return device.is_cpu() && cpu.amx_bf16 ? Precision::bf16 : Precision::fp32;
-}
-
-std::string openblas_core() {
-  using CoreName = char* (*)();
-  auto core_name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  const char* name = core_name ? core_name() : nullptr;
-  return name ? name : "";
-}
-
-std::string better_openblas_core(const std::string& current, const CpuVectorFeatures& cpu) {
-  // Only the generic fallback is overridden: a core OpenBLAS recognised is its own informed choice.
-  if (current != "Prescott") return "";
-  if (cpu.avx512_bf16) return "Cooperlake";
-  if (cpu.avx512) return "SkylakeX";
-  if (cpu.avx2_fma) return "Haswell";
-  return "";
 }
 
 }  // namespace stylize

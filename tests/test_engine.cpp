@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <functional>
 
 #include <memory>
@@ -114,6 +115,28 @@ TEST(Vgg19, Bf16ArithmeticGivesFeaturesAndGradientsCloseToFp32) {
   }
   EXPECT_EQ(grads[1].scalar_type(), at::kFloat);
   EXPECT_LT(relative_difference(grads[1], grads[0]), 0.06) << "measured 2.4%";
+}
+
+// CPUID read directly agrees with the kernel's own reading of it (/proc/cpuinfo's flags, which Linux
+// also clears for what the OS does not enable), feature by feature, on whatever CPU runs the test.
+TEST(Runtime, CpuFeaturesFromCpuidMatchTheKernelsFlags) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, flags;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) == 0) {
+      flags = line.substr(line.find(':') + 1) + " ";
+      break;
+    }
+  }
+  if (flags.empty()) GTEST_SKIP() << "no flags line in /proc/cpuinfo on this machine";
+  auto has = [&](const std::string& f) { return flags.find(" " + f + " ") != std::string::npos; };
+  const CpuVectorFeatures f = cpu_vector_features();
+  EXPECT_EQ(f.avx2_fma, has("avx2") && has("fma"));
+  EXPECT_EQ(f.avx512, has("avx512f") && has("avx512dq") && has("avx512bw") && has("avx512vl"));
+  EXPECT_EQ(f.avx512_bf16, f.avx512 && has("avx512_bf16"));
+  EXPECT_EQ(f.amx_bf16, f.avx512_bf16 && has("amx_bf16") && has("amx_tile"));
+  std::printf("[ measured ] avx2+fma %d, avx512 %d, avx512_bf16 %d, amx_bf16 %d\n", f.avx2_fma, f.avx512,
+              f.avx512_bf16, f.amx_bf16);
 }
 
 TEST(Vgg19, AutoPrecisionIsBf16OnlyOnACpuWithAmx) {

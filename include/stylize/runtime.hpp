@@ -1,0 +1,47 @@
+// What this process runs on: the device, its threads, the CPU's vector features (from CPUID), the
+// BLAS in use and the free memory. The engine asks here and nowhere else; nothing here knows of
+// images, losses or flags.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <string>
+
+#include "stylize/vgg19.hpp"
+
+namespace stylize {
+
+// MemAvailable from /proc/meminfo, or 0 when it cannot be read.
+uint64_t available_memory_bytes();
+
+// Parses "auto", "cpu", "cuda", "cuda:N"; throws DeviceError when CUDA is asked for but absent.
+at::Device resolve_device(const std::string& spec);
+
+// Uses `threads` intra-op threads (0 = all cores). Debian's LibTorch otherwise starts with one.
+int configure_threads(int threads);
+
+// The vector instruction sets that decide which OpenBLAS kernels can run on this CPU.
+struct CpuVectorFeatures {
+  bool avx2_fma = false;
+  bool avx512 = false;  // F, BW, DQ and VL: what OpenBLAS's SkylakeX kernels use
+  bool avx512_bf16 = false;
+  bool amx_bf16 = false;  // AMX tiles with bf16: what makes oneDNN's bf16 convolutions ~3x faster than fp32
+};
+CpuVectorFeatures cpu_vector_features();
+
+// Parses --precision: "fp32", "bf16", or "auto" = bf16 on a CPU with AMX-BF16 (where it measured ~2.5x
+// faster per iteration at the same final loss, BENCHMARKS.md), fp32 everywhere else (CUDA included:
+// not measured there). Throws UsageError on anything else.
+Precision resolve_precision(const std::string& spec, const at::Device& device, const CpuVectorFeatures& cpu);
+
+// OpenBLAS's kernel set in this process (e.g. "SkylakeX"); "" when the BLAS is not OpenBLAS.
+std::string openblas_core();
+
+// The kernel set to ask OpenBLAS for (OPENBLAS_CORETYPE) when it runs `current` on a CPU that can do
+// better; "" when it should be left alone. OpenBLAS falls back to its SSE3 "Prescott" kernels on a CPU
+// model it does not know: Debian 12's 0.3.21 on Sapphire/Emerald Rapids Xeons, where sgemm then runs
+// at 36-45 GFLOP/s instead of ~195 (measured on 2 cores).
+std::string better_openblas_core(const std::string& current, const CpuVectorFeatures& cpu);
+
+}  // namespace stylize
