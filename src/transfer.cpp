@@ -119,7 +119,7 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
     const std::string what = e.what_without_backtrace();
     if (what.find("out of memory") != std::string::npos || what.find("Out of memory") != std::string::npos ||
         what.find("DefaultCPUAllocator") != std::string::npos) {
-      throw ResourceError("out of memory while optimising; try a smaller --size, --lbfgs-history or --optimizer adam");
+      throw ResourceError("out of memory while optimising");  // each front-end says what to change
     }
     throw;
   }

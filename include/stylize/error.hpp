@@ -2,6 +2,7 @@
 // Library code throws and never exits; only src/cli decides how a process ends.
 #pragma once
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -53,6 +54,17 @@ struct ResourceError : Error {
 struct NetworkError : Error {
   explicit NetworkError(const std::string& m) : Error(ExitCode::network, m) {}
 };
+
+// What any exception means for whoever reports it: its exit code and one line without a backtrace.
+// stylize::Error keeps its own; LibTorch's out-of-memory errors (CPU or CUDA) and std::bad_alloc are
+// `resources` ("out of memory: ..."); other LibTorch errors and std::exceptions are `internal`, with
+// the first line of their text. The message names no command-line flag: each front-end adds its
+// own advice. The CLI, batch jobs and serve jobs all report exceptions through this.
+struct ErrorReport {
+  ExitCode code = ExitCode::internal;
+  std::string message;
+};
+ErrorReport error_report(const std::exception_ptr& e);
 
 // Quotes a user-supplied path or name for messages: 'a.jpg'.
 inline std::string in_quotes(const std::string& s) { return "'" + s + "'"; }

@@ -364,16 +364,9 @@ int run(BatchOptions& o) {
                       {"final", loss_json(result.transfer.final, params.loss)},
                       {"written", loss_json(result.written, params.loss)}};
       }
-    } catch (const Error& e) {
+    } catch (...) {
       job.status = "failed";
-      job.error = e.what();
-    } catch (const c10::Error& e) {
-      job.status = "failed";
-      const std::string what = e.what_without_backtrace();
-      job.error = what.find("memory") != std::string::npos ? "out of memory" : what.substr(0, what.find('\n'));
-    } catch (const std::bad_alloc&) {
-      job.status = "failed";
-      job.error = "out of memory";
+      job.error = error_report(std::current_exception()).message;
     }
     job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_job).count();
     if (job.status == "done") {

@@ -1,6 +1,5 @@
 #include "common.hpp"
 
-#include <c10/util/Exception.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
@@ -50,18 +49,12 @@ int run_guarded(const std::function<int()>& body) {
   };
   try {
     return body();
-  } catch (const Error& e) {
-    return fail(e.what(), e.code());
-  } catch (const c10::Error& e) {
-    const std::string what = e.what_without_backtrace();
-    if (what.find("out of memory") != std::string::npos || what.find("DefaultCPUAllocator") != std::string::npos) {
-      return fail("out of memory: " + what.substr(0, what.find('\n')) + "; try a smaller --size", ExitCode::resources);
-    }
-    return fail("internal error in LibTorch: " + what.substr(0, what.find('\n')), ExitCode::internal);
-  } catch (const std::bad_alloc&) {
-    return fail("out of memory; try a smaller --size", ExitCode::resources);
-  } catch (const std::exception& e) {
-    return fail(std::string("internal error: ") + e.what(), ExitCode::internal);
+  } catch (...) {
+    const ErrorReport r = error_report(std::current_exception());
+    // The engine's own resource errors say what to change; a bare allocation failure gets the CLI's advice.
+    const bool bare = r.code == ExitCode::resources && r.message.rfind("out of memory", 0) == 0;
+    return fail(bare ? r.message + "; try a smaller --size, a smaller --lbfgs-history or --optimizer adam" : r.message,
+                r.code);
   }
 }
 
