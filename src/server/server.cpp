@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <chrono>
@@ -78,8 +77,6 @@ double number_field(const httplib::Request& req, const std::string& name, double
   return v;
 }
 
-bool is_terminal(JobState s) { return s == JobState::done || s == JobState::failed || s == JobState::cancelled; }
-
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -87,17 +84,6 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 thread_local Clock::time_point t_request_start;
 
 }  // namespace
-
-const char* to_string(JobState s) {
-  switch (s) {
-    case JobState::queued: return "queued";
-    case JobState::running: return "running";
-    case JobState::done: return "done";
-    case JobState::failed: return "failed";
-    case JobState::cancelled: return "cancelled";
-  }
-  return "unknown";
-}
 
 bool constant_time_equal(const std::string& a, const std::string& b) {
   // Length is not secret enough to hide, but the content comparison touches every byte.
@@ -126,20 +112,11 @@ Server::Server(const Stylizer& stylizer, StylizeParams defaults, ServeOptions op
     }
   }
   routes();
-  for (int i = 0; i < std::max(1, opt_.workers); ++i) workers_.emplace_back([this] { worker_loop(); });
+  jobs_ = std::make_unique<JobQueue>([this](Job& job) { return run_job(job); },
+                                     JobQueueOptions{opt_.workers, opt_.queue_limit, opt_.result_ttl_s});
 }
 
-Server::~Server() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-    for (auto& [id, job] : jobs_) job->cancel = true;
-  }
-  work_cv_.notify_all();
-  for (auto& t : workers_) {
-    if (t.joinable()) t.join();
-  }
-}
+Server::~Server() = default;  // the queue cancels its jobs and joins its workers
 
 int Server::bind() {
   int port = opt_.port == 0 ? http_->bind_to_any_port(opt_.host) : (http_->bind_to_port(opt_.host, opt_.port) ? opt_.port : -1);
@@ -153,22 +130,9 @@ int Server::bind() {
 void Server::run() { http_->listen_after_bind(); }
 
 std::shared_ptr<Job> Server::find(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) throw HttpError{404, "not_found", "no job " + id + " (unknown, or its result expired)"};
-  return it->second;
-}
-
-void Server::expire_results() {
-  std::lock_guard<std::mutex> lock(mu_);
-  const auto now = Clock::now();
-  for (auto it = jobs_.begin(); it != jobs_.end();) {
-    if (is_terminal(it->second->state) && seconds_between(it->second->finished, now) > opt_.result_ttl_s) {
-      it = jobs_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  auto job = jobs_->find(id);
+  if (!job) throw HttpError{404, "not_found", "no job " + id + " (unknown, or its result expired)"};
+  return job;
 }
 
 const StyleTargets& Server::named_style_targets(const std::string& style_id, int size) {
@@ -184,88 +148,33 @@ const StyleTargets& Server::named_style_targets(const std::string& style_id, int
   return *target_cache_.emplace(key, std::move(targets)).first->second;
 }
 
-void Server::worker_loop() {
-  for (;;) {
-    std::shared_ptr<Job> job;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
-      job = queue_.front();
-      queue_.pop_front();
-      if (job->cancel) continue;  // cancelled while queued: already marked
-      job->state = JobState::running;
-      job->started = Clock::now();
-      ++running_;
-    }
-    spdlog::info("job {} running ({}x{}, {} iterations)", job->id, job->content.size(3), job->content.size(2),
-                 job->params.optimizer.iterations);
-    run_job(job);
-  }
-}
-
-void Server::run_job(const std::shared_ptr<Job>& job) {
-  JobState end = JobState::failed;
-  std::string error;
-  std::vector<uint8_t> bytes;
-  try {
-    const int size = static_cast<int>(std::max(job->content.size(2), job->content.size(3)));
-    StyleTargets uploaded;
-    const StyleTargets* targets = &uploaded;
-    if (!job->style_id.empty()) {
-      targets = &named_style_targets(job->style_id, size);
-    } else {
-      uploaded = stylizer_.style_targets(job->params.loss, {job->style}, {});
-    }
-    TransferCallbacks cb;
-    // Progress every 200 ms (and at the ends): each report reads the loss back from the device.
-    auto last_report = std::chrono::steady_clock::now();
-    cb.progress_at = [&](int evaluation, int total) {
-      const auto now = std::chrono::steady_clock::now();
-      if (evaluation != 1 && evaluation != total && now - last_report < std::chrono::milliseconds(200)) return false;
-      last_report = now;
-      return true;
-    };
-    cb.on_progress = [&](const Progress& p) {
-      std::lock_guard<std::mutex> lock(mu_);
-      iterations_total_ += static_cast<uint64_t>(p.iteration - job->iteration);
-      job->iteration = p.iteration;
-      job->total = p.total;
-      job->loss = p.loss;
-    };
-    cb.should_stop = [&] { return job->cancel.load(); };
-    StylizeOutput out = stylizer_.stylize(job->content, *targets, job->params, cb);
-    if (out.transfer.interrupted) {
-      end = JobState::cancelled;
-    } else {
-      bytes = encode_image(out.rgb, job->ext, opt_.quality);
-      end = JobState::done;
-    }
-  } catch (const Error& e) {
-    error = e.what();
-  } catch (const c10::Error& e) {
-    const std::string what = e.what_without_backtrace();
-    error = what.find("memory") != std::string::npos ? "out of memory" : what.substr(0, what.find('\n'));
-  } catch (const std::bad_alloc&) {
-    error = "out of memory";
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    job->state = end;
-    job->error = error;
-    job->result = std::move(bytes);
-    job->finished = Clock::now();
-    job->content = at::Tensor();
-    job->style = at::Tensor();
-    --running_;
-    ++finished_counts_[to_string(end)];
-  }
-  done_cv_.notify_all();
-  if (end == JobState::failed) {
-    spdlog::warn("job {} failed: {}", job->id, error);
+JobQueue::Outcome Server::run_job(Job& job) {
+  spdlog::info("job {} running ({}x{}, {} iterations)", job.id, job.content.size(3), job.content.size(2),
+               job.params.optimizer.iterations);
+  const int size = static_cast<int>(std::max(job.content.size(2), job.content.size(3)));
+  StyleTargets uploaded;
+  const StyleTargets* targets = &uploaded;
+  if (!job.style_id.empty()) {
+    targets = &named_style_targets(job.style_id, size);
   } else {
-    spdlog::info("job {} {} in {:.1f} s", job->id, to_string(end), seconds_between(job->started, job->finished));
+    uploaded = stylizer_.style_targets(job.params.loss, {job.style}, {});
   }
+  TransferCallbacks cb;
+  // Progress every 200 ms (and at the ends): each report reads the loss back from the device.
+  auto last_report = std::chrono::steady_clock::now();
+  cb.progress_at = [&](int evaluation, int total) {
+    const auto now = std::chrono::steady_clock::now();
+    if (evaluation != 1 && evaluation != total && now - last_report < std::chrono::milliseconds(200)) return false;
+    last_report = now;
+    return true;
+  };
+  cb.on_progress = [&](const Progress& p) { jobs_->progress(job, p); };
+  cb.should_stop = [&] { return job.cancel.load(); };
+  StylizeOutput out = stylizer_.stylize(job.content, *targets, job.params, cb);
+  JobQueue::Outcome outcome;
+  outcome.cancelled = out.transfer.interrupted;
+  if (!outcome.cancelled) outcome.bytes = encode_image(out.rgb, job.ext, opt_.quality);
+  return outcome;
 }
 
 void Server::routes() {
@@ -275,7 +184,7 @@ void Server::routes() {
 
   http.set_pre_routing_handler([this, max_upload](const httplib::Request& req, httplib::Response& res) {
     t_request_start = Clock::now();
-    expire_results();
+    jobs_->expire();
     if (!opt_.api_key.empty()) {
       const std::string auth = req.get_header_value("Authorization");
       const std::string prefix = "Bearer ";
@@ -372,23 +281,19 @@ void Server::routes() {
   };
 
   auto submit = [this](const std::shared_ptr<Job>& job) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!accepting_) throw HttpError{503, "shutting_down", "the server is shutting down; try another instance"};
-    if (static_cast<int>(queue_.size()) >= opt_.queue_limit) {
-      throw HttpError{429, "queue_full", "the queue holds " + std::to_string(queue_.size()) + " jobs; retry later"};
+    try {
+      jobs_->submit(job);
+    } catch (const QueueRefused& r) {
+      if (r.reason == QueueRefused::shutting_down) {
+        throw HttpError{503, "shutting_down", "the server is shutting down; try another instance"};
+      }
+      throw HttpError{429, "queue_full", "the queue holds " + std::to_string(r.queued) + " jobs; retry later"};
     }
-    jobs_[job->id] = job;
-    queue_.push_back(job);
-    work_cv_.notify_one();
   };
 
-  auto status_json = [this](const Job& j) {
-    std::lock_guard<std::mutex> lock(mu_);
+  auto status_json = [this](const JobStatus& j) {
     nlohmann::json progress = {{"iteration", j.iteration}, {"total", j.total}, {"loss", j.loss}};
-    if (j.state == JobState::running && j.iteration > 0) {
-      const double rate = j.iteration / std::max(1e-9, seconds_between(j.started, Clock::now()));
-      progress["eta_seconds"] = (j.total - j.iteration) / rate;
-    }
+    if (j.eta_seconds >= 0) progress["eta_seconds"] = j.eta_seconds;
     nlohmann::json out = {{"id", j.id}, {"status", to_string(j.state)}, {"progress", progress}};
     if (!j.error.empty()) out["error"] = j.error;
     if (j.state == JobState::done) out["result_url"] = "/v1/jobs/" + j.id + "/result";
@@ -417,50 +322,39 @@ void Server::routes() {
             }));
 
   http.Get(R"(/v1/jobs/([0-9a-f]{32}))", guarded([=](const httplib::Request& req, httplib::Response& res) {
-             send_json(res, 200, status_json(*find(req.matches[1].str())));
+             send_json(res, 200, status_json(jobs_->status(*find(req.matches[1].str()))));
            }));
 
   http.Get(R"(/v1/jobs/([0-9a-f]{32})/result)", guarded([=](const httplib::Request& req, httplib::Response& res) {
              auto job = find(req.matches[1].str());
-             std::lock_guard<std::mutex> lock(mu_);
-             if (job->state != JobState::done) {
-               throw HttpError{409, "not_ready", std::string("job is ") + to_string(job->state) +
-                                                     (job->error.empty() ? "" : ": " + job->error)};
+             std::vector<uint8_t> bytes;
+             JobStatus st;
+             if (!jobs_->result(*job, bytes, st)) {
+               throw HttpError{409, "not_ready", std::string("job is ") + to_string(st.state) +
+                                                     (st.error.empty() ? "" : ": " + st.error)};
              }
-             res.set_content(reinterpret_cast<const char*>(job->result.data()), job->result.size(),
-                             image_mime_type(job->ext).c_str());
+             res.set_content(reinterpret_cast<const char*>(bytes.data()), bytes.size(), image_mime_type(job->ext).c_str());
            }));
 
   http.Delete(R"(/v1/jobs/([0-9a-f]{32}))", guarded([=](const httplib::Request& req, httplib::Response& res) {
                 auto job = find(req.matches[1].str());
-                {
-                  std::lock_guard<std::mutex> lock(mu_);
-                  if (!is_terminal(job->state)) {
-                    job->cancel = true;
-                    if (job->state == JobState::queued) {
-                      queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
-                      job->state = JobState::cancelled;
-                      job->finished = Clock::now();
-                      ++finished_counts_["cancelled"];
-                    }
-                  }
-                }
+                jobs_->cancel(job);
                 spdlog::info("job {} cancel requested", job->id);
-                send_json(res, 200, status_json(*job));
+                send_json(res, 200, status_json(jobs_->status(*job)));
               }));
 
   http.Post("/v1/stylize", guarded([=](const httplib::Request& req, httplib::Response& res) {
               auto job = parse(req, true);
               submit(job);
-              std::unique_lock<std::mutex> lock(mu_);
-              done_cv_.wait(lock, [&] { return is_terminal(job->state); });
-              if (job->state != JobState::done) {
-                const std::string why = job->error.empty() ? to_string(job->state) : job->error;
-                throw HttpError{job->state == JobState::cancelled ? 503 : 500, "job_failed", why};
+              jobs_->wait(job);
+              std::vector<uint8_t> bytes;
+              JobStatus st;
+              if (!jobs_->result(*job, bytes, st)) {
+                const std::string why = st.error.empty() ? to_string(st.state) : st.error;
+                throw HttpError{st.state == JobState::cancelled ? 503 : 500, "job_failed", why};
               }
-              res.set_content(reinterpret_cast<const char*>(job->result.data()), job->result.size(),
-                              image_mime_type(job->ext).c_str());
-              jobs_.erase(job->id);  // delivered: nothing to keep
+              res.set_content(reinterpret_cast<const char*>(bytes.data()), bytes.size(), image_mime_type(job->ext).c_str());
+              jobs_->forget(job->id);  // delivered: nothing to keep
             }));
 
   http.Get("/v1/styles", guarded([=](const httplib::Request&, httplib::Response& res) {
@@ -470,36 +364,29 @@ void Server::routes() {
            }));
 
   http.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-    std::lock_guard<std::mutex> lock(mu_);
-    send_json(res, accepting_ ? 200 : 503, {{"status", accepting_ ? "ok" : "draining"},
+    const bool accepting = jobs_->accepting();
+    send_json(res, accepting ? 200 : 503, {{"status", accepting ? "ok" : "draining"},
                                             {"device", stylizer_.device().str()},
                                             {"precision", to_string(stylizer_.precision())}});
   });
 
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::map<std::string, int> current;
-    double rate = 0;
-    for (const auto& [id, j] : jobs_) {
-      if (!is_terminal(j->state)) ++current[to_string(j->state)];
-      if (j->state == JobState::running && j->iteration > 0) {
-        rate += j->iteration / std::max(1e-9, seconds_between(j->started, Clock::now()));
-      }
-    }
+    const QueueMetrics q = jobs_->metrics();
     std::string m;
     m += "# HELP stylize_jobs Jobs by status: queued and running now; done, failed, cancelled since start.\n";
     m += "# TYPE stylize_jobs gauge\n";
-    for (const char* s : {"queued", "running"}) m += std::string("stylize_jobs{status=\"") + s + "\"} " + std::to_string(current[s]) + "\n";
-    for (const char* s : {"done", "failed", "cancelled"}) {
-      m += std::string("stylize_jobs{status=\"") + s + "\"} " + std::to_string(finished_counts_[s]) + "\n";
+    const std::pair<const char*, uint64_t> counts[] = {{"queued", q.queued}, {"running", q.running}, {"done", q.done},
+                                                        {"failed", q.failed}, {"cancelled", q.cancelled}};
+    for (const auto& [status, n] : counts) {
+      m += std::string("stylize_jobs{status=\"") + status + "\"} " + std::to_string(n) + "\n";
     }
     m += "# HELP stylize_queue_depth Jobs waiting for a worker.\n# TYPE stylize_queue_depth gauge\n";
-    m += "stylize_queue_depth " + std::to_string(queue_.size()) + "\n";
+    m += "stylize_queue_depth " + std::to_string(q.queued) + "\n";
     m += "# HELP stylize_iterations_total Optimiser iterations run.\n# TYPE stylize_iterations_total counter\n";
-    m += "stylize_iterations_total " + std::to_string(iterations_total_) + "\n";
+    m += "stylize_iterations_total " + std::to_string(q.iterations_total) + "\n";
     m += "# HELP stylize_iterations_per_second Iteration rate of the running jobs.\n"
          "# TYPE stylize_iterations_per_second gauge\n";
-    m += "stylize_iterations_per_second " + std::to_string(rate) + "\n";
+    m += "stylize_iterations_per_second " + std::to_string(q.iterations_per_second) + "\n";
     res.set_content(m, "text/plain; version=0.0.4");
   });
 
@@ -509,29 +396,9 @@ void Server::routes() {
 }
 
 void Server::shutdown() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!accepting_) return;
-    accepting_ = false;
-  }
+  if (!jobs_->accepting()) return;
   spdlog::info("shutting down: no new jobs; draining for up to {:.0f} s", opt_.drain_seconds);
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait_for(lock, std::chrono::duration<double>(opt_.drain_seconds),
-                      [&] { return queue_.empty() && running_ == 0; });
-    for (auto& job : queue_) {
-      job->cancel = true;
-      job->state = JobState::cancelled;
-      job->finished = Clock::now();
-      ++finished_counts_["cancelled"];
-    }
-    queue_.clear();
-    for (auto& [id, job] : jobs_) {
-      if (job->state == JobState::running) job->cancel = true;  // stops at its next iteration
-    }
-    done_cv_.wait(lock, [&] { return running_ == 0; });
-  }
-  done_cv_.notify_all();  // wake synchronous requests waiting on cancelled jobs
+  jobs_->drain(opt_.drain_seconds);
   http_->stop();
 }
 

@@ -1,20 +1,16 @@
 // `stylize serve`: an HTTP API around the engine, built on jobs (a Gatys run takes seconds on a GPU
-// and minutes on a CPU). One loaded network is shared by a bounded pool of workers; uploads are
-// capped before they are read, images before they are decoded; results live in memory for a TTL.
+// and minutes on a CPU). The jobs live in a JobQueue (job_queue.hpp: workers, cancel, drain, TTL,
+// counters); this layer turns requests into jobs and jobs into responses. One loaded network is
+// shared by the workers; uploads are capped before they are read, images before they are decoded.
 #pragma once
 
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
+#include "job_queue.hpp"
 #include "stylize/stylizer.hpp"
 
 namespace httplib {
@@ -45,25 +41,6 @@ struct ServeOptions {
   int quality = 95;
 };
 
-enum class JobState { queued, running, done, failed, cancelled };
-const char* to_string(JobState s);
-
-struct Job {
-  std::string id;
-  JobState state = JobState::queued;
-  at::Tensor content;                // RGB 0-255 at the working size
-  at::Tensor style;                  // uploaded style at its working size, or undefined
-  std::string style_id;              // a --styles-dir style instead
-  StylizeParams params;
-  std::string ext = "png";
-  int iteration = 0, total = 0;
-  double loss = 0;
-  std::string error;
-  std::vector<uint8_t> result;
-  std::chrono::steady_clock::time_point created, started, finished;
-  std::atomic<bool> cancel{false};
-};
-
 class Server {
  public:
   Server(const Stylizer& stylizer, StylizeParams defaults, ServeOptions options);
@@ -78,10 +55,8 @@ class Server {
 
  private:
   void routes();
-  void worker_loop();
-  void run_job(const std::shared_ptr<Job>& job);
-  void expire_results();
-  std::shared_ptr<Job> find(const std::string& id);
+  JobQueue::Outcome run_job(Job& job);
+  std::shared_ptr<Job> find(const std::string& id);  // throws HttpError 404
   const StyleTargets& named_style_targets(const std::string& style_id, int size);
 
   const Stylizer& stylizer_;
@@ -90,18 +65,9 @@ class Server {
   std::unique_ptr<httplib::Server> http_;
   std::map<std::string, std::string> styles_;  // style id -> file in styles_dir (scanned once)
 
-  std::mutex mu_;
-  std::condition_variable work_cv_, done_cv_;
-  std::deque<std::shared_ptr<Job>> queue_;
-  std::map<std::string, std::shared_ptr<Job>> jobs_;
-  int running_ = 0;
-  bool accepting_ = true, stopping_ = false;
-  std::map<std::string, uint64_t> finished_counts_;  // terminal state -> count, for /metrics
-  uint64_t iterations_total_ = 0;
-  std::vector<std::thread> workers_;
-
   std::mutex targets_mu_;
   std::map<std::string, std::unique_ptr<StyleTargets>> target_cache_;
+  std::unique_ptr<JobQueue> jobs_;  // last: its workers stop before the members they use go
 };
 
 // Constant-time comparison (the API key check must not leak how many characters matched).

@@ -1,0 +1,220 @@
+#include "job_queue.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "stylize/error.hpp"
+
+namespace stylize::serve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+}  // namespace
+
+const char* to_string(JobState s) {
+  switch (s) {
+    case JobState::queued: return "queued";
+    case JobState::running: return "running";
+    case JobState::done: return "done";
+    case JobState::failed: return "failed";
+    case JobState::cancelled: return "cancelled";
+  }
+  return "?";
+}
+
+bool is_terminal(JobState s) { return s == JobState::done || s == JobState::failed || s == JobState::cancelled; }
+
+JobQueue::JobQueue(Runner run, JobQueueOptions options) : run_(std::move(run)), opt_(options) {
+  for (int i = 0; i < std::max(1, opt_.workers); ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+JobQueue::~JobQueue() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    for (auto& [id, job] : jobs_) job->cancel = true;
+  }
+  work_cv_.notify_all();
+  for (auto& t : workers_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+void JobQueue::submit(const std::shared_ptr<Job>& job) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_locked();
+  if (!accepting_) throw QueueRefused{QueueRefused::shutting_down, queue_.size()};
+  if (static_cast<int>(queue_.size()) >= opt_.queue_limit) throw QueueRefused{QueueRefused::full, queue_.size()};
+  job->state = JobState::queued;
+  job->created = Clock::now();
+  jobs_[job->id] = job;
+  queue_.push_back(job);
+  work_cv_.notify_one();
+}
+
+std::shared_ptr<Job> JobQueue::find(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_locked();
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : it->second;
+}
+
+JobStatus JobQueue::status(const Job& j) {
+  std::lock_guard<std::mutex> lock(mu_);
+  JobStatus s{j.id, j.state, j.iteration, j.total, j.loss, j.error, -1};
+  if (j.state == JobState::running && j.iteration > 0) {
+    const double rate = j.iteration / std::max(1e-9, seconds_between(j.started, Clock::now()));
+    s.eta_seconds = (j.total - j.iteration) / rate;
+  }
+  return s;
+}
+
+bool JobQueue::result(const Job& job, std::vector<uint8_t>& bytes, JobStatus& s) {
+  s = status(job);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (job.state != JobState::done) return false;
+  bytes = job.result;
+  return true;
+}
+
+void JobQueue::cancel(const std::shared_ptr<Job>& job) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (is_terminal(job->state)) return;
+  job->cancel = true;
+  if (job->state == JobState::queued) {
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
+    job->state = JobState::cancelled;
+    job->finished = Clock::now();
+    ++counts_.cancelled;
+    done_cv_.notify_all();
+  }
+}
+
+JobState JobQueue::wait(const std::shared_ptr<Job>& job) {
+  std::unique_lock<std::mutex> lock(mu_);
+  done_cv_.wait(lock, [&] { return is_terminal(job->state); });
+  return job->state;
+}
+
+void JobQueue::forget(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(id);
+  if (it != jobs_.end() && is_terminal(it->second->state)) jobs_.erase(it);
+}
+
+void JobQueue::progress(Job& job, const Progress& p) {
+  std::lock_guard<std::mutex> lock(mu_);
+  counts_.iterations_total += static_cast<uint64_t>(std::max(0, p.iteration - job.iteration));
+  job.iteration = p.iteration;
+  job.total = p.total;
+  job.loss = p.loss;
+}
+
+void JobQueue::drain(double seconds) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!accepting_) return;
+  accepting_ = false;
+  done_cv_.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return queue_.empty() && running_ == 0; });
+  for (auto& job : queue_) {
+    job->cancel = true;
+    job->state = JobState::cancelled;
+    job->finished = Clock::now();
+    ++counts_.cancelled;
+  }
+  queue_.clear();
+  for (auto& [id, job] : jobs_) {
+    if (job->state == JobState::running) job->cancel = true;  // stops at its next iteration
+  }
+  done_cv_.wait(lock, [&] { return running_ == 0; });
+  done_cv_.notify_all();  // wake whoever waits on a job cancelled here
+}
+
+bool JobQueue::accepting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return accepting_;
+}
+
+QueueMetrics JobQueue::metrics() {
+  std::lock_guard<std::mutex> lock(mu_);
+  QueueMetrics m = counts_;
+  m.queued = static_cast<int>(queue_.size());
+  m.running = running_;
+  for (const auto& [id, j] : jobs_) {
+    if (j->state == JobState::running && j->iteration > 0) {
+      m.iterations_per_second += j->iteration / std::max(1e-9, seconds_between(j->started, Clock::now()));
+    }
+  }
+  return m;
+}
+
+void JobQueue::expire() {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_locked();
+}
+
+void JobQueue::expire_locked() {
+  const auto now = Clock::now();
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    if (is_terminal(it->second->state) && seconds_between(it->second->finished, now) > opt_.result_ttl_s) {
+      it = jobs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void JobQueue::worker_loop() {
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      job = queue_.front();
+      queue_.pop_front();
+      job->state = JobState::running;
+      job->started = Clock::now();
+      ++running_;
+    }
+    Outcome out;
+    std::string error;
+    JobState end = JobState::failed;
+    try {
+      out = run_(*job);
+      end = out.cancelled ? JobState::cancelled : JobState::done;
+    } catch (...) {
+      error = error_report(std::current_exception()).message;
+    }
+    finish(*job, end, std::move(error), std::move(out.bytes));
+  }
+}
+
+void JobQueue::finish(Job& job, JobState end, std::string error, std::vector<uint8_t> bytes) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job.state = end;
+    job.error = std::move(error);
+    job.result = std::move(bytes);
+    job.finished = Clock::now();
+    job.content = at::Tensor();
+    job.style = at::Tensor();
+    --running_;
+    if (end == JobState::done) ++counts_.done;
+    if (end == JobState::failed) ++counts_.failed;
+    if (end == JobState::cancelled) ++counts_.cancelled;
+  }
+  done_cv_.notify_all();
+  if (end == JobState::failed) {
+    spdlog::warn("job {} failed: {}", job.id, job.error);
+  } else {
+    spdlog::info("job {} {} in {:.1f} s", job.id, to_string(end), seconds_between(job.started, job.finished));
+  }
+}
+
+}  // namespace stylize::serve
