@@ -7,13 +7,21 @@
 #   bash bench/gpu.sh                 # writes $OUT/gpu.json (or build-gpu/gpu.json) and prints it
 #
 # Then copy gpu.json to bench/gpu-results.json: scripts/bench.sh puts it into BENCHMARKS.md.
-# Needs nlohmann/json.hpp: found in /usr/include, /usr/local/include or $NLOHMANN_INCLUDE (a folder
-# holding nlohmann/json.hpp; copy Debian's /usr/include/nlohmann next to the tree if the machine
-# lacks it). Knobs (for a dry run on a CPU): GPU_BENCH_DEVICE (cuda), GPU_BENCH_SIZES ("512 2048"),
+# Needs nlohmann/json.hpp: found in $NLOHMANN_INCLUDE (a folder holding nlohmann/json.hpp),
+# .gpu-deps/include in the tree, /usr/include or /usr/local/include. A GPU machine without it gets it
+# from here: `bash bench/gpu.sh --prepare` copies Debian's header into .gpu-deps/ (git-ignored;
+# the device tool carries it with the working tree). A size that fails is recorded in gpu.json with
+# its error and the others still run; the script then exits 1. Knobs (for a dry run on a CPU): GPU_BENCH_DEVICE (cuda), GPU_BENCH_SIZES ("512 2048"),
 # GPU_BENCH_ITERATIONS (500), PYTHON (python3), GPU_BENCH_BUILD (auto | cmake | gxx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+if [ "${1:-}" = "--prepare" ]; then  # on the development machine: the header travels in the tree
+  [ -f /usr/include/nlohmann/json.hpp ] || { echo "gpu.sh: install nlohmann-json3-dev first" >&2; exit 3; }
+  mkdir -p .gpu-deps/include && cp -r /usr/include/nlohmann .gpu-deps/include/
+  echo "gpu.sh: copied nlohmann/ into .gpu-deps/include (carry .gpu-deps to the GPU machine)" >&2
+  exit 0
+fi
 PY=${PYTHON:-python3}
 DEVICE=${GPU_BENCH_DEVICE:-cuda}
 SIZES=${GPU_BENCH_SIZES:-512 2048}
@@ -26,11 +34,11 @@ log() { echo "gpu.sh: $*" >&2; }
 
 TORCH_DIR=$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
 json_include=""
-for dir in "${NLOHMANN_INCLUDE:-}" /usr/include /usr/local/include; do
+for dir in "${NLOHMANN_INCLUDE:-}" "$ROOT/.gpu-deps/include" /usr/include /usr/local/include; do
   if [ -n "$dir" ] && [ -f "$dir/nlohmann/json.hpp" ]; then json_include=$(cd "$dir" && pwd); break; fi
 done
 if [ -z "$json_include" ]; then
-  log "error: nlohmann/json.hpp not found; set NLOHMANN_INCLUDE to a folder holding nlohmann/json.hpp"
+  log "error: nlohmann/json.hpp not found; run 'bash bench/gpu.sh --prepare' where it is installed and carry .gpu-deps, or set NLOHMANN_INCLUDE"
   exit 3
 fi
 log "torch $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)') in $TORCH_DIR"
@@ -54,16 +62,18 @@ build_gxx() {
   for lib in torch_cuda c10_cuda; do
     if [ -e "$TORCH_DIR/lib/lib$lib.so" ]; then libs+=("-l$lib"); fi
   done
-  mkdir -p "$BUILD/obj"
+  # A stale object from an earlier try must not stand in for one that fails to compile now.
+  rm -rf "$BUILD/obj" && mkdir -p "$BUILD/obj"
   for src in $sources bench/engine_bench.cpp; do objects+=("$BUILD/obj/$(basename "$src" .cpp).o"); done
+  # -fopenmp: ATen's parallel_for is inline OpenMP; without it the engine's own parallel loops run serially.
   # shellcheck disable=SC2086
   printf '%s\n' $sources bench/engine_bench.cpp | xargs -P "$(nproc)" -I{} sh -c \
-    'g++ -O2 -std=c++17 -D_GLIBCXX_USE_CXX11_ABI='"$abi"' -DSTYLIZE_VERSION=\"gpu-bench\" -Iinclude \
+    'g++ -O2 -std=c++17 -fopenmp -D_GLIBCXX_USE_CXX11_ABI='"$abi"' -DSTYLIZE_VERSION=\"gpu-bench\" -Iinclude \
        -I"'"$TORCH_DIR"'/include" -I"'"$TORCH_DIR"'/include/torch/csrc/api/include" -I"'"$json_include"'" \
-       -c {} -o "'"$BUILD"'/obj/$(basename {} .cpp).o"' 2> "$BUILD/gxx.log"
+       -c {} -o "'"$BUILD"'/obj/$(basename {} .cpp).o"' 2> "$BUILD/gxx.log" || return 1
   # --no-as-needed: nothing refers to libtorch_cuda by name, but loading it registers the CUDA backend.
-  g++ "${objects[@]}" -o "$BUILD/stylize_engine_bench" -L"$TORCH_DIR/lib" -Wl,--no-as-needed "${libs[@]}" \
-    -Wl,--as-needed -Wl,-rpath,"$TORCH_DIR/lib" -lpthread -ldl 2>> "$BUILD/gxx.log"
+  g++ -fopenmp "${objects[@]}" -o "$BUILD/stylize_engine_bench" -L"$TORCH_DIR/lib" -Wl,--no-as-needed "${libs[@]}" \
+    -Wl,--as-needed -Wl,-rpath,"$TORCH_DIR/lib" -lpthread -ldl 2>> "$BUILD/gxx.log" || return 1
 }
 
 started=$(date +%s)
@@ -75,13 +85,20 @@ case "$BUILD_WITH" in
 esac
 log "built in $(( $(date +%s) - started )) s"
 
+# Each size on its own: one that fails (out of memory at 2048 px, say) leaves its error in gpu.json.
+failed=0
 for size in $SIZES; do
+  rm -f "$RESULTS/stylize-$size.json" "$RESULTS/reference-$size.json" "$RESULTS/error-$size.txt"
   log "$size px, $ITERATIONS iterations: stylize"
-  "$BUILD/stylize_engine_bench" --device "$DEVICE" --size "$size" --iterations "$ITERATIONS" \
-    --inputs-out "$BUILD/inputs-$size.safetensors" > "$RESULTS/stylize-$size.json"
+  if ! "$BUILD/stylize_engine_bench" --device "$DEVICE" --size "$size" --iterations "$ITERATIONS" \
+      --inputs-out "$BUILD/inputs-$size.safetensors" > "$RESULTS/stylize-$size.json" 2> "$RESULTS/error-$size.txt"; then
+    log "error: stylize at $size px failed: $(tail -n 1 "$RESULTS/error-$size.txt")"; failed=1; continue
+  fi
   log "$size px, $ITERATIONS iterations: reference"
-  "$PY" bench/reference.py --inputs "$BUILD/inputs-$size.safetensors" --iterations "$ITERATIONS" \
-    --device "$DEVICE" > "$RESULTS/reference-$size.json"
+  if ! "$PY" bench/reference.py --inputs "$BUILD/inputs-$size.safetensors" --iterations "$ITERATIONS" \
+      --device "$DEVICE" > "$RESULTS/reference-$size.json" 2> "$RESULTS/error-$size.txt"; then
+    log "error: the reference at $size px failed: $(tail -n 1 "$RESULTS/error-$size.txt")"; failed=1
+  fi
   rm -f "$BUILD/inputs-$size.safetensors"
 done
 
@@ -90,17 +107,24 @@ import datetime, json, os, subprocess, sys
 import torch
 results, device, sizes = sys.argv[1], sys.argv[2], sys.argv[3:]
 gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu (dry run)"
-rows = []
+rows, failures = [], []
 for size in sizes:
-    ours = json.load(open(os.path.join(results, f"stylize-{size}.json")))
-    ref = json.load(open(os.path.join(results, f"reference-{size}.json")))
+    try:
+        ours = json.load(open(os.path.join(results, f"stylize-{size}.json")))
+        ref = json.load(open(os.path.join(results, f"reference-{size}.json")))
+    except (OSError, ValueError):
+        err = os.path.join(results, f"error-{size}.txt")
+        lines = open(err).read().strip().splitlines() if os.path.exists(err) else []
+        failures.append({"size": int(size), "error": lines[-1] if lines else "no result"})
+        continue
     rows.append({"size": int(size), "width": ours["width"], "height": ours["height"],
                  "iterations": ours["iterations"], "stylize": ours, "reference": ref,
                  "ratio": ours["seconds_per_iteration"] / ref["seconds_per_iteration"]})
 out = {"date": datetime.date.today().isoformat(), "gpu": gpu, "device": device, "torch": torch.__version__,
        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.startswith("cuda") else None,
-       "rows": rows}
+       "rows": rows, "failed": failures}
 with open(os.path.join(results, "gpu.json"), "w") as f:
     json.dump(out, f, indent=1)
 print(json.dumps(out, indent=1))
 EOF
+exit "$failed"
