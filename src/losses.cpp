@@ -50,9 +50,12 @@ at::Tensor parallel_mm(const at::Tensor& a, const at::Tensor& b) {
     const int64_t begin = length * part / parts;
     return std::make_pair(begin, length * (part + 1) / parts - begin);
   };
+  // Grad mode is per thread and OpenMP's workers start with it on: without the guard, mm_out on
+  // features that require grad (the Gram's forward) refuses to run there.
   if (k >= m && k >= n) {
     at::Tensor partial = at::empty({parts, m, n}, a.options());
     at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
+      c10::NoGradGuard no_grad;
       for (int64_t p = first; p < last; ++p) {
         const auto [begin, length] = range(k, p);
         at::Tensor slot = partial[p];
@@ -64,6 +67,7 @@ at::Tensor parallel_mm(const at::Tensor& a, const at::Tensor& b) {
   at::Tensor out = at::empty({m, n}, a.options());
   const bool by_rows = m >= n;
   at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
+    c10::NoGradGuard no_grad;
     for (int64_t p = first; p < last; ++p) {
       if (by_rows) {
         const auto [begin, length] = range(m, p);

@@ -227,6 +227,27 @@ TEST(Losses, GramAndItsGradientAreTheSameInEitherMemoryLayout) {
   at::set_num_threads(threads_before);
 }
 
+// The fp32 Gram products split their work over ATen's OpenMP threads (losses.cpp). Each worker
+// must run with grad mode off, as the calling thread does inside the autograd function: OpenMP's
+// threads start with it on, and mm_out then refuses inputs that require grad.
+TEST(Losses, Fp32GramSplitOverThreadsMatchesTheDoubleGram) {
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  for (const auto& shape : {std::vector<int64_t>{1, 64, 96, 128}, std::vector<int64_t>{1, 256, 8, 16}}) {
+    at::Tensor f = at::randn(shape).set_requires_grad(true);  // long k, and m = n > k: both split paths
+    at::Tensor target = at::randn({shape[1], shape[1]});
+    at::Tensor g = gram_matrix(f);
+    at::mse_loss(g, target).backward();
+    at::Tensor fd = f.detach().to(at::kDouble).set_requires_grad(true);
+    at::Tensor m = fd.reshape({shape[1], -1});
+    at::Tensor gd = m.mm(m.t()) / static_cast<double>(f.numel());
+    at::mse_loss(gd, target.to(at::kDouble)).backward();
+    EXPECT_LT(relative_difference(g.to(at::kDouble), gd), 1e-5);
+    EXPECT_LT(relative_difference(f.grad().to(at::kDouble), fd.grad()), 1e-4);
+  }
+  at::set_num_threads(before);
+}
+
 TEST(Losses, GramOfBf16FeaturesIsTheFp32GramOfTheirValues) {
   // A bf16 network's features go to the Gram products as they are (oneDNN, fp32 accumulation, where
   // the CPU has native bf16 products; a cast to fp32 elsewhere): either way G is fp32 and equals the
