@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <new>
 
 namespace stylize {
@@ -17,11 +18,30 @@ bool says_out_of_memory(const std::string& what) {
 
 }  // namespace
 
-ErrorReport error_report(const std::exception_ptr& e) {
+std::string render_fields(const std::string& message, FieldWords words) {
+  std::string out;
+  size_t pos = 0;
+  for (;;) {
+    const size_t open = message.find('`', pos);
+    const size_t close = open == std::string::npos ? open : message.find('`', open + 1);
+    if (close == std::string::npos) return out + message.substr(pos);
+    std::string name = message.substr(open + 1, close - open - 1);
+    if (words == FieldWords::flag) {
+      std::replace(name.begin(), name.end(), '_', '-');
+      name = "--" + name;
+    } else {
+      name = "'" + name + "'";
+    }
+    out += message.substr(pos, open - pos) + name;
+    pos = close + 1;
+  }
+}
+
+ErrorReport error_report(const std::exception_ptr& e, FieldWords words) {
   try {
     std::rethrow_exception(e);
   } catch (const Error& err) {
-    return {err.code(), err.what()};
+    return {err.code(), render_fields(err.what(), words)};
   } catch (const c10::Error& err) {
     const std::string what = err.what_without_backtrace();
     if (says_out_of_memory(what)) return {ExitCode::resources, "out of memory: " + first_line(what)};

@@ -21,7 +21,7 @@ at::Tensor first_step_length(const at::Tensor& g, double learning_rate) {
 SyncFreeLbfgs::SyncFreeLbfgs(const at::Tensor& param, int history, int iterations, double learning_rate)
     : learning_rate_(learning_rate), slots_(std::max(1, std::min(history, iterations))) {
   if (!param.is_contiguous()) throw Error(ExitCode::internal, "L-BFGS: the parameter must be contiguous");
-  if (history < 1) throw UsageError("--lbfgs-history must be >= 1");
+  if (history < 1) throw UsageError(field("lbfgs_history") + " must be >= 1, got " + std::to_string(history));
   x_ = param.detach().view({-1});
   const int64_t n = x_.numel();
   s_ = at::empty({slots_, n}, x_.options());

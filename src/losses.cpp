@@ -24,10 +24,11 @@ std::vector<int> indices_of(const std::vector<std::string>& names) {
 
 int deepest_layer(const LossWeights& w) {
   if (w.content_layers.empty() && w.style_layers.empty()) {
-    throw UsageError("no content or style layers given; name at least one (e.g. --style-layers relu1_1)");
+    throw UsageError("no content or style layers given; name at least one in " + field("content_layers") + " or " +
+                     field("style_layers") + " (e.g. relu1_1)");
   }
   if (!w.style_layer_weights.empty() && w.style_layer_weights.size() != w.style_layers.size()) {
-    throw UsageError("--style-layer-weights has " + std::to_string(w.style_layer_weights.size()) +
+    throw UsageError(field("style_layer_weights") + " has " + std::to_string(w.style_layer_weights.size()) +
                      " values but there are " + std::to_string(w.style_layers.size()) + " style layers");
   }
   int deepest = 0;
@@ -170,12 +171,12 @@ StyleTargets compute_style_targets(const Vgg19& net, const LossWeights& w, const
   if (styles.empty()) throw UsageError("at least one style image is needed");
   std::vector<double> b = blend.empty() ? std::vector<double>(styles.size(), 1.0) : blend;
   if (b.size() != styles.size()) {
-    throw UsageError("--style-blend has " + std::to_string(b.size()) + " weights for " +
+    throw UsageError(field("style_blend") + " has " + std::to_string(b.size()) + " weights for " +
                      std::to_string(styles.size()) + " style images");
   }
   const double sum = std::accumulate(b.begin(), b.end(), 0.0);
   if (!(sum > 0) || std::any_of(b.begin(), b.end(), [](double v) { return v < 0; })) {
-    throw UsageError("--style-blend weights must be non-negative and not all zero");
+    throw UsageError(field("style_blend") + " weights must be non-negative and not all zero");
   }
   c10::NoGradGuard no_grad;
   StyleTargets t;

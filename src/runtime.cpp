@@ -41,7 +41,7 @@ at::Device resolve_device(const std::string& spec) {
   if (!torch::cuda::is_available()) {
     throw DeviceError("device " + in_quotes(spec) +
                       " asked for, but CUDA is not available (this LibTorch build or machine has no GPU); "
-                      "use --device cpu");
+                      "use " + field("device") + " cpu");
   }
   const int count = static_cast<int>(torch::cuda::device_count());
   if (index >= count) {

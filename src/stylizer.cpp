@@ -35,7 +35,8 @@ void check_working_size(int width, int height, int last_index, const std::string
     const std::string layer = vgg19_layers()[static_cast<size_t>(last_index)].name;
     throw UsageError(what + " is " + std::to_string(width) + "x" + std::to_string(height) + " px, but layer " + layer +
                      " needs at least " + std::to_string(need) +
-                     " px on each side; use a larger --size (or --style-scale), or shallower layers");
+                     " px on each side; use a larger " + field("size") + " (or " + field("style_scale") +
+                     "), or shallower layers");
   }
 }
 
@@ -127,8 +128,8 @@ void check_cpu_memory(int width, int height, const OptimizerOptions& optimizer, 
   if (have == 0 || need <= have) return;
   char buf[320];
   std::snprintf(buf, sizeof buf,
-                "a %dx%d run needs about %.1f GB of memory, but %.1f GB is available; use a smaller --size, "
-                "a smaller --lbfgs-history (each entry costs %.1f GB here), or --optimizer adam",
+                "a %dx%d run needs about %.1f GB of memory, but %.1f GB is available; use a smaller `size`, "
+                "a smaller `lbfgs_history` (each entry costs %.1f GB here), or `optimizer` adam",
                 width, height, need / 1e9, have / 1e9,
                 2.0 * 12.0 * static_cast<double>(width) * height / 1e9);
   throw ResourceError(buf);

@@ -23,7 +23,7 @@ using Clock = std::chrono::steady_clock;
 
 TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, const OptimizerOptions& opts,
                               const TransferCallbacks& cb, const InputRange& range) {
-  if (opts.iterations < 0) throw UsageError("--iterations must be >= 0");
+  if (opts.iterations < 0) throw UsageError(field("iterations") + " must be >= 0");
   TransferResult result;
   // A line search decides on the host from unprojected trial points, so it stays unbounded.
   const bool bounded = range.defined() && opts.keep_in_range && opts.line_search == LineSearch::none;

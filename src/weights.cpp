@@ -142,7 +142,8 @@ std::vector<std::string> weights_search_path(const std::string& explicit_path) {
 std::string locate_weights(const std::string& explicit_path) {
   if (!explicit_path.empty()) {
     if (!is_file(explicit_path)) {
-      throw WeightsError("cannot read weights file " + in_quotes(explicit_path) + " given by --weights: no such file");
+      throw WeightsError("cannot read weights file " + in_quotes(explicit_path) + " given by " + field("weights") +
+                         ": no such file");
     }
     return explicit_path;
   }
@@ -158,7 +159,7 @@ std::string locate_weights(const std::string& explicit_path) {
     if (is_file(p)) return p;
     looked += (looked.empty() ? "" : ", ") + p;
   }
-  throw WeightsError("no VGG19 weights found (looked in --weights, $STYLIZE_WEIGHTS, " + looked +
+  throw WeightsError("no VGG19 weights found (looked in " + field("weights") + ", $STYLIZE_WEIGHTS, " + looked +
                      "); run 'stylize weights fetch' or see models/README.md");
 }
 

@@ -139,6 +139,20 @@ TEST(Runtime, CpuFeaturesFromCpuidMatchTheKernelsFlags) {
               f.avx512_bf16, f.amx_bf16);
 }
 
+// Engine messages name request fields; the CLI renders them as flags, job files and HTTP as keys.
+TEST(Errors, FieldNamesRenderInEachFrontEndsWords) {
+  const std::string m = "use a larger " + field("size") + " (or " + field("style_scale") + "), or shallower layers";
+  EXPECT_EQ(render_fields(m, FieldWords::flag), "use a larger --size (or --style-scale), or shallower layers");
+  EXPECT_EQ(render_fields(m, FieldWords::key), "use a larger 'size' (or 'style_scale'), or shallower layers");
+  EXPECT_EQ(render_fields("no fields here", FieldWords::flag), "no fields here");
+  EXPECT_EQ(render_fields("an odd ` quote", FieldWords::flag), "an odd ` quote");
+  const auto r = error_report(std::make_exception_ptr(UsageError(field("lbfgs_history") + " must be >= 1")),
+                              FieldWords::flag);
+  EXPECT_EQ(r.code, ExitCode::usage);
+  EXPECT_EQ(r.message, "--lbfgs-history must be >= 1");
+  EXPECT_EQ(error_report(std::make_exception_ptr(std::bad_alloc())).code, ExitCode::resources);
+}
+
 TEST(Vgg19, AutoPrecisionIsBf16OnlyOnACpuWithAmx) {
   CpuVectorFeatures amx{true, true, true, true}, avx512_bf16{true, true, true, false};
   const at::Device cpu(at::kCPU), cuda(at::kCUDA, 0);

@@ -244,7 +244,8 @@ TEST(Weights, SearchOrderAndNotFoundMessage) {
   stylize::test::write_bytes(dir / "env.safetensors", {0});
   EXPECT_EQ(locate_weights(""), dir / "env.safetensors");
   EXPECT_EQ(locate_weights(dir / "env.safetensors"), dir / "env.safetensors");
-  EXPECT_NE(weights_error([&] { locate_weights(dir / "nope"); }).find("--weights"), std::string::npos);
+  EXPECT_NE(weights_error([&] { locate_weights(dir / "nope"); }).find("given by `weights`"), std::string::npos)
+      << "the engine names the request field; each front-end renders it (render_fields)";
   unsetenv("STYLIZE_WEIGHTS");
   std::filesystem::current_path(cwd);
 }

@@ -55,16 +55,24 @@ struct NetworkError : Error {
   explicit NetworkError(const std::string& m) : Error(ExitCode::network, m) {}
 };
 
-// What any exception means for whoever reports it: its exit code and one line without a backtrace.
-// stylize::Error keeps its own; LibTorch's out-of-memory errors (CPU or CUDA) and std::bad_alloc are
-// `resources` ("out of memory: ..."); other LibTorch errors and std::exceptions are `internal`, with
-// the first line of their text. The message names no command-line flag: each front-end adds its
-// own advice. The CLI, batch jobs and serve jobs all report exceptions through this.
+// Engine messages name settings by their request field ("style_blend", "lbfgs_history"), never by
+// a front-end's word for it: field("style_blend") marks the name in the message, and render_fields
+// turns every marked name into the front-end's word: "--style-blend" on the command line, 'style_blend'
+// for a job-file key or an HTTP form field.
+enum class FieldWords { flag, key };
+inline std::string field(const std::string& name) { return "`" + name + "`"; }
+std::string render_fields(const std::string& message, FieldWords words);
+
+// What any exception means for whoever reports it: its exit code and one line without a backtrace,
+// its field names rendered in `words`. stylize::Error keeps its own code; LibTorch's out-of-memory
+// errors (CPU or CUDA) and std::bad_alloc are `resources` ("out of memory: ..."); other LibTorch
+// errors and std::exceptions are `internal`, with the first line of their text. The CLI, batch jobs
+// and serve jobs all report exceptions through this.
 struct ErrorReport {
   ExitCode code = ExitCode::internal;
   std::string message;
 };
-ErrorReport error_report(const std::exception_ptr& e);
+ErrorReport error_report(const std::exception_ptr& e, FieldWords words = FieldWords::key);
 
 // Quotes a user-supplied path or name for messages: 'a.jpg'.
 inline std::string in_quotes(const std::string& s) { return "'" + s + "'"; }

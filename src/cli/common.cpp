@@ -50,7 +50,7 @@ int run_guarded(const std::function<int()>& body) {
   try {
     return body();
   } catch (...) {
-    const ErrorReport r = error_report(std::current_exception());
+    const ErrorReport r = error_report(std::current_exception(), FieldWords::flag);
     // The engine's own resource errors say what to change; a bare allocation failure gets the CLI's advice.
     const bool bare = r.code == ExitCode::resources && r.message.rfind("out of memory", 0) == 0;
     return fail(bare ? r.message + "; try a smaller --size, a smaller --lbfgs-history or --optimizer adam" : r.message,

@@ -273,7 +273,7 @@ void Server::routes() {
         throw HttpError{400, "missing_field", "give a 'style' image or a 'style_id' from GET /v1/styles"};
       }
     } catch (const InputError& e) {
-      throw HttpError{400, "invalid_image", e.what()};
+      throw HttpError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
     }
     job->total = job->params.optimizer.iterations;
     job->created = Clock::now();
@@ -308,7 +308,7 @@ void Server::routes() {
         if (e.status == 429) res.set_header("Retry-After", "10");
         send_error(res, e);
       } catch (const std::exception& e) {
-        send_error(res, {500, "internal", e.what()});
+        send_error(res, {500, "internal", render_fields(e.what(), FieldWords::key)});
       }
     };
   };
