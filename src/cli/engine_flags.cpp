@@ -63,6 +63,7 @@ void add_engine_flags(CLI::App& app, EngineFlags& f) {
   app.add_option("-n,--iterations", f.iterations,
                  "Optimiser iterations; with --scales, one value for every scale or a comma-separated list, "
                  "coarsest first")
+      ->type_name("N[,N...]")
       ->delimiter(',')->allow_extra_args(false)
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
