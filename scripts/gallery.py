@@ -49,7 +49,7 @@ def has_amx():
 
 
 def stylize(name, content, styles, extra=(), iterations=None):
-    """One real run; returns (output path, report). Results are cached per name within one call."""
+    """One real run (or, with KEEP, the result already kept under this name); returns (output path, report)."""
     out = os.path.join(TMP, name + ".png")
     report = os.path.join(TMP, name + ".json")
     n = ["-n", str(iterations or ITERATIONS)]

@@ -25,8 +25,7 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
                               const TransferCallbacks& cb, const InputRange& range) {
   if (opts.iterations < 0) throw UsageError(field("iterations") + " must be >= 0");
   TransferResult result;
-  // A line search decides on the host from unprojected trial points, so it stays unbounded.
-  const bool bounded = range.defined() && opts.keep_in_range && opts.line_search == LineSearch::none;
+  const bool bounded = range.defined() && keeps_in_range(opts);
   at::Tensor x = init.detach().clone();
   if (bounded) x.clamp_(range.lower, range.upper);
   x.set_requires_grad(true);
@@ -115,11 +114,10 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
   } catch (const StopRequested&) {
     result.interrupted = true;
     result.iterations = evals;  // each completed evaluation was one step's start
-  } catch (const c10::Error& e) {
-    const std::string what = e.what_without_backtrace();
-    if (what.find("out of memory") != std::string::npos || what.find("Out of memory") != std::string::npos ||
-        what.find("DefaultCPUAllocator") != std::string::npos) {
-      throw ResourceError("out of memory while optimising");  // each front-end says what to change
+  } catch (const c10::Error&) {
+    // Which LibTorch errors are out of memory is error_report's call; each front-end says what to change.
+    if (error_report(std::current_exception()).code == ExitCode::resources) {
+      throw ResourceError("out of memory while optimising");
     }
     throw;
   }

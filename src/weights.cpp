@@ -56,6 +56,15 @@ int convolutions_up_to(int last_index) {
   return n;
 }
 
+// "a … b", or "a" when they are the same.
+std::string span(const std::string& a, const std::string& b) { return a == b ? a : a + " \u2026 " + b; }
+
+// The last of the first `convolutions` convolutions, within 1..16.
+const Vgg19Layer& last_conv(int convolutions) {
+  const auto& convs = conv_layers();
+  return convs[static_cast<size_t>(std::clamp(convolutions, 1, static_cast<int>(convs.size())) - 1)];
+}
+
 std::string missing_message(const std::string& path, const std::string& name) {
   return "invalid weights file " + in_quotes(path) + ": tensor " + in_quotes(name) + " (shape " +
          shape_str(vgg19_parameter_shape(name)) + ") is missing; is this a VGG19 file with torchvision names?";
@@ -112,17 +121,12 @@ void check_vgg19_header(const SafetensorsFile& file) {
 }
 
 std::string describe_vgg19_prefix(int convolutions) {
-  const auto& convs = conv_layers();
-  const size_t n = static_cast<size_t>(std::clamp(convolutions, 1, static_cast<int>(convs.size())));
-  return convs[0].name + " \u2026 " + convs[n - 1].name + ": " + std::to_string(n) + " of " +
-         std::to_string(convs.size()) + " convolutions";
+  const int n = std::clamp(convolutions, 1, static_cast<int>(conv_layers().size()));
+  return span(conv_layers()[0].name, last_conv(n).name) + ": " + std::to_string(n) + " of " +
+         std::to_string(conv_layers().size()) + " convolutions";
 }
 
-std::string deepest_usable_layer(int convolutions) {
-  const auto& convs = conv_layers();
-  const size_t n = static_cast<size_t>(std::clamp(convolutions, 1, static_cast<int>(convs.size())));
-  return "relu" + convs[n - 1].name.substr(4);
-}
+std::string deepest_usable_layer(int convolutions) { return "relu" + last_conv(convolutions).name.substr(4); }
 
 std::string default_weights_install_path() {
   std::string base = env("XDG_DATA_HOME");
@@ -201,8 +205,7 @@ Vgg19Weights load_vgg19_weights(const std::string& path, int last_index) {
     if (last_index >= vgg19_layers().back().index) check_vgg19_header(file);  // throws, naming the tensor
     const auto& convs = conv_layers();
     const Vgg19Layer &first = convs[static_cast<size_t>(depth)], &last = convs[static_cast<size_t>(needed - 1)];
-    auto span = [&](const std::string& a, const std::string& b) { return a == b ? a : a + " \u2026 " + b; };
-    throw WeightsError("weights file " + in_quotes(path) + " holds only " + span(convs[0].name, convs[static_cast<size_t>(depth - 1)].name) +
+    throw WeightsError("weights file " + in_quotes(path) + " holds only " + span(convs[0].name, last_conv(depth).name) +
                        " (" + std::to_string(depth) + " of " + std::to_string(convs.size()) + " convolutions), but layer " +
                        vgg19_layers()[static_cast<size_t>(last_index)].name + " needs " + span(first.name, last.name) +
                        " too (" + span("features." + std::to_string(first.index), "features." + std::to_string(last.index)) +
@@ -215,7 +218,7 @@ Vgg19Weights load_vgg19_weights(const std::string& path, int last_index) {
 Vgg19Weights load_vgg19_prefix(const std::string& path) {
   const SafetensorsFile file = read_safetensors_header(path);
   const int depth = check_vgg19_prefix(file);
-  return load_checked(file, depth, conv_layers()[static_cast<size_t>(depth - 1)].index);
+  return load_checked(file, depth, last_conv(depth).index);
 }
 
 }  // namespace stylize

@@ -27,6 +27,10 @@ struct OptimizerOptions {
   bool keep_in_range = true;
 };
 
+// Whether a run with these options keeps its pixels in range: a line search decides on the host from
+// unprojected trial points inside torch's L-BFGS, so strong-Wolfe runs stay unbounded.
+inline bool keeps_in_range(const OptimizerOptions& o) { return o.keep_in_range && o.line_search == LineSearch::none; }
+
 struct Progress {
   int iteration = 0;   // 1-based count of completed loss evaluations (= iterations without line search)
   int total = 0;

@@ -212,7 +212,7 @@ nlohmann::json settings_json(const EngineFlags& f, const Engine& e) {
           {"learning_rate", e.params.optimizer.learning_rate},
           {"lbfgs_history", f.lbfgs_history},
           {"line_search", f.line_search},
-          {"keep_in_range", e.params.optimizer.keep_in_range && f.line_search == "none"},
+          {"keep_in_range", keeps_in_range(e.params.optimizer)},
           {"iterations", f.iterations},
           {"scales", f.scales},
           {"init", f.init},

@@ -209,9 +209,8 @@ int run(const StylizeOptions& o) {
     report["device"] = engine.device.str();
     report["threads"] = engine.threads;
     report["blas_core"] = openblas_core();
-    // Initial: at the start of the first scale; final: at the output's size.
-    // Final: the optimiser's image; written: that image in 8 bits, as the file holds it (before any
-    // JPEG/WebP compression, and at the last scale's size).
+    // Initial: at the start of the first scale; final: the optimiser's image at the last scale;
+    // written: that image in 8 bits, as the file holds it (before any JPEG/WebP compression).
     report["losses"] = {{"initial", loss_json(initial, params.loss)},
                         {"final", loss_json(result.transfer.final, params.loss)},
                         {"written", loss_json(result.written, params.loss)}};
