@@ -242,13 +242,6 @@ LoadedImage load_image(const std::string& path, const std::string& role, int64_t
   return decode_image(bytes, path, role, max_pixels);
 }
 
-std::pair<int, int> fit_longest(int width, int height, int longest) {
-  if (width >= height) {
-    return {longest, std::max(1, static_cast<int>(std::lround(static_cast<double>(height) * longest / width)))};
-  }
-  return {std::max(1, static_cast<int>(std::lround(static_cast<double>(width) * longest / height))), longest};
-}
-
 at::Tensor resize_image(const at::Tensor& rgb, int width, int height) {
   if (rgb.size(3) == width && rgb.size(2) == height) return rgb;
   at::Tensor hwc = rgb.detach().to(at::kCPU).squeeze(0).permute({1, 2, 0}).contiguous();

@@ -2,6 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "stylize/error.hpp"
 
 namespace stylize {
@@ -64,6 +67,13 @@ at::Tensor transfer_luminance(const at::Tensor& stylised, const at::Tensor& cont
   at::Tensor y = apply(to_yuv, stylised).narrow(1, 0, 1);
   at::Tensor uv = apply(to_yuv, content.to(stylised.device())).narrow(1, 1, 2);
   return apply(to_rgb, at::cat({y, uv}, 1)).clamp(0, 255);
+}
+
+std::pair<int, int> fit_longest(int width, int height, int longest) {
+  if (width >= height) {
+    return {longest, std::max(1, static_cast<int>(std::lround(static_cast<double>(height) * longest / width)))};
+  }
+  return {std::max(1, static_cast<int>(std::lround(static_cast<double>(width) * longest / height))), longest};
 }
 
 }  // namespace stylize

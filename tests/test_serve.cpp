@@ -21,6 +21,7 @@
 
 #include "../src/server/server.hpp"
 #include "stylize/image.hpp"
+#include "stylize/request.hpp"
 #include "stylize/synthetic.hpp"
 #include "stylize/weights.hpp"
 #include "support.hpp"
@@ -52,10 +53,10 @@ struct Running {
   int port = 0;
   explicit Running(serve::ServeOptions o) {
     o.port = 0;
-    o.default_size = 32;
-    o.default_iterations = 3;
     if (o.drain_seconds == serve::ServeOptions{}.drain_seconds) o.drain_seconds = 0.2;  // tests cancel leftovers fast
-    StylizeParams defaults;
+    StylizeRequest defaults = request_defaults(Preprocessing::caffe);
+    defaults.size = 32;
+    defaults.iterations = {3};
     server = std::make_unique<serve::Server>(shared_stylizer(), defaults, o);
     port = server->bind();
     thread = std::thread([this] { server->run(); });

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "stylize/preprocess.hpp"  // fit_longest
+
 namespace stylize {
 
 // Decoding a 64 MP image takes ~200 MB as 8-bit and ~800 MB as float; larger inputs are refused
@@ -29,9 +31,6 @@ LoadedImage load_image(const std::string& path, const std::string& role, int64_t
 // Same checks and decoding from bytes in memory (uploads); `name` is used in messages.
 LoadedImage decode_image(const std::vector<std::uint8_t>& bytes, const std::string& name, const std::string& role,
                          int64_t max_pixels = kDefaultMaxPixels);
-
-// Size whose longer side is `longest`, keeping the aspect ratio (each side at least 1).
-std::pair<int, int> fit_longest(int width, int height, int longest);
 
 // High-quality resize (area averaging when shrinking, bicubic when enlarging).
 at::Tensor resize_image(const at::Tensor& rgb, int width, int height);

@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <string>
+#include <utility>
 
 namespace stylize {
 
@@ -35,5 +36,9 @@ double input_units_per_level(Preprocessing p);
 // neural-style's --original_colors: luminance (Y of YUV, BT.601) from `stylised`, chrominance (U, V)
 // from `content`. Both RGB 0-255 [1, 3, H, W] of the same size; result clamped to [0, 255].
 at::Tensor transfer_luminance(const at::Tensor& stylised, const at::Tensor& content);
+
+// Size whose longer side is `longest`, keeping the aspect ratio (each side at least 1);
+// fit_longest(w, h, max(w, h)) == (w, h).
+std::pair<int, int> fit_longest(int width, int height, int longest);
 
 }  // namespace stylize

@@ -22,6 +22,8 @@
 #include "stylize/error.hpp"
 #include "stylize/fsutil.hpp"
 #include "stylize/image.hpp"
+#include "stylize/recipe.hpp"
+#include "stylize/report.hpp"
 
 namespace fs = std::filesystem;
 
@@ -49,13 +51,11 @@ struct Job {
   int index = 0;
   std::string content;
   std::vector<std::string> styles;
-  std::vector<double> blend;
   std::string output;
-  // Per-job overrides from a job file.
-  std::optional<int> size, iterations;
-  std::optional<double> content_weight, style_weight, tv_weight;
-  std::optional<uint64_t> seed;
-  std::string setup_error;  // a malformed job-file line: the job fails with this
+  // Request fields from a job-file line (style_weight, iterations, ...), as text; over the flags.
+  std::map<std::string, std::string> fields;
+  int size = 0;             // the job's output size, for {size} in --name
+  std::string setup_error;  // a malformed job-file line: the job fails with this (fields in backticks)
   // Results.
   std::string status = "pending";  // pending, done, skipped, failed, interrupted
   std::string error;
@@ -127,6 +127,54 @@ std::string apply_template(const std::string& tmpl, const Job& job, const std::s
   return out;
 }
 
+// A job-file value as the text set_field() reads: strings as they are, numbers and booleans as JSON
+// writes them, arrays comma-joined.
+std::string field_text_of(const std::string& key, const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number() || v.is_boolean()) return v.dump();
+  if (v.is_array() && !v.empty()) {
+    std::string out;
+    for (const auto& e : v) {
+      if (!(e.is_string() || e.is_number())) break;
+      out += (out.empty() ? "" : ",") + (e.is_string() ? e.get<std::string>() : e.dump());
+    }
+    if (std::count(out.begin(), out.end(), ',') + 1 == static_cast<long>(v.size())) return out;
+  }
+  throw FieldError(key, FieldError::syntax, field(key) + " must be a value or a list of values, got " + v.dump());
+}
+
+// One line's job: its images, output name and fields; validated as the flags are (no images read).
+void parse_job_line(const std::string& line, const BatchOptions& o, Job& job) {
+  const auto j = nlohmann::json::parse(line);
+  if (!j.is_object()) throw UsageError("a job line must be a JSON object");
+  job.content = j.at("content").get<std::string>();
+  StylizeRequest r = request_from_flags(o.engine, Preprocessing::caffe);
+  for (const auto& [key, value] : j.items()) {
+    if (key == "content") continue;
+    if (key == "styles") {
+      job.styles = value.get<std::vector<std::string>>();
+    } else if (key == "style") {
+      job.styles.push_back(value.get<std::string>());
+    } else if (key == "output") {
+      job.output = value.get<std::string>();
+    } else {
+      const std::string name = key == "blend" ? "style_blend" : key;  // "blend": the older key
+      job.fields[name] = field_text_of(key, value);
+      set_field(r, name, job.fields[name]);
+    }
+  }
+  if (job.styles.empty()) job.styles = o.styles;
+  if (job.styles.empty()) throw UsageError("no style given (set \"style\" or --style)");
+  validate(r);
+  if (!r.style_blend.empty() && r.style_blend.size() != job.styles.size()) {
+    throw FieldError("style_blend", FieldError::range,
+                     field("style_blend") + " has " + std::to_string(r.style_blend.size()) + " weights for " +
+                         std::to_string(job.styles.size()) + " styles");
+  }
+  if (job.output.find('/') != std::string::npos) throw UsageError("output must be a file name, not a path");
+  job.size = r.size;
+}
+
 std::vector<Job> read_job_file(const std::string& path, const BatchOptions& o) {
   std::ifstream in(path);
   if (!in) throw InputError("cannot read job file " + in_quotes(path) + ": no such file or not readable");
@@ -136,36 +184,17 @@ std::vector<Job> read_job_file(const std::string& path, const BatchOptions& o) {
   while (std::getline(in, line)) {
     ++number;
     if (line.find_first_not_of(" \t\r") == std::string::npos || line[line.find_first_not_of(" \t")] == '#') continue;
-    Job job;
     const std::string where = "job file " + in_quotes(path) + " line " + std::to_string(number) + ": ";
+    Job job;
     try {
-      const auto j = nlohmann::json::parse(line);
-      job.content = j.at("content").get<std::string>();
-      if (j.contains("styles")) job.styles = j["styles"].get<std::vector<std::string>>();
-      if (j.contains("style")) job.styles.push_back(j["style"].get<std::string>());
-      if (job.styles.empty()) job.styles = o.styles;
-      if (j.contains("blend")) job.blend = j["blend"].get<std::vector<double>>();
-      if (j.contains("output")) job.output = j["output"].get<std::string>();
-      if (j.contains("size")) job.size = j["size"].get<int>();
-      if (j.contains("iterations")) job.iterations = j["iterations"].get<int>();
-      if (j.contains("content_weight")) job.content_weight = j["content_weight"].get<double>();
-      if (j.contains("style_weight")) job.style_weight = j["style_weight"].get<double>();
-      if (j.contains("tv_weight")) job.tv_weight = j["tv_weight"].get<double>();
-      if (j.contains("seed")) job.seed = j["seed"].get<uint64_t>();
-      if (job.styles.empty()) throw UsageError("no style given (set \"style\" or --style)");
-      if (job.size && (*job.size < 16 || *job.size > 16384)) throw UsageError("size must be in 16..16384");
-      if (job.iterations && *job.iterations < 0) throw UsageError("iterations must be >= 0");
-      if (!job.blend.empty() && job.blend.size() != job.styles.size()) {
-        throw UsageError("blend has " + std::to_string(job.blend.size()) + " weights for " +
-                         std::to_string(job.styles.size()) + " styles");
-      }
-      if (job.output.find('/') != std::string::npos) throw UsageError("output must be a file name, not a path");
+      parse_job_line(line, o, job);
     } catch (const std::exception& e) {
       std::string what = e.what();
       if (what.rfind("[json.exception", 0) == 0 && what.find("] ") != std::string::npos) {
         what = what.substr(what.find("] ") + 2);  // nlohmann's error id means nothing to a user
       }
       job.setup_error = where + what;
+      job.output.clear();
       if (job.content.empty()) job.content = "(line " + std::to_string(number) + ")";
     }
     jobs.push_back(job);
@@ -186,11 +215,13 @@ std::vector<Job> make_jobs(const BatchOptions& o) {
         if (!line.empty()) inputs.push_back(line);
       }
     }
+    const int size = request_from_flags(o.engine, Preprocessing::caffe).size;
     for (const auto& content : expand_inputs(inputs, o.recursive)) {
       for (const auto& style : o.styles) {
         Job job;
         job.content = content;
         job.styles = {style};
+        job.size = size;
         jobs.push_back(job);
       }
     }
@@ -199,7 +230,7 @@ std::vector<Job> make_jobs(const BatchOptions& o) {
     Job& job = jobs[i];
     job.index = static_cast<int>(i + 1);
     if (job.output.empty() && job.setup_error.empty()) {
-      job.output = apply_template(o.name, job, o.ext, job.size.value_or(o.engine.size));
+      job.output = apply_template(o.name, job, o.ext, job.size);
     }
     if (!job.output.empty()) job.output = (fs::path(o.out_dir) / job.output).string();
   }
@@ -226,6 +257,45 @@ nlohmann::json job_json(const Job& j) {
   return out;
 }
 
+// One job through the engine's recipe: its fields over the flags, its images, the shared cache.
+void run_job(Job& job, const StylizeRequest& defaults, const at::Tensor& init_image, const Engine& engine,
+             StyleTargetCache& cache, int print_every, const EngineFlags& f, const std::string& label) {
+  StylizeRequest r = defaults;
+  for (const auto& [name, text] : job.fields) set_field(r, name, text);
+  r.content = read_image(job.content, "content image", f).rgb;
+  for (const auto& s : job.styles) {
+    r.styles.push_back(read_image(s, "style image", f).rgb);
+    r.style_key += fs::absolute(s).lexically_normal().string() + "|";
+  }
+  r.init_image = init_image;
+  shrink_to_output(r);  // the originals are not needed past here
+  std::unique_ptr<ProgressDisplay> progress;
+  RunCallbacks cb;
+  cb.on_scale_begin = [&](int k, const StylizePlan& plan) {
+    const int n = static_cast<int>(plan.scales.size());
+    progress = std::make_unique<ProgressDisplay>(
+        print_every, f.quiet > 0, label + (n > 1 ? "scale " + std::to_string(k + 1) + "/" + std::to_string(n) + " " : ""));
+  };
+  cb.on_scale_end = [&](int, const ScaleResult&) { progress->finish(); };
+  cb.on_progress = [&](int, const Progress& p) { progress->update(p.iteration, p.total, p.loss, p.seconds); };
+  cb.progress_at = [&](int iteration, int total) { return progress->due(iteration, total); };
+  cb.should_stop = [] { return interrupt_requested(); };
+  const StylizeResult result = run(*engine.stylizer, r, cb, &cache);
+  job.iterations_done = result.iterations;
+  job.style_targets = "cached";
+  for (const auto& sr : result.scales) {
+    if (!sr.style_targets_cached) job.style_targets = "computed";
+  }
+  if (result.interrupted) {
+    // A half-optimised image is not a result: leave no file, so the rerun does this job again.
+    job.status = "interrupted";
+    return;
+  }
+  save_image(job.output, result.rgb, f.quality);
+  job.status = "done";
+  job.losses = losses_json(result.initial, result.final, result.written, r.loss);
+}
+
 void setup(CLI::App& app, BatchOptions& o) {
   app.description(
       "Stylises many images in one process: every content x style pair is a job. The network loads once and\n"
@@ -236,9 +306,9 @@ void setup(CLI::App& app, BatchOptions& o) {
   app.add_option("--style", o.styles, "Style image (repeat for several: each makes its own jobs)")->type_name("FILE");
   app.add_option("--out-dir", o.out_dir, "Folder for outputs (must exist)")->required();
   app.add_option("--job-file", o.job_file,
-                 "JSON lines, one job each: {\"content\": F, \"style\": F | \"styles\": [F..], \"blend\": [w..], "
-                 "\"output\": NAME, \"size\": N, \"iterations\": N, \"content_weight\": A, \"style_weight\": B, "
-                 "\"tv_weight\": T, \"seed\": N}");
+                 "JSON lines, one job each: {\"content\": F, \"style\": F | \"styles\": [F..], \"output\": NAME, "
+                 "and any setting by its field name, over the flags: \"size\": N, \"iterations\": N | [N..], "
+                 "\"style_weight\": B, \"style_blend\": [w..], \"scales\": N, ... (README \"Settings\")}");
   app.add_flag("--from-stdin", o.from_stdin, "Also read content paths from standard input, one per line");
   app.add_flag("-r,--recursive", o.recursive, "Look for images in subfolders too");
   app.add_option("--name", o.name, "Output name template: {content} {style} (stems) {ext} {index} {size}")
@@ -261,10 +331,6 @@ int run(BatchOptions& o) {
   if (o.inputs.empty() && !o.from_stdin && o.job_file.empty()) {
     throw UsageError("give content images or folders, --from-stdin, or --job-file");
   }
-  if (f.init != "content" && f.init != "random") throw UsageError("batch supports --init content or random");
-  if (f.scales != 1 || f.iterations.size() != 1) {
-    throw UsageError("batch runs one scale per job: --scales and per-scale --iterations are for single runs");
-  }
   std::error_code ec;
   if (!fs::is_directory(o.out_dir, ec)) {
     throw OutputError("output folder " + in_quotes(o.out_dir) + " does not exist; create it first (mkdir -p " +
@@ -272,7 +338,7 @@ int run(BatchOptions& o) {
   }
   check_output_folder((fs::path(o.out_dir) / "x").string());
   if (!o.report.empty()) check_output_folder(o.report);
-  validate_engine_flags(f);
+  validate(request_from_flags(f, Preprocessing::caffe));
   std::vector<Job> jobs = make_jobs(o);
   if (jobs.empty()) throw UsageError("no jobs: no content images found in the inputs");
 
@@ -289,7 +355,7 @@ int run(BatchOptions& o) {
       std::string styles;
       for (const auto& s : job.styles) styles += (styles.empty() ? "" : "+") + s;
       std::printf("%d\t%s\t%s\t%s\t%s\n", job.index, job.content.c_str(), styles.c_str(), job.output.c_str(),
-                  !job.setup_error.empty() ? ("invalid: " + job.setup_error).c_str()
+                  !job.setup_error.empty() ? ("invalid: " + render_fields(job.setup_error, FieldWords::key)).c_str()
                   : job.status == "skipped" ? "exists, skip"
                                             : "run");
     }
@@ -298,11 +364,13 @@ int run(BatchOptions& o) {
     return 0;
   }
 
-  Engine engine = load_engine(f);
+  Engine engine = load_engine(f, deepest_layer(request_from_flags(f, Preprocessing::caffe).loss));
+  const StylizeRequest defaults = request_from_flags(f, engine.preprocessing);
+  at::Tensor init_image;
+  if (!f.init_file.empty()) init_image = read_image(f.init_file, "init image", f).rgb;
   install_interrupt_handler();
   // Gram targets per (styles, blend, working size): a style shared by many jobs is computed once.
-  std::map<std::string, StyleTargets> target_cache;
-  int target_computations = 0;
+  StyleTargetCache target_cache;
   double job_seconds_total = 0;
   int jobs_timed = 0;
   size_t position = 0;
@@ -322,48 +390,8 @@ int run(BatchOptions& o) {
     }
     try {
       if (!job.setup_error.empty()) throw UsageError(job.setup_error);
-      EngineFlags jf = f;
-      if (job.size) jf.size = *job.size;
-      const at::Tensor content = load_content(job.content, jf, nullptr);
-      const int style_longest = style_longest_side(jf.size, jf.style_scale);
-      std::string key = std::to_string(style_longest);
-      for (const auto& s : job.styles) key += "|" + fs::absolute(s).lexically_normal().string();
-      for (double b : job.blend) key += "|" + std::to_string(b);
-      auto cached = target_cache.find(key);
-      if (cached == target_cache.end()) {
-        std::vector<at::Tensor> styles;
-        for (const auto& s : job.styles) styles.push_back(load_style(s, jf, nullptr));
-        cached = target_cache.emplace(key, engine.stylizer->style_targets(engine.params.loss, styles, job.blend)).first;
-        ++target_computations;
-        job.style_targets = "computed";
-      } else {
-        job.style_targets = "cached";
-      }
-      StylizeParams params = engine.params;
-      if (job.iterations) params.optimizer.iterations = *job.iterations;
-      if (job.content_weight) params.loss.content_weight = *job.content_weight;
-      if (job.style_weight) params.loss.style_weight = *job.style_weight;
-      if (job.tv_weight) params.loss.tv_weight = *job.tv_weight;
-      if (job.seed) params.seed = *job.seed;
-      ProgressDisplay progress(tty ? f.print_every : 0, f.quiet > 0, label);
-      TransferCallbacks cb;
-      cb.on_progress = [&](const Progress& p) { progress.update(p.iteration, p.total, p.loss, p.seconds); };
-      cb.progress_at = [&](int iteration, int total) { return progress.due(iteration, total); };
-      cb.should_stop = [] { return interrupt_requested(); };
-      StylizeOutput result = engine.stylizer->stylize(content, cached->second, params, cb);
-      progress.finish();
-      job.iterations_done = result.transfer.iterations;
-      if (result.transfer.interrupted) {
-        // A half-optimised image is not a result: leave no file, so the rerun does this job again.
-        job.status = "interrupted";
-        interrupted = true;
-      } else {
-        save_image(job.output, result.rgb, f.quality);
-        job.status = "done";
-        job.losses = {{"initial", loss_json(result.transfer.initial, params.loss)},
-                      {"final", loss_json(result.transfer.final, params.loss)},
-                      {"written", loss_json(result.written, params.loss)}};
-      }
+      run_job(job, defaults, init_image, engine, target_cache, tty ? f.print_every : 0, f, label);
+      if (job.status == "interrupted") interrupted = true;
     } catch (...) {
       job.status = "failed";
       job.error = error_report(std::current_exception()).message;
@@ -378,6 +406,7 @@ int run(BatchOptions& o) {
       if (o.fail_fast) stopped = true;
     }
   }
+  const int target_computations = target_cache.computations();
 
   int done = 0, skipped = 0, failed = 0, pending = 0;
   for (const auto& job : jobs) {
@@ -390,7 +419,7 @@ int run(BatchOptions& o) {
   if (!o.report.empty()) {
     nlohmann::json report;
     report["program"] = {{"name", "stylize batch"}, {"version", STYLIZE_VERSION}};
-    report["settings"] = settings_json(f, engine);
+    report["settings"] = settings_json(defaults, f, engine);
     report["jobs"] = nlohmann::json::array();
     for (const auto& job : jobs) report["jobs"].push_back(job_json(job));
     report["totals"] = {{"jobs", jobs.size()}, {"done", done}, {"skipped", skipped}, {"failed", failed},

@@ -1,43 +1,31 @@
-// The flags every stylising command shares (weights, losses, optimiser, size, device, threads) and
-// turning them into a loaded engine. `stylize`, `stylize batch` and `stylize serve` all use these,
-// so a flag means the same everywhere.
+// The flags every stylising command shares and turning them into a loaded engine and a request.
+// Request fields (recipe settings: sizes, losses, optimiser...) become flags by their names
+// (style_weight -> --style-weight) and are read and checked by the engine (request.hpp), so a flag
+// accepts exactly what a batch job-file key or an HTTP form field of the same name accepts. The rest
+// (weights, device, threads, logging, image limits) belongs to the command line alone.
 #pragma once
 
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "stylize/image.hpp"
+#include "stylize/request.hpp"
 #include "stylize/stylizer.hpp"
 
 namespace stylize::cli {
 
 struct EngineFlags {
+  std::map<std::string, std::string> fields;  // request field -> its text, for the fields given
+  std::string init_file;                      // --init FILE (not content, random or style)
   std::string weights;
   std::string preprocess = "auto";
   std::string pooling = "max";
-  std::vector<std::string> content_layers{"relu4_2"};
-  std::vector<std::string> style_layers{"relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"};
-  std::vector<double> style_layer_weights;
-  std::optional<double> content_weight, style_weight, tv_weight;
-  std::string optimizer = "lbfgs";
-  std::optional<double> learning_rate;
-  int lbfgs_history = 100;
-  std::string line_search = "none";
-  bool unbounded = false;  // let pixels leave 0..255 while optimising
-  std::vector<int> iterations{1000};  // one value, or one per scale
-  int scales = 1;                     // coarse-to-fine: sizes size/2^(scales-1) ... size
-  std::string init = "content";
-  uint64_t seed = 0;
-  int size = 512;
-  double style_scale = 1.0;
-  std::vector<double> style_blend;
-  bool original_colors = false;
   int quality = 95;
   std::string device = "auto";
   std::string precision = "auto";
@@ -47,9 +35,15 @@ struct EngineFlags {
   int quiet = 0, verbose = 0;
 };
 
+// One flag per request field (help and defaults from request_fields() and request_defaults()), then
+// the command line's own. Every flag takes one word: lists are comma-separated (`-n 400,300,100`).
 void add_engine_flags(CLI::App& app, EngineFlags& f);
 
-// A loaded network plus the settings derived from the flags and the weights file.
+// The request the flags describe, over request_defaults(p); images not set. Throws FieldError
+// (syntax). validate() it before loading anything.
+StylizeRequest request_from_flags(const EngineFlags& f, Preprocessing p);
+
+// A loaded network plus what the report says about it.
 struct Engine {
   std::unique_ptr<Stylizer> stylizer;
   std::string weights_path;
@@ -57,29 +51,19 @@ struct Engine {
   Preprocessing preprocessing = Preprocessing::caffe;
   at::Device device = at::kCPU;
   int threads = 1;
-  StylizeParams params;  // losses and optimiser from the flags; init kind set, no init image
   double seconds_load = 0;
 };
 
-// Validates layer names and the device first (cheap), then loads and cuts the network.
-Engine load_engine(const EngineFlags& f);
+// Loads the weights and cuts the network after `last_index` (deepest_layer of the request's losses).
+Engine load_engine(const EngineFlags& f, int last_index);
 
-// Checks that need no weights: layer names, device name syntax, --init value. Throws UsageError.
-void validate_engine_flags(const EngineFlags& f);
+// The precision the engine will run in (--precision on --device), for plan() before loading.
+Precision planned_precision(const EngineFlags& f);
 
-// An image resized for the run: content to --size, styles to --style-scale × --size.
-at::Tensor load_content(const std::string& path, const EngineFlags& f, LoadedImage* info = nullptr);
-at::Tensor load_style(const std::string& path, const EngineFlags& f, LoadedImage* info = nullptr);
+// Reads an image for a request (content, style or init), logging how it was converted.
+LoadedImage read_image(const std::string& path, const std::string& role, const EngineFlags& f);
 
-// The optimiser settings the flags describe (what load_engine puts into Engine::params).
-OptimizerOptions engine_optimizer_options(const EngineFlags& f, Preprocessing p = Preprocessing::caffe);
-
-// Longest side and iterations of scale k (0 = coarsest) of a --scales run.
-int scale_size(const EngineFlags& f, int k);
-int scale_iterations(const EngineFlags& f, int k);
-
-// Every effective setting, for reports.
-nlohmann::json settings_json(const EngineFlags& f, const Engine& e);
-nlohmann::json loss_json(const LossValues& v, const LossWeights& w);
+// Every effective setting, for reports: settings_json() of the engine plus the command line's own.
+nlohmann::json settings_json(const StylizeRequest& r, const EngineFlags& f, const Engine& e);
 
 }  // namespace stylize::cli

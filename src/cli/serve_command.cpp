@@ -25,7 +25,8 @@ void setup(CLI::App& app, ServeCommandOptions& o) {
   app.description(
       "Serves the HTTP API: POST /v1/jobs, GET /v1/jobs/{id}[/result], DELETE /v1/jobs/{id}, POST /v1/stylize,\n"
       "GET /v1/styles, /healthz, /metrics, /openapi.json. Binds to 127.0.0.1 unless --host says otherwise.\n"
-      "Engine flags (weights, losses, --size, --iterations, ...) set the defaults for fields a request leaves out.");
+      "Request flags (--size, --iterations, --style-weight, ...) set the defaults for form fields of the same names\n"
+      "that a request leaves out; a form field accepts exactly what its flag accepts.");
   auto& s = o.server;
   app.add_option("--host", s.host, "Address to bind")->capture_default_str();
   app.add_option("--port", s.port, "Port (0 = any free port; the log says which)")->check(CLI::Range(0, 65535))->capture_default_str();
@@ -48,8 +49,7 @@ void setup(CLI::App& app, ServeCommandOptions& o) {
 }
 
 int run(ServeCommandOptions& o) {
-  validate_engine_flags(o.engine);
-  if (o.engine.scales != 1 || o.engine.iterations.size() != 1) throw UsageError("serve runs one scale per job");
+  validate(request_from_flags(o.engine, Preprocessing::caffe));
   if (!o.api_key_file.empty()) {
     std::ifstream in(o.api_key_file);
     if (!in) throw UsageError("cannot read --api-key-file " + in_quotes(o.api_key_file));
@@ -57,13 +57,10 @@ int run(ServeCommandOptions& o) {
     while (!o.server.api_key.empty() && isspace(static_cast<unsigned char>(o.server.api_key.back()))) o.server.api_key.pop_back();
     if (o.server.api_key.size() < 16) throw UsageError("the API key in " + in_quotes(o.api_key_file) + " is shorter than 16 characters");
   }
-  o.server.default_size = o.engine.size;
-  o.server.default_iterations = o.engine.iterations[0];
-  o.server.style_scale = o.engine.style_scale;
   o.server.quality = o.engine.quality;
   o.server.max_pixels = static_cast<int64_t>(o.engine.max_megapixels * 1e6);
-  Engine engine = load_engine(o.engine);
-  serve::Server server(*engine.stylizer, engine.params, o.server);
+  Engine engine = load_engine(o.engine, deepest_layer(request_from_flags(o.engine, Preprocessing::caffe).loss));
+  serve::Server server(*engine.stylizer, request_from_flags(o.engine, engine.preprocessing), o.server);
   const int port = server.bind();
   spdlog::info("listening on http://{}:{} ({} worker(s), queue limit {}{})", o.server.host, port, o.server.workers,
                o.server.queue_limit, o.server.api_key.empty() ? "" : ", API key required");

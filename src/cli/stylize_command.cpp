@@ -12,6 +12,9 @@
 #include "stylize/error.hpp"
 #include "stylize/fsutil.hpp"
 #include "stylize/image.hpp"
+#include "stylize/recipe.hpp"
+#include "stylize/report.hpp"
+#include "stylize/runtime.hpp"
 #include "stylize/stylizer.hpp"
 
 namespace stylize::cli {
@@ -48,185 +51,128 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
+// The images as read, for the report.
+struct Inputs {
+  LoadedImage content;
+  std::vector<LoadedImage> styles;
+  double seconds = 0;
+};
+
+// Reads the images into the request (cheap next to loading the network, and most bad inputs are
+// images: they are read before it).
+Inputs read_inputs(const StylizeOptions& o, StylizeRequest& r) {
+  const auto t = std::chrono::steady_clock::now();
+  Inputs in;
+  in.content = read_image(o.images[0], "content image", o.engine);
+  r.content = in.content.rgb;
+  for (size_t i = 1; i < o.images.size(); ++i) {
+    in.styles.push_back(read_image(o.images[i], "style image", o.engine));
+    r.styles.push_back(in.styles.back().rgb);
+  }
+  if (!o.engine.init_file.empty()) r.init_image = read_image(o.engine.init_file, "init image", o.engine).rgb;
+  in.seconds = seconds_since(t);
+  return in;
+}
+
+// A progress display per scale, snapshots OUT_N.ext, Ctrl-C.
+struct Display {
+  std::unique_ptr<ProgressDisplay> progress;
+  std::string label;
+};
+
+RunCallbacks callbacks(const StylizeOptions& o, const StylizeRequest& r, Display& d) {
+  RunCallbacks cb;
+  cb.on_scale_begin = [&o, &r, &d](int k, const StylizePlan& plan) {
+    const ScalePlan& sp = plan.scales[static_cast<size_t>(k)];
+    const int n = static_cast<int>(plan.scales.size());
+    d.label = n > 1 ? "scale " + std::to_string(k + 1) + "/" + std::to_string(n) + " " : "";
+    spdlog::info("{}stylising {}x{} with {} style image(s), {} {} iterations", d.label, sp.width, sp.height,
+                 r.styles.size(), sp.iterations, to_string(r.optimizer));
+    d.progress = std::make_unique<ProgressDisplay>(o.engine.print_every, o.engine.quiet > 0, d.label);
+  };
+  cb.on_scale_end = [&d](int, const ScaleResult&) { d.progress->finish(); };
+  cb.on_progress = [&d](int, const Progress& p) { d.progress->update(p.iteration, p.total, p.loss, p.seconds); };
+  cb.progress_at = [&d](int iteration, int total) { return d.progress->due(iteration, total); };
+  cb.should_stop = [] { return interrupt_requested(); };
+  cb.snapshot_every = o.save_every;
+  cb.on_snapshot = [&o](int iteration, const at::Tensor& rgb) {
+    const std::string path = numbered_path(o.output, iteration);
+    save_image(path, rgb, o.engine.quality);
+    spdlog::debug("saved {}", path);
+  };
+  return cb;
+}
+
+nlohmann::json image_json(const std::string& path, const LoadedImage& img) {
+  return {{"path", path}, {"format", img.format}, {"width", img.width}, {"height", img.height},
+          {"conversion", img.conversion}};
+}
+
+void write_report(const StylizeOptions& o, const StylizeRequest& r, const Inputs& in, const Engine& engine,
+                  const StylizeResult& result, double seconds_save, double seconds_total) {
+  nlohmann::json styles = nlohmann::json::array();
+  const ScalePlan& last = result.plan.scales.back();
+  for (size_t i = 0; i < in.styles.size(); ++i) {
+    nlohmann::json s = image_json(o.images[i + 1], in.styles[i]);
+    s["working_width"] = last.style_sizes[i].first;
+    s["working_height"] = last.style_sizes[i].second;
+    s["blend"] = r.style_blend.empty() ? 1.0 / static_cast<double>(in.styles.size()) : r.style_blend[i];
+    styles.push_back(s);
+  }
+  nlohmann::json report;
+  report["program"] = {{"name", "stylize"}, {"version", STYLIZE_VERSION}};
+  report["inputs"] = {{"content", image_json(o.images[0], in.content)}, {"styles", styles},
+                      {"weights", {{"path", engine.weights_path}, {"metadata", engine.weights_metadata}}}};
+  report["output"] = {{"path", o.output}, {"width", result.plan.width}, {"height", result.plan.height}};
+  report["settings"] = settings_json(r, o.engine, engine);
+  report["device"] = engine.device.str();
+  report["threads"] = engine.threads;
+  report["blas_core"] = openblas_core();
+  report["losses"] = losses_json(result.initial, result.final, result.written, r.loss);
+  report["scales"] = scales_json(result, r.loss);
+  report["iterations_done"] = result.iterations;
+  report["evaluations"] = result.evaluations;
+  report["interrupted"] = result.interrupted;
+  report["seconds"] = {{"load_weights", engine.seconds_load}, {"load_images", in.seconds},
+                       {"targets", result.seconds_style_targets + result.seconds_content_targets},
+                       {"style_targets", result.seconds_style_targets},
+                       {"content_targets", result.seconds_content_targets}, {"optimise", result.seconds_optimise},
+                       {"save", seconds_save}, {"total", seconds_total}};
+  report["seconds_per_iteration"] = report["scales"].back()["seconds_per_iteration"];
+  report["peak_memory_mib"] = peak_rss_mib();
+  write_file_atomic(o.report, report.dump(2) + "\n");
+}
+
 int run(const StylizeOptions& o) {
   const auto t_start = std::chrono::steady_clock::now();
-  const EngineFlags& f = o.engine;
-
   // Everything that can be checked cheaply is checked before the slow parts.
   check_output_image_path(o.output);
   if (!o.report.empty()) check_output_folder(o.report);
-  const size_t n_styles = o.images.size() - 1;
-  if (!f.style_blend.empty() && f.style_blend.size() != n_styles) {
-    throw UsageError("--style-blend has " + std::to_string(f.style_blend.size()) + " weights for " +
-                     std::to_string(n_styles) + " style images");
-  }
-  validate_engine_flags(f);
-  resolve_device(f.device);
+  StylizeRequest r = request_from_flags(o.engine, Preprocessing::caffe);
+  validate(r);
+  resolve_device(o.engine.device);
+  Inputs in = read_inputs(o, r);
+  plan(r, resolve_device(o.engine.device), planned_precision(o.engine));  // sizes at every scale, memory
 
-  // Images first: reading them is cheap and most bad inputs are images. Originals are kept for
-  // --scales, which resizes them once per scale.
-  auto t = std::chrono::steady_clock::now();
-  const int64_t max_pixels = static_cast<int64_t>(f.max_megapixels * 1e6);
-  LoadedImage content_info = load_image(o.images[0], "content image", max_pixels);
-  if (!content_info.conversion.empty()) spdlog::info("content image '{}': {}", o.images[0], content_info.conversion);
-  std::vector<LoadedImage> style_files;
-  for (size_t i = 1; i < o.images.size(); ++i) {
-    style_files.push_back(load_image(o.images[i], "style image", max_pixels));
-    if (!style_files.back().conversion.empty()) {
-      spdlog::info("style image '{}': {}", o.images[i], style_files.back().conversion);
-    }
-  }
-  at::Tensor init_file;
-  if (f.init != "content" && f.init != "random" && f.init != "style") {
-    init_file = load_image(f.init, "init image", max_pixels).rgb;
-  }
-  const double t_images = seconds_since(t);
-  {
-    // Too small for the deepest layer: say so before loading anything (checked for every scale).
-    LossWeights layers;
-    layers.content_layers = f.content_layers;
-    layers.style_layers = f.style_layers;
-    const int last = deepest_layer(layers);
-    const auto [ow, oh] = fit_longest(content_info.width, content_info.height, f.size);
-    const at::Device device = resolve_device(f.device);
-    if (!device.is_cuda()) {
-      check_cpu_memory(ow, oh, engine_optimizer_options(f), resolve_precision(f.precision, device, cpu_vector_features()));
-    }
-    for (int k = 0; k < f.scales; ++k) {
-      const int size = scale_size(f, k);
-      auto [cw, ch] = fit_longest(content_info.width, content_info.height, size);
-      check_working_size(cw, ch, last, "the output" + std::string(f.scales > 1 ? " at scale " + std::to_string(k + 1) : ""));
-      const int style_longest = style_longest_side(size, f.style_scale);
-      for (const auto& s : style_files) {
-        auto [sw, sh] = fit_longest(s.width, s.height, style_longest);
-        check_working_size(sw, sh, last, "the style image at its working size");
-      }
-    }
-  }
-
-  Engine engine = load_engine(f);
+  Engine engine = load_engine(o.engine, deepest_layer(r.loss));
+  StylizeRequest request = request_from_flags(o.engine, engine.preprocessing);  // its loss defaults
+  request.content = r.content, request.styles = r.styles, request.init_image = r.init_image;
+  r = StylizeRequest();
+  in.content.rgb = at::Tensor();
+  for (auto& s : in.styles) s.rgb = at::Tensor();
   install_interrupt_handler();
-  StylizeOutput result;
-  at::Tensor content;
-  nlohmann::json scales_json = nlohmann::json::array(), style_json = nlohmann::json::array();
-  double t_style_targets = 0, t_content_targets = 0, t_optimise = 0;
-  int iterations_done = 0, evaluations = 0;
-  LossValues initial;
-  for (int k = 0; k < f.scales; ++k) {
-    const int size = scale_size(f, k);
-    auto [cw, ch] = fit_longest(content_info.width, content_info.height, size);
-    content = resize_image(content_info.rgb, cw, ch);
-    const int style_longest = style_longest_side(size, f.style_scale);
-    std::vector<at::Tensor> styles;
-    style_json = nlohmann::json::array();
-    for (size_t i = 0; i < style_files.size(); ++i) {
-      auto [sw, sh] = fit_longest(style_files[i].width, style_files[i].height, style_longest);
-      styles.push_back(resize_image(style_files[i].rgb, sw, sh));
-      style_json.push_back({{"path", o.images[i + 1]}, {"format", style_files[i].format},
-                            {"width", style_files[i].width}, {"height", style_files[i].height},
-                            {"working_width", sw}, {"working_height", sh}, {"conversion", style_files[i].conversion},
-                            {"blend", f.style_blend.empty() ? 1.0 / n_styles : f.style_blend[i]}});
-    }
-    StylizeParams params = engine.params;
-    params.optimizer.iterations = scale_iterations(f, k);
-    if (k > 0) {
-      // The previous scale's result, upsampled, is this scale's start.
-      params.init = InitKind::image;
-      params.init_image = resize_image(result.rgb, cw, ch);
-    } else if (f.init == "style") {
-      params.init_image = resize_image(styles[0], cw, ch);
-    } else if (init_file.defined()) {
-      params.init_image = resize_image(init_file, cw, ch);
-    }
-    t = std::chrono::steady_clock::now();
-    StyleTargets style_targets = engine.stylizer->style_targets(params.loss, styles, f.style_blend);
-    const double t_st = seconds_since(t);
-    t_style_targets += t_st;
+  Display display;
+  const StylizeResult result = run(*engine.stylizer, request, callbacks(o, request, display));
+  if (result.interrupted) spdlog::warn("interrupted after {} iterations; writing the best image so far", result.iterations);
 
-    const std::string label = f.scales > 1 ? "scale " + std::to_string(k + 1) + "/" + std::to_string(f.scales) + " " : "";
-    spdlog::info("{}stylising {}x{} with {} style image(s), {} {} iterations", label, cw, ch, styles.size(),
-                 params.optimizer.iterations, f.optimizer);
-    ProgressDisplay progress(f.print_every, f.quiet > 0, label);
-    TransferCallbacks callbacks;
-    callbacks.on_progress = [&](const Progress& p) { progress.update(p.iteration, p.total, p.loss, p.seconds); };
-    callbacks.progress_at = [&](int iteration, int total) { return progress.due(iteration, total); };
-    callbacks.should_stop = [] { return interrupt_requested(); };
-    // Snapshots only at the final scale: earlier ones are smaller than the output.
-    callbacks.snapshot_every = k == f.scales - 1 ? o.save_every : 0;
-    callbacks.on_snapshot = [&](int iteration, const at::Tensor& input) {
-      const std::string path = numbered_path(o.output, iteration);
-      save_image(path, engine.stylizer->to_rgb(input, content, f.original_colors), f.quality);
-      spdlog::debug("saved {}", path);
-    };
-    result = engine.stylizer->stylize(content, style_targets, params, callbacks);
-    progress.finish();
-    if (k == 0) initial = result.transfer.initial;
-    t_content_targets += result.seconds_content_targets;
-    t_optimise += result.seconds_optimise;
-    iterations_done += result.transfer.iterations;
-    evaluations += result.transfer.evaluations;
-    scales_json.push_back({{"size", size}, {"width", cw}, {"height", ch}, {"iterations", result.transfer.iterations},
-                           {"seconds_style_targets", t_st}, {"seconds_optimise", result.seconds_optimise},
-                           {"profile_seconds", {{"forward_and_loss", result.transfer.seconds_forward},
-                                                {"backward", result.transfer.seconds_backward},
-                                                {"optimizer_and_callbacks", result.transfer.seconds_loop -
-                                                                                result.transfer.seconds_forward -
-                                                                                result.transfer.seconds_backward},
-                                                {"final_evaluation", result.seconds_optimise -
-                                                                         result.transfer.seconds_loop}}},
-                           {"seconds_per_iteration", result.transfer.evaluations > 0
-                                                         ? result.transfer.seconds_loop / result.transfer.evaluations
-                                                         : 0.0},
-                           {"losses", {{"initial", loss_json(result.transfer.initial, params.loss)},
-                                       {"final", loss_json(result.transfer.final, params.loss)},
-                                       {"written", loss_json(result.written, params.loss)}}}});
-    if (result.transfer.interrupted) break;
-  }
-  if (result.transfer.interrupted) {
-    spdlog::warn("interrupted after {} iterations; writing the best image so far", iterations_done);
-  }
-
-  t = std::chrono::steady_clock::now();
-  // An interrupted coarse scale is smaller than asked: enlarge it so the output has the promised size.
-  const auto [ow, oh] = fit_longest(content_info.width, content_info.height, f.size);
-  save_image(o.output, resize_image(result.rgb, ow, oh), f.quality);
+  const auto t = std::chrono::steady_clock::now();
+  save_image(o.output, result.rgb, o.engine.quality);
   const double t_save = seconds_since(t);
-  spdlog::info("wrote {} ({}x{}), loss {:.6g} -> {:.6g} (written image {:.6g}) in {:.1f} s", o.output, ow, oh,
-               initial.total, result.transfer.final.total, result.written.total, seconds_since(t_start));
-  const StylizeParams& params = engine.params;
-  content_info.rgb = at::Tensor();
-
-  if (!o.report.empty()) {
-    nlohmann::json report;
-    report["program"] = {{"name", "stylize"}, {"version", STYLIZE_VERSION}};
-    report["inputs"] = {{"content", {{"path", o.images[0]}, {"format", content_info.format},
-                                     {"width", content_info.width}, {"height", content_info.height},
-                                     {"conversion", content_info.conversion}}},
-                        {"styles", style_json},
-                        {"weights", {{"path", engine.weights_path}, {"metadata", engine.weights_metadata}}}};
-    report["output"] = {{"path", o.output}, {"width", ow}, {"height", oh}};
-    report["settings"] = settings_json(f, engine);
-    report["device"] = engine.device.str();
-    report["threads"] = engine.threads;
-    report["blas_core"] = openblas_core();
-    // Initial: at the start of the first scale; final: the optimiser's image at the last scale;
-    // written: that image in 8 bits, as the file holds it (before any JPEG/WebP compression).
-    report["losses"] = {{"initial", loss_json(initial, params.loss)},
-                        {"final", loss_json(result.transfer.final, params.loss)},
-                        {"written", loss_json(result.written, params.loss)}};
-    report["scales"] = scales_json;
-    report["iterations_done"] = iterations_done;
-    report["evaluations"] = evaluations;
-    report["interrupted"] = result.transfer.interrupted;
-    report["seconds"] = {{"load_weights", engine.seconds_load}, {"load_images", t_images},
-                         {"targets", t_style_targets + t_content_targets},
-                         {"style_targets", t_style_targets}, {"content_targets", t_content_targets},
-                         {"optimise", t_optimise}, {"save", t_save}, {"total", seconds_since(t_start)}};
-    report["seconds_per_iteration"] = scales_json.back()["seconds_per_iteration"];
-    report["peak_memory_mib"] = peak_rss_mib();
-    write_file_atomic(o.report, report.dump(2) + "\n");
-  }
-  return static_cast<int>(result.transfer.interrupted ? ExitCode::interrupted : ExitCode::ok);
+  spdlog::info("wrote {} ({}x{}), loss {:.6g} -> {:.6g} (written image {:.6g}) in {:.1f} s", o.output,
+               result.plan.width, result.plan.height, result.initial.total, result.final.total, result.written.total,
+               seconds_since(t_start));
+  if (!o.report.empty()) write_report(o, request, in, engine, result, t_save, seconds_since(t_start));
+  return static_cast<int>(result.interrupted ? ExitCode::interrupted : ExitCode::ok);
 }
 
 }  // namespace

@@ -202,8 +202,7 @@ void JobQueue::finish(Job& job, JobState end, std::string error, std::vector<uin
     job.error = std::move(error);
     job.result = std::move(bytes);
     job.finished = Clock::now();
-    job.content = at::Tensor();
-    job.style = at::Tensor();
+    job.request = StylizeRequest();  // its images are not needed past here
     --running_;
     if (end == JobState::done) ++counts_.done;
     if (end == JobState::failed) ++counts_.failed;

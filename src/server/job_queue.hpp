@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "stylize/stylizer.hpp"
+#include "stylize/request.hpp"
 
 namespace stylize::serve {
 
@@ -31,10 +31,8 @@ bool is_terminal(JobState s);
 // "state" change under the queue's lock: read them through JobQueue::status().
 struct Job {
   std::string id;
-  at::Tensor content;                // RGB 0-255 at the working size
-  at::Tensor style;                  // uploaded style at its working size, or undefined
-  std::string style_id;              // a --styles-dir style instead
-  StylizeParams params;
+  StylizeRequest request;            // what to run (images at their working sizes)
+  std::string style_id;              // a --styles-dir style, for logs
   std::string ext = "png";
   std::atomic<bool> cancel{false};   // the runner polls it; set by cancel() and drain()
   // state

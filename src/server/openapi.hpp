@@ -1,7 +1,15 @@
-// The API's OpenAPI 3 description, served at GET /openapi.json. Kept beside the routes it describes.
+// The API's OpenAPI 3 description, served at GET /openapi.json. Kept beside the routes it describes;
+// the job request's setting fields come from request_fields() (openapi.cpp), so a new field shows here.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
+#include "stylize/request.hpp"
+
 namespace stylize::serve {
+
+// kOpenApi with JobRequest's properties completed: one per request field, with its default.
+nlohmann::json openapi_document(const StylizeRequest& defaults);
 
 inline constexpr const char* kOpenApi = R"JSON({
   "openapi": "3.0.3",
@@ -12,10 +20,6 @@ inline constexpr const char* kOpenApi = R"JSON({
         "content": {"type": "string", "format": "binary", "description": "the photo"},
         "style": {"type": "string", "format": "binary", "description": "a style image (or style_id)"},
         "style_id": {"type": "string", "description": "a style from GET /v1/styles"},
-        "size": {"type": "integer", "description": "longest output side, px"},
-        "iterations": {"type": "integer"},
-        "content_weight": {"type": "number"}, "style_weight": {"type": "number"}, "tv_weight": {"type": "number"},
-        "seed": {"type": "integer"}, "original_colors": {"type": "boolean"},
         "format": {"type": "string", "enum": ["png", "jpg", "webp"]}}},
       "Job": {"type": "object", "properties": {
         "id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
@@ -26,7 +30,7 @@ inline constexpr const char* kOpenApi = R"JSON({
   },
   "paths": {
     "/v1/jobs": {"post": {"summary": "Submit a job", "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
-      "responses": {"202": {"description": "queued: {id, status_url, result_url}"}, "400": {"description": "malformed fields or images"}, "401": {"description": "API key missing or wrong"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over the limit"}, "429": {"description": "queue full (Retry-After)"}, "503": {"description": "shutting down"}}}},
+      "responses": {"202": {"description": "queued: {id, status_url, result_url}"}, "400": {"description": "malformed fields or images"}, "401": {"description": "API key missing or wrong"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over this server's limit, or too large for its memory"}, "429": {"description": "queue full (Retry-After)"}, "503": {"description": "shutting down"}}}},
     "/v1/jobs/{id}": {
       "get": {"summary": "Job status and progress", "responses": {"200": {"description": "the job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}, "404": {"description": "unknown or expired"}}},
       "delete": {"summary": "Cancel", "responses": {"200": {"description": "the job after the request"}, "404": {"description": "unknown"}}}},

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <new>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -17,6 +16,7 @@
 #include "stylize/error.hpp"
 #include "stylize/fsutil.hpp"
 #include "stylize/image.hpp"
+#include "stylize/recipe.hpp"
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -49,32 +49,10 @@ std::string new_id() {
   return buf;
 }
 
-bool field(const httplib::Request& req, const std::string& name, std::string& value) {
+bool form_field(const httplib::Request& req, const std::string& name, std::string& value) {
   if (!req.has_file(name)) return false;
   value = req.get_file_value(name).content;
   return true;
-}
-
-double number_field(const httplib::Request& req, const std::string& name, double fallback, double lo, double hi,
-                    int out_of_range_status = 400) {
-  std::string text;
-  if (!field(req, name, text)) return fallback;
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || !std::isfinite(v)) {
-    throw HttpError{400, "bad_field", "field '" + name + "' must be a number, got '" + text.substr(0, 40) + "'"};
-  }
-  if (v < lo || v > hi) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "field '%s' is %g; this server accepts %g to %g", name.c_str(), v, lo, hi);
-    throw HttpError{out_of_range_status, "out_of_range", buf};
-  }
-  return v;
 }
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
@@ -96,7 +74,7 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-Server::Server(const Stylizer& stylizer, StylizeParams defaults, ServeOptions options)
+Server::Server(const Stylizer& stylizer, StylizeRequest defaults, ServeOptions options)
     : stylizer_(stylizer), defaults_(std::move(defaults)), opt_(std::move(options)),
       http_(std::make_unique<httplib::Server>()) {
   if (!opt_.styles_dir.empty()) {
@@ -111,6 +89,7 @@ Server::Server(const Stylizer& stylizer, StylizeParams defaults, ServeOptions op
       }
     }
   }
+  defaults_.resize = resize_image;
   routes();
   jobs_ = std::make_unique<JobQueue>([this](Job& job) { return run_job(job); },
                                      JobQueueOptions{opt_.workers, opt_.queue_limit, opt_.result_ttl_s});
@@ -135,76 +114,252 @@ std::shared_ptr<Job> Server::find(const std::string& id) {
   return job;
 }
 
-const StyleTargets& Server::named_style_targets(const std::string& style_id, int size) {
-  std::lock_guard<std::mutex> lock(targets_mu_);
-  const std::string key = style_id + "|" + std::to_string(size);
-  auto it = target_cache_.find(key);
-  if (it != target_cache_.end()) return *it->second;
-  LoadedImage img = load_image(styles_.at(style_id), "style image", opt_.max_pixels);
-  const int longest = style_longest_side(size, opt_.style_scale);
-  auto [w, h] = fit_longest(img.width, img.height, longest);
-  auto targets = std::make_unique<StyleTargets>(stylizer_.style_targets(defaults_.loss, {resize_image(img.rgb, w, h)}, {}));
-  spdlog::info("style '{}' targets computed at {} px (cached)", style_id, size);
-  return *target_cache_.emplace(key, std::move(targets)).first->second;
+at::Tensor Server::named_style(const std::string& style_id) {
+  std::lock_guard<std::mutex> lock(styles_mu_);
+  auto it = named_images_.find(style_id);
+  if (it != named_images_.end()) return it->second;
+  at::Tensor rgb = load_image(styles_.at(style_id), "style image", opt_.max_pixels).rgb;
+  return named_images_.emplace(style_id, rgb).first->second;
 }
 
 JobQueue::Outcome Server::run_job(Job& job) {
-  spdlog::info("job {} running ({}x{}, {} iterations)", job.id, job.content.size(3), job.content.size(2),
-               job.params.optimizer.iterations);
-  const int size = static_cast<int>(std::max(job.content.size(2), job.content.size(3)));
-  StyleTargets uploaded;
-  const StyleTargets* targets = &uploaded;
-  if (!job.style_id.empty()) {
-    targets = &named_style_targets(job.style_id, size);
-  } else {
-    uploaded = stylizer_.style_targets(job.params.loss, {job.style}, {});
-  }
-  TransferCallbacks cb;
-  // Progress every 200 ms (and at the ends): each report reads the loss back from the device.
+  const StylizeRequest& r = job.request;
+  spdlog::info("job {} running ({} px, {} iteration(s) over {} scale(s))", job.id, r.size, job.total, r.scales);
+  // Progress every 200 ms (and at the ends): each report reads the loss back from the device. Scales
+  // count on: the job's progress runs over all of them.
   auto last_report = std::chrono::steady_clock::now();
+  int done_before = 0;
+  RunCallbacks cb;
   cb.progress_at = [&](int evaluation, int total) {
     const auto now = std::chrono::steady_clock::now();
     if (evaluation != 1 && evaluation != total && now - last_report < std::chrono::milliseconds(200)) return false;
     last_report = now;
     return true;
   };
-  cb.on_progress = [&](const Progress& p) { jobs_->progress(job, p); };
+  cb.on_progress = [&](int, const Progress& p) {
+    Progress all = p;
+    all.iteration += done_before;
+    all.total = job.total;
+    jobs_->progress(job, all);
+  };
+  cb.on_scale_end = [&](int, const ScaleResult& sr) { done_before += sr.output.transfer.evaluations; };
   cb.should_stop = [&] { return job.cancel.load(); };
-  StylizeOutput out = stylizer_.stylize(job.content, *targets, job.params, cb);
+  const StylizeResult out = stylize::run(stylizer_, r, cb, &style_cache_);
   JobQueue::Outcome outcome;
-  outcome.cancelled = out.transfer.interrupted;
+  outcome.cancelled = out.interrupted;
   if (!outcome.cancelled) outcome.bytes = encode_image(out.rgb, job.ext, opt_.quality);
   return outcome;
+}
+
+namespace {
+
+// The request fields of a form (every field of request_fields(), by its name), over the server's
+// defaults. Throws HttpError: 400 bad_field for text that is not of the field's type, 422 out_of_range
+// for size or iterations beyond this server's limits, 400 out_of_range for what validate() refuses.
+void read_fields(const httplib::Request& req, StylizeRequest& r, int max_size, int max_iterations) {
+  auto bad = [](const UsageError& e, const char* code) {
+    return HttpError{400, code, render_fields(e.what(), FieldWords::key)};
+  };
+  try {
+    for (const RequestField& f : request_fields()) {
+      std::string text;
+      if (form_field(req, f.name, text)) set_field(r, f.name, text);
+    }
+  } catch (const UsageError& e) {
+    throw bad(e, "bad_field");
+  }
+  // This server's limits first (422: a valid request, too big here), then what the engine refuses.
+  if (r.size > max_size) {
+    throw HttpError{422, "out_of_range", "field 'size' is " + std::to_string(r.size) + "; this server accepts 16 to " +
+                                             std::to_string(max_size)};
+  }
+  for (int n : r.iterations) {
+    if (n > max_iterations) {
+      throw HttpError{422, "out_of_range", "field 'iterations' is " + std::to_string(n) +
+                                               "; this server accepts 0 to " + std::to_string(max_iterations)};
+    }
+  }
+  try {
+    validate(r);
+  } catch (const FieldError& e) {
+    throw bad(e, e.kind == FieldError::range ? "out_of_range" : "bad_field");
+  } catch (const UsageError& e) {
+    throw bad(e, "bad_field");
+  }
+}
+
+LoadedImage decode_upload(const httplib::MultipartFormData& file, const std::string& role, int64_t max_pixels) {
+  return decode_image(std::vector<uint8_t>(file.content.begin(), file.content.end()),
+                      file.filename.empty() ? file.name : file.filename, role, max_pixels);
+}
+
+}  // namespace
+
+std::shared_ptr<Job> Server::parse(const httplib::Request& req, bool sync) {
+  if (!req.is_multipart_form_data()) {
+    throw HttpError{400, "bad_request", "send multipart/form-data with a 'content' image and a 'style' or 'style_id'"};
+  }
+  auto job = std::make_shared<Job>();
+  job->id = new_id();
+  StylizeRequest& r = job->request;
+  r = defaults_;
+  const int max_size = sync ? std::min(opt_.sync_max_size, opt_.max_size) : opt_.max_size;
+  const int max_iter = sync ? std::min(opt_.sync_max_iterations, opt_.max_iterations) : opt_.max_iterations;
+  r.size = std::min(r.size, max_size);  // the server's default, within its limit
+  for (int& n : r.iterations) n = std::min(n, max_iter);
+  if (r.init == InitFrom::image) r.init = InitFrom::content;  // an --init FILE is for the command line
+  read_fields(req, r, max_size, max_iter);
+  std::string text;
+  if (form_field(req, "format", text)) {
+    if (text != "png" && text != "jpg" && text != "jpeg" && text != "webp") {
+      throw HttpError{400, "bad_field", "field 'format' must be png, jpg or webp"};
+    }
+    job->ext = text;
+  }
+  if (!req.has_file("content")) throw HttpError{400, "missing_field", "the 'content' image is missing"};
+  try {
+    r.content = decode_upload(req.get_file_value("content"), "content image", opt_.max_pixels).rgb;
+    if (req.has_file("style")) {
+      r.styles = {decode_upload(req.get_file_value("style"), "style image", opt_.max_pixels).rgb};
+    } else if (form_field(req, "style_id", text)) {
+      if (styles_.count(text) == 0) {
+        throw HttpError{400, "unknown_style", "no style '" + text.substr(0, 64) + "'; see GET /v1/styles"};
+      }
+      job->style_id = text;
+      r.styles = {named_style(text)};
+      r.style_key = "style_id:" + text;  // its targets are cached per size
+    } else {
+      throw HttpError{400, "missing_field", "give a 'style' image or a 'style_id' from GET /v1/styles"};
+    }
+    plan(r, stylizer_.device(), stylizer_.precision());  // too small, too large for memory: now, not in the queue
+  } catch (const InputError& e) {
+    throw HttpError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
+  } catch (const UsageError& e) {
+    throw HttpError{400, "bad_field", render_fields(e.what(), FieldWords::key)};
+  } catch (const ResourceError& e) {
+    throw HttpError{422, "too_large", render_fields(e.what(), FieldWords::key)};
+  }
+  shrink_to_output(r);  // the queue holds working-size images only
+  for (int k = 0; k < r.scales; ++k) job->total += r.iterations.size() == 1 ? r.iterations[0] : r.iterations[k];
+  job->created = Clock::now();
+  return job;
+}
+
+void Server::submit(const std::shared_ptr<Job>& job) {
+  try {
+    jobs_->submit(job);
+  } catch (const QueueRefused& r) {
+    if (r.reason == QueueRefused::shutting_down) {
+      throw HttpError{503, "shutting_down", "the server is shutting down; try another instance"};
+    }
+    throw HttpError{429, "queue_full", "the queue holds " + std::to_string(r.queued) + " jobs; retry later"};
+  }
+}
+
+namespace {
+
+nlohmann::json status_json(const JobStatus& j) {
+  nlohmann::json progress = {{"iteration", j.iteration}, {"total", j.total}, {"loss", j.loss}};
+  if (j.eta_seconds >= 0) progress["eta_seconds"] = j.eta_seconds;
+  nlohmann::json out = {{"id", j.id}, {"status", to_string(j.state)}, {"progress", progress}};
+  if (!j.error.empty()) out["error"] = j.error;
+  if (j.state == JobState::done) out["result_url"] = "/v1/jobs/" + j.id + "/result";
+  return out;
+}
+
+void send_image(httplib::Response& res, const std::vector<uint8_t>& bytes, const std::string& ext) {
+  res.set_content(reinterpret_cast<const char*>(bytes.data()), bytes.size(), image_mime_type(ext).c_str());
+}
+
+}  // namespace
+
+void Server::post_job(const httplib::Request& req, httplib::Response& res) {
+  auto job = parse(req, false);
+  submit(job);
+  spdlog::info("job {} queued", job->id);
+  send_json(res, 202, {{"id", job->id}, {"status", "queued"}, {"status_url", "/v1/jobs/" + job->id},
+                       {"result_url", "/v1/jobs/" + job->id + "/result"}});
+}
+
+void Server::get_job(const httplib::Request& req, httplib::Response& res) {
+  send_json(res, 200, status_json(jobs_->status(*find(req.matches[1].str()))));
+}
+
+void Server::get_result(const httplib::Request& req, httplib::Response& res) {
+  auto job = find(req.matches[1].str());
+  std::vector<uint8_t> bytes;
+  JobStatus st;
+  if (!jobs_->result(*job, bytes, st)) {
+    throw HttpError{409, "not_ready", std::string("job is ") + to_string(st.state) + (st.error.empty() ? "" : ": " + st.error)};
+  }
+  send_image(res, bytes, job->ext);
+}
+
+void Server::delete_job(const httplib::Request& req, httplib::Response& res) {
+  auto job = find(req.matches[1].str());
+  jobs_->cancel(job);
+  spdlog::info("job {} cancel requested", job->id);
+  send_json(res, 200, status_json(jobs_->status(*job)));
+}
+
+void Server::post_stylize(const httplib::Request& req, httplib::Response& res) {
+  auto job = parse(req, true);
+  submit(job);
+  jobs_->wait(job);
+  std::vector<uint8_t> bytes;
+  JobStatus st;
+  if (!jobs_->result(*job, bytes, st)) {
+    const std::string why = st.error.empty() ? to_string(st.state) : st.error;
+    throw HttpError{st.state == JobState::cancelled ? 503 : 500, "job_failed", why};
+  }
+  send_image(res, bytes, job->ext);
+  jobs_->forget(job->id);  // delivered: nothing to keep
+}
+
+void Server::get_styles(const httplib::Request&, httplib::Response& res) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [id, path] : styles_) list.push_back({{"id", id}});
+  send_json(res, 200, {{"styles", list}});
+}
+
+void Server::get_health(const httplib::Request&, httplib::Response& res) {
+  const bool accepting = jobs_->accepting();
+  send_json(res, accepting ? 200 : 503, {{"status", accepting ? "ok" : "draining"}, {"device", stylizer_.device().str()},
+                                        {"precision", to_string(stylizer_.precision())}});
+}
+
+void Server::get_metrics(const httplib::Request&, httplib::Response& res) {
+  const QueueMetrics q = jobs_->metrics();
+  std::string m;
+  m += "# HELP stylize_jobs Jobs by status: queued and running now; done, failed, cancelled since start.\n";
+  m += "# TYPE stylize_jobs gauge\n";
+  const std::pair<const char*, uint64_t> counts[] = {{"queued", q.queued}, {"running", q.running}, {"done", q.done},
+                                                      {"failed", q.failed}, {"cancelled", q.cancelled}};
+  for (const auto& [status, n] : counts) {
+    m += std::string("stylize_jobs{status=\"") + status + "\"} " + std::to_string(n) + "\n";
+  }
+  m += "# HELP stylize_queue_depth Jobs waiting for a worker.\n# TYPE stylize_queue_depth gauge\n";
+  m += "stylize_queue_depth " + std::to_string(q.queued) + "\n";
+  m += "# HELP stylize_iterations_total Optimiser iterations run.\n# TYPE stylize_iterations_total counter\n";
+  m += "stylize_iterations_total " + std::to_string(q.iterations_total) + "\n";
+  m += "# HELP stylize_iterations_per_second Iteration rate of the running jobs.\n"
+       "# TYPE stylize_iterations_per_second gauge\n";
+  m += "stylize_iterations_per_second " + std::to_string(q.iterations_per_second) + "\n";
+  res.set_content(m, "text/plain; version=0.0.4");
+}
+
+void Server::get_openapi(const httplib::Request&, httplib::Response& res) {
+  res.set_content(openapi_document(defaults_).dump(), "application/json");
 }
 
 void Server::routes() {
   auto& http = *http_;
   const size_t max_upload = static_cast<size_t>(opt_.max_upload_mb * 1024 * 1024);
   http.set_payload_max_length(max_upload);  // also catches chunked uploads without Content-Length
-
   http.set_pre_routing_handler([this, max_upload](const httplib::Request& req, httplib::Response& res) {
-    t_request_start = Clock::now();
-    jobs_->expire();
-    if (!opt_.api_key.empty()) {
-      const std::string auth = req.get_header_value("Authorization");
-      const std::string prefix = "Bearer ";
-      if (auth.rfind(prefix, 0) != 0 || !constant_time_equal(auth.substr(prefix.size()), opt_.api_key)) {
-        res.set_header("WWW-Authenticate", "Bearer");
-        send_error(res, {401, "unauthorized", "send 'Authorization: Bearer <key>' with the server's API key"});
-        return httplib::Server::HandlerResponse::Handled;
-      }
-    }
-    // Refuse an oversized upload from its Content-Length, before reading the body.
-    const auto len = req.get_header_value<uint64_t>("Content-Length");
-    if (len > max_upload) {
-      res.set_header("Connection", "close");
-      send_error(res, {413, "too_large", "upload of " + std::to_string(len) + " bytes is over this server's limit of " +
-                                             std::to_string(max_upload) + " bytes (--max-upload-mb)"});
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
+    return before_routing(req, res, max_upload) ? httplib::Server::HandlerResponse::Handled
+                                                : httplib::Server::HandlerResponse::Unhandled;
   });
-
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
     const char* code = res.status == 404 ? "not_found" : res.status == 413 ? "too_large" : "bad_request";
@@ -213,186 +368,57 @@ void Server::routes() {
                                              : "the request could not be read (malformed HTTP or multipart)";
     send_json(res, res.status, {{"error", code}, {"detail", detail}});
   });
-
   http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
     spdlog::info("{} {} {} {:.1f} ms", req.method, req.path, res.status,
                  seconds_between(t_request_start, Clock::now()) * 1000);
   });
-
-  // Turns a request into a job; throws HttpError.
-  auto parse = [this](const httplib::Request& req, bool sync) {
-    if (!req.is_multipart_form_data()) {
-      throw HttpError{400, "bad_request", "send multipart/form-data with a 'content' image and a 'style' or 'style_id'"};
-    }
-    auto job = std::make_shared<Job>();
-    job->id = new_id();
-    job->params = defaults_;
-    const int max_size = sync ? std::min(opt_.sync_max_size, opt_.max_size) : opt_.max_size;
-    const int max_iter = sync ? std::min(opt_.sync_max_iterations, opt_.max_iterations) : opt_.max_iterations;
-    const int size = static_cast<int>(number_field(req, "size", std::min(opt_.default_size, max_size), 16, max_size, 422));
-    job->params.optimizer.iterations = static_cast<int>(
-        number_field(req, "iterations", std::min(opt_.default_iterations, max_iter), 0, max_iter, 422));
-    job->params.loss.content_weight = number_field(req, "content_weight", defaults_.loss.content_weight, 0, 1e12);
-    job->params.loss.style_weight = number_field(req, "style_weight", defaults_.loss.style_weight, 0, 1e12);
-    job->params.loss.tv_weight = number_field(req, "tv_weight", defaults_.loss.tv_weight, 0, 1e12);
-    job->params.seed = static_cast<uint64_t>(number_field(req, "seed", static_cast<double>(defaults_.seed), 0, 4294967295.0));
-    std::string text;
-    if (field(req, "original_colors", text)) {
-      if (text != "true" && text != "false" && text != "1" && text != "0") {
-        throw HttpError{400, "bad_field", "field 'original_colors' must be true or false"};
-      }
-      job->params.original_colors = text == "true" || text == "1";
-    }
-    if (field(req, "format", text)) {
-      if (text != "png" && text != "jpg" && text != "jpeg" && text != "webp") {
-        throw HttpError{400, "bad_field", "field 'format' must be png, jpg or webp"};
-      }
-      job->ext = text;
-    }
-    if (!req.has_file("content")) throw HttpError{400, "missing_field", "the 'content' image is missing"};
-    const auto content = req.get_file_value("content");
-    try {
-      LoadedImage img = decode_image(std::vector<uint8_t>(content.content.begin(), content.content.end()),
-                                     content.filename.empty() ? "content" : content.filename, "content image",
-                                     opt_.max_pixels);
-      auto [w, h] = fit_longest(img.width, img.height, size);
-      job->content = resize_image(img.rgb, w, h);
-      if (req.has_file("style")) {
-        const auto style = req.get_file_value("style");
-        LoadedImage s = decode_image(std::vector<uint8_t>(style.content.begin(), style.content.end()),
-                                     style.filename.empty() ? "style" : style.filename, "style image", opt_.max_pixels);
-        const int longest = style_longest_side(size, opt_.style_scale);
-        auto [sw, sh] = fit_longest(s.width, s.height, longest);
-        job->style = resize_image(s.rgb, sw, sh);
-      } else if (field(req, "style_id", text)) {
-        if (styles_.count(text) == 0) {
-          throw HttpError{400, "unknown_style", "no style '" + text.substr(0, 64) + "'; see GET /v1/styles"};
-        }
-        job->style_id = text;
-      } else {
-        throw HttpError{400, "missing_field", "give a 'style' image or a 'style_id' from GET /v1/styles"};
-      }
-    } catch (const InputError& e) {
-      throw HttpError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
-    }
-    job->total = job->params.optimizer.iterations;
-    job->created = Clock::now();
-    return job;
-  };
-
-  auto submit = [this](const std::shared_ptr<Job>& job) {
-    try {
-      jobs_->submit(job);
-    } catch (const QueueRefused& r) {
-      if (r.reason == QueueRefused::shutting_down) {
-        throw HttpError{503, "shutting_down", "the server is shutting down; try another instance"};
-      }
-      throw HttpError{429, "queue_full", "the queue holds " + std::to_string(r.queued) + " jobs; retry later"};
-    }
-  };
-
-  auto status_json = [this](const JobStatus& j) {
-    nlohmann::json progress = {{"iteration", j.iteration}, {"total", j.total}, {"loss", j.loss}};
-    if (j.eta_seconds >= 0) progress["eta_seconds"] = j.eta_seconds;
-    nlohmann::json out = {{"id", j.id}, {"status", to_string(j.state)}, {"progress", progress}};
-    if (!j.error.empty()) out["error"] = j.error;
-    if (j.state == JobState::done) out["result_url"] = "/v1/jobs/" + j.id + "/result";
-    return out;
-  };
-
-  auto guarded = [](auto&& body) {
-    return [body](const httplib::Request& req, httplib::Response& res) {
+  // Every handler's HttpError becomes its status and JSON error; anything else a 500.
+  using Handler = void (Server::*)(const httplib::Request&, httplib::Response&);
+  auto guarded = [this](Handler h) {
+    return [this, h](const httplib::Request& req, httplib::Response& res) {
       try {
-        body(req, res);
+        (this->*h)(req, res);
       } catch (const HttpError& e) {
         if (e.status == 429) res.set_header("Retry-After", "10");
         send_error(res, e);
-      } catch (const std::exception& e) {
-        send_error(res, {500, "internal", render_fields(e.what(), FieldWords::key)});
+      } catch (...) {
+        send_error(res, {500, "internal", error_report(std::current_exception(), FieldWords::key).message});
       }
     };
   };
+  const std::string id = "([0-9a-f]{32})";
+  http.Post("/v1/jobs", guarded(&Server::post_job));
+  http.Get("/v1/jobs/" + id, guarded(&Server::get_job));
+  http.Get("/v1/jobs/" + id + "/result", guarded(&Server::get_result));
+  http.Delete("/v1/jobs/" + id, guarded(&Server::delete_job));
+  http.Post("/v1/stylize", guarded(&Server::post_stylize));
+  http.Get("/v1/styles", guarded(&Server::get_styles));
+  http.Get("/healthz", guarded(&Server::get_health));
+  http.Get("/metrics", guarded(&Server::get_metrics));
+  http.Get("/openapi.json", guarded(&Server::get_openapi));
+}
 
-  http.Post("/v1/jobs", guarded([=](const httplib::Request& req, httplib::Response& res) {
-              auto job = parse(req, false);
-              submit(job);
-              spdlog::info("job {} queued", job->id);
-              send_json(res, 202, {{"id", job->id}, {"status", "queued"}, {"status_url", "/v1/jobs/" + job->id},
-                                   {"result_url", "/v1/jobs/" + job->id + "/result"}});
-            }));
-
-  http.Get(R"(/v1/jobs/([0-9a-f]{32}))", guarded([=](const httplib::Request& req, httplib::Response& res) {
-             send_json(res, 200, status_json(jobs_->status(*find(req.matches[1].str()))));
-           }));
-
-  http.Get(R"(/v1/jobs/([0-9a-f]{32})/result)", guarded([=](const httplib::Request& req, httplib::Response& res) {
-             auto job = find(req.matches[1].str());
-             std::vector<uint8_t> bytes;
-             JobStatus st;
-             if (!jobs_->result(*job, bytes, st)) {
-               throw HttpError{409, "not_ready", std::string("job is ") + to_string(st.state) +
-                                                     (st.error.empty() ? "" : ": " + st.error)};
-             }
-             res.set_content(reinterpret_cast<const char*>(bytes.data()), bytes.size(), image_mime_type(job->ext).c_str());
-           }));
-
-  http.Delete(R"(/v1/jobs/([0-9a-f]{32}))", guarded([=](const httplib::Request& req, httplib::Response& res) {
-                auto job = find(req.matches[1].str());
-                jobs_->cancel(job);
-                spdlog::info("job {} cancel requested", job->id);
-                send_json(res, 200, status_json(jobs_->status(*job)));
-              }));
-
-  http.Post("/v1/stylize", guarded([=](const httplib::Request& req, httplib::Response& res) {
-              auto job = parse(req, true);
-              submit(job);
-              jobs_->wait(job);
-              std::vector<uint8_t> bytes;
-              JobStatus st;
-              if (!jobs_->result(*job, bytes, st)) {
-                const std::string why = st.error.empty() ? to_string(st.state) : st.error;
-                throw HttpError{st.state == JobState::cancelled ? 503 : 500, "job_failed", why};
-              }
-              res.set_content(reinterpret_cast<const char*>(bytes.data()), bytes.size(), image_mime_type(job->ext).c_str());
-              jobs_->forget(job->id);  // delivered: nothing to keep
-            }));
-
-  http.Get("/v1/styles", guarded([=](const httplib::Request&, httplib::Response& res) {
-             nlohmann::json list = nlohmann::json::array();
-             for (const auto& [id, path] : styles_) list.push_back({{"id", id}});
-             send_json(res, 200, {{"styles", list}});
-           }));
-
-  http.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-    const bool accepting = jobs_->accepting();
-    send_json(res, accepting ? 200 : 503, {{"status", accepting ? "ok" : "draining"},
-                                            {"device", stylizer_.device().str()},
-                                            {"precision", to_string(stylizer_.precision())}});
-  });
-
-  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    const QueueMetrics q = jobs_->metrics();
-    std::string m;
-    m += "# HELP stylize_jobs Jobs by status: queued and running now; done, failed, cancelled since start.\n";
-    m += "# TYPE stylize_jobs gauge\n";
-    const std::pair<const char*, uint64_t> counts[] = {{"queued", q.queued}, {"running", q.running}, {"done", q.done},
-                                                        {"failed", q.failed}, {"cancelled", q.cancelled}};
-    for (const auto& [status, n] : counts) {
-      m += std::string("stylize_jobs{status=\"") + status + "\"} " + std::to_string(n) + "\n";
+bool Server::before_routing(const httplib::Request& req, httplib::Response& res, size_t max_upload) {
+  t_request_start = Clock::now();
+  jobs_->expire();
+  if (!opt_.api_key.empty()) {
+    const std::string auth = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (auth.rfind(prefix, 0) != 0 || !constant_time_equal(auth.substr(prefix.size()), opt_.api_key)) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      send_error(res, {401, "unauthorized", "send 'Authorization: Bearer <key>' with the server's API key"});
+      return true;
     }
-    m += "# HELP stylize_queue_depth Jobs waiting for a worker.\n# TYPE stylize_queue_depth gauge\n";
-    m += "stylize_queue_depth " + std::to_string(q.queued) + "\n";
-    m += "# HELP stylize_iterations_total Optimiser iterations run.\n# TYPE stylize_iterations_total counter\n";
-    m += "stylize_iterations_total " + std::to_string(q.iterations_total) + "\n";
-    m += "# HELP stylize_iterations_per_second Iteration rate of the running jobs.\n"
-         "# TYPE stylize_iterations_per_second gauge\n";
-    m += "stylize_iterations_per_second " + std::to_string(q.iterations_per_second) + "\n";
-    res.set_content(m, "text/plain; version=0.0.4");
-  });
-
-  http.Get("/openapi.json", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(kOpenApi, "application/json");
-  });
+  }
+  // Refuse an oversized upload from its Content-Length, before reading the body.
+  const auto len = req.get_header_value<uint64_t>("Content-Length");
+  if (len > max_upload) {
+    res.set_header("Connection", "close");
+    send_error(res, {413, "too_large", "upload of " + std::to_string(len) + " bytes is over this server's limit of " +
+                                           std::to_string(max_upload) + " bytes (--max-upload-mb)"});
+    return true;
+  }
+  return false;
 }
 
 void Server::shutdown() {

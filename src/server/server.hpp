@@ -11,10 +11,13 @@
 #include <string>
 
 #include "job_queue.hpp"
+#include "stylize/recipe.hpp"
 #include "stylize/stylizer.hpp"
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }
 
 namespace stylize::serve {
@@ -34,16 +37,14 @@ struct ServeOptions {
   std::string styles_dir;         // optional: named styles
   double result_ttl_s = 3600;
   double drain_seconds = 30;
-  // Defaults for fields a request leaves out (from the engine flags).
-  int default_size = 512;
-  int default_iterations = 300;
-  double style_scale = 1.0;
-  int quality = 95;
+  int quality = 95;               // JPEG/WebP results
 };
 
 class Server {
  public:
-  Server(const Stylizer& stylizer, StylizeParams defaults, ServeOptions options);
+  // `defaults`: the fields a request leaves out (size and iterations capped by the limits below);
+  // its images are ignored.
+  Server(const Stylizer& stylizer, StylizeRequest defaults, ServeOptions options);
   ~Server();
 
   // Binds (port 0 = any free port) and returns the port; then run() serves until stop().
@@ -55,18 +56,35 @@ class Server {
 
  private:
   void routes();
-  JobQueue::Outcome run_job(Job& job);
+  // Auth and the upload cap, before a handler runs; true when it answered already.
+  bool before_routing(const httplib::Request& req, httplib::Response& res, size_t max_upload);
+  // The handlers: each reads a request and answers, or throws an HttpError (routes() sends it).
+  void post_job(const httplib::Request& req, httplib::Response& res);
+  void get_job(const httplib::Request& req, httplib::Response& res);
+  void get_result(const httplib::Request& req, httplib::Response& res);
+  void delete_job(const httplib::Request& req, httplib::Response& res);
+  void post_stylize(const httplib::Request& req, httplib::Response& res);
+  void get_styles(const httplib::Request& req, httplib::Response& res);
+  void get_health(const httplib::Request& req, httplib::Response& res);
+  void get_metrics(const httplib::Request& req, httplib::Response& res);
+  void get_openapi(const httplib::Request& req, httplib::Response& res);
+
+  // A form into a job (fields, images, plan()); `sync` applies the synchronous limits.
+  std::shared_ptr<Job> parse(const httplib::Request& req, bool sync);
+  void submit(const std::shared_ptr<Job>& job);       // throws HttpError 429 / 503
+  JobQueue::Outcome run_job(Job& job);                // on a queue worker: the engine's run()
   std::shared_ptr<Job> find(const std::string& id);  // throws HttpError 404
-  const StyleTargets& named_style_targets(const std::string& style_id, int size);
+  at::Tensor named_style(const std::string& style_id);  // a --styles-dir image, read once
 
   const Stylizer& stylizer_;
-  StylizeParams defaults_;
+  StylizeRequest defaults_;
   ServeOptions opt_;
   std::unique_ptr<httplib::Server> http_;
   std::map<std::string, std::string> styles_;  // style id -> file in styles_dir (scanned once)
 
-  std::mutex targets_mu_;
-  std::map<std::string, std::unique_ptr<StyleTargets>> target_cache_;
+  std::mutex styles_mu_;
+  std::map<std::string, at::Tensor> named_images_;  // style id -> its image, at source resolution
+  StyleTargetCache style_cache_;                    // named styles' targets, per size
   std::unique_ptr<JobQueue> jobs_;  // last: its workers stop before the members they use go
 };
 

@@ -1,0 +1,101 @@
+// The whole stylisation of one request: plan() checks what can be checked without a network (sizes
+// at every scale, memory), run() does it — style targets, coarse-to-fine scales, the optimiser, the
+// colours — reporting through callbacks. `stylize`, `stylize batch` and `stylize serve` all call run(),
+// so the same request gives the same image bytes from each (on the CPU, same threads).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stylize/request.hpp"
+#include "stylize/stylizer.hpp"
+
+namespace stylize {
+
+struct ScalePlan {
+  int size = 0;                                  // longest side at this scale
+  int width = 0, height = 0;                     // the image optimised at this scale
+  int iterations = 0;
+  int style_longest = 0;                         // style images' longest side at this scale
+  std::vector<std::pair<int, int>> style_sizes;  // (width, height) per style image
+};
+
+struct StylizePlan {
+  std::vector<ScalePlan> scales;  // coarsest first; the last one is the output's
+  int width = 0, height = 0;      // the output
+  int last_index = 0;             // deepest network layer a loss uses
+};
+
+// Validates the request (validate()), then checks every scale: the content and each style image at
+// their working sizes against the deepest layer, and on the CPU the memory the output's scale needs
+// (`precision` as the network will run). Throws FieldError/UsageError (invalid, too small: exit 2),
+// ResourceError (memory: exit 7). Needs only the images' sizes: cheap, before any weights load.
+StylizePlan plan(const StylizeRequest& r, const at::Device& device, Precision precision);
+
+// Resizes the request's images to the sizes the output's scale uses, so that a queue holds no more
+// than that; run() gives the same bytes with or without it (coarser scales are made from these sizes).
+void shrink_to_output(StylizeRequest& r);
+
+// Gram targets shared between runs of one process, keyed by the request's style_key, the style
+// layers, the blend and the working size. Thread-safe; a key's targets are computed once.
+class StyleTargetCache {
+ public:
+  // The cached targets, or compute() stored under `key`; `computed` says which.
+  std::shared_ptr<const StyleTargets> get(const std::string& key, const std::function<StyleTargets()>& compute,
+                                          bool* computed = nullptr);
+  int computations() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const StyleTargets>> targets_;
+  int computations_ = 0;
+};
+
+struct ScaleResult {
+  ScalePlan plan;
+  StylizeOutput output;          // output.rgb at this scale's size
+  bool style_targets_cached = false;
+  double seconds_style_targets = 0;
+};
+
+struct StylizeResult {
+  StylizePlan plan;
+  at::Tensor rgb;                // [1, 3, H, W] RGB 0-255 on the CPU at the output size, colours applied
+  std::vector<ScaleResult> scales;  // those that ran (fewer when interrupted)
+  LossValues initial;            // at the start of the first scale
+  LossValues final;              // the optimiser's image at the last scale run
+  LossValues written;            // that image in 8 bits, as a file holds it
+  int iterations = 0, evaluations = 0;  // over all scales
+  bool interrupted = false;      // should_stop: rgb is the best image so far, enlarged to the output size
+  double seconds_style_targets = 0, seconds_content_targets = 0, seconds_optimise = 0;
+};
+
+struct RunCallbacks {
+  std::function<void(int scale, const StylizePlan&)> on_scale_begin;   // scale: 0-based
+  std::function<void(int scale, const ScaleResult&)> on_scale_end;
+  // As TransferCallbacks (transfer.hpp): at the evaluations progress_at selects (all when empty).
+  std::function<void(int scale, const Progress&)> on_progress;
+  std::function<bool(int evaluation, int total)> progress_at;
+  std::function<bool()> should_stop;
+  // Every snapshot_every evaluations of the last scale (0 = never): the image so far, as rgb above.
+  int snapshot_every = 0;
+  std::function<void(int iteration, const at::Tensor& rgb)> on_snapshot;
+};
+
+// Runs the request on `stylizer`: plan(), then per scale the style targets (from `cache` when given
+// and the request has a style_key), the start (the content, noise, the first style image, init_image,
+// or the previous scale's result enlarged) and the optimisation. Throws what plan() throws, UsageError
+// when a loss layer is deeper than the stylizer's network, ResourceError on out-of-memory.
+StylizeResult run(const Stylizer& stylizer, const StylizeRequest& r, const RunCallbacks& callbacks = {},
+                  StyleTargetCache* cache = nullptr);
+
+}  // namespace stylize

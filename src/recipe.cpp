@@ -1,0 +1,201 @@
+#include "stylize/recipe.hpp"
+
+#include <chrono>
+#include <cmath>
+
+#include "stylize/error.hpp"
+
+namespace stylize {
+namespace {
+
+int scale_size(const StylizeRequest& r, int k) {
+  return static_cast<int>(std::lround(r.size / std::pow(2.0, r.scales - 1 - k)));
+}
+
+int scale_iterations(const StylizeRequest& r, int k) {
+  return r.iterations.size() == 1 ? r.iterations[0] : r.iterations[static_cast<size_t>(k)];
+}
+
+std::pair<int, int> dims(const at::Tensor& rgb) { return {static_cast<int>(rgb.size(3)), static_cast<int>(rgb.size(2))}; }
+
+at::Tensor sized(const ResizeFn& resize, const at::Tensor& rgb, int width, int height) {
+  if (dims(rgb) == std::make_pair(width, height)) return rgb;
+  if (!resize) throw Error(ExitCode::internal, "the request's images need resizing but it has no resize function");
+  return resize(rgb, width, height);
+}
+
+void check_images(const StylizeRequest& r) {
+  auto check = [](const at::Tensor& t, const std::string& what) {
+    if (!t.defined() || t.dim() != 4 || t.size(0) != 1 || t.size(1) != 3 || t.size(2) < 1 || t.size(3) < 1) {
+      throw UsageError("the request's " + what + " must be an RGB image [1, 3, H, W]");
+    }
+  };
+  check(r.content, "content image");
+  if (r.styles.empty()) throw UsageError("the request has no style image; give at least one");
+  for (const auto& s : r.styles) check(s, "style image");
+  if (r.init == InitFrom::image) check(r.init_image, "init image");
+}
+
+// The style images' sizes at the output's scale: every coarser scale is made from these.
+std::pair<int, int> final_style_size(const StylizeRequest& r, const at::Tensor& style) {
+  const auto [w, h] = dims(style);
+  return fit_longest(w, h, style_longest_side(r.size, r.style_scale));
+}
+
+std::string cache_key(const StylizeRequest& r, int style_longest) {
+  std::string key = r.style_key + "|" + std::to_string(style_longest) + "|";
+  for (const auto& l : r.loss.style_layers) key += l + ",";
+  key += "|";
+  for (double b : r.style_blend) key += std::to_string(b) + ",";
+  return key;
+}
+
+// The start of scale k: the previous scale's result enlarged, else what the request asks.
+StylizeParams scale_params(const Stylizer& s, const StylizeRequest& r, const ScalePlan& sp, int k,
+                           const at::Tensor& previous, const std::vector<at::Tensor>& styles) {
+  StylizeParams p;
+  p.loss = r.loss;
+  p.optimizer = optimizer_options(r, s.preprocessing(), sp.iterations);
+  p.seed = r.seed;
+  p.original_colors = r.original_colors;
+  p.init = InitKind::image;
+  if (k > 0) {
+    p.init_image = sized(r.resize, previous, sp.width, sp.height);
+  } else if (r.init == InitFrom::style) {
+    p.init_image = sized(r.resize, styles[0], sp.width, sp.height);
+  } else if (r.init == InitFrom::image) {
+    p.init_image = sized(r.resize, r.init_image, sp.width, sp.height);
+  } else {
+    p.init = r.init == InitFrom::random ? InitKind::random : InitKind::content;
+  }
+  return p;
+}
+
+TransferCallbacks scale_callbacks(const Stylizer& s, const RunCallbacks& cb, int k, bool last, const at::Tensor& content,
+                                  bool original_colors) {
+  TransferCallbacks tc;
+  if (cb.on_progress) tc.on_progress = [&cb, k](const Progress& p) { cb.on_progress(k, p); };
+  tc.progress_at = cb.progress_at;
+  tc.should_stop = cb.should_stop;
+  if (last && cb.snapshot_every > 0 && cb.on_snapshot) {
+    tc.snapshot_every = cb.snapshot_every;
+    tc.on_snapshot = [&s, &cb, content, original_colors](int iteration, const at::Tensor& input) {
+      cb.on_snapshot(iteration, s.to_rgb(input, content, original_colors));
+    };
+  }
+  return tc;
+}
+
+}  // namespace
+
+StylizePlan plan(const StylizeRequest& r, const at::Device& device, Precision precision) {
+  validate(r);
+  check_images(r);
+  StylizePlan p;
+  p.last_index = deepest_layer(r.loss);
+  const auto [cw, ch] = dims(r.content);
+  std::tie(p.width, p.height) = fit_longest(cw, ch, r.size);
+  for (int k = 0; k < r.scales; ++k) {
+    ScalePlan sp;
+    sp.size = scale_size(r, k);
+    std::tie(sp.width, sp.height) = fit_longest(p.width, p.height, sp.size);
+    sp.iterations = scale_iterations(r, k);
+    check_working_size(sp.width, sp.height, p.last_index,
+                       "the output" + (r.scales > 1 ? " at scale " + std::to_string(k + 1) : std::string()));
+    sp.style_longest = style_longest_side(sp.size, r.style_scale);
+    for (const auto& style : r.styles) {
+      const auto [fw, fh] = final_style_size(r, style);
+      sp.style_sizes.push_back(fit_longest(fw, fh, sp.style_longest));
+      check_working_size(sp.style_sizes.back().first, sp.style_sizes.back().second, p.last_index,
+                         "the style image at its working size");
+    }
+    p.scales.push_back(sp);
+  }
+  if (!device.is_cuda()) {
+    check_cpu_memory(p.width, p.height, optimizer_options(r, Preprocessing::caffe, r.iterations.back()), precision);
+  }
+  return p;
+}
+
+void shrink_to_output(StylizeRequest& r) {
+  if (!r.content.defined()) return;
+  const auto [cw, ch] = dims(r.content);
+  const auto [w, h] = fit_longest(cw, ch, r.size);
+  r.content = sized(r.resize, r.content, w, h);
+  for (auto& style : r.styles) {
+    const auto [sw, sh] = final_style_size(r, style);
+    style = sized(r.resize, style, sw, sh);
+  }
+  if (r.init_image.defined()) r.init_image = sized(r.resize, r.init_image, w, h);
+}
+
+std::shared_ptr<const StyleTargets> StyleTargetCache::get(const std::string& key,
+                                                          const std::function<StyleTargets()>& compute, bool* computed) {
+  std::lock_guard<std::mutex> lock(mu_);  // held while computing: a key is computed once
+  auto it = targets_.find(key);
+  if (computed) *computed = it == targets_.end();
+  if (it != targets_.end()) return it->second;
+  ++computations_;
+  return targets_.emplace(key, std::make_shared<const StyleTargets>(compute())).first->second;
+}
+
+int StyleTargetCache::computations() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return computations_;
+}
+
+StylizeResult run(const Stylizer& s, const StylizeRequest& request, const RunCallbacks& cb, StyleTargetCache* cache) {
+  StylizeResult res;
+  res.plan = plan(request, s.device(), s.precision());
+  if (res.plan.last_index > s.last_index()) {
+    throw UsageError("layer " + vgg19_layers()[static_cast<size_t>(res.plan.last_index)].name +
+                     " is deeper than the loaded network, which ends at " +
+                     vgg19_layers()[static_cast<size_t>(s.last_index())].name + "; use shallower layers");
+  }
+  StylizeRequest r = request;
+  shrink_to_output(r);  // every scale is made from the output-size images
+  at::Tensor previous;
+  const int n = static_cast<int>(res.plan.scales.size());
+  for (int k = 0; k < n; ++k) {
+    const ScalePlan& sp = res.plan.scales[static_cast<size_t>(k)];
+    if (cb.on_scale_begin) cb.on_scale_begin(k, res.plan);
+    ScaleResult sr;
+    sr.plan = sp;
+    const at::Tensor content = sized(r.resize, r.content, sp.width, sp.height);
+    std::vector<at::Tensor> styles;
+    for (size_t i = 0; i < r.styles.size(); ++i) {
+      styles.push_back(sized(r.resize, r.styles[i], sp.style_sizes[i].first, sp.style_sizes[i].second));
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    auto compute = [&] { return s.style_targets(r.loss, styles, r.style_blend); };
+    std::shared_ptr<const StyleTargets> targets;
+    bool computed = true;
+    if (cache && !r.style_key.empty()) {
+      targets = cache->get(cache_key(r, sp.style_longest), compute, &computed);
+    } else {
+      targets = std::make_shared<const StyleTargets>(compute());
+    }
+    sr.style_targets_cached = !computed;
+    sr.seconds_style_targets = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const StylizeParams params = scale_params(s, r, sp, k, previous, styles);
+    sr.output = s.stylize(content, *targets, params, scale_callbacks(s, cb, k, k == n - 1, content, r.original_colors));
+    if (k == 0) res.initial = sr.output.transfer.initial;
+    res.final = sr.output.transfer.final;
+    res.written = sr.output.written;
+    res.iterations += sr.output.transfer.iterations;
+    res.evaluations += sr.output.transfer.evaluations;
+    res.interrupted = sr.output.transfer.interrupted;
+    res.seconds_style_targets += sr.seconds_style_targets;
+    res.seconds_content_targets += sr.output.seconds_content_targets;
+    res.seconds_optimise += sr.output.seconds_optimise;
+    previous = sr.output.rgb;
+    if (cb.on_scale_end) cb.on_scale_end(k, sr);
+    res.scales.push_back(std::move(sr));
+    if (res.interrupted) break;
+  }
+  // An interrupted coarse scale is smaller than asked: enlarged, the output has the promised size.
+  res.rgb = sized(r.resize, previous, res.plan.width, res.plan.height);
+  return res;
+}
+
+}  // namespace stylize

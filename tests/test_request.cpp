@@ -1,0 +1,147 @@
+// The request layer on its own: defaults in one place, fields read from text and back, every range
+// and count checked by validate() with the field named, and plan() sizing every scale.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "stylize/recipe.hpp"
+#include "stylize/request.hpp"
+#include "support.hpp"
+
+using namespace stylize;
+using stylize::test::error_of;
+
+namespace {
+
+// The FieldError validate() or set_field() throws for `r`, or none.
+const FieldError* refusal(const std::function<void()>& f, FieldError& storage) {
+  try {
+    f();
+  } catch (const FieldError& e) {
+    storage = e;
+    return &storage;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST(Request, DefaultsLiveInRequestDefaultsAndMatchTheLossHeader) {
+  const StylizeRequest caffe = request_defaults(Preprocessing::caffe);
+  const LossWeights header;
+  EXPECT_EQ(caffe.loss.content_weight, header.content_weight);
+  EXPECT_EQ(caffe.loss.style_weight, header.style_weight);
+  EXPECT_EQ(caffe.loss.tv_weight, header.tv_weight);
+  EXPECT_EQ(caffe.loss.content_layers, header.content_layers);
+  EXPECT_EQ(caffe.loss.style_layers, header.style_layers);
+  const StylizeRequest tv = request_defaults(Preprocessing::torchvision);
+  EXPECT_EQ(tv.loss.style_weight, 1e6);
+  EXPECT_EQ(tv.loss.tv_weight, 0.5);
+  EXPECT_NO_THROW(validate(caffe));
+  EXPECT_NO_THROW(validate(tv));
+}
+
+TEST(Request, EveryFieldReadsBackItsOwnText) {
+  const StylizeRequest d = request_defaults(Preprocessing::caffe);
+  for (const RequestField& f : request_fields()) {
+    SCOPED_TRACE(f.name);
+    const std::string text = field_text(d, f.name);
+    if (text.empty()) continue;  // learning_rate: unset by default
+    StylizeRequest r = request_defaults(Preprocessing::torchvision);
+    set_field(r, f.name, text);
+    EXPECT_EQ(field_text(r, f.name), text);
+  }
+  StylizeRequest r = d;
+  set_field(r, "iterations", "400, 300,100");
+  EXPECT_EQ(r.iterations, (std::vector<int>{400, 300, 100}));
+  set_field(r, "style_layers", "relu1_1,relu2_1");
+  EXPECT_EQ(r.loss.style_layers, (std::vector<std::string>{"relu1_1", "relu2_1"}));
+  set_field(r, "unbounded", "1");
+  EXPECT_TRUE(r.unbounded);
+  set_field(r, "seed", "18446744073709551615");
+  EXPECT_EQ(r.seed, 18446744073709551615ull);
+}
+
+TEST(Request, TextThatIsNotOfTheFieldsTypeIsASyntaxError) {
+  FieldError e("", FieldError::syntax, "");
+  for (const auto& [name, text] : std::vector<std::pair<std::string, std::string>>{
+           {"size", "12px"}, {"size", ""}, {"iterations", "1,,2"}, {"iterations", "3.5"}, {"style_weight", "nan"},
+           {"optimizer", "LBFGS"}, {"seed", "-1"}, {"original_colors", "yes"}}) {
+    SCOPED_TRACE(name + " = " + text);
+    StylizeRequest r;
+    const FieldError* got = refusal([&] { set_field(r, name, text); }, e);
+    ASSERT_NE(got, nullptr);
+    EXPECT_EQ(got->field, name);
+    EXPECT_EQ(got->kind, FieldError::syntax);
+    EXPECT_EQ(std::string(got->what()).rfind("`" + name + "` must be", 0), 0u) << got->what();
+  }
+  StylizeRequest r;
+  const FieldError* got = refusal([&] { set_field(r, "stlye_weight", "1"); }, e);
+  ASSERT_NE(got, nullptr);
+  EXPECT_EQ(got->kind, FieldError::unknown);
+}
+
+TEST(Request, ValidateNamesTheFieldAndTheRangeItAccepts) {
+  struct Case {
+    std::string field, text, message;
+  };
+  const std::vector<Case> cases = {
+      {"style_weight", "-1", "`style_weight` must be >= 0, got -1"},
+      {"size", "15", "`size` must be in 16..16384, got 15"},
+      {"style_scale", "9", "`style_scale` must be in 0.05..8, got 9"},
+      {"scales", "0", "`scales` must be in 1..6, got 0"},
+      {"iterations", "10,-2", "`iterations` must be in 0..1000000, got -2"},
+      {"learning_rate", "0", "`learning_rate` must be > 0, got 0"},
+      {"lbfgs_history", "1001", "`lbfgs_history` must be in 1..1000, got 1001"},
+      {"style_layer_weights", "1,2", "`style_layer_weights` has 2 weights for 5 style layers"},
+      {"style_blend", "0", "`style_blend` must be weights with a sum above 0, got 0"},
+      {"content_layers", "relu9_1", "`content_layers`: unknown VGG19 layer 'relu9_1'"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.field + " = " + c.text);
+    StylizeRequest r = request_defaults(Preprocessing::caffe);
+    set_field(r, c.field, c.text);
+    FieldError e("", FieldError::syntax, "");
+    const FieldError* got = refusal([&] { validate(r); }, e);
+    ASSERT_NE(got, nullptr);
+    EXPECT_EQ(got->field, c.field);
+    EXPECT_EQ(got->kind, FieldError::range);
+    EXPECT_EQ(std::string(got->what()).rfind(c.message, 0), 0u) << got->what();
+  }
+  // Counts against each other: one iteration value, or one per scale; the first scale >= 32 px.
+  StylizeRequest r = request_defaults(Preprocessing::caffe);
+  r.scales = 3;
+  r.iterations = {1, 2};
+  EXPECT_EQ(error_of<FieldError>([&] { validate(r); }),
+            "`iterations` has 2 values for 3 scales; give one value or one per scale");
+  r.iterations = {1, 2, 3};
+  r.size = 64;
+  EXPECT_EQ(error_of<FieldError>([&] { validate(r); }).rfind("`scales` 3 makes the first scale 16 px", 0), 0u);
+}
+
+TEST(Recipe, PlanSizesEveryScaleAndRefusesTooSmallImagesBeforeAnyWork) {
+  StylizeRequest r = request_defaults(Preprocessing::caffe);
+  r.content = at::zeros({1, 3, 36, 48});
+  r.styles = {at::zeros({1, 3, 100, 50})};
+  r.size = 64;
+  r.scales = 2;
+  r.iterations = {30, 20};
+  const StylizePlan p = plan(r, at::kCPU, Precision::fp32);
+  EXPECT_EQ(p.width, 64);
+  EXPECT_EQ(p.height, 48);
+  ASSERT_EQ(p.scales.size(), 2u);
+  EXPECT_EQ(p.scales[0].size, 32);
+  EXPECT_EQ(p.scales[0].width, 32);
+  EXPECT_EQ(p.scales[0].height, 24);
+  EXPECT_EQ(p.scales[0].iterations, 30);
+  EXPECT_EQ(p.scales[1].iterations, 20);
+  EXPECT_EQ(p.scales[1].style_longest, 64);
+  EXPECT_EQ(p.scales[1].style_sizes[0], std::make_pair(32, 64));
+  EXPECT_EQ(p.scales[0].style_sizes[0], std::make_pair(16, 32));
+  EXPECT_EQ(p.last_index, deepest_layer(r.loss));
+  // relu5_1 needs 16 px per side: at style_scale 0.5 the coarse scale's style image is 8x16.
+  r.style_scale = 0.5;
+  EXPECT_NE(error_of<UsageError>([&] { plan(r, at::kCPU, Precision::fp32); }).find("the style image at its working size is 8x16 px"),
+            std::string::npos);
+  r.styles.clear();
+  EXPECT_NE(error_of<UsageError>([&] { plan(r, at::kCPU, Precision::fp32); }).find("no style image"), std::string::npos);
+}
