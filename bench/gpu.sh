@@ -58,7 +58,7 @@ build_gxx() {
   abi=$("$PY" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
   # The engine's sources, as CMakeLists.txt lists them (one list to maintain).
   sources=$(sed -n '/^add_library(stylize_engine STATIC/,/)/p; /^target_sources(stylize_engine/p' CMakeLists.txt |
-    grep -o 'src/[a-z0-9_]*\.cpp')
+    grep -o 'src/[a-z0-9_/]*\.cpp')
   for lib in torch_cuda c10_cuda; do
     if [ -e "$TORCH_DIR/lib/lib$lib.so" ]; then libs+=("-l$lib"); fi
   done

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config ninja-build
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-pthread    # without it torch's matmuls fall back to reference BLAS, ~40x slower
-  libopencv-dev           # image decode/encode (only src/image*.cpp include it)
+  libopencv-dev           # image decode/encode (only src/image/ includes it)
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   libcurl4-openssl-dev libhdf5-dev libcpp-httplib-dev

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "stylize/image.hpp"
+#include "stylize/image/image.hpp"
 #include "stylize/synthetic.hpp"
 #include "support.hpp"
 

@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "stylize/image.hpp"
+#include "stylize/image/image.hpp"
 #include "stylize/safetensors.hpp"
 #include "stylize/stylizer.hpp"
 #include "stylize/synthetic.hpp"

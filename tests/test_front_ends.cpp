@@ -12,7 +12,7 @@
 #include <regex>
 #include <thread>
 
-#include "stylize/image.hpp"
+#include "stylize/image/image.hpp"
 #include "stylize/request.hpp"
 #include "stylize/synthetic.hpp"
 #include "support.hpp"
@@ -168,8 +168,9 @@ TEST_F(FrontEnds, EveryBadFieldValueIsRefusedByAllThreeNamingTheFieldInTheirWord
 // Coarse-to-fine runs in the engine: the same request, seed and threads give the same PNG bytes
 // through `stylize`, `stylize batch` and `stylize serve`.
 TEST_F(FrontEnds, ScalesGiveTheSameBytesThroughStylizeBatchAndServe) {
-  const std::vector<std::string> recipe = {"-s", "64", "--scales", "2", "-n", "3,2", "--style-weight", "300",
-                                           "--threads", "2"};
+  // -n last: before a positional it must take one word only.
+  const std::vector<std::string> recipe = {"-s", "64", "--scales", "2", "--style-weight", "300", "--threads", "2",
+                                           "-n", "3,2"};
   std::vector<std::string> args = {dir / "content.png", dir / "style.png", "-o", dir / "cli.png", "--report",
                                    dir / "cli.json"};
   args.insert(args.end(), recipe.begin(), recipe.end());

@@ -6,7 +6,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "stylize/error.hpp"
-#include "stylize/image.hpp"
+#include "stylize/image/image.hpp"
 #include "stylize/synthetic.hpp"
 #include "support.hpp"
 

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "stylize/checksum.hpp"
-#include "stylize/image.hpp"
+#include "stylize/image/image.hpp"
 #include "stylize/losses.hpp"
 #include "stylize/preprocess.hpp"
 #include "stylize/stylizer.hpp"

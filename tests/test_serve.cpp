@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "../src/server/server.hpp"
-#include "stylize/image.hpp"
+#include "stylize/image/image.hpp"
 #include "stylize/request.hpp"
 #include "stylize/synthetic.hpp"
 #include "stylize/weights.hpp"

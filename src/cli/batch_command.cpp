@@ -21,7 +21,7 @@
 #include "engine_flags.hpp"
 #include "stylize/error.hpp"
 #include "stylize/fsutil.hpp"
-#include "stylize/image.hpp"
+#include "stylize/image/image.hpp"
 #include "stylize/recipe.hpp"
 #include "stylize/report.hpp"
 

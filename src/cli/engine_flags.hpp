@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "stylize/image.hpp"
+#include "stylize/image/image.hpp"
 #include "stylize/request.hpp"
 #include "stylize/stylizer.hpp"
 

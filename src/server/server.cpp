@@ -15,7 +15,7 @@
 #include "openapi.hpp"
 #include "stylize/error.hpp"
 #include "stylize/fsutil.hpp"
-#include "stylize/image.hpp"
+#include "stylize/image/image.hpp"
 #include "stylize/recipe.hpp"
 
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-#include "stylize/convert.hpp"
+#include "stylize/weights_tools/convert.hpp"
 
 #include <ATen/ATen.h>
 #include <hdf5.h>

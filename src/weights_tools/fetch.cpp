@@ -1,4 +1,4 @@
-#include "stylize/fetch.hpp"
+#include "stylize/weights_tools/fetch.hpp"
 
 #include <ATen/ATen.h>
 #include <sys/stat.h>
@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "stylize/checksum.hpp"
-#include "stylize/convert.hpp"
+#include "stylize/weights_tools/convert.hpp"
 #include "stylize/error.hpp"
 #include "stylize/safetensors.hpp"
 #include "stylize/vgg19.hpp"

@@ -1,4 +1,4 @@
-#include "stylize/image.hpp"
+#include "stylize/image/image.hpp"
 
 #include <ATen/ATen.h>
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "stylize/download.hpp"
+#include "stylize/weights_tools/download.hpp"
 
 namespace stylize {
 

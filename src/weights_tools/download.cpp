@@ -1,4 +1,4 @@
-#include "stylize/download.hpp"
+#include "stylize/weights_tools/download.hpp"
 
 #include <curl/curl.h>
 #include <sys/stat.h>
