@@ -16,7 +16,8 @@ if [ ! -f "$dir/root/usr/include/torch/csrc/api/include/torch/version.h" ]; then
   rm -rf "$dir/root" && dpkg-deb -x "$dir/libtorch-dev.deb" "$dir/root"
 fi
 inc="$dir/root/usr/include"
-echo "LibTorch headers: $(grep -o 'TORCH_VERSION "[^"]*"' "$inc/torch/csrc/api/include/torch/version.h" || echo '?')"
+v="$inc/torch/csrc/api/include/torch/version.h"
+echo "LibTorch headers: $(awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH)/{printf "%s%s", sep, $3; sep="."}' "$v") ($inc)"
 # The engine's sources as CMakeLists.txt lists them, as the engine-only GPU build compiles them (no oneDNN).
 sources=$(sed -n '/^add_library(stylize_engine STATIC/,/)/p; /^target_sources(stylize_engine/p' CMakeLists.txt |
   grep -o 'src/[a-z0-9_/]*\.cpp')
