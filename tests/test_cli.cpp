@@ -280,9 +280,19 @@ TEST_F(Cli, BadFlagsAreUsageErrors) {
 }
 
 TEST_F(Cli, ARunTooLargeForMemoryIsRefusedAtTheStart) {
-  // 16384 px on the long side needs ~500 GB here: refused before anything is allocated.
-  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--size", "16384"}), 7,
-                       "needs about");
+  // 16384 px on the long side needs ~500 GB whole; tiled it would fit this machine, so the test
+  // gives it 200 MB: refused before anything is allocated.
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--size", "16384",
+                                "--max-memory", "200M"}),
+                       7, "needs about");
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--max-memory", "lots"}),
+                       2, "--max-memory must be a size");
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--tile", "8",
+                                "--tile-overlap", "2"}),
+                       2, "the tile is 8x8 px");
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--tile", "32",
+                                "--tile-overlap", "32"}),
+                       2, "--tile-overlap must be smaller than --tile (32)");
 }
 
 TEST_F(Cli, CudaAskedForButAbsentIsADeviceError) {

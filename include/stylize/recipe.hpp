@@ -18,6 +18,7 @@
 
 #include "stylize/request.hpp"
 #include "stylize/stylizer.hpp"
+#include "stylize/tiling.hpp"
 
 namespace stylize {
 
@@ -27,6 +28,10 @@ struct ScalePlan {
   int iterations = 0;
   int style_longest = 0;                         // style images' longest side at this scale
   std::vector<std::pair<int, int>> style_sizes;  // (width, height) per style image
+  // Tiled (tiling.hpp) when tile > 0: `sweeps` sweeps of `tile_iterations` iterations per tile visit.
+  int tile = 0, sweeps = 0, tile_iterations = 0;
+  std::string tiling_reason;                     // why it is tiled, for the log ("" = untiled)
+  uint64_t estimated_peak_bytes = 0;             // CPU host memory, the model of stylizer.hpp / tiling.hpp
 };
 
 struct StylizePlan {
@@ -35,10 +40,11 @@ struct StylizePlan {
   int last_index = 0;             // deepest network layer a loss uses
 };
 
-// Validates the request (validate()), then checks every scale: the content and each style image at
-// their working sizes against the deepest layer, and on the CPU the memory the output's scale needs
-// (`precision` as the network will run). Throws FieldError/UsageError (invalid, too small: exit 2),
-// ResourceError (memory: exit 7). Needs only the images' sizes: cheap, before any weights load.
+// Validates the request (validate()), then plans every scale: the content and each style image at
+// their working sizes against the deepest layer, and whether it is tiled — when the request's `tile`
+// is smaller than the image, or on the CPU when a whole run would need more than r.max_memory (else
+// the free memory): then with the largest tile that fits. Throws FieldError/UsageError (invalid, too
+// small: exit 2), ResourceError (not even a tiled run fits: exit 7). Needs only the images' sizes.
 StylizePlan plan(const StylizeRequest& r, const at::Device& device, Precision precision);
 
 // Resizes the request's images to the sizes the output's scale uses, so that a queue holds no more
@@ -62,7 +68,8 @@ class StyleTargetCache {
 
 struct ScaleResult {
   ScalePlan plan;
-  StylizeOutput output;          // output.rgb at this scale's size
+  StylizeOutput output;          // output.rgb at this scale's size (tiled: losses summed over the tiles)
+  std::vector<Tile> tiles;       // a tiled scale's last sweep
   bool style_targets_cached = false;
   double seconds_style_targets = 0;
 };
@@ -82,11 +89,13 @@ struct StylizeResult {
 struct RunCallbacks {
   std::function<void(int scale, const StylizePlan&)> on_scale_begin;   // scale: 0-based
   std::function<void(int scale, const ScaleResult&)> on_scale_end;
+  std::function<void(int scale, const TileProgress&)> on_tile;  // before each tile of a tiled scale
   // As TransferCallbacks (transfer.hpp): at the evaluations progress_at selects (all when empty).
   std::function<void(int scale, const Progress&)> on_progress;
   std::function<bool(int evaluation, int total)> progress_at;
   std::function<bool()> should_stop;
-  // Every snapshot_every evaluations of the last scale (0 = never): the image so far, as rgb above.
+  // Every snapshot_every evaluations of the last scale (0 = never; a tiled last scale: after every
+  // sweep): the image so far, as rgb above.
   int snapshot_every = 0;
   std::function<void(int iteration, const at::Tensor& rgb)> on_snapshot;
 };

@@ -19,7 +19,9 @@ nlohmann::json losses_json(const LossValues& initial, const LossValues& final, c
 // keep_in_range as the optimiser ran), plus the stylizer's preprocessing, device and precision.
 nlohmann::json settings_json(const StylizeRequest& r, const Stylizer& s);
 
-// One entry per scale run: size, width, height, iterations, timings, a profile and the losses.
+// One entry per scale run: size, width, height, iterations, timings, a profile, the losses and the
+// memory estimate; a tiled scale adds "tiling": tile, sweeps, tile_iterations, reason and the last
+// sweep's tile interiors as [x, y, width, height] (they partition the image).
 nlohmann::json scales_json(const StylizeResult& result, const LossWeights& w);
 
 }  // namespace stylize

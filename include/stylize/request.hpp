@@ -56,6 +56,16 @@ struct StylizeRequest {
   InitFrom init = InitFrom::content;
   uint64_t seed = 0;
   bool original_colors = false;
+  // Print size (tiling.hpp): tile a scale whose image is larger than `tile` px (0: only when a whole
+  // run would not fit in memory); `tile_overlap` px of context around each tile; each tile visit runs
+  // up to `tile_iterations` iterations, and a tiled scale of n iterations makes ceil(n / tile_iterations)
+  // sweeps, so every pixel gets about n iterations however the image is cut.
+  int tile = 0;
+  int tile_overlap = 64;
+  int tile_iterations = 100;
+
+  // Not a recipe setting: the front-end's memory limit for plan(), in bytes (0 = what the machine has free).
+  uint64_t max_memory = 0;
 };
 
 // The defaults of every field, the only place they are set: the loss weights depend on the

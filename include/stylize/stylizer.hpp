@@ -29,6 +29,7 @@ struct StylizeParams {
   at::Tensor init_image;        // RGB 0-255 at the content's size, for InitKind::image
   uint64_t seed = 0;            // random init
   bool original_colors = false; // keep the content's colours (luminance transfer)
+  at::Tensor update_mask;       // [1, 1, H, W] 1 where pixels may change (a tile's interior); undefined = all
 };
 
 struct StylizeOutput {

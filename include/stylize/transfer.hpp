@@ -67,9 +67,11 @@ struct TransferResult {
 
 // Runs the optimisation from `init` (network input, [1, 3, H, W], on the network's device). With a
 // defined `range` and opts.keep_in_range, every step is projected into it (the L-BFGS pair then holds
-// the step actually taken). Throws ResourceError on out-of-memory, Error(internal) if the loss is
-// not finite at the start.
+// the step actually taken). A defined `update_mask` ([1, 1, H, W], 1 = may change, 0 = fixed context,
+// on the same device) multiplies the gradient, so only the masked pixels move. Throws ResourceError on
+// out-of-memory, Error(internal) if the loss is not finite at the start.
 TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, const OptimizerOptions& opts,
-                              const TransferCallbacks& callbacks = {}, const InputRange& range = {});
+                              const TransferCallbacks& callbacks = {}, const InputRange& range = {},
+                              const at::Tensor& update_mask = {});
 
 }  // namespace stylize

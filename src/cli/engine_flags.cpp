@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <chrono>
 
 #include "stylize/cpu_allocator.hpp"
@@ -90,6 +91,10 @@ void add_engine_flags(CLI::App& app, EngineFlags& f) {
   app.add_option("--max-megapixels", f.max_megapixels, "Refuse input images larger than this before decoding")
       ->check(CLI::Range(0.001, 1000.0))
       ->capture_default_str();
+  app.add_option("--max-memory", f.max_memory,
+                 "Memory a run may use, e.g. 8G or 512M (default: what the machine has free); a scale that would not "
+                 "fit whole is tiled (see --tile)")
+      ->type_name("SIZE");
   app.add_flag("-q,--quiet", f.quiet, "Only warnings and errors");
   app.add_flag("-v,--verbose", f.verbose, "Debug logging");
 }
@@ -98,7 +103,30 @@ StylizeRequest request_from_flags(const EngineFlags& f, Preprocessing p) {
   StylizeRequest r = request_defaults(p);
   for (const auto& [name, text] : f.fields) set_field(r, name, text);
   r.resize = resize_image;
+  r.max_memory = max_memory_bytes(f);
   return r;
+}
+
+uint64_t max_memory_bytes(const EngineFlags& f) {
+  if (f.max_memory.empty()) return 0;
+  const std::string& t = f.max_memory;
+  size_t used = 0;
+  double v = -1;
+  try {
+    v = std::stod(t, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit = t.substr(used);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.size() == 2 && unit[1] == 'B') unit.pop_back();
+  const std::map<std::string, double> scale = {{"", 1.0}, {"B", 1.0}, {"K", 1024.0}, {"M", 1048576.0},
+                                               {"G", 1073741824.0}, {"T", 1099511627776.0}};
+  const auto it = scale.find(unit);
+  if (used == 0 || it == scale.end() || !(v > 0) || v * it->second < 1048576.0) {
+    throw UsageError("--max-memory must be a size of at least 1M such as 8G or 512M, got " + in_quotes(t));
+  }
+  return static_cast<uint64_t>(v * it->second);
 }
 
 Engine load_engine(const EngineFlags& f, int last_index) {

@@ -32,6 +32,7 @@ struct EngineFlags {
   int threads = 0;
   int print_every = 50;
   double max_megapixels = kDefaultMaxPixels / 1e6;
+  std::string max_memory;  // "8G", "512M", "" = what the machine has free
   int quiet = 0, verbose = 0;
 };
 
@@ -59,6 +60,9 @@ Engine load_engine(const EngineFlags& f, int last_index);
 
 // The precision the engine will run in (--precision on --device), for plan() before loading.
 Precision planned_precision(const EngineFlags& f);
+
+// --max-memory in bytes (0 when not given); throws UsageError naming the flag on anything else.
+uint64_t max_memory_bytes(const EngineFlags& f);
 
 // Reads an image for a request (content, style or init), logging how it was converted.
 LoadedImage read_image(const std::string& path, const std::string& role, const EngineFlags& f);

@@ -88,9 +88,19 @@ RunCallbacks callbacks(const StylizeOptions& o, const StylizeRequest& r, Display
     d.label = n > 1 ? "scale " + std::to_string(k + 1) + "/" + std::to_string(n) + " " : "";
     spdlog::info("{}stylising {}x{} with {} style image(s), {} {} iterations", d.label, sp.width, sp.height,
                  r.styles.size(), sp.iterations, to_string(r.optimizer));
+    if (sp.tile > 0) {
+      spdlog::info("{}tiled by {} px, {} px overlap: {}; {} sweep(s) of {} iterations per tile", d.label, sp.tile,
+                   r.tile_overlap, render_fields(sp.tiling_reason, FieldWords::flag), sp.sweeps, sp.tile_iterations);
+    }
     d.progress = std::make_unique<ProgressDisplay>(o.engine.print_every, o.engine.quiet > 0, d.label);
   };
   cb.on_scale_end = [&d](int, const ScaleResult&) { d.progress->finish(); };
+  cb.on_tile = [&d](int, const TileProgress& t) {
+    d.progress->finish();
+    spdlog::info("{}sweep {}/{} tile {}/{} ({}x{} at {},{}), ETA {}", d.label, t.sweep, t.sweeps, t.tile, t.tiles,
+                 t.rect.interior.width, t.rect.interior.height, t.rect.interior.x, t.rect.interior.y,
+                 format_duration(t.eta_seconds));
+  };
   cb.on_progress = [&d](int, const Progress& p) { d.progress->update(p.iteration, p.total, p.loss, p.seconds); };
   cb.progress_at = [&d](int iteration, int total) { return d.progress->due(iteration, total); };
   cb.should_stop = [] { return interrupt_requested(); };

@@ -1,9 +1,16 @@
 #include "stylize/recipe.hpp"
 
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
+#include <cstdio>
+
 #include "stylize/error.hpp"
+#include "stylize/runtime.hpp"
 
 namespace stylize {
 namespace {
@@ -86,6 +93,89 @@ TransferCallbacks scale_callbacks(const Stylizer& s, const RunCallbacks& cb, int
   return tc;
 }
 
+std::string gigabytes(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GB", static_cast<double>(bytes) / 1e9);
+  return buf;
+}
+
+// Whether scale `sp` is tiled and how: the request's tile when smaller than the image; on the CPU,
+// the largest tile that fits when a whole run does not. Throws ResourceError when nothing fits.
+void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const at::Device& device, Precision precision) {
+  const OptimizerOptions opt = optimizer_options(r, Preprocessing::caffe, sp.iterations);
+  const int longest = std::max(sp.width, sp.height);
+  const uint64_t budget = r.max_memory > 0 ? r.max_memory : available_memory_bytes();
+  const uint64_t whole = estimate_cpu_peak_bytes(sp.width, sp.height, opt, precision);
+  const std::string run = "a whole " + std::to_string(sp.width) + "x" + std::to_string(sp.height) + " run";
+  if (r.tile > 0 && r.tile < longest) {
+    sp.tile = r.tile;
+    sp.tiling_reason = "asked for (" + field("tile") + " " + std::to_string(r.tile) + ")";
+  } else if (!device.is_cuda() && budget > 0 && whole > budget) {
+    const int min_tile = std::max(64, vgg19_min_side(last_index));
+    sp.tile = largest_fitting_tile(sp.width, sp.height, r.tile_overlap, min_tile, opt, precision, budget);
+    if (sp.tile == 0) {
+      throw ResourceError(run + " needs about " + gigabytes(whole) + " of memory and even a tiled one (" +
+                          std::to_string(min_tile) + " px tiles) needs about " +
+                          gigabytes(estimate_tiled_peak_bytes(sp.width, sp.height, min_tile, r.tile_overlap, opt, precision)) +
+                          ", but " + gigabytes(budget) + " is available; use a smaller `size` or `tile_overlap`");
+    }
+    sp.tiling_reason = run + " needs about " + gigabytes(whole) + " of memory, " + gigabytes(budget) + " is available";
+  }
+  if (sp.tile == 0) {
+    sp.estimated_peak_bytes = whole;
+    if (!device.is_cuda()) check_cpu_memory(sp.width, sp.height, opt, precision);
+    return;
+  }
+  check_working_size(sp.tile, sp.tile, last_index, "the tile");
+  sp.tile_iterations = std::min(sp.iterations, r.tile_iterations);
+  sp.sweeps = sp.iterations == 0 ? 0 : (sp.iterations + r.tile_iterations - 1) / r.tile_iterations;
+  sp.estimated_peak_bytes = estimate_tiled_peak_bytes(sp.width, sp.height, sp.tile, r.tile_overlap, opt, precision);
+  if (!device.is_cuda() && budget > 0 && sp.estimated_peak_bytes > budget) {
+    throw ResourceError("a run tiled by " + std::to_string(sp.tile) + " px needs about " +
+                        gigabytes(sp.estimated_peak_bytes) + " of memory, but " + gigabytes(budget) +
+                        " is available; use a smaller `tile` or `tile_overlap`");
+  }
+}
+
+// A tiled scale through optimize_tiled(), reported as an untiled one is (losses summed over the tiles).
+StylizeOutput tiled_scale(const Stylizer& s, const StylizeRequest& r, const ScalePlan& sp, int k, bool last,
+                          const at::Tensor& content, const StylizeParams& params, const StyleTargets& targets,
+                          const RunCallbacks& cb, std::vector<Tile>& tiles) {
+  at::Tensor start = content;
+  if (params.init == InitKind::image) {
+    start = params.init_image;
+  } else if (params.init == InitKind::random) {
+    // The untiled start (stylizer.cpp), drawn on the CPU for the whole image, in RGB.
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(r.seed);
+    start = s.to_rgb(at::randn(content.sizes(), gen, at::kFloat) * (0.001 * input_units_per_level(s.preprocessing())),
+                     content, false);
+  }
+  StylizeParams p = params;
+  p.optimizer.iterations = sp.tile_iterations;
+  TiledCallbacks tc;
+  if (cb.on_tile) tc.on_tile = [&cb, k](const TileProgress& t) { cb.on_tile(k, t); };
+  tc.transfer = scale_callbacks(s, cb, k, false, content, false);
+  if (last && cb.snapshot_every > 0 && cb.on_snapshot) {
+    tc.on_sweep = [&](int sweep, const at::Tensor& rgb) {
+      cb.on_snapshot(sweep * sp.tile_iterations, r.original_colors ? transfer_luminance(rgb, content) : rgb);
+    };
+  }
+  const TiledResult t = optimize_tiled(s, content, start, targets, p, sp.tile, r.tile_overlap, sp.sweeps,
+                                       r.seed + static_cast<uint64_t>(k), tc);
+  StylizeOutput out;
+  out.rgb = r.original_colors ? transfer_luminance(t.rgb, content) : t.rgb;
+  out.transfer.iterations = t.iterations;
+  out.transfer.evaluations = t.evaluations;
+  out.transfer.interrupted = t.interrupted;
+  out.transfer.initial = t.initial;
+  out.transfer.final = t.final;
+  out.transfer.seconds_loop = t.seconds;
+  out.written = t.final;  // the whole image is never evaluated at once at a tiled scale
+  out.seconds_optimise = t.seconds;
+  tiles = t.last_grid;
+  return out;
+}
+
 }  // namespace
 
 StylizePlan plan(const StylizeRequest& r, const at::Device& device, Precision precision) {
@@ -109,10 +199,8 @@ StylizePlan plan(const StylizeRequest& r, const at::Device& device, Precision pr
       check_working_size(sp.style_sizes.back().first, sp.style_sizes.back().second, p.last_index,
                          "the style image at its working size");
     }
+    plan_tiling(r, sp, p.last_index, device, precision);
     p.scales.push_back(sp);
-  }
-  if (!device.is_cuda()) {
-    check_cpu_memory(p.width, p.height, optimizer_options(r, Preprocessing::caffe, r.iterations.back()), precision);
   }
   return p;
 }
@@ -178,7 +266,11 @@ StylizeResult run(const Stylizer& s, const StylizeRequest& request, const RunCal
     sr.style_targets_cached = !computed;
     sr.seconds_style_targets = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const StylizeParams params = scale_params(s, r, sp, k, previous, styles);
-    sr.output = s.stylize(content, *targets, params, scale_callbacks(s, cb, k, k == n - 1, content, r.original_colors));
+    if (sp.tile > 0) {
+      sr.output = tiled_scale(s, r, sp, k, k == n - 1, content, params, *targets, cb, sr.tiles);
+    } else {
+      sr.output = s.stylize(content, *targets, params, scale_callbacks(s, cb, k, k == n - 1, content, r.original_colors));
+    }
     if (k == 0) res.initial = sr.output.transfer.initial;
     res.final = sr.output.transfer.final;
     res.written = sr.output.written;

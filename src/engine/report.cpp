@@ -54,7 +54,17 @@ nlohmann::json scales_json(const StylizeResult& result, const LossWeights& w) {
                                         {"optimizer_and_callbacks", t.seconds_loop - t.seconds_forward - t.seconds_backward},
                                         {"final_evaluation", sr.output.seconds_optimise - t.seconds_loop}}},
                    {"seconds_per_iteration", t.evaluations > 0 ? t.seconds_loop / t.evaluations : 0.0},
-                   {"losses", losses_json(t.initial, t.final, sr.output.written, w)}});
+                   {"losses", losses_json(t.initial, t.final, sr.output.written, w)},
+                   {"estimated_peak_mib", static_cast<double>(sr.plan.estimated_peak_bytes) / (1 << 20)}});
+    if (sr.plan.tile > 0) {
+      nlohmann::json rects = nlohmann::json::array();
+      for (const Tile& tile : sr.tiles) {
+        rects.push_back({tile.interior.x, tile.interior.y, tile.interior.width, tile.interior.height});
+      }
+      out.back()["tiling"] = {{"tile", sr.plan.tile}, {"sweeps", sr.plan.sweeps},
+                              {"tile_iterations", sr.plan.tile_iterations}, {"reason", sr.plan.tiling_reason},
+                              {"last_sweep_tiles", rects}};
+    }
   }
   return out;
 }

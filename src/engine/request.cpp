@@ -132,7 +132,8 @@ const std::vector<FieldEntry>& entries() {
         false, false, {true, 1, 6, false}},
        [](R& r, S n, S t) { r.scales = to_int(n, t); }, [](const R& r) { return std::to_string(r.scales); },
        [](const R& r) -> std::vector<double> { return {double(r.scales)}; }},
-      {{"iterations", "N[,N...]", "Optimiser iterations: one value for every scale, or one per scale, coarsest first",
+      {{"iterations", "N[,N...]", "Optimiser iterations: one value for every scale, or one per scale, coarsest first; a tiled scale gives every "
+        "tile about N (see tile_iterations)",
         false, false, {true, 0, 1e6, false}},
        [](R& r, S n, S t) { r.iterations = to_list<int>(n, t, to_int); },
        [](const R& r) { return join(r.iterations, [](int i) { return std::to_string(i); }); },
@@ -184,6 +185,20 @@ const std::vector<FieldEntry>& entries() {
          r.seed = v;
        },
        [](const R& r) { return std::to_string(r.seed); }, {}},
+      {{"tile", "PX", "Tile scales larger than this, tile by tile (0 = only when a whole run would not fit in memory)",
+        false, false, {true, 0, 16384, false}},
+       [](R& r, S n, S t) { r.tile = to_int(n, t); }, [](const R& r) { return std::to_string(r.tile); },
+       [](const R& r) -> std::vector<double> { return {double(r.tile)}; }},
+      {{"tile_overlap", "PX", "Context around each tile, px (only the tile's interior is written back)", false, false,
+        {true, 0, 4096, false}},
+       [](R& r, S n, S t) { r.tile_overlap = to_int(n, t); }, [](const R& r) { return std::to_string(r.tile_overlap); },
+       [](const R& r) -> std::vector<double> { return {double(r.tile_overlap)}; }},
+      {{"tile_iterations", "N",
+        "Iterations per tile visit; a tiled scale of N iterations sweeps the image ceil(N / this) times", false, false,
+        {true, 1, 1e6, false}},
+       [](R& r, S n, S t) { r.tile_iterations = to_int(n, t); },
+       [](const R& r) { return std::to_string(r.tile_iterations); },
+       [](const R& r) -> std::vector<double> { return {double(r.tile_iterations)}; }},
       {{"original_colors", "BOOL", "Keep the content's colours (transfer luminance only)", false, true, {}},
        [](R& r, S n, S t) { r.original_colors = to_bool(n, t); },
        [](const R& r) { return std::string(r.original_colors ? "true" : "false"); }, {}},
@@ -284,6 +299,11 @@ void validate(const StylizeRequest& r) {
   check_layers("style_layers", r.loss.style_layers);
   check_counts(r);
   deepest_layer(r.loss);  // at least one layer
+  if (r.tile > 0 && r.tile_overlap >= r.tile) {
+    throw FieldError("tile_overlap", FieldError::range,
+                     field("tile_overlap") + " must be smaller than " + field("tile") + " (" + std::to_string(r.tile) +
+                         "), got " + std::to_string(r.tile_overlap));
+  }
   const int first = static_cast<int>(std::lround(r.size / std::pow(2.0, r.scales - 1)));
   if (r.scales > 1 && first < 32) {
     throw FieldError("scales", FieldError::range,

@@ -105,7 +105,8 @@ StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTarget
   }
   out.seconds_content_targets = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
-  out.transfer = optimize_image(loss, init, params.optimizer, callbacks, input_range(preprocessing_, content));
+  const at::Tensor mask = params.update_mask.defined() ? params.update_mask.to(device_) : at::Tensor();
+  out.transfer = optimize_image(loss, init, params.optimizer, callbacks, input_range(preprocessing_, content), mask);
   out.rgb = to_rgb(out.transfer.input, content_rgb, params.original_colors);
   {
     c10::NoGradGuard no_grad;

@@ -22,7 +22,7 @@ using Clock = std::chrono::steady_clock;
 }  // namespace
 
 TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, const OptimizerOptions& opts,
-                              const TransferCallbacks& cb, const InputRange& range) {
+                              const TransferCallbacks& cb, const InputRange& range, const at::Tensor& update_mask) {
   if (opts.iterations < 0) throw UsageError(field("iterations") + " must be >= 0");
   TransferResult result;
   const bool bounded = range.defined() && keeps_in_range(opts);
@@ -44,6 +44,8 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
     LossTerms terms = loss.evaluate(x);
     const auto t1 = Clock::now();
     terms.total.backward();
+    // Pixels outside the mask are context: with no gradient there, every step leaves them as they are.
+    if (update_mask.defined()) x.mutable_grad().mul_(update_mask);
     result.seconds_forward += std::chrono::duration<double>(t1 - t0).count();
     result.seconds_backward += std::chrono::duration<double>(Clock::now() - t1).count();
     ++evals;

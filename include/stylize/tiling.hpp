@@ -1,0 +1,76 @@
+// Print size: optimising an image larger than memory tile by tile. The whole image stays on the host
+// (RGB 0-255 float); each tile, with a margin of context on every side, goes through the network and
+// only its interior is written back. The style targets are global (one style everywhere), the content
+// targets are the tile's own, and the grid moves by a seeded random offset every sweep so that no
+// border stays in one place (README "Print size").
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "stylize/stylizer.hpp"
+
+namespace stylize {
+
+struct TileRect {
+  int x = 0, y = 0, width = 0, height = 0;  // pixels of the scale's image
+};
+
+struct Tile {
+  TileRect interior;  // the part this tile writes back; the interiors of a grid partition the image
+  TileRect crop;      // the interior plus `overlap` px of context on each side, clipped to the image
+};
+
+// The grid of sweep `sweep`: interiors of about `tile` px (between tile/2 and 1.5·tile, so that the
+// random offset leaves no sliver) starting at an offset drawn from (seed, sweep); raster order.
+// Sweep 0 of any seed and a tile ≥ the image give one tile covering everything.
+std::vector<Tile> tile_grid(int width, int height, int tile, int overlap, uint64_t seed, int sweep);
+
+// Peak host memory of a tiled CPU run: one tile's run at its largest crop (1.5·tile + 2·overlap per
+// side) plus the whole image's buffers (image, content, start: 3 float RGB copies).
+uint64_t estimate_tiled_peak_bytes(int width, int height, int tile, int overlap, const OptimizerOptions& optimizer,
+                                   Precision precision);
+
+// The largest tile (a multiple of 32, at least `min_tile`) whose tiled run fits in `budget` bytes;
+// 0 when none does.
+int largest_fitting_tile(int width, int height, int overlap, int min_tile, const OptimizerOptions& optimizer,
+                         Precision precision, uint64_t budget);
+
+struct TileProgress {
+  int sweep = 0, sweeps = 0;  // 1-based
+  int tile = 0, tiles = 0;    // 1-based, within the sweep
+  Tile rect;
+  double seconds = 0;         // since the tiled scale began
+  double eta_seconds = -1;    // -1 until one tile has run
+};
+
+struct TiledCallbacks {
+  std::function<void(const TileProgress&)> on_tile;  // before each tile
+  TransferCallbacks transfer;                        // each tile's optimisation (should_stop included)
+  std::function<void(int sweep, const at::Tensor& rgb)> on_sweep;  // after each sweep: the whole image
+};
+
+struct TiledResult {
+  at::Tensor rgb;                // [1, 3, H, W] RGB 0-255 on the CPU (colours not transferred)
+  std::vector<Tile> last_grid;   // the tiles of the last sweep run
+  int sweeps = 0;                // completed (an interrupted one counts when some tile ran)
+  int iterations = 0, evaluations = 0;
+  bool interrupted = false;
+  LossValues initial;            // sum over the first sweep's tiles at their start
+  LossValues final;              // sum over the last sweep's tiles at their end
+  double seconds = 0;
+};
+
+// Optimises `start` (RGB 0-255 at the content's size) toward `content_rgb` and the global `style`
+// targets: `sweeps` sweeps, each giving every tile `params.optimizer.iterations` iterations from a
+// fresh optimiser. params.init/init_image and original_colors are ignored (the start is `start`;
+// colours are the caller's). One tile covering everything with one sweep is exactly
+// Stylizer::stylize from `start`.
+TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_rgb, const at::Tensor& start,
+                           const StyleTargets& style, const StylizeParams& params, int tile, int overlap, int sweeps,
+                           uint64_t seed, const TiledCallbacks& callbacks = {});
+
+}  // namespace stylize
