@@ -598,13 +598,14 @@ def main():
         L.append("")
         L.extend(gpu_section(gpu_results()))
     path = os.path.join(ROOT, "BENCHMARKS.md")
-    # bench/real_weights.py owns the "Real weights" section: carried over as it is.
+    # bench/real_weights.py and bench/print_size.py own their sections: carried over as they are.
     real = ""
     if os.path.exists(path):
         old = open(path).read()
-        begin, end = "<!-- real-weights:begin -->", "<!-- real-weights:end -->"
-        if begin in old and end in old:
-            real = "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+        for name in ("real-weights", "print-size"):
+            begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+            if begin in old and end in old:
+                real += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
     with open(path, "w") as f:
         f.write("\n".join(L) + "\n" + real)
     log("wrote BENCHMARKS.md")

@@ -149,6 +149,16 @@ TEST(Serve, SynchronousEndpointAndItsLimits) {
   expect_error(c.Post("/v1/stylize", form({{"iterations", "50"}})), 422, "out_of_range");
 }
 
+TEST(Serve, TiledJobsRunWhereTheServerAllowsThem) {
+  serve::ServeOptions o;
+  o.allow_tiled = true;
+  Running s(o);
+  auto c = s.client();
+  auto r = c.Post("/v1/stylize", form({{"tile", "16"}, {"tile_overlap", "8"}, {"iterations", "2"}, {"tile_iterations", "1"}}));
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(decode_image(std::vector<uint8_t>(r->body.begin(), r->body.end()), "r", "result").width, 32);
+}
+
 TEST(Serve, BadRequestsGetJsonErrors) {
   Running s({});
   auto c = s.client();
@@ -160,6 +170,7 @@ TEST(Serve, BadRequestsGetJsonErrors) {
   expect_error(c.Post("/v1/jobs", form({{"iterations", "1e9"}})), 422, "out_of_range");
   expect_error(c.Post("/v1/jobs", form({{"style_weight", "-3"}})), 400, "out_of_range");
   expect_error(c.Post("/v1/jobs", form({{"format", "gif"}})), 400, "bad_field");
+  expect_error(c.Post("/v1/jobs", form({{"tile", "24"}, {"tile_overlap", "8"}})), 422, "too_large");  // tiled jobs are off by default
   expect_error(c.Post("/v1/jobs", form({{"style", "<drop>"}, {"style_id", "../../etc/passwd"}})), 400, "unknown_style");
   expect_error(c.Get("/v1/jobs/0123456789abcdef0123456789abcdef"), 404, "not_found");
   expect_error(c.Get("/v1/nothing"), 404, "not_found");

@@ -1,6 +1,7 @@
 // Print size: optimising an image larger than memory tile by tile. The whole image stays on the host
-// (RGB 0-255 float); each tile, with a margin of context on every side, goes through the network and
-// only its interior is written back. The style targets are global (one style everywhere), the content
+// (RGB 0-255 float); each tile, with a margin of context on every side, goes through the network: the
+// interior moves freely, the margin less and less toward the crop's edge (the gradient is weighted
+// 1 -> 0 across it), and the result is blended back with the same weight. The style targets are global (one style everywhere), the content
 // targets are the tile's own, and the grid moves by a seeded random offset every sweep so that no
 // border stays in one place (README "Print size").
 #pragma once
@@ -20,7 +21,7 @@ struct TileRect {
 };
 
 struct Tile {
-  TileRect interior;  // the part this tile writes back; the interiors of a grid partition the image
+  TileRect interior;  // the part this tile owns (weight 1); the interiors of a grid partition the image
   TileRect crop;      // the interior plus `overlap` px of context on each side, clipped to the image
 };
 

@@ -39,6 +39,8 @@ void setup(CLI::App& app, ServeCommandOptions& o) {
   app.add_option("--max-iterations", s.max_iterations, "Most iterations a job may ask for")->check(CLI::Range(0, 1000000))->capture_default_str();
   app.add_option("--sync-max-size", s.sync_max_size, "POST /v1/stylize: largest size")->check(CLI::Range(16, 16384))->capture_default_str();
   app.add_option("--sync-max-iterations", s.sync_max_iterations, "POST /v1/stylize: most iterations")->check(CLI::Range(0, 1000000))->capture_default_str();
+  app.add_flag("--allow-tiled", s.allow_tiled,
+               "Run jobs that the plan tiles (a 'tile' field, or too large to fit whole); otherwise they get 422");
   app.add_option("--api-key-file", o.api_key_file, "File holding the API key; then every request needs 'Authorization: Bearer KEY'");
   app.add_option("--styles-dir", s.styles_dir, "Folder of named style images (style_id = file stem)");
   app.add_option("--result-ttl", s.result_ttl_s, "Seconds a finished job and its result are kept")->check(CLI::Range(1.0, 1e7))->capture_default_str();

@@ -127,6 +127,9 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
     return;
   }
   check_working_size(sp.tile, sp.tile, last_index, "the tile");
+  // An interior can be as small as tile/2 (tiling.hpp) and its crop adds the overlap on one side at least.
+  check_working_size(sp.tile / 2 + r.tile_overlap, sp.tile / 2 + r.tile_overlap, last_index,
+                     "the smallest tile with its overlap (" + field("tile") + "/2 + " + field("tile_overlap") + ")");
   sp.tile_iterations = std::min(sp.iterations, r.tile_iterations);
   sp.sweeps = sp.iterations == 0 ? 0 : (sp.iterations + r.tile_iterations - 1) / r.tile_iterations;
   sp.estimated_peak_bytes = estimate_tiled_peak_bytes(sp.width, sp.height, sp.tile, r.tile_overlap, opt, precision);

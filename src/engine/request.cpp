@@ -189,7 +189,7 @@ const std::vector<FieldEntry>& entries() {
         false, false, {true, 0, 16384, false}},
        [](R& r, S n, S t) { r.tile = to_int(n, t); }, [](const R& r) { return std::to_string(r.tile); },
        [](const R& r) -> std::vector<double> { return {double(r.tile)}; }},
-      {{"tile_overlap", "PX", "Context around each tile, px (only the tile's interior is written back)", false, false,
+      {{"tile_overlap", "PX", "Context around each tile, px: it goes through the network and is blended in, fading to 0 at the edge", false, false,
         {true, 0, 4096, false}},
        [](R& r, S n, S t) { r.tile_overlap = to_int(n, t); }, [](const R& r) { return std::to_string(r.tile_overlap); },
        [](const R& r) -> std::vector<double> { return {double(r.tile_overlap)}; }},

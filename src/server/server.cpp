@@ -231,7 +231,14 @@ std::shared_ptr<Job> Server::parse(const httplib::Request& req, bool sync) {
     } else {
       throw HttpError{400, "missing_field", "give a 'style' image or a 'style_id' from GET /v1/styles"};
     }
-    plan(r, stylizer_.device(), stylizer_.precision());  // too small, too large for memory: now, not in the queue
+    // Too small, too large for memory: now, not in the queue. A tiled job holds a worker for long:
+    // only where the server allows it.
+    const StylizePlan p = plan(r, stylizer_.device(), stylizer_.precision());
+    const bool tiled = std::any_of(p.scales.begin(), p.scales.end(), [](const ScalePlan& sp) { return sp.tile > 0; });
+    if (tiled && !opt_.allow_tiled) {
+      throw HttpError{422, "too_large", "this job would be tiled (" + render_fields(p.scales.back().tiling_reason, FieldWords::key) +
+                                            "), and this server does not run tiled jobs (--allow-tiled)"};
+    }
   } catch (const InputError& e) {
     throw HttpError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
   } catch (const UsageError& e) {

@@ -38,6 +38,7 @@ struct ServeOptions {
   double result_ttl_s = 3600;
   double drain_seconds = 30;
   int quality = 95;               // JPEG/WebP results
+  bool allow_tiled = false;       // jobs the plan tiles (a `tile` field, or too large to fit whole): 422 unless set
 };
 
 class Server {

@@ -1,0 +1,150 @@
+#!/usr/bin/python3
+"""Print size on the REAL VGG19 prefix (../shared/weights, layers up to relu3_2): tiled against
+untiled at a size where both fit (the loss of each result scored the same, untiled way, and the seam
+statistic along the last sweep's tile borders), peak memory against output size with and without
+tiling, and a 4096 px output under --max-memory 8G. Writes the "Print size" section of BENCHMARKS.md
+(between its markers) and docs/gallery/tile_border.jpg (a 100% crop across a border). Every number
+is measured in this run; about 15 minutes on 2 cores.
+
+    bash scripts/build.sh && /usr/bin/python3 bench/print_size.py
+"""
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "build", "stylize")
+SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
+WEIGHTS = os.path.join(SHARED, "weights", "vgg19-conv1-3-real.safetensors")
+CONTENT = os.path.join(SHARED, "images", "tubingen.jpg")
+STYLE = os.path.join(SHARED, "images", "starry_night.jpg")
+LAYERS = ["--content-layers", "relu3_2", "--style-layers", "relu1_1,relu2_1,relu3_1"]
+TMP = tempfile.mkdtemp(prefix="stylize-print-")
+atexit.register(shutil.rmtree, TMP, True)
+BEGIN, END = "<!-- print-size:begin -->", "<!-- print-size:end -->"
+
+
+def log(*a):
+    print("print_size:", *a, file=sys.stderr, flush=True)
+
+
+def run(name, args):
+    out, rep = os.path.join(TMP, name + ".png"), os.path.join(TMP, name + ".json")
+    cmd = [BIN, CONTENT, STYLE, "-o", out, "--weights", WEIGHTS, "--threads", "2", "-q", "--report", rep] + LAYERS + args
+    t0 = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"stylize failed: {' '.join(cmd)}\n{p.stderr}")
+    with open(rep) as f:
+        r = json.load(f)
+    r["wall"] = time.time() - t0
+    return r, out
+
+
+def score(image, size):
+    """The untiled loss of an image (a 0-iteration run from it): one yardstick for both results."""
+    r, _ = run("score", ["-s", str(size), "-n", "0", "--init", image])
+    return r["losses"]["initial"]["total"]
+
+
+def seam_ratio(image, tiles):
+    """Mean |neighbour difference| across the last sweep's interior borders / the same over the image."""
+    x = np.asarray(Image.open(image).convert("RGB")).astype(float)
+    gx = np.abs(np.diff(x, axis=1)).mean(axis=2)
+    gy = np.abs(np.diff(x, axis=0)).mean(axis=2)
+    cols = sorted({t[0] for t in tiles if t[0] > 0})
+    rows = sorted({t[1] for t in tiles if t[1] > 0})
+    border = np.concatenate([gx[:, c - 1] for c in cols] + [gy[r - 1, :] for r in rows])
+    return float(border.mean() / np.concatenate([gx.ravel(), gy.ravel()]).mean()), cols, rows
+
+
+def border_crop(untiled, tiled, cols, rows):
+    """100% crops (192 px) around the first interior border crossing, untiled beside tiled."""
+    c, r = (cols[0] if cols else 96), (rows[0] if rows else 96)
+    box = (max(0, c - 96), max(0, r - 96), max(0, c - 96) + 192, max(0, r - 96) + 192)
+    a, b = Image.open(untiled).crop(box), Image.open(tiled).crop(box)
+    sheet = Image.new("RGB", (192 * 2 + 8, 192), "white")
+    sheet.paste(a, (0, 0))
+    sheet.paste(b, (200, 0))
+    path = os.path.join(ROOT, "docs", "gallery", "tile_border.jpg")
+    sheet.save(path, quality=90)
+    return box
+
+
+def main():
+    if not os.path.exists(WEIGHTS):
+        raise SystemExit(f"print_size: {WEIGHTS} not found (set SHARED=...)")
+    t0 = time.time()
+    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    L = [BEGIN, "## Print size", "",
+         f"`/usr/bin/python3 bench/print_size.py` on {cpu}, 2 threads, {time.strftime('%Y-%m-%d')}: real VGG19 "
+         "conv1_1 … conv3_4, content relu3_2, style relu1_1, relu2_1, relu3_1, Tübingen × The Starry Night, "
+         "default precision. Every number below is from that run.", ""]
+    # Quality: tiled against untiled at 512 px, the same iterations per pixel.
+    size, n = 512, 200
+    u, u_png = run("untiled", ["-s", str(size), "-n", str(n)])
+    tiled = {}
+    for overlap, per_visit in ((48, 50), (96, 25)):
+        t, t_png = run(f"tiled{overlap}", ["-s", str(size), "-n", str(n), "--tile", "192", "--tile-overlap",
+                                           str(overlap), "--tile-iterations", str(per_visit)])
+        tiles = t["scales"][-1]["tiling"]["last_sweep_tiles"]
+        ratio, cols, rows = seam_ratio(t_png, tiles)
+        base, _, _ = seam_ratio(u_png, tiles)  # the untiled image on the same lines
+        tiled[overlap] = (t, t_png, per_visit, ratio, score(t_png, size), cols, rows, base)
+        log("tiled", overlap, ratio, tiled[overlap][4])
+    u_score = score(u_png, size)
+    box = border_crop(u_png, tiled[96][1], tiled[96][5], tiled[96][6])
+    L += [f"### Tiled against untiled ({size} px, {n} iterations per pixel)", "",
+          "| run | seconds | loss, scored untiled | vs untiled | seam statistic (goal <= 1.05) | the untiled image on the same lines | peak MiB |",
+          "| --- | --- | --- | --- | --- | --- | --- |",
+          f"| untiled | {u['wall']:.0f} | {u_score:.4g} | 1.000 | — | — | {u['peak_memory_mib']:.0f} |"]
+    for overlap, (t, _, per_visit, ratio, sc, _, _, base) in tiled.items():
+        L.append(f"| `--tile 192 --tile-overlap {overlap} --tile-iterations {per_visit}` "
+                 f"({t['scales'][-1]['tiling']['sweeps']} sweeps, {len(t['scales'][-1]['tiling']['last_sweep_tiles'])} tiles) "
+                 f"| {t['wall']:.0f} | {sc:.4g} | {sc / u_score:.3f} | {ratio:.3f} | {base:.3f} | {t['peak_memory_mib']:.0f} |")
+    L += ["", "Seam statistic: the mean absolute neighbour difference (8-bit levels, over channels) across the last "
+          "sweep's interior tile borders, divided by the same over the whole image (1.00: the borders are like "
+          "anywhere else). With one or two border lines it also measures what the image holds there, hence the "
+          "same statistic of the untiled result on the same lines beside it. `docs/gallery/tile_border.jpg`: a 100% crop "
+          f"{box} across the first border crossing, untiled left, tiled (overlap 96) right.", ""]
+    # Memory against size.
+    L += ["### Peak memory against output size", "",
+          "3 iterations (one sweep of 3 per tile when tiled), default L-BFGS history 100.", "",
+          "| longest side | untiled: peak MiB, estimate MiB, s | `--tile 512`: peak MiB, estimate MiB, s, s per MP per sweep |",
+          "| --- | --- | --- |"]
+    for side in (1024, 2048):
+        a, _ = run(f"mem{side}", ["-s", str(side), "-n", "3"])
+        b, _ = run(f"memt{side}", ["-s", str(side), "-n", "3", "--tile", "512", "--tile-iterations", "3"])
+        mp = b["output"]["width"] * b["output"]["height"] / 1e6
+        note = " (the plan tiled it: " + a["scales"][-1]["tiling"]["reason"] + ")" if "tiling" in a["scales"][-1] else ""
+        L.append(f"| {side} | {a['peak_memory_mib']:.0f}, {a['scales'][-1]['estimated_peak_mib']:.0f}, {a['wall']:.0f}{note} | "
+                 f"{b['peak_memory_mib']:.0f}, {b['scales'][-1]['estimated_peak_mib']:.0f}, {b['wall']:.0f}, "
+                 f"{b['seconds']['optimise'] / mp:.1f} |")
+        log("memory", side, a["peak_memory_mib"], b["peak_memory_mib"])
+    big, _ = run("mem4096", ["-s", "4096", "-n", "3", "--tile-iterations", "3", "--max-memory", "8G"])
+    tiling = big["scales"][-1]["tiling"]
+    mp = big["output"]["width"] * big["output"]["height"] / 1e6
+    L += ["", f"4096 px under `--max-memory 8G` (no `--tile`: the plan chose it): {big['output']['width']}x"
+          f"{big['output']['height']}, tiles of {tiling['tile']} px ({len(tiling['last_sweep_tiles'])} tiles; "
+          f"reason: {tiling['reason']}), peak {big['peak_memory_mib']:.0f} MiB (estimate "
+          f"{big['scales'][-1]['estimated_peak_mib']:.0f}), {big['wall']:.0f} s for one sweep of 3 iterations per tile "
+          f"({big['seconds']['optimise'] / mp:.1f} s per megapixel per sweep of 3).", ""]
+    L += [f"(This run: {(time.time() - t0) / 60:.1f} min.)", "", END]
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    doc = open(path).read()
+    text = "\n".join(L) + "\n"
+    doc = doc[:doc.index(BEGIN)] + text + doc[doc.index(END) + len(END) + 1:] if BEGIN in doc else doc.rstrip("\n") + "\n\n" + text
+    open(path, "w").write(doc)
+    log(f"wrote the Print size section in {(time.time() - t0) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
