@@ -114,10 +114,11 @@ def main():
           "sweep's interior tile borders, divided by the same over the whole image (1.00: the borders are like "
           "anywhere else). With one or two border lines it also measures what the image holds there, hence the "
           "same statistic of the untiled result on the same lines beside it. `docs/gallery/tile_border.jpg`: a 100% crop "
-          f"{box} across the first border crossing, untiled left, tiled (overlap 96) right.", ""]
+          f"{box} across the first border crossing (the borders cross at the crop's centre), untiled left, tiled (overlap 96) right.", ""]
     # Memory against size.
     L += ["### Peak memory against output size", "",
-          "3 iterations (one sweep of 3 per tile when tiled), default L-BFGS history 100.", "",
+          "3 iterations (one sweep of 3 per tile when tiled), default L-BFGS history 100. The estimate is for a "
+          "full run, whose L-BFGS history holds 100 pairs; 3 iterations fill 3, hence the measured peaks below it.", "",
           "| longest side | untiled: peak MiB, estimate MiB, s | `--tile 512`: peak MiB, estimate MiB, s, s per MP per sweep |",
           "| --- | --- | --- |"]
     for side in (1024, 2048):

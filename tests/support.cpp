@@ -10,18 +10,35 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
 
 #include "stylize/safetensors.hpp"
+#include "stylize/stylizer.hpp"
 #include "stylize/synthetic.hpp"
 #include "stylize/vgg19.hpp"
 
 extern char** environ;
 
 namespace stylize::test {
+
+const Stylizer& synthetic_stylizer(int last_index) {
+  static std::mutex mu;
+  static std::map<int, std::unique_ptr<Stylizer>> made;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& s = made[last_index];
+  if (!s) {
+    Vgg19Weights w;
+    w.params = synthetic_vgg19(1);
+    s = std::make_unique<Stylizer>(w, Preprocessing::caffe, Pooling::max, last_index, at::Device(at::kCPU));
+  }
+  return *s;
+}
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");

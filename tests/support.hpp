@@ -8,6 +8,10 @@
 #include <string>
 #include <vector>
 
+namespace stylize {
+class Stylizer;
+}
+
 namespace stylize::test {
 
 // A fresh folder under $TMPDIR, removed with its contents when the object dies.
@@ -24,6 +28,10 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// A Stylizer on the synthetic VGG19 (seed 1), caffe, max pooling, fp32 on the CPU, cut after
+// `last_index`; made once per index and process.
+const Stylizer& synthetic_stylizer(int last_index);
 
 // A synthetic VGG19 safetensors file (seed 1, caffe metadata) made once per test process.
 const std::string& synthetic_weights_file();

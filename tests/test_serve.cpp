@@ -31,15 +31,7 @@ using stylize::test::TempDir;
 
 namespace {
 
-const Stylizer& shared_stylizer() {
-  static Vgg19Weights w = [] {
-    Vgg19Weights v;
-    v.params = synthetic_vgg19(1);
-    return v;
-  }();
-  static Stylizer s(w, Preprocessing::caffe, Pooling::max, 29, at::Device(at::kCPU));
-  return s;
-}
+const Stylizer& shared_stylizer() { return stylize::test::synthetic_stylizer(29); }
 
 std::string png(int h, int w, uint32_t stream) {
   auto bytes = encode_image(synthetic_image(h, w, stream), "png", 95);

@@ -13,16 +13,7 @@ using stylize::test::error_of;
 
 namespace {
 
-const Stylizer& stylizer() {
-  static Vgg19Weights w = [] {
-    Vgg19Weights v;
-    v.params = synthetic_vgg19(1);
-    return v;
-  }();
-  static Stylizer s(w, Preprocessing::caffe, Pooling::max, vgg19_layer_index("relu2_1"), at::Device(at::kCPU),
-                    Precision::fp32);
-  return s;
-}
+const Stylizer& stylizer() { return stylize::test::synthetic_stylizer(vgg19_layer_index("relu2_1")); }
 
 StylizeParams small_params(int iterations) {
   StylizeParams p;
