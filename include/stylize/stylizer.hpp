@@ -42,6 +42,11 @@ struct StylizeOutput {
   double seconds_optimise = 0;
 };
 
+// Style images up to 2048x2048 go through the network whole, as always; larger ones (a print-size
+// run's style scale) in 1024 px tiles with 64 px of context. The bound is a choice, not a measurement.
+constexpr int64_t kWholeStylePixels = 2048LL * 2048LL;
+constexpr int kStyleTile = 1024, kStyleTileOverlap = 64;
+
 class Stylizer {
  public:
   // Cuts the network after `last_index` (deepest layer any loss will use) and moves it to `device`,
@@ -54,9 +59,15 @@ class Stylizer {
   int last_index() const { return net_->last_index(); }
   Precision precision() const { return net_->precision(); }
 
-  // Blended Gram targets of the style images (each already at its working size).
+  // Blended Gram targets of the style images (each already at its working size). A style image over
+  // kWholeStylePixels goes through the network tile by tile (style_targets_tiled), so a print-size
+  // run's style scale never needs the whole style image's activations at once.
   StyleTargets style_targets(const LossWeights& loss, const std::vector<at::Tensor>& style_rgbs,
                              const std::vector<double>& blend) const;
+  // The same targets from tiles of about `tile` px with `overlap` px of context (tiling.hpp's grid):
+  // each tile's interior features, summed, as one image's Gram matrix.
+  StyleTargets style_targets_tiled(const LossWeights& loss, const std::vector<at::Tensor>& style_rgbs,
+                                   const std::vector<double>& blend, int tile, int overlap) const;
 
   // Optimises an image at the content's size. `style` must come from style_targets() with the same
   // style layers. Callbacks see network inputs; `to_rgb` turns one into a displayable image.

@@ -296,6 +296,51 @@ void run_job(Job& job, const StylizeRequest& defaults, const at::Tensor& init_im
   job.losses = losses_json(result.initial, result.final, result.written, r.loss);
 }
 
+// --dry-run: index, content, styles, output and what would happen, tab-separated on stdout.
+void print_dry_run(const std::vector<Job>& jobs, size_t todo) {
+  for (const auto& job : jobs) {
+    std::string styles;
+    for (const auto& s : job.styles) styles += (styles.empty() ? "" : "+") + s;
+    std::printf("%d\t%s\t%s\t%s\t%s\n", job.index, job.content.c_str(), styles.c_str(), job.output.c_str(),
+                !job.setup_error.empty() ? ("invalid: " + render_fields(job.setup_error, FieldWords::key)).c_str()
+                : job.status == "skipped" ? "exists, skip"
+                                          : "run");
+  }
+  spdlog::info("{} jobs, {} to run, {} already done (dry run: nothing loaded)", jobs.size(), todo, jobs.size() - todo);
+}
+
+struct Counts {
+  int done = 0, skipped = 0, failed = 0, pending = 0;
+};
+
+Counts count_jobs(const std::vector<Job>& jobs) {
+  Counts c;
+  for (const auto& job : jobs) {
+    c.done += job.status == "done";
+    c.skipped += job.status == "skipped";
+    c.failed += job.status == "failed";
+    c.pending += job.status == "pending" || job.status == "interrupted";
+  }
+  return c;
+}
+
+void write_report(const std::string& path, const std::vector<Job>& jobs, const Counts& c, const nlohmann::json& settings,
+                  bool interrupted, int target_computations, double seconds_load, double seconds_total,
+                  double job_seconds_total) {
+  nlohmann::json report;
+  report["program"] = {{"name", "stylize batch"}, {"version", STYLIZE_VERSION}};
+  report["settings"] = settings;
+  report["jobs"] = nlohmann::json::array();
+  for (const auto& job : jobs) report["jobs"].push_back(job_json(job));
+  report["totals"] = {{"jobs", jobs.size()}, {"done", c.done}, {"skipped", c.skipped}, {"failed", c.failed},
+                      {"not_run", c.pending}, {"interrupted", interrupted}, {"model_loads", 1},
+                      {"style_target_computations", target_computations},
+                      {"seconds_load_model", seconds_load}, {"seconds_total", seconds_total},
+                      {"seconds_per_done_job", c.done > 0 ? job_seconds_total / c.done : 0.0},
+                      {"peak_memory_mib", peak_rss_mib()}};
+  write_file_atomic(path, report.dump(2) + "\n");
+}
+
 void setup(CLI::App& app, BatchOptions& o) {
   app.description(
       "Stylises many images in one process: every content x style pair is a job. The network loads once and\n"
@@ -351,16 +396,7 @@ int run(BatchOptions& o) {
     }
   }
   if (o.dry_run) {
-    for (const auto& job : jobs) {
-      std::string styles;
-      for (const auto& s : job.styles) styles += (styles.empty() ? "" : "+") + s;
-      std::printf("%d\t%s\t%s\t%s\t%s\n", job.index, job.content.c_str(), styles.c_str(), job.output.c_str(),
-                  !job.setup_error.empty() ? ("invalid: " + render_fields(job.setup_error, FieldWords::key)).c_str()
-                  : job.status == "skipped" ? "exists, skip"
-                                            : "run");
-    }
-    spdlog::info("{} jobs, {} to run, {} already done (dry run: nothing loaded)", jobs.size(), todo,
-                 jobs.size() - todo);
+    print_dry_run(jobs, todo);
     return 0;
   }
 
@@ -406,37 +442,19 @@ int run(BatchOptions& o) {
       if (o.fail_fast) stopped = true;
     }
   }
-  const int target_computations = target_cache.computations();
-
-  int done = 0, skipped = 0, failed = 0, pending = 0;
-  for (const auto& job : jobs) {
-    done += job.status == "done";
-    skipped += job.status == "skipped";
-    failed += job.status == "failed";
-    pending += job.status == "pending" || job.status == "interrupted";
-  }
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  const Counts c = count_jobs(jobs);
   if (!o.report.empty()) {
-    nlohmann::json report;
-    report["program"] = {{"name", "stylize batch"}, {"version", STYLIZE_VERSION}};
-    report["settings"] = settings_json(defaults, f, engine);
-    report["jobs"] = nlohmann::json::array();
-    for (const auto& job : jobs) report["jobs"].push_back(job_json(job));
-    report["totals"] = {{"jobs", jobs.size()}, {"done", done}, {"skipped", skipped}, {"failed", failed},
-                        {"not_run", pending}, {"interrupted", interrupted}, {"model_loads", 1},
-                        {"style_target_computations", target_computations},
-                        {"seconds_load_model", engine.seconds_load}, {"seconds_total", total},
-                        {"seconds_per_done_job", done > 0 ? job_seconds_total / done : 0.0},
-                        {"peak_memory_mib", peak_rss_mib()}};
-    write_file_atomic(o.report, report.dump(2) + "\n");
+    write_report(o.report, jobs, c, settings_json(defaults, f, engine), interrupted, target_cache.computations(),
+                 engine.seconds_load, std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(),
+                 job_seconds_total);
   }
   spdlog::info("batch: {} done, {} skipped (already there), {} failed, {} not run; style targets computed {} time(s)",
-               done, skipped, failed, pending, target_computations);
+               c.done, c.skipped, c.failed, c.pending, target_cache.computations());
   if (interrupted) {
     spdlog::warn("interrupted: finished outputs are kept, nothing half-written; run the same command to continue");
     return static_cast<int>(ExitCode::interrupted);
   }
-  if (failed > 0) return static_cast<int>(done + skipped > 0 ? ExitCode::partial : ExitCode::nothing_done);
+  if (c.failed > 0) return static_cast<int>(c.done + c.skipped > 0 ? ExitCode::partial : ExitCode::nothing_done);
   return 0;
 }
 

@@ -8,9 +8,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 
 #include "stylize/cpu_allocator.hpp"
 #include "stylize/error.hpp"
+#include "stylize/tiling.hpp"
 
 namespace stylize {
 namespace {
@@ -51,12 +53,57 @@ Stylizer::Stylizer(const Vgg19Weights& weights, Preprocessing preprocessing, Poo
 
 StyleTargets Stylizer::style_targets(const LossWeights& loss, const std::vector<at::Tensor>& style_rgbs,
                                      const std::vector<double>& blend) const {
+  const bool large = std::any_of(style_rgbs.begin(), style_rgbs.end(), [](const at::Tensor& s) {
+    return s.size(2) * s.size(3) > kWholeStylePixels;
+  });
+  if (large) return style_targets_tiled(loss, style_rgbs, blend, kStyleTile, kStyleTileOverlap);
   std::vector<at::Tensor> inputs;
   for (const auto& s : style_rgbs) {
     check_size(s, last_index(), "the style image at its working size");
     inputs.push_back(preprocess(s.to(device_), preprocessing_));
   }
   return compute_style_targets(*net_, loss, inputs, blend);
+}
+
+StyleTargets Stylizer::style_targets_tiled(const LossWeights& loss, const std::vector<at::Tensor>& style_rgbs,
+                                           const std::vector<double>& blend, int tile, int overlap) const {
+  std::vector<double> b = blend.empty() ? std::vector<double>(style_rgbs.size(), 1.0) : blend;
+  if (b.size() != style_rgbs.size()) throw UsageError(field("style_blend") + " has the wrong number of weights");
+  const double total = std::accumulate(b.begin(), b.end(), 0.0);
+  std::vector<int> idx;
+  for (const auto& l : loss.style_layers) idx.push_back(vgg19_layer_index(l));
+  c10::NoGradGuard no_grad;
+  StyleTargets t;
+  t.grams.resize(idx.size());
+  for (size_t k = 0; k < style_rgbs.size(); ++k) {
+    const at::Tensor& style = style_rgbs[k];
+    check_size(style, last_index(), "the style image at its working size");
+    // Per layer: Σ over tiles of F·Fᵀ over the interior's features, then / (C · Σ interior pixels):
+    // the whole image's Gram matrix up to the features near tile borders (which see the margin).
+    std::vector<at::Tensor> sums(idx.size());
+    std::vector<double> counts(idx.size(), 0.0);
+    for (const Tile& tl : tile_grid(static_cast<int>(style.size(3)), static_cast<int>(style.size(2)), tile, overlap, 0, 0)) {
+      const at::Tensor crop = style.narrow(2, tl.crop.y, tl.crop.height).narrow(3, tl.crop.x, tl.crop.width);
+      const std::vector<at::Tensor> feats = net_->forward(preprocess(crop.to(device_), preprocessing_), idx);
+      for (size_t l = 0; l < idx.size(); ++l) {
+        const int f = vgg19_min_side(idx[l]);
+        const int64_t fw = feats[l].size(3), fh = feats[l].size(2);
+        const int64_t x0 = (tl.interior.x - tl.crop.x) / f, y0 = (tl.interior.y - tl.crop.y) / f;
+        const int64_t x1 = std::min<int64_t>(fw, (tl.interior.x + tl.interior.width - tl.crop.x) / f);
+        const int64_t y1 = std::min<int64_t>(fh, (tl.interior.y + tl.interior.height - tl.crop.y) / f);
+        if (x1 <= x0 || y1 <= y0) continue;
+        const double n = static_cast<double>((x1 - x0) * (y1 - y0));
+        const at::Tensor g = gram_matrix(feats[l].narrow(2, y0, y1 - y0).narrow(3, x0, x1 - x0).contiguous()) * n;
+        sums[l] = sums[l].defined() ? sums[l] + g : g;
+        counts[l] += n;
+      }
+    }
+    for (size_t l = 0; l < idx.size(); ++l) {
+      const at::Tensor g = sums[l] * (b[k] / total / counts[l]);
+      t.grams[l] = t.grams[l].defined() ? t.grams[l] + g : g;
+    }
+  }
+  return t;
 }
 
 at::Tensor Stylizer::to_rgb(const at::Tensor& input, const at::Tensor& content_rgb, bool original_colors) const {
