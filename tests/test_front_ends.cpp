@@ -52,6 +52,9 @@ const std::vector<BadValue> kBadValues = {
     {"init", "sideways", "\"sideways\""},
     {"unbounded", "maybe", "\"maybe\""},
     {"original_colors", "2", "2"},
+    {"tile", "-1", "-1"},
+    {"tile_overlap", "5000", "5000"},
+    {"tile_iterations", "0", "0"},
 };
 
 std::string flag_of(std::string name) {
