@@ -260,6 +260,31 @@ TEST_F(Cli, ListFlagsTakeOneWordSoPositionalsAfterThemStayImages) {
   EXPECT_EQ(rep["iterations_done"], 5);
 }
 
+// Print size through the command line: the report's last-sweep tiles partition the output.
+TEST_F(Cli, ATiledRunReportsTilesThatCoverTheImage) {
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "48", "-n", "4", "--tile", "24",
+                    "--tile-overlap", "8", "--tile-iterations", "2", "--seed", "3", "--threads", "2", "--report",
+                    dir / "r.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("tiled by 24 px, 8 px overlap: asked for (--tile 24); 2 sweep(s) of 2 iterations per tile"),
+            std::string::npos) << r.err;
+  std::ifstream in(dir / "r.json");
+  const auto rep = nlohmann::json::parse(in);
+  const auto& tiling = rep["scales"][0]["tiling"];
+  EXPECT_EQ(tiling["sweeps"], 2);
+  const int w = rep["output"]["width"], h = rep["output"]["height"];
+  std::vector<int> covered(static_cast<size_t>(w * h), 0);
+  for (const auto& t : tiling["last_sweep_tiles"]) {
+    const int x = t[0], y = t[1], tw = t[2], th = t[3];
+    ASSERT_TRUE(x >= 0 && y >= 0 && x + tw <= w && y + th <= h) << t;
+    for (int yy = y; yy < y + th; ++yy) {
+      for (int xx = x; xx < x + tw; ++xx) ++covered[static_cast<size_t>(yy * w + xx)];
+    }
+  }
+  EXPECT_TRUE(std::all_of(covered.begin(), covered.end(), [](int c) { return c == 1; }));
+  EXPECT_EQ(load_image(dir / "out.png", "output").width, 48);
+}
+
 TEST_F(Cli, BadFlagsAreUsageErrors) {
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--style-layers",
                                 "relu1_1,relu9_1"}),
