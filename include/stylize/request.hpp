@@ -117,6 +117,13 @@ std::string field_text(const StylizeRequest& r, const std::string& name);
 // init_image). Throws FieldError (range). Needs no images: front-ends call it before reading any.
 void validate(const StylizeRequest& r);
 
+// Longest side of scale k (0 = coarsest) of a coarse-to-fine run: size / 2^(scales-1-k), rounded.
+int scale_size(const StylizeRequest& r, int k);
+
+// Throws FieldError (range) unless style_blend is empty or has one weight per style image, for
+// `n_styles` images (validate() checks it against r.styles; a job file before its images are read).
+void check_style_blend_count(const StylizeRequest& r, size_t n_styles);
+
 // The optimiser settings for `iterations` steps (learning_rate resolved for the preprocessing).
 OptimizerOptions optimizer_options(const StylizeRequest& r, Preprocessing p, int iterations);
 

@@ -30,6 +30,7 @@ struct StylizeParams {
   uint64_t seed = 0;            // random init
   bool original_colors = false; // keep the content's colours (luminance transfer)
   at::Tensor update_mask;       // [1, 1, H, W] 1 where pixels may change (a tile's interior); undefined = all
+  bool score_written = true;    // evaluate StylizeOutput::written (one forward pass); a tile visit skips it
 };
 
 struct StylizeOutput {
@@ -37,6 +38,7 @@ struct StylizeOutput {
   TransferResult transfer;
   // The loss of `rgb` rounded to 8 bits, as a PNG holds it: what the written image scores, beside
   // transfer.final (the optimiser's image). They differ by the rounding (and the colour transfer).
+  // Empty when params.score_written is false.
   LossValues written;
   double seconds_content_targets = 0;
   double seconds_optimise = 0;

@@ -166,11 +166,7 @@ void parse_job_line(const std::string& line, const BatchOptions& o, Job& job) {
   if (job.styles.empty()) job.styles = o.styles;
   if (job.styles.empty()) throw UsageError("no style given (set \"style\" or --style)");
   validate(r);
-  if (!r.style_blend.empty() && r.style_blend.size() != job.styles.size()) {
-    throw FieldError("style_blend", FieldError::range,
-                     field("style_blend") + " has " + std::to_string(r.style_blend.size()) + " weights for " +
-                         std::to_string(job.styles.size()) + " styles");
-  }
+  check_style_blend_count(r, job.styles.size());
   if (job.output.find('/') != std::string::npos) throw UsageError("output must be a file name, not a path");
   job.size = r.size;
 }

@@ -160,9 +160,9 @@ int run(const StylizeOptions& o) {
   if (!o.report.empty()) check_output_folder(o.report);
   StylizeRequest r = request_from_flags(o.engine, Preprocessing::caffe);
   validate(r);
-  resolve_device(o.engine.device);
+  const at::Device device = resolve_device(o.engine.device);  // a missing CUDA: exit 6 before any image is read
   Inputs in = read_inputs(o, r);
-  plan(r, resolve_device(o.engine.device), planned_precision(o.engine));  // sizes at every scale, memory
+  plan(r, device, planned_precision(o.engine));  // sizes at every scale, memory
 
   Engine engine = load_engine(o.engine, deepest_layer(r.loss));
   StylizeRequest request = request_from_flags(o.engine, engine.preprocessing);  // its loss defaults

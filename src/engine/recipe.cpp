@@ -15,10 +15,6 @@
 namespace stylize {
 namespace {
 
-int scale_size(const StylizeRequest& r, int k) {
-  return static_cast<int>(std::lround(r.size / std::pow(2.0, r.scales - 1 - k)));
-}
-
 int scale_iterations(const StylizeRequest& r, int k) {
   return r.iterations.size() == 1 ? r.iterations[0] : r.iterations[static_cast<size_t>(k)];
 }

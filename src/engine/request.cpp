@@ -229,11 +229,7 @@ void check_counts(const StylizeRequest& r) {
                      field("iterations") + " has " + std::to_string(r.iterations.size()) + " values for " +
                          std::to_string(r.scales) + " scales; give one value or one per scale");
   }
-  if (!r.style_blend.empty() && !r.styles.empty() && r.style_blend.size() != r.styles.size()) {
-    throw FieldError("style_blend", FieldError::range,
-                     field("style_blend") + " has " + std::to_string(r.style_blend.size()) + " weights for " +
-                         std::to_string(r.styles.size()) + " style images");
-  }
+  if (!r.styles.empty()) check_style_blend_count(r, r.styles.size());
   if (!r.style_blend.empty() && std::accumulate(r.style_blend.begin(), r.style_blend.end(), 0.0) <= 0) {
     out_of_range("style_blend", "weights with a sum above 0", numbers_text(r.style_blend));
   }
@@ -304,11 +300,23 @@ void validate(const StylizeRequest& r) {
                      field("tile_overlap") + " must be smaller than " + field("tile") + " (" + std::to_string(r.tile) +
                          "), got " + std::to_string(r.tile_overlap));
   }
-  const int first = static_cast<int>(std::lround(r.size / std::pow(2.0, r.scales - 1)));
+  const int first = scale_size(r, 0);
   if (r.scales > 1 && first < 32) {
     throw FieldError("scales", FieldError::range,
                      field("scales") + " " + std::to_string(r.scales) + " makes the first scale " + std::to_string(first) +
                          " px; use fewer scales or a larger " + field("size") + " (>= 32 px)");
+  }
+}
+
+int scale_size(const StylizeRequest& r, int k) {
+  return static_cast<int>(std::lround(r.size / std::pow(2.0, r.scales - 1 - k)));
+}
+
+void check_style_blend_count(const StylizeRequest& r, size_t n_styles) {
+  if (!r.style_blend.empty() && r.style_blend.size() != n_styles) {
+    throw FieldError("style_blend", FieldError::range,
+                     field("style_blend") + " has " + std::to_string(r.style_blend.size()) + " weights for " +
+                         std::to_string(n_styles) + " style images");
   }
 }
 

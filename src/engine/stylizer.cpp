@@ -155,7 +155,7 @@ StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTarget
   const at::Tensor mask = params.update_mask.defined() ? params.update_mask.to(device_) : at::Tensor();
   out.transfer = optimize_image(loss, init, params.optimizer, callbacks, input_range(preprocessing_, content), mask);
   out.rgb = to_rgb(out.transfer.input, content_rgb, params.original_colors);
-  {
+  if (params.score_written) {
     c10::NoGradGuard no_grad;
     out.written = to_values(loss.evaluate(preprocess(out.rgb.round().to(device_), preprocessing_)));
   }

@@ -126,6 +126,7 @@ TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_r
       p.init = InitKind::image;
       p.init_image = region(image, t.crop).contiguous();
       p.original_colors = false;
+      p.score_written = false;  // a forward pass per visit that nothing reads: the tiles' sums use `final`
       // The margin is context as the image has it now, fading in: the gradient (and the write-back)
       // weight is 1 over the interior and falls linearly to 0 across the margin.
       const bool whole = t.crop.width == t.interior.width && t.crop.height == t.interior.height;
