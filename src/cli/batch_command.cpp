@@ -65,38 +65,6 @@ struct Job {
   int iterations_done = 0;
 };
 
-const char* kImageExtensions[] = {"jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"};
-
-bool has_image_extension(const fs::path& p) {
-  const std::string ext = file_extension(p.string());
-  return std::find(std::begin(kImageExtensions), std::end(kImageExtensions), ext) != std::end(kImageExtensions);
-}
-
-// Files as given; folders expanded to their images, sorted (recursively with --recursive).
-std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs, bool recursive) {
-  std::vector<std::string> out;
-  for (const auto& in : inputs) {
-    std::error_code ec;
-    if (fs::is_directory(in, ec)) {
-      std::vector<std::string> found;
-      auto add = [&](const fs::directory_entry& e) {
-        if (e.is_regular_file() && has_image_extension(e.path())) found.push_back(e.path().string());
-      };
-      if (recursive) {
-        for (const auto& e : fs::recursive_directory_iterator(in)) add(e);
-      } else {
-        for (const auto& e : fs::directory_iterator(in)) add(e);
-      }
-      std::sort(found.begin(), found.end());
-      if (found.empty()) spdlog::warn("folder '{}' holds no images", in);
-      out.insert(out.end(), found.begin(), found.end());
-    } else {
-      out.push_back(in);  // a missing file becomes a failed job with its own message
-    }
-  }
-  return out;
-}
-
 std::string stem(const std::string& path) { return fs::path(path).stem().string(); }
 
 // {content} {style} {ext} {index} {size}: documented in --help and README.

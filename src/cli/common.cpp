@@ -5,7 +5,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -14,8 +16,11 @@
 #include <new>
 
 #include "stylize/error.hpp"
+#include "stylize/fsutil.hpp"
 
 namespace stylize::cli {
+
+namespace fs = std::filesystem;
 
 void init_logging(int verbosity) {
   auto logger = spdlog::stderr_color_mt("stylize");
@@ -166,6 +171,39 @@ double peak_rss_mib() {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is KiB on Linux
+}
+
+namespace {
+const char* kImageExtensions[] = {"jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"};
+}  // namespace
+
+bool has_image_extension(const fs::path& p) {
+  const std::string ext = file_extension(p.string());
+  return std::find(std::begin(kImageExtensions), std::end(kImageExtensions), ext) != std::end(kImageExtensions);
+}
+
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs, bool recursive) {
+  std::vector<std::string> out;
+  for (const auto& in : inputs) {
+    std::error_code ec;
+    if (fs::is_directory(in, ec)) {
+      std::vector<std::string> found;
+      auto add = [&](const fs::directory_entry& e) {
+        if (e.is_regular_file() && has_image_extension(e.path())) found.push_back(e.path().string());
+      };
+      if (recursive) {
+        for (const auto& e : fs::recursive_directory_iterator(in)) add(e);
+      } else {
+        for (const auto& e : fs::directory_iterator(in)) add(e);
+      }
+      std::sort(found.begin(), found.end());
+      if (found.empty()) spdlog::warn("folder '{}' holds no images", in);
+      out.insert(out.end(), found.begin(), found.end());
+    } else {
+      out.push_back(in);  // a missing file becomes a failed job with its own message
+    }
+  }
+  return out;
 }
 
 }  // namespace stylize::cli

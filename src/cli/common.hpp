@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <filesystem>
 #include <string>
+#include <vector>
 
 namespace stylize::cli {
 
@@ -64,5 +66,12 @@ std::string format_duration(double seconds);
 
 // Peak resident memory of this process so far, in MiB.
 double peak_rss_mib();
+
+// Whether a file name ends in an image extension this build reads (jpg jpeg png webp tif tiff bmp).
+bool has_image_extension(const std::filesystem::path& p);
+
+// Files as given; folders expanded to their images, sorted (recursively when `recursive`). A folder
+// without images is a warning; a missing file stays in the list (its reader reports it).
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs, bool recursive);
 
 }  // namespace stylize::cli

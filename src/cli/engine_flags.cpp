@@ -67,8 +67,7 @@ void add_request_flags(CLI::App& app, EngineFlags& f) {
 
 }  // namespace
 
-void add_engine_flags(CLI::App& app, EngineFlags& f) {
-  add_request_flags(app, f);
+void add_network_flags(CLI::App& app, EngineFlags& f) {
   app.add_option("--weights", f.weights,
                  "VGG19 safetensors file (default: $STYLIZE_WEIGHTS, ./models/vgg19.safetensors, "
                  "$XDG_DATA_HOME/stylize/vgg19.safetensors)");
@@ -78,25 +77,34 @@ void add_engine_flags(CLI::App& app, EngineFlags& f) {
   app.add_option("--pooling", f.pooling, "Pooling layers: max or avg")
       ->check(CLI::IsMember({"max", "avg"}))
       ->capture_default_str();
-  app.add_option("--quality", f.quality, "JPEG/WebP quality")->check(CLI::Range(1, 100))->capture_default_str();
+}
+
+void add_device_flags(CLI::App& app, EngineFlags& f) {
   app.add_option("--device", f.device, "auto (CUDA when present), cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--precision", f.precision,
                  "Network arithmetic: auto (bf16 on CPUs with AMX, else fp32), fp32 or bf16; losses stay fp32")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}))
       ->capture_default_str();
   app.add_option("--threads", f.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
-  app.add_option("--print-every", f.print_every, "Log a line every N iterations when not on a terminal (0 = never)")
-      ->check(CLI::Range(0, 1000000))
-      ->capture_default_str();
   app.add_option("--max-megapixels", f.max_megapixels, "Refuse input images larger than this before decoding")
       ->check(CLI::Range(0.001, 1000.0))
+      ->capture_default_str();
+  app.add_flag("-q,--quiet", f.quiet, "Only warnings and errors");
+  app.add_flag("-v,--verbose", f.verbose, "Debug logging");
+}
+
+void add_engine_flags(CLI::App& app, EngineFlags& f) {
+  add_request_flags(app, f);
+  add_network_flags(app, f);
+  app.add_option("--quality", f.quality, "JPEG/WebP quality")->check(CLI::Range(1, 100))->capture_default_str();
+  app.add_option("--print-every", f.print_every, "Log a line every N iterations when not on a terminal (0 = never)")
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   app.add_option("--max-memory", f.max_memory,
                  "Memory a run may use, e.g. 8G or 512M (default: what the machine has free); a scale that would not "
                  "fit whole is tiled (see --tile)")
       ->type_name("SIZE");
-  app.add_flag("-q,--quiet", f.quiet, "Only warnings and errors");
-  app.add_flag("-v,--verbose", f.verbose, "Debug logging");
+  add_device_flags(app, f);
 }
 
 StylizeRequest request_from_flags(const EngineFlags& f, Preprocessing p) {
@@ -129,24 +137,32 @@ uint64_t max_memory_bytes(const EngineFlags& f) {
   return static_cast<uint64_t>(v * it->second);
 }
 
+VggWeights load_vgg_weights(const EngineFlags& f, int last_index) {
+  VggWeights v;
+  v.path = locate_weights(f.weights);
+  v.weights = load_vgg19_weights(v.path, last_index);
+  if (f.preprocess != "auto") {
+    v.preprocessing = parse_preprocessing(f.preprocess);
+  } else if (v.weights.preprocessing) {
+    v.preprocessing = *v.weights.preprocessing;
+  } else {
+    spdlog::warn("weights file '{}' does not say its preprocessing; assuming caffe (set --preprocess)", v.path);
+  }
+  return v;
+}
+
 Engine load_engine(const EngineFlags& f, int last_index) {
   const auto t0 = std::chrono::steady_clock::now();
   Engine e;
   e.device = resolve_device(f.device);
   e.threads = configure_threads(f.threads);
   use_reusing_cpu_allocator();
-  e.weights_path = locate_weights(f.weights);
-  Vgg19Weights weights = load_vgg19_weights(e.weights_path, last_index);
-  e.weights_metadata = weights.metadata;
-  if (f.preprocess != "auto") {
-    e.preprocessing = parse_preprocessing(f.preprocess);
-  } else if (weights.preprocessing) {
-    e.preprocessing = *weights.preprocessing;
-  } else {
-    spdlog::warn("weights file '{}' does not say its preprocessing; assuming caffe (set --preprocess)", e.weights_path);
-  }
+  const VggWeights v = load_vgg_weights(f, last_index);
+  e.weights_path = v.path;
+  e.weights_metadata = v.weights.metadata;
+  e.preprocessing = v.preprocessing;
   const Precision precision = resolve_precision(f.precision, e.device, cpu_vector_features());
-  e.stylizer = std::make_unique<Stylizer>(weights, e.preprocessing, f.pooling == "avg" ? Pooling::avg : Pooling::max,
+  e.stylizer = std::make_unique<Stylizer>(v.weights, e.preprocessing, f.pooling == "avg" ? Pooling::avg : Pooling::max,
                                           last_index, e.device, precision);
   e.seconds_load = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   spdlog::info("weights {} ({} preprocessing), {} on {} thread(s), {} arithmetic", e.weights_path,

@@ -40,6 +40,11 @@ struct EngineFlags {
 // the command line's own. Every flag takes one word: lists are comma-separated (`-n 400,300,100`).
 void add_engine_flags(CLI::App& app, EngineFlags& f);
 
+// The parts of those that other commands share: --weights, --preprocess, --pooling (the VGG19 a
+// command loads), and --device, --precision, --threads, --max-megapixels, -q, -v.
+void add_network_flags(CLI::App& app, EngineFlags& f);
+void add_device_flags(CLI::App& app, EngineFlags& f);
+
 // The request the flags describe, over request_defaults(p); images not set. Throws FieldError
 // (syntax). validate() it before loading anything.
 StylizeRequest request_from_flags(const EngineFlags& f, Preprocessing p);
@@ -54,6 +59,15 @@ struct Engine {
   int threads = 1;
   double seconds_load = 0;
 };
+
+// The VGG19 weights the flags name (--weights or the search path) up to `last_index`, and their
+// preprocessing (--preprocess, else the file's metadata, else caffe with a warning).
+struct VggWeights {
+  std::string path;
+  Vgg19Weights weights;
+  Preprocessing preprocessing = Preprocessing::caffe;
+};
+VggWeights load_vgg_weights(const EngineFlags& f, int last_index);
 
 // Loads the weights and cuts the network after `last_index` (deepest_layer of the request's losses).
 Engine load_engine(const EngineFlags& f, int last_index);

@@ -18,7 +18,8 @@ namespace {
 // and the weights tools do no matrix products worth a restart; a user's own OPENBLAS_CORETYPE wins.
 void restart_with_better_blas_kernels(int argc, char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
-  if (argc >= 2 && std::strcmp(argv[1], "weights") == 0) return;
+  // apply: convolutions only (oneDNN), and its whole run is shorter than the restart is worth.
+  if (argc >= 2 && (std::strcmp(argv[1], "weights") == 0 || std::strcmp(argv[1], "apply") == 0)) return;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0 ||
         std::strcmp(argv[i], "--version") == 0) {
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
     if (first == "weights") return stylize::cli::weights_main(argc - 1, argv + 1);
     if (first == "batch") return stylize::cli::batch_main(argc - 1, argv + 1);
     if (first == "serve") return stylize::cli::serve_main(argc - 1, argv + 1);
+    if (first == "train") return stylize::cli::train_main(argc - 1, argv + 1);
+    if (first == "apply") return stylize::cli::apply_main(argc - 1, argv + 1);
   }
   return stylize::cli::stylize_main(argc, argv);
 }

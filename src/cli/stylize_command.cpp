@@ -31,7 +31,8 @@ struct StylizeOptions {
 void setup(CLI::App& app, StylizeOptions& o) {
   app.description(
       "Repaints a photo in the style of one or more paintings (Gatys et al. neural style transfer on VGG19).\n"
-      "Subcommands: 'stylize batch --help' (many images), 'stylize weights --help' (get weights).\n"
+      "Subcommands: 'stylize batch --help' (many images), 'stylize weights --help' (get weights),\n"
+      "'stylize train --help' (make a fast filter for a style), 'stylize apply --help' (use one).\n"
       "Exit codes: 0 ok, 2 usage, 3 input image, 4 weights, 5 output, 6 device, 7 memory, 130 interrupted.");
   app.add_option("images", o.images, "CONTENT STYLE [STYLE...]: the photo, then one or more style images")
       ->required()

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <opencv2/core.hpp>
@@ -292,6 +293,57 @@ std::string image_mime_type(const std::string& ext) {
   if (ext == "jpg" || ext == "jpeg") return "image/jpeg";
   if (ext == "tif" || ext == "tiff") return "image/tiff";
   return "image/" + ext;
+}
+
+at::Tensor render_loss_plot(const std::vector<PlotSeries>& series, int first_step, const std::string& title) {
+  const int width = 800, height = 480, left = 80, right = 20, top = 40, bottom = 50;
+  cv::Mat m(height, width, CV_8UC3, cv::Scalar(255, 255, 255));
+  double lo = INFINITY, hi = -INFINITY;
+  size_t n = 0;
+  for (const auto& s : series) {
+    n = std::max(n, s.values.size());
+    for (double v : s.values) {
+      if (v > 0 && std::isfinite(v)) lo = std::min(lo, std::log10(v)), hi = std::max(hi, std::log10(v));
+    }
+  }
+  const auto font = cv::FONT_HERSHEY_SIMPLEX;
+  cv::putText(m, title, {left, 25}, font, 0.55, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+  const cv::Rect area(left, top, width - left - right, height - top - bottom);
+  cv::rectangle(m, area, cv::Scalar(0, 0, 0));
+  if (n >= 1 && lo <= hi) {
+    lo = std::floor(lo), hi = std::max(std::ceil(hi), lo + 1);
+    auto px = [&](size_t i) { return area.x + static_cast<int>(area.width * (n > 1 ? double(i) / double(n - 1) : 0.5)); };
+    auto py = [&](double v) { return area.y + area.height - static_cast<int>(area.height * (std::log10(v) - lo) / (hi - lo)); };
+    for (double d = lo; d <= hi; d += 1) {  // a line and a label per decade
+      const int y = py(std::pow(10.0, d));
+      cv::line(m, {area.x, y}, {area.x + area.width, y}, cv::Scalar(220, 220, 220));
+      cv::putText(m, "1e" + std::to_string(static_cast<int>(d)), {8, y + 5}, font, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    }
+    cv::putText(m, "step " + std::to_string(first_step), {area.x, height - 20}, font, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    const std::string last = "step " + std::to_string(first_step + static_cast<int>(n) - 1);
+    cv::putText(m, last, {area.x + area.width - 90, height - 20}, font, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    const cv::Scalar colours[] = {{200, 80, 0}, {0, 0, 210}, {0, 150, 0}, {0, 0, 0}, {150, 0, 150}};  // BGR
+    for (size_t k = 0; k < series.size(); ++k) {
+      const cv::Scalar colour = colours[k % 5];
+      std::vector<cv::Point> points;
+      // Many steps: one point per pixel column (the column's mean) keeps the curve readable.
+      const size_t per = std::max<size_t>(1, series[k].values.size() / static_cast<size_t>(area.width));
+      for (size_t i = 0; i + per <= series[k].values.size(); i += per) {
+        double sum = 0;
+        for (size_t j = i; j < i + per; ++j) sum += series[k].values[j];
+        const double v = sum / static_cast<double>(per);
+        if (v > 0 && std::isfinite(v)) points.push_back({px(i + per / 2), py(v)});
+      }
+      if (points.size() > 1) cv::polylines(m, points, false, colour, 1, cv::LINE_AA);
+      const cv::Point at(area.x + area.width - 110, area.y + 20 + 18 * static_cast<int>(k));
+      cv::line(m, at, at + cv::Point(20, 0), colour, 2);
+      cv::putText(m, series[k].name, at + cv::Point(26, 5), font, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    }
+  }
+  cv::Mat rgb;
+  cv::cvtColor(m, rgb, cv::COLOR_BGR2RGB);
+  at::Tensor t = at::from_blob(rgb.data, {height, width, 3}, at::kByte).to(at::kFloat);
+  return t.permute({2, 0, 1}).unsqueeze(0).contiguous();
 }
 
 }  // namespace stylize

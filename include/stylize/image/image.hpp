@@ -50,4 +50,13 @@ void save_image(const std::string& path, const at::Tensor& rgb, int quality);
 // The MIME type for an extension ("image/png"), for HTTP responses.
 std::string image_mime_type(const std::string& ext);
 
+// A line chart of loss curves, for training runs: one series per term, x = step (first_step, +1
+// each value), y on a log scale (values <= 0 are left out), a legend and a title. Returns an RGB
+// 0-255 [1, 3, 480, 800] tensor for save_image.
+struct PlotSeries {
+  std::string name;
+  std::vector<double> values;
+};
+at::Tensor render_loss_plot(const std::vector<PlotSeries>& series, int first_step, const std::string& title);
+
 }  // namespace stylize

@@ -1,0 +1,425 @@
+// `stylize train --style S --data DIR -o F.safetensors`: trains a fast filter (train.hpp) with
+// checkpoints, resume, a JSON-lines loss log, preview sheets and a loss plot.
+#include <spdlog/spdlog.h>
+
+#include <ATen/ATen.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "engine_flags.hpp"
+#include "stylize/checksum.hpp"
+#include "stylize/error.hpp"
+#include "stylize/fsutil.hpp"
+#include "stylize/image/image.hpp"
+#include "stylize/runtime.hpp"
+#include "stylize/train.hpp"
+
+namespace fs = std::filesystem;
+
+namespace stylize::cli {
+namespace {
+
+struct TrainOptions {
+  std::string style, data, output, log;
+  TrainRequest request = train_defaults();
+  std::string content_layers, style_layers, style_layer_weights;  // comma-separated, "" = the defaults
+  int checkpoint_every = 500, preview_every = 500, print_every = 50;
+  bool resume = false;
+  EngineFlags engine;
+};
+
+void setup(CLI::App& app, TrainOptions& o) {
+  TrainRequest& r = o.request;
+  app.description(
+      "Trains a fast filter for one style (Johnson et al.'s feed-forward network, the Gatys losses on VGG19)\n"
+      "on random crops of the photos in a folder; 'stylize apply --filter F' then stylises any photo in one pass.\n"
+      "Writes F (at the end), F.ckpt.safetensors (every --checkpoint-every steps and on Ctrl-C), F.preview.png\n"
+      "and F.losses.png. Exit codes: 0 ok, 2 usage, 3 style image or no usable photo, 4 weights or checkpoint,\n"
+      "5 output, 6 device, 7 memory, 130 interrupted (checkpoint written; rerun with --resume).");
+  app.add_option("--style", o.style, "The style image")->required()->type_name("FILE");
+  app.add_option("--data", o.data, "Folder of photos to train on (searched recursively)")->required()->type_name("DIR");
+  app.add_option("-o,--output", o.output, "The filter file to write (.safetensors)")->required()->type_name("FILE");
+  app.add_option("--crop-size", r.crop_size, "Side of the square random crops, px (multiple of 4, 32..2048)")
+      ->capture_default_str();
+  app.add_option("--batch-size", r.batch_size, "Crops per step (1..64)")->capture_default_str();
+  app.add_option("--steps", r.steps, "Adam steps in all, counted over resumes")->capture_default_str();
+  app.add_option("--learning-rate", r.learning_rate, "Adam's step size")->capture_default_str();
+  app.add_option("--content-weight", r.loss.content_weight, "Content loss weight (alpha)")->capture_default_str();
+  app.add_option("--style-weight", r.loss.style_weight, "Style loss weight (beta)")->capture_default_str();
+  app.add_option("--tv-weight", r.loss.tv_weight, "Total-variation weight (smoothness)")->capture_default_str();
+  app.add_option("--content-layers", o.content_layers, "Comma-separated content layers, or none [default: relu2_2]");
+  app.add_option("--style-layers", o.style_layers, "Comma-separated style layers [default: relu1_2,relu2_2,relu3_3]");
+  app.add_option("--style-layer-weights", o.style_layer_weights, "One weight per style layer [default: all 1]");
+  app.add_option("--style-size", r.style_size, "Longest side of the style image while training, px")
+      ->capture_default_str();
+  app.add_option("--width", r.arch.width, "Channels of the filter's first layer (32 = Johnson's; 16 is ~3x faster)")
+      ->capture_default_str();
+  app.add_option("--residual-blocks", r.arch.residual_blocks, "Residual blocks in the filter")->capture_default_str();
+  app.add_option("--seed", r.seed, "Seeds the initial network and every batch's crops")->capture_default_str();
+  app.add_option("--checkpoint-every", o.checkpoint_every, "Write F.ckpt.safetensors every N steps (0 = only at the end)")
+      ->check(CLI::Range(0, 10000000))
+      ->capture_default_str();
+  app.add_flag("--resume", o.resume, "Continue from F.ckpt.safetensors (same settings; the data may change)");
+  app.add_option("--preview-every", o.preview_every, "Write F.preview.png every N steps (0 = only at the end)")
+      ->check(CLI::Range(0, 10000000))
+      ->capture_default_str();
+  app.add_option("--log", o.log, "Append each step's losses to this JSON-lines file")->type_name("FILE.jsonl");
+  app.add_option("--print-every", o.print_every, "Log a line every N steps when not on a terminal (0 = never)")
+      ->check(CLI::Range(0, 10000000))
+      ->capture_default_str();
+  add_network_flags(app, o.engine);
+  add_device_flags(app, o.engine);
+  app.set_version_flag("--version", std::string("stylize ") + STYLIZE_VERSION);
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t comma = s.find(',', start);
+    const std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+void apply_lists(TrainOptions& o) {
+  if (o.content_layers == "none") {
+    o.request.loss.content_layers.clear();
+  } else if (!o.content_layers.empty()) {
+    o.request.loss.content_layers = split_list(o.content_layers);
+  }
+  if (!o.style_layers.empty()) o.request.loss.style_layers = split_list(o.style_layers);
+  if (!o.style_layer_weights.empty()) {
+    o.request.loss.style_layer_weights.clear();
+    for (const auto& w : split_list(o.style_layer_weights)) {
+      try {
+        o.request.loss.style_layer_weights.push_back(std::stod(w));
+      } catch (const std::exception&) {
+        throw UsageError("--style-layer-weights must be comma-separated numbers, got " + in_quotes(w));
+      }
+    }
+  }
+}
+
+// The training photos, resized once so their shorter side is crop_size·5/4 (a crop then covers 80%
+// of it), kept as 8-bit in memory up to a budget and decoded again beyond it.
+class PhotoSet {
+ public:
+  PhotoSet(const std::string& folder, int crop_size, const EngineFlags& f) : crop_(crop_size), flags_(f) {
+    std::error_code ec;
+    if (!fs::is_directory(folder, ec)) throw InputError("training data " + in_quotes(folder) + " is not a folder");
+    const auto files = expand_inputs({folder}, true);
+    size_t skipped = 0;
+    for (size_t i = 0; i < files.size(); ++i) {
+      at::Tensor img = read(files[i], /*warn=*/true);
+      if (!img.defined()) {
+        ++skipped;
+        continue;
+      }
+      paths_.push_back(files[i]);
+      cached_bytes_ += static_cast<uint64_t>(img.numel());
+      cache_.push_back(cached_bytes_ <= kCacheBytes ? img : at::Tensor());
+      if ((i + 1) % 500 == 0) spdlog::info("read {}/{} photos", i + 1, files.size());
+    }
+    if (paths_.empty()) {
+      throw InputError("training data " + in_quotes(folder) + " holds no usable photo (" + std::to_string(files.size()) +
+                       " image file(s), each unreadable or shorter than --crop-size " + std::to_string(crop_size) +
+                       " px on a side)");
+    }
+    spdlog::info("training on {} photos from '{}' ({} skipped)", paths_.size(), folder, skipped);
+  }
+
+  PhotoSource source() {
+    return {paths_.size(), [this](size_t i) {
+              at::Tensor t = cache_[i].defined() ? cache_[i] : read(paths_[i], false);
+              if (!t.defined()) throw InputError("photo " + in_quotes(paths_[i]) + " can no longer be read");
+              return t.to(at::kFloat);
+            }};
+  }
+  const std::vector<std::string>& paths() const { return paths_; }
+
+ private:
+  static constexpr uint64_t kCacheBytes = 2ULL << 30;
+
+  at::Tensor read(const std::string& path, bool warn) const {
+    try {
+      LoadedImage img = load_image(path, "training photo", static_cast<int64_t>(flags_.max_megapixels * 1e6));
+      if (std::min(img.width, img.height) < crop_) {
+        if (warn) spdlog::warn("training photo '{}' is {}x{}, smaller than the {} px crops; skipped", path, img.width, img.height, crop_);
+        return {};
+      }
+      const double scale = crop_ * 1.25 / std::min(img.width, img.height);
+      at::Tensor rgb = img.rgb;
+      if (scale < 1) {
+        rgb = resize_image(rgb, std::max(crop_, static_cast<int>(img.width * scale + 0.5)),
+                           std::max(crop_, static_cast<int>(img.height * scale + 0.5)));
+      }
+      return rgb.round().clamp(0, 255).to(at::kByte);
+    } catch (const Error& e) {
+      if (warn) spdlog::warn("{}; skipped", e.what());
+      return {};
+    }
+  }
+
+  int crop_;
+  const EngineFlags& flags_;
+  std::vector<std::string> paths_;
+  std::vector<at::Tensor> cache_;
+  uint64_t cached_bytes_ = 0;
+};
+
+std::string checkpoint_path(const std::string& output) {
+  const fs::path p(output);
+  return (p.parent_path() / (p.stem().string() + ".ckpt.safetensors")).string();
+}
+
+std::string side_path(const std::string& output, const std::string& what) {
+  const fs::path p(output);
+  return (p.parent_path() / (p.stem().string() + "." + what + ".png")).string();
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
+
+std::string join(const std::vector<double>& v) {
+  std::string s;
+  for (double x : v) s += (s.empty() ? "" : ",") + fmt::format("{}", x);
+  return s;
+}
+
+// How the filter was made, for its metadata (and to refuse a resume with other settings).
+std::map<std::string, std::string> settings_metadata(const TrainRequest& r) {
+  return {{"content_layers", join(r.loss.content_layers)},
+          {"style_layers", join(r.loss.style_layers)},
+          {"style_layer_weights", join(r.loss.style_layer_weights)},
+          {"content_weight", fmt::format("{}", r.loss.content_weight)},
+          {"style_weight", fmt::format("{}", r.loss.style_weight)},
+          {"tv_weight", fmt::format("{}", r.loss.tv_weight)},
+          {"crop_size", std::to_string(r.crop_size)},
+          {"batch_size", std::to_string(r.batch_size)},
+          {"learning_rate", fmt::format("{}", r.learning_rate)},
+          {"seed", std::to_string(r.seed)},
+          {"style_size", std::to_string(r.style_size)}};
+}
+
+struct Run {
+  const TrainOptions& o;
+  FilterTrainer& trainer;
+  PhotoSet& photos;
+  std::map<std::string, std::string> identity;  // style, its hash, weights, settings
+  std::vector<at::Tensor> preview_photos;       // a few fixed photos, 256 px
+  std::vector<nlohmann::json> history;          // every step's losses (the plot)
+};
+
+FilterInfo info_of(const Run& run) {
+  FilterInfo info{run.trainer.net().arch(), run.identity};
+  info.training["steps"] = std::to_string(run.trainer.steps_done());
+  info.training["images_seen"] = std::to_string(run.trainer.images_seen());
+  info.training["created_by"] = std::string("stylize ") + STYLIZE_VERSION;
+  return info;
+}
+
+void write_checkpoint(const Run& run) {
+  const std::string path = checkpoint_path(run.o.output);
+  save_filter(path, run.trainer.net(), info_of(run), run.trainer.optimiser_state());
+  spdlog::info("checkpoint at step {}: {}", run.trainer.steps_done(), path);
+}
+
+// The preview photos side by side, above the filter's output of each.
+void write_preview(const Run& run) {
+  std::vector<at::Tensor> top, bottom;
+  for (const auto& p : run.preview_photos) {
+    top.push_back(p);
+    bottom.push_back(apply_filter(run.trainer.net(), p));
+  }
+  const at::Tensor sheet = at::cat({at::cat(top, 3), at::cat(bottom, 3)}, 2);
+  save_image(side_path(run.o.output, "preview"), sheet, 90);
+}
+
+void write_plot(const Run& run) {
+  std::vector<PlotSeries> series{{"content", {}}, {"style", {}}, {"tv", {}}, {"total", {}}};
+  for (const auto& h : run.history) {
+    series[0].values.push_back(h["content"]);
+    series[1].values.push_back(h["style"]);
+    series[2].values.push_back(h["tv"]);
+    series[3].values.push_back(h["total"]);
+  }
+  const int first = run.history.empty() ? 0 : run.history.front()["step"].get<int>();
+  save_image(side_path(run.o.output, "losses"),
+             render_loss_plot(series, first, "loss per step (log scale), " + fs::path(run.o.output).filename().string()),
+             95);
+}
+
+// The log's lines up to `step` (a resumed run rewrites what came after its checkpoint), as history.
+std::vector<nlohmann::json> read_log(const std::string& path, int step) {
+  std::vector<nlohmann::json> kept;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    try {
+      nlohmann::json j = nlohmann::json::parse(line);
+      if (j.value("step", 0) <= step) kept.push_back(j);
+    } catch (const std::exception&) {
+      // a line cut by a kill: dropped
+    }
+  }
+  std::string text;
+  for (const auto& j : kept) text += j.dump() + "\n";
+  write_file_atomic(path, text);
+  return kept;
+}
+
+void resume_from_checkpoint(Run& run) {
+  const std::string path = checkpoint_path(run.o.output);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    throw UsageError("--resume: no checkpoint " + in_quotes(path) + " (it is written every --checkpoint-every steps)");
+  }
+  LoadedFilter ckpt = load_filter(path, "adam.");
+  for (const auto& [key, value] : run.identity) {
+    auto it = ckpt.info.training.find(key);
+    const std::string was = it == ckpt.info.training.end() ? "(none)" : it->second;
+    if (was != value && key != "weights") {
+      throw UsageError("--resume: checkpoint " + in_quotes(path) + " was trained with " + key + " " + in_quotes(was) +
+                       ", this run asks for " + in_quotes(value) + "; resume with the same settings or start anew");
+    }
+  }
+  int step = 0;
+  try {
+    step = std::stoi(ckpt.info.training.at("steps"));
+  } catch (const std::exception&) {
+    throw WeightsError("checkpoint " + in_quotes(path) + " does not say its step ('steps' metadata)");
+  }
+  run.trainer.resume(ckpt.net, ckpt.extra, step);
+  if (!run.o.log.empty()) run.history = read_log(run.o.log, step);
+  spdlog::info("resuming from step {} of {}", step, run.o.request.steps);
+}
+
+void show_progress(const Run& run, const TrainStepResult& s, double images_per_second, double seconds) {
+  const TrainOptions& o = run.o;
+  static const bool tty = isatty(fileno(stderr)) != 0;
+  const double eta = images_per_second > 0 ? (o.request.steps - s.step) * o.request.batch_size / images_per_second : -1;
+  const std::string line =
+      fmt::format("step {}/{}  loss {:.4g} (content {:.3g}, style {:.3g}, tv {:.3g})  {:.2f} images/s  ETA {}", s.step,
+                  o.request.steps, s.loss.total, s.loss.content_sum(), s.loss.style_sum(), s.loss.tv, images_per_second,
+                  format_duration(eta));
+  if (o.engine.quiet > 0) return;
+  if (tty) {
+    std::fprintf(stderr, "\r\x1b[K%s", line.c_str());
+    if (s.step == o.request.steps) std::fprintf(stderr, "\n");
+  } else if (o.print_every > 0 && (s.step % o.print_every == 0 || s.step == o.request.steps || s.step == 1)) {
+    spdlog::info("{} ({:.0f} s)", line, seconds);
+  }
+}
+
+// The loop: a step, its log line, checkpoints and previews when due; Ctrl-C ends it after the step.
+bool train_loop(Run& run) {
+  const TrainOptions& o = run.o;
+  std::ofstream log;
+  if (!o.log.empty()) log.open(o.log, std::ios::app);
+  const PhotoSource source = run.photos.source();
+  const auto t0 = std::chrono::steady_clock::now();
+  double compute = 0;
+  int done_here = 0;
+  while (run.trainer.steps_done() < o.request.steps) {
+    const TrainStepResult s = run.trainer.step(source);
+    compute += s.seconds;
+    ++done_here;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double ips = done_here * o.request.batch_size / std::max(seconds, 1e-9);
+    nlohmann::json j = {{"step", s.step}, {"content", s.loss.content_sum()}, {"style", s.loss.style_sum()},
+                        {"tv", s.loss.tv}, {"total", s.loss.total}, {"images_per_second", ips},
+                        {"seconds", seconds}};
+    run.history.push_back(j);
+    if (log.is_open()) log << j.dump() << "\n" << std::flush;
+    show_progress(run, s, ips, seconds);
+    if (!std::isfinite(s.loss.total)) {
+      throw ResourceError("the loss became " + fmt::format("{}", s.loss.total) + " at step " + std::to_string(s.step) +
+                          "; lower --learning-rate or the loss weights");
+    }
+    if (o.checkpoint_every > 0 && s.step % o.checkpoint_every == 0 && s.step < o.request.steps) write_checkpoint(run);
+    if (o.preview_every > 0 && s.step % o.preview_every == 0) write_preview(run);
+    if (interrupt_requested()) return false;
+  }
+  spdlog::debug("{} steps in {:.1f} s of compute", done_here, compute);
+  return true;
+}
+
+std::map<std::string, std::string> identity_of(const TrainOptions& o, const VggWeights& vgg) {
+  std::map<std::string, std::string> id = settings_metadata(o.request);
+  id["style"] = fs::path(o.style).filename().string();
+  id["style_sha256"] = digest_file(o.style).sha256;
+  id["weights"] = fs::path(vgg.path).filename().string();
+  id["preprocessing"] = to_string(vgg.preprocessing);
+  return id;
+}
+
+int run(TrainOptions& o) {
+  apply_lists(o);
+  validate(o.request);
+  if (file_extension(o.output) != "safetensors") {
+    throw UsageError("-o " + in_quotes(o.output) + ": a filter file ends in .safetensors");
+  }
+  check_output_folder(o.output);
+  if (!o.log.empty()) check_output_folder(o.log);
+  const at::Device device = resolve_device(o.engine.device);
+  const LoadedImage style = read_image(o.style, "style image", o.engine);
+  PhotoSet photos(o.data, o.request.crop_size, o.engine);
+
+  configure_threads(o.engine.threads);
+  const VggWeights vgg = load_vgg_weights(o.engine, deepest_layer(o.request.loss));
+  const Precision precision = resolve_precision(o.engine.precision, device, cpu_vector_features());
+  auto net = std::make_shared<Vgg19>(vgg.weights.params, o.engine.pooling == "avg" ? Pooling::avg : Pooling::max,
+                                     deepest_layer(o.request.loss), precision);
+  net->to(device);
+  const auto [sw, sh] = fit_longest(style.width, style.height, o.request.style_size);
+  FilterTrainer trainer(net, vgg.preprocessing, o.request, resize_image(style.rgb, sw, sh), device);
+  spdlog::info("training a width-{} filter on {}, {} arithmetic in the loss network, {} steps of {} crops of {} px",
+               o.request.arch.width, device.str(), to_string(precision), o.request.steps, o.request.batch_size,
+               o.request.crop_size);
+
+  Run r{o, trainer, photos, identity_of(o, vgg), {}, {}};
+  for (size_t i = 0; i < std::min<size_t>(4, photos.paths().size()); ++i) {
+    const LoadedImage p = read_image(photos.paths()[i], "training photo", o.engine);
+    // 192 px squares from the middle of each: the same few photos at every preview.
+    const double scale = 192.0 / std::min(p.width, p.height);
+    const int w = std::max(192, static_cast<int>(p.width * scale + 0.5));
+    const int h = std::max(192, static_cast<int>(p.height * scale + 0.5));
+    r.preview_photos.push_back(resize_image(p.rgb, w, h).narrow(2, (h - 192) / 2, 192).narrow(3, (w - 192) / 2, 192));
+  }
+  if (o.resume) resume_from_checkpoint(r);
+  install_interrupt_handler();
+  const bool finished = train_loop(r);
+  if (!r.history.empty()) write_plot(r);
+  if (!finished) {
+    write_checkpoint(r);
+    spdlog::warn("interrupted at step {}; continue with the same command and --resume", trainer.steps_done());
+    return static_cast<int>(ExitCode::interrupted);
+  }
+  write_preview(r);
+  save_filter(o.output, trainer.net(), info_of(r));
+  write_checkpoint(r);  // so that a later run can train on: --steps N --resume
+  spdlog::info("wrote {} after {} steps ({} images)", o.output, trainer.steps_done(), trainer.images_seen());
+  return 0;
+}
+
+}  // namespace
+
+int train_main(int argc, char** argv) {
+  return command_main<TrainOptions>("stylize train", argc, argv, setup, run);
+}
+
+}  // namespace stylize::cli

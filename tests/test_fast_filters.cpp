@@ -1,0 +1,191 @@
+// `stylize train` and `stylize apply` as a user meets them: a folder with bad photos in it, the files
+// a run leaves, resume giving the bytes an uninterrupted run gives, and every refusal in one line.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "stylize/filter.hpp"
+#include "stylize/image/image.hpp"
+#include "stylize/synthetic.hpp"
+#include "support.hpp"
+
+using namespace stylize;
+using stylize::test::exists;
+using stylize::test::RunResult;
+using stylize::test::TempDir;
+
+namespace {
+
+int line_count(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+class FastFilters : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::filesystem::create_directories(dir / "photos/sub");
+    std::filesystem::create_directories(dir / "out");
+    save_image(dir / "photos/a.png", synthetic_image(48, 56, 1), 95);
+    save_image(dir / "photos/sub/b.jpg", synthetic_image(52, 44, 2), 95);
+    save_image(dir / "photos/tiny.png", synthetic_image(20, 60, 3), 95);  // shorter than the 32 px crops
+    auto jpg = encode_image(synthetic_image(50, 50, 4), "jpg", 90);
+    jpg.resize(jpg.size() / 2);
+    test::write_bytes(dir / "photos/cut.jpg", jpg);
+    save_image(dir / "starry.png", synthetic_image(40, 40, 20), 95);
+  }
+  RunResult stylize(const std::string& sub, std::vector<std::string> args) {
+    std::vector<std::string> argv = {STYLIZE_BIN, sub};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return test::run_command(argv, {"STYLIZE_WEIGHTS=" + test::synthetic_prefix_weights_file()});
+  }
+  // A tiny, fast training run: width 4, one residual block, 32 px crops.
+  std::vector<std::string> train_args(const std::string& out, int steps) {
+    return {"--style", dir / "starry.png", "--data", dir / "photos", "-o", out, "--steps", std::to_string(steps),
+            "--crop-size", "32", "--batch-size", "2", "--width", "4", "--residual-blocks", "1", "--style-size",
+            "40", "--learning-rate", "0.01", "--threads", "1", "--checkpoint-every", "2", "--preview-every", "3"};
+  }
+  TempDir dir;
+};
+
+TEST_F(FastFilters, TrainSkipsBadPhotosAndLeavesFilterCheckpointPreviewPlotAndLog) {
+  auto args = train_args(dir / "out/f.safetensors", 4);
+  args.insert(args.end(), {"--log", dir / "out/log.jsonl"});
+  const RunResult r = stylize("train", args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("training photo '" + dir / "photos/tiny.png" + "' is 60x20, smaller than the 32 px crops; skipped"),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cannot read training photo '" + dir / "photos/cut.jpg" + "'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("training on 2 photos"), std::string::npos) << r.err;
+  for (const char* f : {"f.safetensors", "f.ckpt.safetensors", "f.preview.png", "f.losses.png", "log.jsonl"}) {
+    EXPECT_TRUE(exists(dir / ("out/" + std::string(f)))) << f;
+  }
+  std::ifstream log(dir / "out/log.jsonl");
+  std::string line;
+  int steps = 0;
+  while (std::getline(log, line)) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["step"].get<int>(), ++steps);
+    EXPECT_GT(j["style"].get<double>(), 0);
+    EXPECT_NEAR(j["total"].get<double>(), j["content"].get<double>() + j["style"].get<double>() + j["tv"].get<double>(),
+                1e-6 * j["total"].get<double>());
+  }
+  EXPECT_EQ(steps, 4);
+  const LoadedFilter f = load_filter(dir / "out/f.safetensors");
+  EXPECT_EQ(f.info.training.at("steps"), "4");
+  EXPECT_EQ(f.info.training.at("images_seen"), "8");
+  EXPECT_EQ(f.info.training.at("style"), "starry.png");
+  EXPECT_EQ(f.info.training.at("style_sha256").size(), 64u);
+  EXPECT_EQ(f.info.training.at("content_layers"), "relu2_2");
+  // Preview: 2 photos (192 px squares), above their filtered versions.
+  const LoadedImage preview = load_image(dir / "out/f.preview.png", "preview");
+  EXPECT_EQ(preview.width, 2 * 192);
+  EXPECT_EQ(preview.height, 2 * 192);
+}
+
+TEST_F(FastFilters, ResumeGivesTheBytesOfAnUninterruptedRun) {
+  ASSERT_EQ(stylize("train", train_args(dir / "out/whole.safetensors", 4)).exit_code, 0);
+  ASSERT_EQ(stylize("train", train_args(dir / "out/split.safetensors", 2)).exit_code, 0);
+  auto again = train_args(dir / "out/split.safetensors", 4);
+  again.push_back("--resume");
+  const RunResult r = stylize("train", again);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("resuming from step 2 of 4"), std::string::npos) << r.err;
+  EXPECT_EQ(test::read_bytes(dir / "out/whole.safetensors"), test::read_bytes(dir / "out/split.safetensors"));
+  // Other settings than the checkpoint's: refused, naming what differs.
+  auto other = train_args(dir / "out/split.safetensors", 6);
+  other.insert(other.end(), {"--resume", "--style-weight", "7"});
+  const RunResult bad = stylize("train", other);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("was trained with style_weight '50', this run asks for '7'"), std::string::npos) << bad.err;
+}
+
+TEST_F(FastFilters, ApplyKeepsTheInputSizeAndRepeatsItsBytes) {
+  ASSERT_EQ(stylize("train", train_args(dir / "out/f.safetensors", 2)).exit_code, 0);
+  save_image(dir / "odd.png", synthetic_image(37, 53, 9), 95);
+  for (const char* out : {"o1.png", "o2.png"}) {
+    const RunResult r = stylize("apply", {"--filter", dir / "out/f.safetensors", dir / "odd.png", "-o", dir / out});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const LoadedImage o = load_image(dir / "o1.png", "output");
+  EXPECT_EQ(o.width, 53);
+  EXPECT_EQ(o.height, 37);
+  EXPECT_EQ(test::read_bytes(dir / "o1.png"), test::read_bytes(dir / "o2.png"));
+  // The engine's own apply of the same filter gives those pixels.
+  const LoadedFilter f = load_filter(dir / "out/f.safetensors");
+  const at::Tensor engine = apply_filter(f.net, load_image(dir / "odd.png", "input").rgb).round();
+  EXPECT_TRUE(at::equal(engine, o.rgb));
+  // --size: the longest side.
+  ASSERT_EQ(stylize("apply", {"--filter", dir / "out/f.safetensors", dir / "odd.png", "-o", dir / "s.jpg", "-s", "106"})
+                .exit_code,
+            0);
+  EXPECT_EQ(load_image(dir / "s.jpg", "output").width, 106);
+}
+
+TEST_F(FastFilters, ApplyToAFolderWritesTheGoodAndReportsTheBad) {
+  ASSERT_EQ(stylize("train", train_args(dir / "out/f.safetensors", 2)).exit_code, 0);
+  std::filesystem::create_directories(dir / "styled");
+  const RunResult r =
+      stylize("apply", {"--filter", dir / "out/f.safetensors", "-r", dir / "photos", "--out-dir", dir / "styled"});
+  EXPECT_EQ(r.exit_code, 8) << r.err;  // cut.jpg failed, the others were written
+  EXPECT_NE(r.err.find("cut.jpg"), std::string::npos) << r.err;
+  EXPECT_TRUE(exists(dir / "styled/a.png"));
+  EXPECT_TRUE(exists(dir / "styled/b.png"));
+  EXPECT_TRUE(exists(dir / "styled/tiny.png"));  // 60x20 is big enough to filter
+  EXPECT_FALSE(exists(dir / "styled/cut.png"));
+}
+
+TEST_F(FastFilters, BadInputsGetOneLineAndTheirExitCode) {
+  std::filesystem::create_directories(dir / "empty");
+  struct Case {
+    std::string sub;
+    std::vector<std::string> args;
+    int code;
+    std::string says;
+  };
+  const std::string f = dir / "out/f.safetensors";
+  // The tiny run's flags with some replaced or added: {"--flag", "value"} pairs, or a lone switch.
+  auto train_with = [&](std::vector<std::string> change, const std::string& data = "") {
+    auto a = train_args(f, 2);
+    if (!data.empty()) a[3] = data;
+    for (size_t i = 0; i < change.size(); ++i) {
+      auto it = std::find(a.begin(), a.end(), change[i]);
+      const bool has_value = i + 1 < change.size() && change[i + 1].rfind("--", 0) != 0;
+      if (it != a.end() && has_value) {
+        *(it + 1) = change[++i];
+      } else {
+        a.push_back(change[i]);
+        if (has_value) a.push_back(change[++i]);
+      }
+    }
+    return a;
+  };
+  const std::vector<Case> cases = {
+      {"train", train_with({}, dir / "empty"), 3, "holds no usable photo"},
+      {"train", train_with({}, dir / "nothing"), 3, "is not a folder"},
+      {"train", train_with({"-o", dir / "out/f.png"}), 2, "a filter file ends in .safetensors"},
+      {"train", train_with({"--crop-size", "30"}), 2, "--crop-size must be a multiple of 4"},
+      {"train", train_with({"--style-layers", "relu9_9"}), 2, "unknown VGG19 layer 'relu9_9'"},
+      {"train", train_with({"--style-layers", "relu4_1"}), 4, ""},  // beyond the conv1-3 weights file
+      {"train", train_with({"--resume"}), 2, "--resume: no checkpoint"},
+      {"apply", {"--filter", test::synthetic_prefix_weights_file(), dir / "starry.png", "-o", dir / "x.png"}, 4,
+       "is not a filter file"},
+      {"apply", {"--filter", dir / "missing.safetensors", dir / "starry.png", "-o", dir / "x.png"}, 4, ""},
+      {"apply", {"--filter", f, dir / "starry.png", dir / "photos/a.png", "-o", dir / "x.png"}, 2, "use --out-dir"},
+      {"apply", {"--filter", f, dir / "starry.png", "-o", dir / "x.gif"}, 5, ""},
+  };
+  for (const auto& c : cases) {
+    const RunResult r = stylize(c.sub, c.args);
+    EXPECT_EQ(r.exit_code, c.code) << c.sub << " " << c.says << ": " << r.err;
+    // One error line, the last thing said (warnings about skipped photos may come before it).
+    const size_t at = r.err.find("error: ");
+    ASSERT_NE(at, std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("error: ", at + 1), std::string::npos) << r.err;
+    EXPECT_EQ(line_count(r.err.substr(at)), 1) << r.err;
+    if (!c.says.empty()) EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+    EXPECT_FALSE(exists(dir / "x.png"));
+    EXPECT_FALSE(exists(f));
+  }
+}
+
+}  // namespace
