@@ -135,6 +135,25 @@ TEST_F(FastFilters, ApplyToAFolderWritesTheGoodAndReportsTheBad) {
   EXPECT_FALSE(exists(dir / "styled/cut.png"));
 }
 
+TEST_F(FastFilters, BatchRunsFilterJobsWithoutTheNetworkAndMatchesApply) {
+  ASSERT_EQ(stylize("train", train_args(dir / "out/f.safetensors", 2)).exit_code, 0);
+  std::filesystem::create_directories(dir / "b");
+  std::filesystem::remove(dir / "photos/cut.jpg");
+  // No VGG19 anywhere: a filter batch must not need one.
+  std::vector<std::string> argv = {STYLIZE_BIN, "batch", "--filter", dir / "out/f.safetensors", "--out-dir", dir / "b",
+                                   "-r", dir / "photos", "--report", dir / "b.json"};
+  const RunResult r = test::run_command(argv, {"STYLIZE_WEIGHTS=" + dir / "none.safetensors"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* name : {"a_f.png", "b_f.png", "tiny_f.png"}) EXPECT_TRUE(exists(dir / ("b/" + std::string(name))));
+  ASSERT_EQ(stylize("apply", {"--filter", dir / "out/f.safetensors", dir / "photos/a.png", "-o", dir / "a.png"}).exit_code,
+            0);
+  EXPECT_EQ(test::read_bytes(dir / "a.png"), test::read_bytes(dir / "b/a_f.png"));
+  std::ifstream in(dir / "b.json");
+  const auto report = nlohmann::json::parse(in);
+  EXPECT_EQ(report["totals"]["done"], 3);
+  EXPECT_EQ(report["jobs"][0]["filter"], dir / "out/f.safetensors");
+}
+
 TEST_F(FastFilters, BadInputsGetOneLineAndTheirExitCode) {
   std::filesystem::create_directories(dir / "empty");
   struct Case {

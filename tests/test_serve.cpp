@@ -20,6 +20,8 @@
 #include <thread>
 
 #include "../src/server/server.hpp"
+#include "stylize/error.hpp"
+#include "stylize/filter.hpp"
 #include "stylize/image/image.hpp"
 #include "stylize/request.hpp"
 #include "stylize/synthetic.hpp"
@@ -302,6 +304,67 @@ TEST(Serve, NamedStylesFromAFolder) {
   EXPECT_EQ(list["styles"][0]["id"], "starry");
   const std::string id = body(c.Post("/v1/jobs", form({{"style", "<drop>"}, {"style_id", "starry"}})))["id"];
   EXPECT_EQ(wait_for(c, id, "done")["status"], "done");
+}
+
+// Fast filters: listed, applied over HTTP with the engine's exact pixels, size limits, metrics.
+TEST(Serve, FiltersFromAFolderAnswerAtOnce) {
+  TempDir dir;
+  const FilterNet net({4, 1}, 3);
+  save_filter(dir / "mosaic.safetensors", net, {net.arch(), {{"style", "mosaic.jpg"}, {"steps", "10"}}});
+  save_filter(dir / "mosaic.ckpt.safetensors", net, {net.arch(), {}});  // training state: not a filter to list
+  serve::ServeOptions o;
+  o.filters_dir = dir.path();
+  o.max_size = 64;
+  Running s(o);
+  auto c = s.client();
+  auto list = c.Get("/v1/filters");
+  ASSERT_TRUE(list);
+  const auto filters = body(list)["filters"];
+  ASSERT_EQ(filters.size(), 1u) << list->body;
+  EXPECT_EQ(filters[0]["id"], "mosaic");
+  EXPECT_EQ(filters[0]["style"], "mosaic.jpg");
+  EXPECT_EQ(filters[0]["steps"], "10");
+
+  const httplib::MultipartFormDataItems ok = {{"content", png(40, 48, 1), "c.png", "image/png"}, {"filter", "mosaic", "", ""}};
+  auto r = c.Post("/v1/filter", ok);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "image/png");
+  const LoadedImage out = decode_image(std::vector<uint8_t>(r->body.begin(), r->body.end()), "r", "result");
+  EXPECT_EQ(out.width, 48);
+  EXPECT_EQ(out.height, 40);
+  EXPECT_TRUE(at::equal(out.rgb, apply_filter(net, synthetic_image(40, 48, 1).round()).round()));
+
+  // Larger than --max-size: scaled down to it; a `size` over it: 422.
+  auto big = c.Post("/v1/filter", httplib::MultipartFormDataItems{{"content", png(50, 100, 2), "c.png", "image/png"},
+                                                                  {"filter", "mosaic", "", ""}});
+  ASSERT_TRUE(big);
+  EXPECT_EQ(decode_image(std::vector<uint8_t>(big->body.begin(), big->body.end()), "r", "result").width, 64);
+  auto with = [&](std::vector<httplib::MultipartFormData> extra) {
+    httplib::MultipartFormDataItems items = {{"content", png(40, 48, 1), "c.png", "image/png"}};
+    for (auto& e : extra) items.push_back(e);
+    return c.Post("/v1/filter", items);
+  };
+  expect_error(with({{"filter", "mosaic", "", ""}, {"size", "65", "", ""}}), 422, "out_of_range");
+  expect_error(with({{"filter", "mosaic", "", ""}, {"size", "big", "", ""}}), 400, "bad_field");
+  expect_error(with({{"filter", "nope", "", ""}}), 400, "unknown_filter");
+  expect_error(with({}), 400, "missing_field");
+  expect_error(c.Post("/v1/filter", httplib::MultipartFormDataItems{{"content", "not an image", "c.png", "image/png"},
+                                                                   {"filter", "mosaic", "", ""}}),
+               400, "invalid_image");
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("stylize_filter_requests_total 2"), std::string::npos) << m->body;
+  EXPECT_NE(body(c.Get("/openapi.json"))["paths"].count("/v1/filter"), 0u);
+}
+
+TEST(Serve, ABadFilterFileStopsTheStart) {
+  TempDir dir;
+  test::write_bytes(dir / "broken.safetensors", {1, 2, 3});
+  serve::ServeOptions o;
+  o.filters_dir = dir.path();
+  StylizeRequest defaults = request_defaults(Preprocessing::caffe);
+  EXPECT_NE(test::error_of<WeightsError>([&] { serve::Server(shared_stylizer(), defaults, o); }), test::kNoError);
 }
 
 TEST(Serve, SigtermDrainsRunningJobsThenExits) {

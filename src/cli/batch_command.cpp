@@ -20,10 +20,12 @@
 #include "common.hpp"
 #include "engine_flags.hpp"
 #include "stylize/error.hpp"
+#include "stylize/filter.hpp"
 #include "stylize/fsutil.hpp"
 #include "stylize/image/image.hpp"
 #include "stylize/recipe.hpp"
 #include "stylize/report.hpp"
+#include "stylize/runtime.hpp"
 
 namespace fs = std::filesystem;
 
@@ -33,6 +35,7 @@ namespace {
 struct BatchOptions {
   std::vector<std::string> inputs;
   std::vector<std::string> styles;
+  std::vector<std::string> filters;  // fast filters: each makes its own jobs, as --style does
   std::string out_dir;
   std::string job_file;
   bool from_stdin = false;
@@ -51,6 +54,7 @@ struct Job {
   int index = 0;
   std::string content;
   std::vector<std::string> styles;
+  std::string filter;       // a fast filter's file instead of styles (no optimisation)
   std::string output;
   // Request fields from a job-file line (style_weight, iterations, ...), as text; over the flags.
   std::map<std::string, std::string> fields;
@@ -69,7 +73,7 @@ std::string stem(const std::string& path) { return fs::path(path).stem().string(
 
 // {content} {style} {ext} {index} {size}: documented in --help and README.
 std::string apply_template(const std::string& tmpl, const Job& job, const std::string& ext, int size) {
-  std::string style;
+  std::string style = job.filter.empty() ? "" : stem(job.filter);
   for (const auto& s : job.styles) style += (style.empty() ? "" : "+") + stem(s);
   const std::map<std::string, std::string> values = {
       {"content", stem(job.content)}, {"style", style}, {"ext", ext},
@@ -123,6 +127,8 @@ void parse_job_line(const std::string& line, const BatchOptions& o, Job& job) {
       job.styles = value.get<std::vector<std::string>>();
     } else if (key == "style") {
       job.styles.push_back(value.get<std::string>());
+    } else if (key == "filter") {
+      job.filter = value.get<std::string>();
     } else if (key == "output") {
       job.output = value.get<std::string>();
     } else {
@@ -131,8 +137,10 @@ void parse_job_line(const std::string& line, const BatchOptions& o, Job& job) {
       set_field(r, name, job.fields[name]);
     }
   }
-  if (job.styles.empty()) job.styles = o.styles;
-  if (job.styles.empty()) throw UsageError("no style given (set \"style\" or --style)");
+  if (!job.filter.empty() && !job.styles.empty()) throw UsageError("a job has a style or a filter, not both");
+  if (job.styles.empty() && job.filter.empty()) job.styles = o.styles;
+  if (job.styles.empty() && job.filter.empty() && !o.filters.empty()) job.filter = o.filters.front();
+  if (job.styles.empty() && job.filter.empty()) throw UsageError("no style given (set \"style\" or --style)");
   validate(r);
   check_style_blend_count(r, job.styles.size());
   if (job.output.find('/') != std::string::npos) throw UsageError("output must be a file name, not a path");
@@ -188,6 +196,13 @@ std::vector<Job> make_jobs(const BatchOptions& o) {
         job.size = size;
         jobs.push_back(job);
       }
+      for (const auto& filter : o.filters) {
+        Job job;
+        job.content = content;
+        job.filter = filter;
+        job.size = size;
+        jobs.push_back(job);
+      }
     }
   }
   for (size_t i = 0; i < jobs.size(); ++i) {
@@ -214,6 +229,7 @@ std::vector<Job> make_jobs(const BatchOptions& o) {
 nlohmann::json job_json(const Job& j) {
   nlohmann::json out = {{"index", j.index}, {"content", j.content}, {"styles", j.styles}, {"output", j.output},
                         {"status", j.status}, {"seconds", j.seconds}};
+  if (!j.filter.empty()) out["filter"] = j.filter;
   if (!j.error.empty()) out["error"] = j.error;
   if (!j.style_targets.empty()) out["style_targets"] = j.style_targets;
   if (!j.losses.is_null()) out["losses"] = j.losses;
@@ -260,10 +276,51 @@ void run_job(Job& job, const StylizeRequest& defaults, const at::Tensor& init_im
   job.losses = losses_json(result.initial, result.final, result.written, r.loss);
 }
 
+// What a batch of filter jobs alone needs: a device and threads, no VGG19.
+Engine filter_only_engine(const EngineFlags& f) {
+  Engine e;
+  e.device = resolve_device(f.device);
+  e.threads = configure_threads(f.threads);
+  return e;
+}
+
+// The filters a batch uses, each loaded (and checked) once, on the engine's device.
+class FilterCache {
+ public:
+  explicit FilterCache(const EngineFlags& f) : flags_(f) {}
+  const FilterNet& get(const std::string& path) {
+    auto it = filters_.find(path);
+    if (it != filters_.end()) return it->second.net;
+    LoadedFilter loaded = load_filter(path);
+    const at::Device device = resolve_device(flags_.device);
+    loaded.net.to(device);
+    loaded.net.set_precision(resolve_precision(flags_.precision, device, cpu_vector_features()));
+    return filters_.emplace(path, std::move(loaded)).first->second.net;
+  }
+
+ private:
+  const EngineFlags& flags_;
+  std::map<std::string, LoadedFilter> filters_;
+};
+
+// A filter job: one forward pass at the input's size, or at `size` when the flags or the job set one.
+void run_filter_job(Job& job, FilterCache& filters, const EngineFlags& f) {
+  const FilterNet& net = filters.get(job.filter);
+  const LoadedImage img = read_image(job.content, "content image", f);
+  at::Tensor rgb = img.rgb;
+  const bool sized = f.fields.count("size") > 0 || job.fields.count("size") > 0;
+  if (sized) {
+    const auto [w, h] = fit_longest(img.width, img.height, job.size);
+    if (w != img.width || h != img.height) rgb = resize_image(rgb, w, h);
+  }
+  save_image(job.output, apply_filter(net, rgb), f.quality);
+  job.status = "done";
+}
+
 // --dry-run: index, content, styles, output and what would happen, tab-separated on stdout.
 void print_dry_run(const std::vector<Job>& jobs, size_t todo) {
   for (const auto& job : jobs) {
-    std::string styles;
+    std::string styles = job.filter.empty() ? "" : "filter:" + job.filter;
     for (const auto& s : job.styles) styles += (styles.empty() ? "" : "+") + s;
     std::printf("%d\t%s\t%s\t%s\t%s\n", job.index, job.content.c_str(), styles.c_str(), job.output.c_str(),
                 !job.setup_error.empty() ? ("invalid: " + render_fields(job.setup_error, FieldWords::key)).c_str()
@@ -313,6 +370,10 @@ void setup(CLI::App& app, BatchOptions& o) {
       "(plus 2 usage, 4 weights, 5 output folder, 6 device, as for 'stylize').");
   app.add_option("inputs", o.inputs, "Content images and folders of them")->type_name("PATH");
   app.add_option("--style", o.styles, "Style image (repeat for several: each makes its own jobs)")->type_name("FILE");
+  app.add_option("--filter", o.filters,
+                 "A fast filter from 'stylize train' instead of (or beside) --style: one pass per photo, at the "
+                 "photo's size unless --size is given; {style} in --name is its stem (repeatable)")
+      ->type_name("FILE");
   app.add_option("--out-dir", o.out_dir, "Folder for outputs (must exist)")->required();
   app.add_option("--job-file", o.job_file,
                  "JSON lines, one job each: {\"content\": F, \"style\": F | \"styles\": [F..], \"output\": NAME, "
@@ -336,7 +397,9 @@ void setup(CLI::App& app, BatchOptions& o) {
 int run(BatchOptions& o) {
   const auto t_start = std::chrono::steady_clock::now();
   const EngineFlags& f = o.engine;
-  if (o.styles.empty() && o.job_file.empty()) throw UsageError("give at least one --style (or a --job-file)");
+  if (o.styles.empty() && o.filters.empty() && o.job_file.empty()) {
+    throw UsageError("give at least one --style or --filter (or a --job-file)");
+  }
   if (o.inputs.empty() && !o.from_stdin && o.job_file.empty()) {
     throw UsageError("give content images or folders, --from-stdin, or --job-file");
   }
@@ -364,7 +427,11 @@ int run(BatchOptions& o) {
     return 0;
   }
 
-  Engine engine = load_engine(f, deepest_layer(request_from_flags(f, Preprocessing::caffe).loss));
+  // The VGG19 is loaded only for jobs that optimise: a batch of filter jobs never reads it.
+  const bool optimises = std::any_of(jobs.begin(), jobs.end(), [](const Job& j) { return j.filter.empty(); });
+  Engine engine = optimises ? load_engine(f, deepest_layer(request_from_flags(f, Preprocessing::caffe).loss))
+                            : filter_only_engine(f);
+  FilterCache filters(f);
   const StylizeRequest defaults = request_from_flags(f, engine.preprocessing);
   at::Tensor init_image;
   if (!f.init_file.empty()) init_image = read_image(f.init_file, "init image", f).rgb;
@@ -390,7 +457,11 @@ int run(BatchOptions& o) {
     }
     try {
       if (!job.setup_error.empty()) throw UsageError(job.setup_error);
-      run_job(job, defaults, init_image, engine, target_cache, tty ? f.print_every : 0, f, label);
+      if (!job.filter.empty()) {
+        run_filter_job(job, filters, f);
+      } else {
+        run_job(job, defaults, init_image, engine, target_cache, tty ? f.print_every : 0, f, label);
+      }
       if (job.status == "interrupted") interrupted = true;
     } catch (...) {
       job.status = "failed";
@@ -408,7 +479,10 @@ int run(BatchOptions& o) {
   }
   const Counts c = count_jobs(jobs);
   if (!o.report.empty()) {
-    write_report(o.report, jobs, c, settings_json(defaults, f, engine), interrupted, target_cache.computations(),
+    const nlohmann::json settings = engine.stylizer
+                                        ? settings_json(defaults, f, engine)
+                                        : nlohmann::json{{"threads", engine.threads}, {"device", engine.device.str()}};
+    write_report(o.report, jobs, c, settings, interrupted, target_cache.computations(),
                  engine.seconds_load, std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(),
                  job_seconds_total);
   }

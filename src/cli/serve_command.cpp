@@ -43,6 +43,8 @@ void setup(CLI::App& app, ServeCommandOptions& o) {
                "Run jobs that the plan tiles (a 'tile' field, or too large to fit whole); otherwise they get 422");
   app.add_option("--api-key-file", o.api_key_file, "File holding the API key; then every request needs 'Authorization: Bearer KEY'");
   app.add_option("--styles-dir", s.styles_dir, "Folder of named style images (style_id = file stem)");
+  app.add_option("--filters-dir", s.filters_dir,
+                 "Folder of fast filters from 'stylize train' (*.safetensors; filter id = file stem) for POST /v1/filter");
   app.add_option("--result-ttl", s.result_ttl_s, "Seconds a finished job and its result are kept")->check(CLI::Range(1.0, 1e7))->capture_default_str();
   app.add_option("--drain-seconds", s.drain_seconds, "On SIGTERM, how long running jobs may finish before they are cancelled")
       ->check(CLI::Range(0.0, 86400.0))

@@ -38,6 +38,13 @@ inline constexpr const char* kOpenApi = R"JSON({
     "/v1/stylize": {"post": {"summary": "Synchronous, for small jobs: returns the image", "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
       "responses": {"200": {"description": "the image"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over the synchronous limit"}, "429": {"description": "queue full"}}}},
     "/v1/styles": {"get": {"summary": "Named styles from --styles-dir", "responses": {"200": {"description": "{styles: [{id}]}"}}}},
+    "/v1/filters": {"get": {"summary": "Fast filters from --filters-dir", "responses": {"200": {"description": "{filters: [{id, style, width, steps, images_seen, created_by}]}"}}}},
+    "/v1/filter": {"post": {"summary": "A photo through a fast filter: one pass, returns the image", "requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object", "required": ["content", "filter"], "properties": {
+        "content": {"type": "string", "format": "binary", "description": "the photo"},
+        "filter": {"type": "string", "description": "a filter id from GET /v1/filters"},
+        "size": {"type": "integer", "minimum": 16, "description": "longest side of the output, px (default: the photo's, capped by the server's --max-size)"},
+        "format": {"type": "string", "enum": ["png", "jpg", "webp"]}}}}}},
+      "responses": {"200": {"description": "the image"}, "400": {"description": "missing or unknown filter, unreadable image"}, "413": {"description": "upload over the limit"}, "422": {"description": "size over this server's limit"}}}},
     "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "{status: ok, device, precision}"}, "503": {"description": "draining"}}}},
     "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text/plain"}}}},
     "/openapi.json": {"get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI 3"}}}}

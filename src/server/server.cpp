@@ -90,6 +90,7 @@ Server::Server(const Stylizer& stylizer, StylizeRequest defaults, ServeOptions o
     }
   }
   defaults_.resize = resize_image;
+  load_filters();
   routes();
   jobs_ = std::make_unique<JobQueue>([this](Job& job) { return run_job(job); },
                                      JobQueueOptions{opt_.workers, opt_.queue_limit, opt_.result_ttl_s});
@@ -329,6 +330,94 @@ void Server::get_styles(const httplib::Request&, httplib::Response& res) {
   send_json(res, 200, {{"styles", list}});
 }
 
+void Server::load_filters() {
+  if (opt_.filters_dir.empty()) return;
+  std::error_code ec;
+  if (!fs::is_directory(opt_.filters_dir, ec)) {
+    throw InputError("filters folder " + in_quotes(opt_.filters_dir) + " does not exist");
+  }
+  for (const auto& e : fs::directory_iterator(opt_.filters_dir)) {
+    if (!e.is_regular_file() || file_extension(e.path().string()) != "safetensors") continue;
+    const std::string name = e.path().filename().string();
+    if (name.size() > 17 && name.compare(name.size() - 17, 17, ".ckpt.safetensors") == 0) continue;  // training state
+    LoadedFilter f = load_filter(e.path().string());  // a bad file stops the start: better than a missing filter
+    f.net.to(stylizer_.device());
+    f.net.set_precision(stylizer_.precision());
+    filters_.emplace(e.path().stem().string(), std::move(f));
+  }
+  spdlog::info("{} filter(s) from {}", filters_.size(), opt_.filters_dir);
+}
+
+void Server::get_filters(const httplib::Request&, httplib::Response& res) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [id, f] : filters_) {
+    nlohmann::json item = {{"id", id}, {"width", f.info.arch.width}};
+    for (const char* key : {"style", "steps", "images_seen", "created_by"}) {
+      auto it = f.info.training.find(key);
+      if (it != f.info.training.end()) item[key] = it->second;
+    }
+    list.push_back(item);
+  }
+  send_json(res, 200, {{"filters", list}});
+}
+
+// A content image through a named filter, answered at once: at the image's size, capped by
+// --max-size (the longer side), or at the form's `size`.
+void Server::post_filter(const httplib::Request& req, httplib::Response& res) {
+  if (!req.is_multipart_form_data()) {
+    throw HttpError{400, "bad_request", "send multipart/form-data with a 'content' image and a 'filter' id"};
+  }
+  std::string id, ext = "png", text;
+  if (!form_field(req, "filter", id)) throw HttpError{400, "missing_field", "the 'filter' id is missing; see GET /v1/filters"};
+  auto it = filters_.find(id);
+  if (it == filters_.end()) throw HttpError{400, "unknown_filter", "no filter '" + id.substr(0, 64) + "'; see GET /v1/filters"};
+  if (form_field(req, "format", text)) {
+    if (text != "png" && text != "jpg" && text != "jpeg" && text != "webp") {
+      throw HttpError{400, "bad_field", "field 'format' must be png, jpg or webp"};
+    }
+    ext = text;
+  }
+  int size = 0;
+  if (form_field(req, "size", text)) {
+    size_t used = 0;
+    try {
+      size = std::stoi(text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != text.size()) throw HttpError{400, "bad_field", "field 'size' must be a whole number of px"};
+    if (size < kFilterMinSide || size > opt_.max_size) {
+      throw HttpError{422, "out_of_range", "field 'size' is " + text + "; this server accepts " +
+                                               std::to_string(kFilterMinSide) + " to " + std::to_string(opt_.max_size)};
+    }
+  }
+  if (!req.has_file("content")) throw HttpError{400, "missing_field", "the 'content' image is missing"};
+  LoadedImage img;
+  try {
+    img = decode_upload(req.get_file_value("content"), "content image", opt_.max_pixels);
+  } catch (const InputError& e) {
+    throw HttpError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
+  }
+  const int longest = size > 0 ? size : std::min(std::max(img.width, img.height), opt_.max_size);
+  const auto [w, h] = fit_longest(img.width, img.height, longest);
+  if (std::min(w, h) < kFilterMinSide) {
+    throw HttpError{400, "invalid_image", "the image would be " + std::to_string(w) + "x" + std::to_string(h) +
+                                              " px; a filter needs at least " + std::to_string(kFilterMinSide) + " a side"};
+  }
+  const at::Tensor rgb = (w == img.width && h == img.height) ? img.rgb : resize_image(img.rgb, w, h);
+  std::lock_guard<std::mutex> lock(filter_mu_);
+  const auto t = Clock::now();
+  try {
+    const at::Tensor out = apply_filter(it->second.net, rgb);
+    send_image(res, encode_image(out, ext, opt_.quality), ext);
+  } catch (...) {
+    ++filter_failures_;
+    throw;
+  }
+  ++filter_requests_;
+  filter_seconds_ += seconds_between(t, Clock::now());
+}
+
 void Server::get_health(const httplib::Request&, httplib::Response& res) {
   const bool accepting = jobs_->accepting();
   send_json(res, accepting ? 200 : 503, {{"status", accepting ? "ok" : "draining"}, {"device", stylizer_.device().str()},
@@ -352,6 +441,17 @@ void Server::get_metrics(const httplib::Request&, httplib::Response& res) {
   m += "# HELP stylize_iterations_per_second Iteration rate of the running jobs.\n"
        "# TYPE stylize_iterations_per_second gauge\n";
   m += "stylize_iterations_per_second " + std::to_string(q.iterations_per_second) + "\n";
+  {
+    std::lock_guard<std::mutex> lock(filter_mu_);
+    m += "# HELP stylize_filter_requests_total Images answered by POST /v1/filter.\n"
+         "# TYPE stylize_filter_requests_total counter\n";
+    m += "stylize_filter_requests_total " + std::to_string(filter_requests_) + "\n";
+    m += "# HELP stylize_filter_failures_total POST /v1/filter requests that failed in the network or encoder.\n"
+         "# TYPE stylize_filter_failures_total counter\n";
+    m += "stylize_filter_failures_total " + std::to_string(filter_failures_) + "\n";
+    m += "# HELP stylize_filter_seconds_total Time spent applying filters.\n# TYPE stylize_filter_seconds_total counter\n";
+    m += "stylize_filter_seconds_total " + std::to_string(filter_seconds_) + "\n";
+  }
   res.set_content(m, "text/plain; version=0.0.4");
 }
 
@@ -400,6 +500,8 @@ void Server::routes() {
   http.Delete("/v1/jobs/" + id, guarded(&Server::delete_job));
   http.Post("/v1/stylize", guarded(&Server::post_stylize));
   http.Get("/v1/styles", guarded(&Server::get_styles));
+  http.Get("/v1/filters", guarded(&Server::get_filters));
+  http.Post("/v1/filter", guarded(&Server::post_filter));
   http.Get("/healthz", guarded(&Server::get_health));
   http.Get("/metrics", guarded(&Server::get_metrics));
   http.Get("/openapi.json", guarded(&Server::get_openapi));

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "job_queue.hpp"
+#include "stylize/filter.hpp"
 #include "stylize/recipe.hpp"
 #include "stylize/stylizer.hpp"
 
@@ -35,6 +36,7 @@ struct ServeOptions {
   int64_t max_pixels = 64'000'000;
   std::string api_key;            // empty: no auth
   std::string styles_dir;         // optional: named styles
+  std::string filters_dir;        // optional: fast filters (*.safetensors), filter id = file stem
   double result_ttl_s = 3600;
   double drain_seconds = 30;
   int quality = 95;               // JPEG/WebP results
@@ -66,6 +68,8 @@ class Server {
   void delete_job(const httplib::Request& req, httplib::Response& res);
   void post_stylize(const httplib::Request& req, httplib::Response& res);
   void get_styles(const httplib::Request& req, httplib::Response& res);
+  void get_filters(const httplib::Request& req, httplib::Response& res);
+  void post_filter(const httplib::Request& req, httplib::Response& res);
   void get_health(const httplib::Request& req, httplib::Response& res);
   void get_metrics(const httplib::Request& req, httplib::Response& res);
   void get_openapi(const httplib::Request& req, httplib::Response& res);
@@ -76,6 +80,7 @@ class Server {
   JobQueue::Outcome run_job(Job& job);                // on a queue worker: the engine's run()
   std::shared_ptr<Job> find(const std::string& id);  // throws HttpError 404
   at::Tensor named_style(const std::string& style_id);  // a --styles-dir image, read once
+  void load_filters();  // every --filters-dir file, checked and on the device; throws WeightsError
 
   const Stylizer& stylizer_;
   StylizeRequest defaults_;
@@ -86,6 +91,12 @@ class Server {
   std::mutex styles_mu_;
   std::map<std::string, at::Tensor> named_images_;  // style id -> its image, at source resolution
   StyleTargetCache style_cache_;                    // named styles' targets, per size
+
+  std::map<std::string, LoadedFilter> filters_;  // filter id -> network (read-only after start)
+  // One filter pass at a time: each uses every core, and two at once only slow both down.
+  std::mutex filter_mu_;
+  uint64_t filter_requests_ = 0, filter_failures_ = 0;  // under filter_mu_
+  double filter_seconds_ = 0;
   std::unique_ptr<JobQueue> jobs_;  // last: its workers stop before the members they use go
 };
 
