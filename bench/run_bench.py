@@ -598,11 +598,11 @@ def main():
         L.append("")
         L.extend(gpu_section(gpu_results()))
     path = os.path.join(ROOT, "BENCHMARKS.md")
-    # bench/real_weights.py and bench/print_size.py own their sections: carried over as they are.
+    # bench/real_weights.py, print_size.py and fast_filters.py own their sections: carried over as they are.
     real = ""
     if os.path.exists(path):
         old = open(path).read()
-        for name in ("real-weights", "print-size"):
+        for name in ("real-weights", "print-size", "fast-filters"):
             begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
             if begin in old and end in old:
                 real += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"

@@ -33,9 +33,14 @@ struct TrainRequest {
   int style_size = 512;         // longest side of the style image's working copy
 };
 
-// The one home of the training defaults: content relu2_2; style relu1_2, relu2_2, relu3_3 (Johnson
-// et al.'s layers without relu4_3, which the shallow real weights lack); content weight 1, style
-// weight 50, TV 1e-4 (BENCHMARKS.md "Fast filters" for how they were chosen).
+// The one home of the training defaults: the layers of the Gatys recipe that works on the shallow
+// real weights (content relu3_2; style relu1_1, relu2_1, relu3_1), content weight 5, TV 1e-3 as a
+// Gatys run has them, and style weight 6: a filter cannot reach a Gatys optimum per photo, and at
+// the Gatys run's 100 (or 20) the style term swamps the content for good — after 120 steps on the
+// real weights the output was Starry-Night blobs with no photo left; at 6, 60 steps already showed
+// the photo in the painting's colours; at 2, a faint tint (README "Fast filters").
+// Johnson's own layers (content relu2_2; style relu1_2, relu2_2, relu3_3) at content 1 / style 50
+// also swamped the content in 150 steps.
 TrainRequest train_defaults();
 
 // Ranges: crop_size 32..2048 (a multiple of 4), batch_size 1..64, steps 1..10^7, learning_rate in

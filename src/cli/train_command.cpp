@@ -54,12 +54,12 @@ void setup(CLI::App& app, TrainOptions& o) {
   app.add_option("--content-weight", r.loss.content_weight, "Content loss weight (alpha)")->capture_default_str();
   app.add_option("--style-weight", r.loss.style_weight, "Style loss weight (beta)")->capture_default_str();
   app.add_option("--tv-weight", r.loss.tv_weight, "Total-variation weight (smoothness)")->capture_default_str();
-  app.add_option("--content-layers", o.content_layers, "Comma-separated content layers, or none [default: relu2_2]");
-  app.add_option("--style-layers", o.style_layers, "Comma-separated style layers [default: relu1_2,relu2_2,relu3_3]");
+  app.add_option("--content-layers", o.content_layers, "Comma-separated content layers, or none [default: relu3_2]");
+  app.add_option("--style-layers", o.style_layers, "Comma-separated style layers [default: relu1_1,relu2_1,relu3_1]");
   app.add_option("--style-layer-weights", o.style_layer_weights, "One weight per style layer [default: all 1]");
   app.add_option("--style-size", r.style_size, "Longest side of the style image while training, px")
       ->capture_default_str();
-  app.add_option("--width", r.arch.width, "Channels of the filter's first layer (32 = Johnson's; 16 is ~3x faster)")
+  app.add_option("--width", r.arch.width, "Channels of the filter's first layer (32 = Johnson's; fewer is faster)")
       ->capture_default_str();
   app.add_option("--residual-blocks", r.arch.residual_blocks, "Residual blocks in the filter")->capture_default_str();
   app.add_option("--seed", r.seed, "Seeds the initial network and every batch's crops")->capture_default_str();

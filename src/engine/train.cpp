@@ -13,11 +13,11 @@ namespace stylize {
 
 TrainRequest train_defaults() {
   TrainRequest r;
-  r.loss.content_layers = {"relu2_2"};
-  r.loss.style_layers = {"relu1_2", "relu2_2", "relu3_3"};
-  r.loss.content_weight = 1.0;
-  r.loss.style_weight = 50.0;
-  r.loss.tv_weight = 1e-4;
+  r.loss.content_layers = {"relu3_2"};
+  r.loss.style_layers = {"relu1_1", "relu2_1", "relu3_1"};
+  r.loss.content_weight = 5.0;
+  r.loss.style_weight = 6.0;
+  r.loss.tv_weight = 1e-3;
   return r;
 }
 
