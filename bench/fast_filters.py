@@ -90,7 +90,8 @@ def train_rates(data, steps=4, crop=256, batch=4, width=32):
     logf = os.path.join(TMP, "train.jsonl")
     run([BIN, "train", "--style", STYLE, "--data", data, "-o", os.path.join(TMP, "t.safetensors"), "--weights", REAL,
          "--steps", str(steps + 1), "--crop-size", str(crop), "--batch-size", str(batch), "--width", str(width),
-         "--threads", "2", "--checkpoint-every", "0", "--preview-every", "0", "--log", logf, "-q"])
+         "--threads", "2", "--precision", "fp32", "--checkpoint-every", "0", "--preview-every", "0", "--log", logf,
+         "-q"])
     lines = [json.loads(l) for l in open(logf)]
     ours = steps * batch / (lines[-1]["seconds"] - lines[0]["seconds"])
     ref = json.loads(run(["/usr/bin/python3", os.path.join(ROOT, "bench", "train_reference.py"), "--weights", REAL,
@@ -110,9 +111,14 @@ def gatys_loss_of(image, size, meta):
 
 
 def objective(meta):
-    return ["--content-layers", meta["content_layers"], "--style-layers", meta["style_layers"],
+    """The filter's training objective as `stylize` flags. The style image is at the output's size
+    (style scale 1) for both results: one yardstick, stated in the section."""
+    args = ["--content-layers", meta["content_layers"], "--style-layers", meta["style_layers"],
             "--content-weight", meta["content_weight"], "--style-weight", meta["style_weight"],
             "--tv-weight", meta["tv_weight"]]
+    if meta.get("style_layer_weights"):
+        args += ["--style-layer-weights", meta["style_layer_weights"]]
+    return args
 
 
 def filter_metadata(path):

@@ -281,7 +281,7 @@ count=0
 mv "$tmp/SOURCES.txt" "$sources"
 
 [ "$count" -gt 0 ] || die "no photos could be gathered into $dir: apt-get download failed (see above; it needs the Debian archive and package lists: 'apt-get update' as root)"
-size=$(for name in "${names[@]}"; do [ -f "$dir/$name" ] && printf '%s\0' "$dir/$name"; done | du -ch --files0-from=- | tail -1 | cut -f1)
+size=$(for name in "${names[@]}"; do [ ! -f "$dir/$name" ] || printf '%s\0' "$dir/$name"; done | du -ch --files0-from=- | tail -1 | cut -f1)
 echo "$me: $count photos ($size) in $dir; sources and licences in $dir/SOURCES.txt"
 if [ "$count" -lt "${#names[@]}" ]; then
   note "$(( ${#names[@]} - count )) of the ${#names[@]} listed photos are missing (see above); rerun to retry"

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <signal.h>
+#include <thread>
 
 #include "stylize/filter.hpp"
 #include "stylize/image/image.hpp"
@@ -97,7 +99,41 @@ TEST_F(FastFilters, ResumeGivesTheBytesOfAnUninterruptedRun) {
   other.insert(other.end(), {"--resume", "--style-weight", "7"});
   const RunResult bad = stylize("train", other);
   EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_NE(bad.err.find("was trained with style_weight '6', this run asks for '7'"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("was trained with --style-weight '6', this run asks for '7'"), std::string::npos) << bad.err;
+}
+
+TEST_F(FastFilters, CtrlCWritesACheckpointAndExits130ThenResumeFinishes) {
+  auto args = train_args(dir / "out/f.safetensors", 100000);
+  args.insert(args.begin(), {STYLIZE_BIN, "train"});
+  args.insert(args.end(), {"--log", dir / "out/log.jsonl", "--weights", test::synthetic_prefix_weights_file()});
+  const int pid = test::spawn_background(args, dir / "stderr.txt");
+  ASSERT_GT(pid, 0);
+  // Bounded wait for the first checkpoint (step 2): training is under way.
+  for (int i = 0; i < 600 && !exists(dir / "out/f.ckpt.safetensors"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(exists(dir / "out/f.ckpt.safetensors"));
+  kill(pid, SIGINT);
+  EXPECT_EQ(test::wait_exit_code(pid), 130);
+  EXPECT_FALSE(exists(dir / "out/f.safetensors")) << "no filter from an unfinished run";
+  const LoadedFilter ckpt = load_filter(dir / "out/f.ckpt.safetensors", "adam.");
+  const int step = std::stoi(ckpt.info.training.at("steps"));
+  EXPECT_GE(step, 2);
+  std::ifstream err(dir / "stderr.txt");
+  const std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("interrupted at step " + std::to_string(step)), std::string::npos) << text;
+  // The same command with --resume and a reachable step count finishes from there.
+  auto again = train_args(dir / "out/f.safetensors", step + 2);
+  again.insert(again.end(), {"--resume", "--log", dir / "out/log.jsonl"});
+  const RunResult r = stylize("train", again);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(load_filter(dir / "out/f.safetensors").info.training.at("steps"), std::to_string(step + 2));
+  // The log holds each step once: what came after the checkpoint was rewritten by the resumed run.
+  std::ifstream log(dir / "out/log.jsonl");
+  std::string line;
+  int n = 0;
+  while (std::getline(log, line)) EXPECT_EQ(nlohmann::json::parse(line)["step"].get<int>(), ++n);
+  EXPECT_EQ(n, step + 2);
 }
 
 TEST_F(FastFilters, ApplyKeepsTheInputSizeAndRepeatsItsBytes) {
@@ -201,7 +237,9 @@ TEST_F(FastFilters, BadInputsGetOneLineAndTheirExitCode) {
     ASSERT_NE(at, std::string::npos) << r.err;
     EXPECT_EQ(r.err.find("error: ", at + 1), std::string::npos) << r.err;
     EXPECT_EQ(line_count(r.err.substr(at)), 1) << r.err;
-    if (!c.says.empty()) EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+    if (!c.says.empty()) {
+      EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+    }
     EXPECT_FALSE(exists(dir / "x.png"));
     EXPECT_FALSE(exists(f));
   }

@@ -38,14 +38,17 @@ void validate(const FilterArch& arch);
 // The network's tensors in order, "in.conv.weight" [w, 3, 9, 9], "in.norm.weight" [w], ...
 std::vector<std::pair<std::string, std::vector<int64_t>>> filter_parameter_shapes(const FilterArch& arch);
 
-// Smallest image side a filter takes (the 9×9 reflection pad needs 5 px at the 1/4 scale's input).
+// Smallest image side a filter takes. The network itself runs from about 8 px (reflection padding
+// needs more pixels than it pads: 4 for the 9×9 convolutions, 1 at the quarter scale); 16 leaves
+// the quarter scale 4 px and refuses images too small to show anything.
 constexpr int kFilterMinSide = 16;
 
 class FilterNet {
  public:
   // Fresh weights from `seed`: PyTorch's default for convolutions (uniform ±1/√fan_in for weight and
-  // bias), 1 and 0 for the norms' scale and shift. Drawn with std::mt19937_64 so that a seed gives
-  // the same network on every LibTorch version and device.
+  // bias), 1 and 0 for the norms' scale and shift. Drawn from std::mt19937_64's bits by our own
+  // arithmetic (not a std:: distribution, whose algorithm each standard library chooses), so a seed
+  // gives the same network with every compiler, LibTorch version and device.
   FilterNet(const FilterArch& arch, uint64_t seed);
   // Given weights, float32 on the CPU, names and shapes exactly filter_parameter_shapes(arch)
   // (load_filter checks them; a mismatch here throws WeightsError).

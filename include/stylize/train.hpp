@@ -62,7 +62,8 @@ struct TrainStepResult {
 };
 
 // Everything a resumed run needs besides the photos and the request: the network, Adam's moments
-// and the step. Saved as a filter file whose extra tensors are "adam.m.<name>" / "adam.v.<name>".
+// and the step. The filter trains in fp32 (its bf16 copies carry no gradient); only the loss
+// network's arithmetic follows the Vgg19's precision. Saved as a filter file whose extra tensors are "adam.m.<name>" / "adam.v.<name>".
 class FilterTrainer {
  public:
   // `vgg` must reach deepest_layer(r.loss); `style_rgb` is [1, 3, h, w] 0-255 at its working size

@@ -88,16 +88,12 @@ void check_distinct_outputs(const ApplyOptions& o, const std::vector<std::string
 // One photo through the filter and onto disk; the seconds the filter itself took.
 double apply_one(const ApplyOptions& o, const FilterNet& net, const std::string& input, const std::string& output) {
   LoadedImage img = read_image(input, "input image", o.engine);
-  if (std::min(img.width, img.height) < kFilterMinSide) {
-    throw InputError("input image " + in_quotes(input) + " is " + std::to_string(img.width) + "x" +
-                     std::to_string(img.height) + "; a filter needs at least " + std::to_string(kFilterMinSide) +
-                     " px a side");
+  const auto [w, h] = o.size > 0 ? fit_longest(img.width, img.height, o.size) : std::make_pair(img.width, img.height);
+  if (std::min(w, h) < kFilterMinSide) {  // checked at the size it will have (a panorama at a small --size)
+    throw InputError("input image " + in_quotes(input) + " would be " + std::to_string(w) + "x" + std::to_string(h) +
+                     " px; a filter needs at least " + std::to_string(kFilterMinSide) + " px a side");
   }
-  at::Tensor rgb = img.rgb;
-  if (o.size > 0) {
-    const auto [w, h] = fit_longest(img.width, img.height, o.size);
-    if (w != img.width || h != img.height) rgb = resize_image(rgb, w, h);
-  }
+  const at::Tensor rgb = (w == img.width && h == img.height) ? img.rgb : resize_image(img.rgb, w, h);
   const auto t = std::chrono::steady_clock::now();
   const at::Tensor out = apply_filter(net, rgb);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();

@@ -140,7 +140,9 @@ void parse_job_line(const std::string& line, const BatchOptions& o, Job& job) {
   if (!job.filter.empty() && !job.styles.empty()) throw UsageError("a job has a style or a filter, not both");
   if (job.styles.empty() && job.filter.empty()) job.styles = o.styles;
   if (job.styles.empty() && job.filter.empty() && !o.filters.empty()) job.filter = o.filters.front();
-  if (job.styles.empty() && job.filter.empty()) throw UsageError("no style given (set \"style\" or --style)");
+  if (job.styles.empty() && job.filter.empty()) {
+    throw UsageError("no style given (set \"style\" or \"filter\", or give --style or --filter)");
+  }
   validate(r);
   check_style_blend_count(r, job.styles.size());
   if (job.output.find('/') != std::string::npos) throw UsageError("output must be a file name, not a path");
@@ -372,7 +374,8 @@ void setup(CLI::App& app, BatchOptions& o) {
   app.add_option("--style", o.styles, "Style image (repeat for several: each makes its own jobs)")->type_name("FILE");
   app.add_option("--filter", o.filters,
                  "A fast filter from 'stylize train' instead of (or beside) --style: one pass per photo, at the "
-                 "photo's size unless --size is given; {style} in --name is its stem (repeatable)")
+                 "photo's size unless --size is given; {style} in --name is its stem (repeatable: each makes its "
+                 "own jobs; a job-file line without \"style\" or \"filter\" takes the first)")
       ->type_name("FILE");
   app.add_option("--out-dir", o.out_dir, "Folder for outputs (must exist)")->required();
   app.add_option("--job-file", o.job_file,
@@ -392,6 +395,65 @@ void setup(CLI::App& app, BatchOptions& o) {
   app.add_flag("--dry-run", o.dry_run, "List the jobs and output names without loading the model");
   app.add_option("--report", o.report, "Write a JSON report: one entry per job and totals");
   add_engine_flags(app, o.engine);
+}
+
+// What the jobs run on: loaded once for the whole batch.
+struct Workers {
+  const Engine& engine;
+  const StylizeRequest& defaults;
+  const at::Tensor& init_image;
+  StyleTargetCache& targets;
+  FilterCache& filters;
+};
+
+struct Loop {
+  bool interrupted = false;
+  double job_seconds = 0;  // of the jobs done
+};
+
+// Every job not skipped, in order: each failure stays with its job; Ctrl-C stops after the current one.
+Loop run_jobs(const BatchOptions& o, std::vector<Job>& jobs, size_t todo, Workers w) {
+  const EngineFlags& f = o.engine;
+  double job_seconds_total = 0;
+  int jobs_timed = 0;
+  size_t position = 0;
+  bool interrupted = false, stopped = false;
+  const bool tty = isatty(STDERR_FILENO) != 0;
+
+  for (auto& job : jobs) {
+    if (job.status == "skipped") continue;
+    if (interrupted || stopped) break;
+    ++position;
+    const auto t_job = std::chrono::steady_clock::now();
+    const double eta = jobs_timed > 0 ? job_seconds_total / jobs_timed * static_cast<double>(todo - position + 1) : -1;
+    std::string label = "[" + std::to_string(position) + "/" + std::to_string(todo) + "] ";
+    if (!f.quiet) {
+      const std::string with = job.filter.empty() ? fmt::format("{}", fmt::join(job.styles, "+")) : "filter " + job.filter;
+      spdlog::info("{}{} x {} -> {} (batch ETA {})", label, job.content, with, job.output, format_duration(eta));
+    }
+    try {
+      if (!job.setup_error.empty()) throw UsageError(job.setup_error);
+      if (!job.filter.empty()) {
+        run_filter_job(job, w.filters, f);
+      } else {
+        run_job(job, w.defaults, w.init_image, w.engine, w.targets, tty ? f.print_every : 0, f, label);
+      }
+      if (job.status == "interrupted") interrupted = true;
+    } catch (...) {
+      job.status = "failed";
+      job.error = error_report(std::current_exception()).message;
+    }
+    job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_job).count();
+    if (job.status == "done") {
+      job_seconds_total += job.seconds;
+      ++jobs_timed;
+    }
+    if (job.status == "failed") {
+      spdlog::error("job {} failed: {}", job.index, job.error);
+      if (o.fail_fast) stopped = true;
+    }
+  }
+  return {interrupted, job_seconds_total};
 }
 
 int run(BatchOptions& o) {
@@ -432,51 +494,16 @@ int run(BatchOptions& o) {
   Engine engine = optimises ? load_engine(f, deepest_layer(request_from_flags(f, Preprocessing::caffe).loss))
                             : filter_only_engine(f);
   FilterCache filters(f);
+  for (const auto& path : o.filters) filters.get(path);  // a bad --filter file: exit 4 before any job
   const StylizeRequest defaults = request_from_flags(f, engine.preprocessing);
   at::Tensor init_image;
   if (!f.init_file.empty()) init_image = read_image(f.init_file, "init image", f).rgb;
   install_interrupt_handler();
   // Gram targets per (styles, blend, working size): a style shared by many jobs is computed once.
   StyleTargetCache target_cache;
-  double job_seconds_total = 0;
-  int jobs_timed = 0;
-  size_t position = 0;
-  bool interrupted = false, stopped = false;
-  const bool tty = isatty(STDERR_FILENO) != 0;
-
-  for (auto& job : jobs) {
-    if (job.status == "skipped") continue;
-    if (interrupted || stopped) break;
-    ++position;
-    const auto t_job = std::chrono::steady_clock::now();
-    const double eta = jobs_timed > 0 ? job_seconds_total / jobs_timed * static_cast<double>(todo - position + 1) : -1;
-    std::string label = "[" + std::to_string(position) + "/" + std::to_string(todo) + "] ";
-    if (!f.quiet) {
-      spdlog::info("{}{} x {} -> {} (batch ETA {})", label, job.content, fmt::join(job.styles, "+"), job.output,
-                   format_duration(eta));
-    }
-    try {
-      if (!job.setup_error.empty()) throw UsageError(job.setup_error);
-      if (!job.filter.empty()) {
-        run_filter_job(job, filters, f);
-      } else {
-        run_job(job, defaults, init_image, engine, target_cache, tty ? f.print_every : 0, f, label);
-      }
-      if (job.status == "interrupted") interrupted = true;
-    } catch (...) {
-      job.status = "failed";
-      job.error = error_report(std::current_exception()).message;
-    }
-    job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_job).count();
-    if (job.status == "done") {
-      job_seconds_total += job.seconds;
-      ++jobs_timed;
-    }
-    if (job.status == "failed") {
-      spdlog::error("job {} failed: {}", job.index, job.error);
-      if (o.fail_fast) stopped = true;
-    }
-  }
+  const Loop done = run_jobs(o, jobs, todo, {engine, defaults, init_image, target_cache, filters});
+  const bool interrupted = done.interrupted;
+  const double job_seconds_total = done.job_seconds;
   const Counts c = count_jobs(jobs);
   if (!o.report.empty()) {
     const nlohmann::json settings = engine.stylizer

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -111,8 +112,9 @@ void apply_lists(TrainOptions& o) {
   }
 }
 
-// The training photos, resized once so their shorter side is crop_size·5/4 (a crop then covers 80%
-// of it), kept as 8-bit in memory up to a budget and decoded again beyond it.
+// The training photos, shrunk once so their shorter side is crop_size·5/4 (a crop then covers 80%
+// of it; smaller photos, down to crop_size, are kept as they are), kept as 8-bit in memory up to a
+// budget and decoded again beyond it.
 class PhotoSet {
  public:
   PhotoSet(const std::string& folder, int crop_size, const EngineFlags& f) : crop_(crop_size), flags_(f) {
@@ -210,7 +212,6 @@ std::map<std::string, std::string> settings_metadata(const TrainRequest& r) {
           {"tv_weight", fmt::format("{}", r.loss.tv_weight)},
           {"crop_size", std::to_string(r.crop_size)},
           {"batch_size", std::to_string(r.batch_size)},
-          {"learning_rate", fmt::format("{}", r.learning_rate)},
           {"seed", std::to_string(r.seed)},
           {"style_size", std::to_string(r.style_size)}};
 }
@@ -219,17 +220,39 @@ struct Run {
   const TrainOptions& o;
   FilterTrainer& trainer;
   PhotoSet& photos;
-  std::map<std::string, std::string> identity;  // style, its hash, weights, settings
-  std::vector<at::Tensor> preview_photos;       // a few fixed photos, 256 px
-  std::vector<nlohmann::json> history;          // every step's losses (the plot)
+  std::map<std::string, std::string> identity;  // what a resume must share: the style's and weights' hashes, settings
+  std::map<std::string, std::string> recorded;  // what the file also says: names, the learning rate
+  std::vector<at::Tensor> preview_photos{};     // a few fixed photos, 192 px squares
+  // Every step's losses for the plot, as plain numbers (10^7 steps stay ~300 MB, not JSON objects).
+  int first_step = 1;
+  std::vector<double> content{}, style{}, tv{}, total{};
+  void record(const nlohmann::json& j) {
+    auto number = [&j](const char* key) {  // NaN is written as null
+      auto it = j.find(key);
+      return it != j.end() && it->is_number() ? it->get<double>() : NAN;
+    };
+    if (content.empty()) first_step = j.value("step", 1);
+    content.push_back(number("content"));
+    style.push_back(number("style"));
+    tv.push_back(number("tv"));
+    total.push_back(number("total"));
+  }
 };
 
 FilterInfo info_of(const Run& run) {
   FilterInfo info{run.trainer.net().arch(), run.identity};
+  info.training.insert(run.recorded.begin(), run.recorded.end());
   info.training["steps"] = std::to_string(run.trainer.steps_done());
   info.training["images_seen"] = std::to_string(run.trainer.images_seen());
   info.training["created_by"] = std::string("stylize ") + STYLIZE_VERSION;
   return info;
+}
+
+bool weights_finite(const FilterNet& net) {
+  for (const auto& p : net.parameters()) {
+    if (!at::isfinite(p).all().item<bool>()) return false;
+  }
+  return true;
 }
 
 void write_checkpoint(const Run& run) {
@@ -249,37 +272,44 @@ void write_preview(const Run& run) {
   save_image(side_path(run.o.output, "preview"), sheet, 90);
 }
 
+// The loss plot is a picture for people: failing to draw it never costs the filter or a checkpoint.
 void write_plot(const Run& run) {
-  std::vector<PlotSeries> series{{"content", {}}, {"style", {}}, {"tv", {}}, {"total", {}}};
-  for (const auto& h : run.history) {
-    series[0].values.push_back(h["content"]);
-    series[1].values.push_back(h["style"]);
-    series[2].values.push_back(h["tv"]);
-    series[3].values.push_back(h["total"]);
+  if (run.total.empty()) return;
+  try {
+    const std::vector<PlotSeries> series{
+        {"content", run.content}, {"style", run.style}, {"tv", run.tv}, {"total", run.total}};
+    save_image(side_path(run.o.output, "losses"),
+               render_loss_plot(series, run.first_step,
+                                "loss per step (log scale), " + fs::path(run.o.output).filename().string()),
+               95);
+  } catch (const std::exception& e) {
+    spdlog::warn("could not write the loss plot: {}", e.what());
   }
-  const int first = run.history.empty() ? 0 : run.history.front()["step"].get<int>();
-  save_image(side_path(run.o.output, "losses"),
-             render_loss_plot(series, first, "loss per step (log scale), " + fs::path(run.o.output).filename().string()),
-             95);
 }
 
-// The log's lines up to `step` (a resumed run rewrites what came after its checkpoint), as history.
-std::vector<nlohmann::json> read_log(const std::string& path, int step) {
-  std::vector<nlohmann::json> kept;
-  std::ifstream in(path);
+// A resumed run's log: the lines of steps 1..`step` in order, once each (what came after the
+// checkpoint is done again; a line cut by a kill or from another run is dropped), rewritten
+// atomically, and recorded for the plot.
+void reload_log(Run& run, int step) {
+  std::map<int, nlohmann::json> kept;
+  std::ifstream in(run.o.log);
   std::string line;
   while (std::getline(in, line)) {
     try {
       nlohmann::json j = nlohmann::json::parse(line);
-      if (j.value("step", 0) <= step) kept.push_back(j);
+      const int k = j.at("step").get<int>();
+      if (k >= 1 && k <= step && j.at("total").is_number()) kept[k] = j;
     } catch (const std::exception&) {
-      // a line cut by a kill: dropped
     }
   }
   std::string text;
-  for (const auto& j : kept) text += j.dump() + "\n";
-  write_file_atomic(path, text);
-  return kept;
+  int expected = 1;
+  for (const auto& [k, j] : kept) {
+    if (k != expected++) break;  // a gap: the lines before it are all this run's history can trust
+    text += j.dump() + "\n";
+    run.record(j);
+  }
+  write_file_atomic(run.o.log, text);
 }
 
 void resume_from_checkpoint(Run& run) {
@@ -292,10 +322,14 @@ void resume_from_checkpoint(Run& run) {
   for (const auto& [key, value] : run.identity) {
     auto it = ckpt.info.training.find(key);
     const std::string was = it == ckpt.info.training.end() ? "(none)" : it->second;
-    if (was != value && key != "weights") {
-      throw UsageError("--resume: checkpoint " + in_quotes(path) + " was trained with " + key + " " + in_quotes(was) +
-                       ", this run asks for " + in_quotes(value) + "; resume with the same settings or start anew");
-    }
+    if (was == value) continue;
+    std::string what = key == "style_sha256"     ? "another style image"
+                       : key == "weights_sha256" ? "other VGG19 weights"
+                                                 : "--" + key + " " + in_quotes(was);
+    std::replace(what.begin(), what.end(), '_', '-');
+    throw UsageError("--resume: checkpoint " + in_quotes(path) + " was trained with " + what +
+                     (key.find("sha256") == std::string::npos ? ", this run asks for " + in_quotes(value) : "") +
+                     "; resume with the same settings (--learning-rate and --steps may change) or start anew");
   }
   int step = 0;
   try {
@@ -304,7 +338,7 @@ void resume_from_checkpoint(Run& run) {
     throw WeightsError("checkpoint " + in_quotes(path) + " does not say its step ('steps' metadata)");
   }
   run.trainer.resume(ckpt.net, ckpt.extra, step);
-  if (!run.o.log.empty()) run.history = read_log(run.o.log, step);
+  if (!run.o.log.empty()) reload_log(run, step);
   spdlog::info("resuming from step {} of {}", step, run.o.request.steps);
 }
 
@@ -329,13 +363,21 @@ void show_progress(const Run& run, const TrainStepResult& s, double images_per_s
 bool train_loop(Run& run) {
   const TrainOptions& o = run.o;
   std::ofstream log;
-  if (!o.log.empty()) log.open(o.log, std::ios::app);
+  // A fresh run starts its log anew; a resumed one continues the lines reload_log kept.
+  if (!o.log.empty()) log.open(o.log, o.resume ? std::ios::app : std::ios::trunc);
   const PhotoSource source = run.photos.source();
   const auto t0 = std::chrono::steady_clock::now();
   double compute = 0;
   int done_here = 0;
   while (run.trainer.steps_done() < o.request.steps) {
-    const TrainStepResult s = run.trainer.step(source);
+    TrainStepResult s;
+    try {
+      s = run.trainer.step(source);
+    } catch (const Error&) {
+      // A photo that can no longer be read, say: keep the steps done so far for --resume.
+      if (run.trainer.steps_done() > 0 && weights_finite(run.trainer.net())) write_checkpoint(run);
+      throw;
+    }
     compute += s.seconds;
     ++done_here;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -343,12 +385,14 @@ bool train_loop(Run& run) {
     nlohmann::json j = {{"step", s.step}, {"content", s.loss.content_sum()}, {"style", s.loss.style_sum()},
                         {"tv", s.loss.tv}, {"total", s.loss.total}, {"images_per_second", ips},
                         {"seconds", seconds}};
-    run.history.push_back(j);
+    run.record(j);
     if (log.is_open()) log << j.dump() << "\n" << std::flush;
     show_progress(run, s, ips, seconds);
-    if (!std::isfinite(s.loss.total)) {
-      throw ResourceError("the loss became " + fmt::format("{}", s.loss.total) + " at step " + std::to_string(s.step) +
-                          "; lower --learning-rate or the loss weights");
+    if (!std::isfinite(s.loss.total) || !weights_finite(run.trainer.net())) {
+      // The last checkpoint stays as it was: it is the state to go back to.
+      throw UsageError("training diverged at step " + std::to_string(s.step) + " (loss " +
+                       fmt::format("{}", s.loss.total) + "); lower --learning-rate or the loss weights, and --resume " +
+                       "from the last checkpoint or start anew");
     }
     if (o.checkpoint_every > 0 && s.step % o.checkpoint_every == 0 && s.step < o.request.steps) write_checkpoint(run);
     if (o.preview_every > 0 && s.step % o.preview_every == 0) write_preview(run);
@@ -360,10 +404,10 @@ bool train_loop(Run& run) {
 
 std::map<std::string, std::string> identity_of(const TrainOptions& o, const VggWeights& vgg) {
   std::map<std::string, std::string> id = settings_metadata(o.request);
-  id["style"] = fs::path(o.style).filename().string();
   id["style_sha256"] = digest_file(o.style).sha256;
-  id["weights"] = fs::path(vgg.path).filename().string();
+  id["weights_sha256"] = digest_file(vgg.path).sha256;  // the loss network itself, whatever the file is called
   id["preprocessing"] = to_string(vgg.preprocessing);
+  id["pooling"] = o.engine.pooling;
   return id;
 }
 
@@ -391,7 +435,9 @@ int run(TrainOptions& o) {
                o.request.arch.width, device.str(), to_string(precision), o.request.steps, o.request.batch_size,
                o.request.crop_size);
 
-  Run r{o, trainer, photos, identity_of(o, vgg), {}, {}};
+  Run r{o, trainer, photos, identity_of(o, vgg), {}};
+  r.recorded = {{"style", fs::path(o.style).filename().string()}, {"weights", fs::path(vgg.path).filename().string()},
+                {"learning_rate", fmt::format("{}", o.request.learning_rate)}};
   for (size_t i = 0; i < std::min<size_t>(4, photos.paths().size()); ++i) {
     const LoadedImage p = read_image(photos.paths()[i], "training photo", o.engine);
     // 192 px squares from the middle of each: the same few photos at every preview.
@@ -403,15 +449,16 @@ int run(TrainOptions& o) {
   if (o.resume) resume_from_checkpoint(r);
   install_interrupt_handler();
   const bool finished = train_loop(r);
-  if (!r.history.empty()) write_plot(r);
   if (!finished) {
     write_checkpoint(r);
+    write_plot(r);
     spdlog::warn("interrupted at step {}; continue with the same command and --resume", trainer.steps_done());
     return static_cast<int>(ExitCode::interrupted);
   }
-  write_preview(r);
   save_filter(o.output, trainer.net(), info_of(r));
   write_checkpoint(r);  // so that a later run can train on: --steps N --resume
+  write_preview(r);
+  write_plot(r);
   spdlog::info("wrote {} after {} steps ({} images)", o.output, trainer.steps_done(), trainer.images_seen());
   return 0;
 }

@@ -82,9 +82,11 @@ FilterNet::FilterNet(const FilterArch& arch, uint64_t seed) : arch_(arch) {
       for (const ConvSpec& c : specs) {
         if (name.rfind(c.prefix + ".conv.", 0) == 0) fan_in = int64_t{c.in} * c.kernel * c.kernel;
       }
-      std::uniform_real_distribution<float> u(-1.0f / std::sqrt(static_cast<float>(fan_in)),
-                                              1.0f / std::sqrt(static_cast<float>(fan_in)));
-      for (int64_t i = 0; i < n; ++i) p[i] = u(rng);
+      const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+      for (int64_t i = 0; i < n; ++i) {
+        const double unit = static_cast<double>(rng() >> 11) * 0x1.0p-53;  // [0, 1), 53 random bits
+        p[i] = static_cast<float>((2.0 * unit - 1.0) * bound);
+      }
     }
     index_[name] = names_.size();
     names_.push_back(name);

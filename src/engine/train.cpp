@@ -165,7 +165,6 @@ TrainStepResult FilterTrainer::step(const PhotoSource& photos) {
       params[i].addcdiv_(m_[i], denom, -request_.learning_rate / c1);
     }
   }
-  net_.set_precision(net_.precision());  // a bf16 network's copies follow the fp32 weights
   TrainStepResult r;
   r.step = step_;
   r.loss = to_values(terms);
@@ -206,7 +205,6 @@ void FilterTrainer::resume(const FilterNet& net, const std::map<std::string, at:
     c10::NoGradGuard no_grad;
     net_.parameters()[i].copy_(net.parameters()[i]);
   }
-  net_.set_precision(net_.precision());
   step_ = step;
 }
 

@@ -405,17 +405,26 @@ void Server::post_filter(const httplib::Request& req, httplib::Response& res) {
                                               " px; a filter needs at least " + std::to_string(kFilterMinSide) + " a side"};
   }
   const at::Tensor rgb = (w == img.width && h == img.height) ? img.rgb : resize_image(img.rgb, w, h);
-  std::lock_guard<std::mutex> lock(filter_mu_);
   const auto t = Clock::now();
+  std::vector<uint8_t> bytes;
   try {
-    const at::Tensor out = apply_filter(it->second.net, rgb);
-    send_image(res, encode_image(out, ext, opt_.quality), ext);
+    at::Tensor out;
+    {
+      std::lock_guard<std::mutex> lock(filter_mu_);
+      out = apply_filter(it->second.net, rgb);
+    }
+    bytes = encode_image(out, ext, opt_.quality);
   } catch (...) {
+    std::lock_guard<std::mutex> lock(filter_stats_mu_);
     ++filter_failures_;
     throw;
   }
-  ++filter_requests_;
-  filter_seconds_ += seconds_between(t, Clock::now());
+  {
+    std::lock_guard<std::mutex> lock(filter_stats_mu_);
+    ++filter_requests_;
+    filter_seconds_ += seconds_between(t, Clock::now());
+  }
+  send_image(res, bytes, ext);
 }
 
 void Server::get_health(const httplib::Request&, httplib::Response& res) {
@@ -442,14 +451,14 @@ void Server::get_metrics(const httplib::Request&, httplib::Response& res) {
        "# TYPE stylize_iterations_per_second gauge\n";
   m += "stylize_iterations_per_second " + std::to_string(q.iterations_per_second) + "\n";
   {
-    std::lock_guard<std::mutex> lock(filter_mu_);
+    std::lock_guard<std::mutex> lock(filter_stats_mu_);
     m += "# HELP stylize_filter_requests_total Images answered by POST /v1/filter.\n"
          "# TYPE stylize_filter_requests_total counter\n";
     m += "stylize_filter_requests_total " + std::to_string(filter_requests_) + "\n";
     m += "# HELP stylize_filter_failures_total POST /v1/filter requests that failed in the network or encoder.\n"
          "# TYPE stylize_filter_failures_total counter\n";
     m += "stylize_filter_failures_total " + std::to_string(filter_failures_) + "\n";
-    m += "# HELP stylize_filter_seconds_total Time spent applying filters.\n# TYPE stylize_filter_seconds_total counter\n";
+    m += "# HELP stylize_filter_seconds_total Time spent applying filters and encoding their images.\n# TYPE stylize_filter_seconds_total counter\n";
     m += "stylize_filter_seconds_total " + std::to_string(filter_seconds_) + "\n";
   }
   res.set_content(m, "text/plain; version=0.0.4");

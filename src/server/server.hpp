@@ -93,9 +93,11 @@ class Server {
   StyleTargetCache style_cache_;                    // named styles' targets, per size
 
   std::map<std::string, LoadedFilter> filters_;  // filter id -> network (read-only after start)
-  // One filter pass at a time: each uses every core, and two at once only slow both down.
-  std::mutex filter_mu_;
-  uint64_t filter_requests_ = 0, filter_failures_ = 0;  // under filter_mu_
+  // One filter pass at a time: each uses every core, and two at once only slow both down. Decoding,
+  // resizing and encoding happen outside it; the counters have their own lock, so /metrics never
+  // waits for a pass.
+  std::mutex filter_mu_, filter_stats_mu_;
+  uint64_t filter_requests_ = 0, filter_failures_ = 0;  // under filter_stats_mu_
   double filter_seconds_ = 0;
   std::unique_ptr<JobQueue> jobs_;  // last: its workers stop before the members they use go
 };
