@@ -147,10 +147,16 @@ def real_filter_row(filt, size, iterations):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True, help="photos for the training-speed comparison")
+    ap.add_argument("--data", help="photos for the training-speed comparison (required unless --from-json)")
     ap.add_argument("--filter", help="a trained filter for the quality row and the gallery")
     ap.add_argument("--gatys-iterations", type=int, default=300)
+    ap.add_argument("--from-json", action="store_true", help="only rewrite the section from bench/fast_filters.json")
     a = ap.parse_args()
+    if a.from_json:
+        with open(os.path.join(ROOT, "bench", "fast_filters.json")) as f:
+            return write_section(json.load(f))
+    if not a.data:
+        ap.error("--data DIR is required")
     flags = open("/proc/cpuinfo").read()
     cpu = next(l.split(":", 1)[1].strip() for l in flags.splitlines() if l.startswith("model name"))
     amx = "amx_bf16" in flags
@@ -215,12 +221,12 @@ def write_section(r):
               f"style {m.get('style_layers')} x {m.get('style_weight')}, TV {m.get('tv_weight')}, style size "
               f"{m.get('style_size')}. Applied to Tübingen at {f['size']} px beside a Gatys run of "
               f"{f['iterations']} iterations with the filter's own objective, both scored by that objective "
-              "(a 0-iteration run from each image).", "",
+              "(a 0-iteration run from each image; the style image at the output's size, style scale 1, for both).", "",
               "| result | seconds (whole process) | content | style | TV | total | vs Gatys |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
         for name, key, secs in (("filter", "filter_loss", f["filter_seconds"]), ("Gatys", "gatys_loss", f["gatys_seconds"])):
             l = f[key]
-            L.append(f"| {name} | {secs:.1f} | {sum(l['content']):.4g} | {sum(l['style']):.4g} | {l['tv']:.4g} | "
+            L.append(f"| {name} | {secs:.1f} | {l['content']:.4g} | {l['style']:.4g} | {l['tv']:.4g} | "
                      f"{l['total']:.4g} | {l['total'] / f['gatys_loss']['total']:.2f}x |")
         L += ["", "![The filter's Tübingen](docs/gallery/filter_tubingen.jpg) "
               "![Gatys' Tübingen, same objective](docs/gallery/filter_gatys_tubingen.jpg)"]

@@ -35,6 +35,8 @@ const std::vector<Vgg19Layer>& vgg19_layers();
 
 // Index of a layer by name; throws UsageError listing the valid names when unknown.
 int vgg19_layer_index(const std::string& name);
+// The same for each of `names`, in order.
+std::vector<int> vgg19_layer_indices(const std::vector<std::string>& names);
 
 // Names of the conv parameters up to and including layer `last_index` ("features.0.weight", ...).
 std::vector<std::string> vgg19_parameter_names(int last_index = 36);

@@ -12,15 +12,6 @@
 #include "stylize/error.hpp"
 
 namespace stylize {
-namespace {
-
-std::vector<int> indices_of(const std::vector<std::string>& names) {
-  std::vector<int> out;
-  for (const auto& n : names) out.push_back(vgg19_layer_index(n));
-  return out;
-}
-
-}  // namespace
 
 int deepest_layer(const LossWeights& w) {
   if (w.content_layers.empty() && w.style_layers.empty()) {
@@ -32,8 +23,8 @@ int deepest_layer(const LossWeights& w) {
                      " values but there are " + std::to_string(w.style_layers.size()) + " style layers");
   }
   int deepest = 0;
-  for (int i : indices_of(w.content_layers)) deepest = std::max(deepest, i);
-  for (int i : indices_of(w.style_layers)) deepest = std::max(deepest, i);
+  for (int i : vgg19_layer_indices(w.content_layers)) deepest = std::max(deepest, i);
+  for (int i : vgg19_layer_indices(w.style_layers)) deepest = std::max(deepest, i);
   return deepest;
 }
 
@@ -180,7 +171,7 @@ StyleTargets compute_style_targets(const Vgg19& net, const LossWeights& w, const
   }
   c10::NoGradGuard no_grad;
   StyleTargets t;
-  const auto idx = indices_of(w.style_layers);
+  const auto idx = vgg19_layer_indices(w.style_layers);
   if (idx.empty()) return t;
   for (size_t k = 0; k < styles.size(); ++k) {
     auto feats = net.forward(styles[k], idx);
@@ -199,7 +190,7 @@ StyleTargets compute_style_targets(const Vgg19& net, const LossWeights& w, const
 ContentTargets compute_content_targets(const Vgg19& net, const LossWeights& w, const at::Tensor& content) {
   c10::NoGradGuard no_grad;
   ContentTargets t;
-  const auto idx = indices_of(w.content_layers);
+  const auto idx = vgg19_layer_indices(w.content_layers);
   if (idx.empty()) return t;
   for (auto& f : net.forward(content, idx)) {
     t.features.push_back(f.to(at::TensorOptions().dtype(at::kFloat), false, true, at::MemoryFormat::Contiguous));
@@ -231,8 +222,8 @@ StyleLoss::StyleLoss(std::shared_ptr<const Vgg19> net, LossWeights weights, Cont
                      StyleTargets style)
     : net_(std::move(net)), weights_(std::move(weights)), content_(std::move(content)), style_(std::move(style)) {
   deepest_layer(weights_);  // validates names and weight counts
-  layer_indices_ = indices_of(weights_.content_layers);
-  for (int i : indices_of(weights_.style_layers)) layer_indices_.push_back(i);
+  layer_indices_ = vgg19_layer_indices(weights_.content_layers);
+  for (int i : vgg19_layer_indices(weights_.style_layers)) layer_indices_.push_back(i);
   style_layer_weights_ = weights_.style_layer_weights.empty() ? std::vector<double>(weights_.style_layers.size(), 1.0)
                                                               : weights_.style_layer_weights;
   if (content_.features.size() != weights_.content_layers.size() ||

@@ -34,11 +34,6 @@ std::string num(double v) {
   return s;
 }
 
-std::vector<int> indices_of(const std::vector<std::string>& names) {
-  std::vector<int> out;
-  for (const auto& n : names) out.push_back(vgg19_layer_index(n));
-  return out;
-}
 
 }  // namespace
 
@@ -72,8 +67,8 @@ FilterTrainer::FilterTrainer(std::shared_ptr<const Vgg19> vgg, Preprocessing pre
     throw UsageError("the loss layers reach deeper than the loaded network (cut after index " +
                      std::to_string(vgg_->last_index()) + ")");
   }
-  content_idx_ = indices_of(r.loss.content_layers);
-  style_idx_ = indices_of(r.loss.style_layers);
+  content_idx_ = vgg19_layer_indices(r.loss.content_layers);
+  style_idx_ = vgg19_layer_indices(r.loss.style_layers);
   style_layer_weights_ = r.loss.style_layer_weights;
   if (style_layer_weights_.empty()) style_layer_weights_.assign(style_idx_.size(), 1.0);
   style_ = compute_style_targets(*vgg_, r.loss, {preprocess(style_rgb.to(device), preprocessing)}, {});

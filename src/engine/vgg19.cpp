@@ -38,6 +38,12 @@ int vgg19_layer_index(const std::string& name) {
                    "(e.g. relu4_2)");
 }
 
+std::vector<int> vgg19_layer_indices(const std::vector<std::string>& names) {
+  std::vector<int> out;
+  for (const auto& n : names) out.push_back(vgg19_layer_index(n));
+  return out;
+}
+
 int vgg19_min_side(int index) {
   int side = 1;
   for (const auto& l : vgg19_layers()) {
