@@ -23,12 +23,8 @@ import time
 
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "build", "stylize")
-SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
-REAL = os.path.join(SHARED, "weights", "vgg19-conv1-3-real.safetensors")
-CONTENT = os.path.join(SHARED, "images", "tubingen.jpg")
-STYLE = os.path.join(SHARED, "images", "starry_night.jpg")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from paths import BIN, CONTENT, REAL_WEIGHTS as REAL, ROOT, SHARED, STYLE  # noqa: E402,F401
 TMP = tempfile.mkdtemp(prefix="stylize-filters-")
 atexit.register(shutil.rmtree, TMP, True)
 BEGIN, END = "<!-- fast-filters:begin -->", "<!-- fast-filters:end -->"

@@ -20,12 +20,8 @@ import time
 import numpy as np
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "build", "stylize")
-SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
-WEIGHTS = os.path.join(SHARED, "weights", "vgg19-conv1-3-real.safetensors")
-CONTENT = os.path.join(SHARED, "images", "tubingen.jpg")
-STYLE = os.path.join(SHARED, "images", "starry_night.jpg")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from paths import BIN, CONTENT, REAL_WEIGHTS as WEIGHTS, ROOT, SHARED, STYLE  # noqa: E402,F401
 LAYERS = ["--content-layers", "relu3_2", "--style-layers", "relu1_1,relu2_1,relu3_1"]
 TMP = tempfile.mkdtemp(prefix="stylize-print-")
 atexit.register(shutil.rmtree, TMP, True)

@@ -84,6 +84,11 @@ class FilterNet {
   std::vector<at::Tensor> low_;  // params_ in bf16 when precision_ is bf16 (the convolutions read these)
 };
 
+// The size a filter runs at for a `width`×`height` image: scaled so its longer side is `longest`
+// (0 = as it is). Throws InputError naming `what` when a side would be under kFilterMinSide (a
+// panorama at a small size), so every front-end refuses it before any work, in the same words.
+std::pair<int, int> filter_size(int width, int height, int longest, const std::string& what);
+
 // The filter's picture of `rgb` ([B, 3, H, W] float32 0-255, any device): no gradients, clamped to
 // 0-255, on the CPU. Throws UsageError for a side under kFilterMinSide.
 at::Tensor apply_filter(const FilterNet& net, const at::Tensor& rgb);

@@ -88,11 +88,7 @@ void check_distinct_outputs(const ApplyOptions& o, const std::vector<std::string
 // One photo through the filter and onto disk; the seconds the filter itself took.
 double apply_one(const ApplyOptions& o, const FilterNet& net, const std::string& input, const std::string& output) {
   LoadedImage img = read_image(input, "input image", o.engine);
-  const auto [w, h] = o.size > 0 ? fit_longest(img.width, img.height, o.size) : std::make_pair(img.width, img.height);
-  if (std::min(w, h) < kFilterMinSide) {  // checked at the size it will have (a panorama at a small --size)
-    throw InputError("input image " + in_quotes(input) + " would be " + std::to_string(w) + "x" + std::to_string(h) +
-                     " px; a filter needs at least " + std::to_string(kFilterMinSide) + " px a side");
-  }
+  const auto [w, h] = filter_size(img.width, img.height, o.size, "input image " + in_quotes(input));
   const at::Tensor rgb = (w == img.width && h == img.height) ? img.rgb : resize_image(img.rgb, w, h);
   const auto t = std::chrono::steady_clock::now();
   const at::Tensor out = apply_filter(net, rgb);

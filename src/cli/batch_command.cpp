@@ -309,12 +309,9 @@ class FilterCache {
 void run_filter_job(Job& job, FilterCache& filters, const EngineFlags& f) {
   const FilterNet& net = filters.get(job.filter);
   const LoadedImage img = read_image(job.content, "content image", f);
-  at::Tensor rgb = img.rgb;
   const bool sized = f.fields.count("size") > 0 || job.fields.count("size") > 0;
-  if (sized) {
-    const auto [w, h] = fit_longest(img.width, img.height, job.size);
-    if (w != img.width || h != img.height) rgb = resize_image(rgb, w, h);
-  }
+  const auto [w, h] = filter_size(img.width, img.height, sized ? job.size : 0, "content image " + in_quotes(job.content));
+  const at::Tensor rgb = (w == img.width && h == img.height) ? img.rgb : resize_image(img.rgb, w, h);
   save_image(job.output, apply_filter(net, rgb), f.quality);
   job.status = "done";
 }

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "stylize/error.hpp"
+#include "stylize/preprocess.hpp"
 #include "stylize/safetensors.hpp"
 
 namespace stylize {
@@ -167,6 +168,15 @@ at::Tensor FilterNet::forward(const at::Tensor& rgb) const {
   h = conv(h, "out", 1) * 127.5 + 127.5;
   if (pad_h || pad_w) h = h.narrow(2, 0, height).narrow(3, 0, width);
   return h;
+}
+
+std::pair<int, int> filter_size(int width, int height, int longest, const std::string& what) {
+  const auto [w, h] = longest > 0 ? fit_longest(width, height, longest) : std::make_pair(width, height);
+  if (std::min(w, h) < kFilterMinSide) {
+    throw InputError(what + " would be " + std::to_string(w) + "x" + std::to_string(h) + " px; a filter needs at least " +
+                     std::to_string(kFilterMinSide) + " px a side");
+  }
+  return {w, h};
 }
 
 at::Tensor apply_filter(const FilterNet& net, const at::Tensor& rgb) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <tuple>
 
 #include "openapi.hpp"
 #include "stylize/error.hpp"
@@ -399,10 +400,11 @@ void Server::post_filter(const httplib::Request& req, httplib::Response& res) {
     throw HttpError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
   }
   const int longest = size > 0 ? size : std::min(std::max(img.width, img.height), opt_.max_size);
-  const auto [w, h] = fit_longest(img.width, img.height, longest);
-  if (std::min(w, h) < kFilterMinSide) {
-    throw HttpError{400, "invalid_image", "the image would be " + std::to_string(w) + "x" + std::to_string(h) +
-                                              " px; a filter needs at least " + std::to_string(kFilterMinSide) + " a side"};
+  int w = 0, h = 0;
+  try {
+    std::tie(w, h) = filter_size(img.width, img.height, longest, "the content image");
+  } catch (const InputError& e) {
+    throw HttpError{400, "invalid_image", e.what()};
   }
   const at::Tensor rgb = (w == img.width && h == img.height) ? img.rgb : resize_image(img.rgb, w, h);
   const auto t = Clock::now();
