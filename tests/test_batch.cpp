@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "stylize/image/image.hpp"
@@ -200,4 +202,55 @@ TEST_F(Batch, OverwriteRedoesFinishedJobsAndExcludesSkipExisting) {
   EXPECT_EQ(report(dir / "r.json")["totals"]["done"], 1);
   args.push_back("--skip-existing");
   EXPECT_EQ(batch(args).exit_code, 2) << "contradictory flags are a usage error";
+}
+
+// --shard K/N for N = 1..5: each part's jobs (from --dry-run) are disjoint, together the whole list,
+// within one job of each other in size, and the same parts come out when the files are listed in
+// another order.
+TEST_F(Batch, ShardsPartitionTheJobListWhateverTheListingOrder) {
+  std::vector<std::string> contents;
+  for (int i = 1; i <= 11; ++i) contents.push_back(dir / ("c" + std::to_string(i) + ".png"));  // dry run: never read
+  auto list = [&](const std::vector<std::string>& files, const std::string& shard) {
+    std::vector<std::string> args = {"--style", dir / "starry.png", "--style", dir / "scream.png", "--out-dir", dir / "out",
+                                     "--dry-run"};
+    if (!shard.empty()) args.insert(args.end(), {"--shard", shard});
+    args.insert(args.end(), files.begin(), files.end());
+    auto r = batch(args);
+    EXPECT_EQ(r.exit_code, 0) << shard << ": " << r.err;
+    std::set<std::string> jobs;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) jobs.insert(line);
+    return jobs;
+  };
+  const std::set<std::string> all = list(contents, "");
+  ASSERT_EQ(all.size(), 22u);
+  std::vector<std::string> reversed(contents.rbegin(), contents.rend());
+  for (int n = 1; n <= 5; ++n) {
+    std::set<std::string> seen;
+    size_t smallest = all.size(), largest = 0;
+    for (int k = 1; k <= n; ++k) {
+      const std::string shard = std::to_string(k) + "/" + std::to_string(n);
+      const std::set<std::string> part = list(contents, shard);
+      for (const auto& job : part) EXPECT_TRUE(seen.insert(job).second) << "job in two parts: " << job;
+      smallest = std::min(smallest, part.size());
+      largest = std::max(largest, part.size());
+      if (n == 3 || n == 5) {
+        // Listed in reverse, the index column differs: compare the outputs (each names its job).
+        auto outputs_of = [](const std::set<std::string>& jobs) {
+          std::set<std::string> out;
+          for (const auto& line : jobs) out.insert(line.substr(line.find('\t')));
+          return out;
+        };
+        EXPECT_EQ(outputs_of(list(reversed, shard)), outputs_of(part)) << shard;
+      }
+    }
+    EXPECT_EQ(seen, all) << "N=" << n;
+    EXPECT_LE(largest - smallest, 1u) << "N=" << n;
+  }
+  auto r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", "--dry-run", "--shard", "0/4", contents[0]});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("K counts from 1 to N"), std::string::npos) << r.err;
+  r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", "--dry-run", "--shard", "2of4", contents[0]});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("is not K/N"), std::string::npos) << r.err;
 }

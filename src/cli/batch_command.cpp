@@ -47,6 +47,7 @@ struct BatchOptions {
   bool fail_fast = false;
   bool dry_run = false;
   std::string report;
+  std::string shard;  // "K/N": run only the K-th of N parts of the job list
   EngineFlags engine;
 };
 
@@ -228,6 +229,51 @@ std::vector<Job> make_jobs(const BatchOptions& o) {
   return jobs;
 }
 
+// What a job is, whatever its place in the list: its images, filter, fields and an output name it
+// was given (a name made from --name may hold {index}, which is a place).
+std::string job_key(const Job& j) {
+  std::string key = j.content + '\0' + j.filter + '\0';
+  for (const auto& s : j.styles) key += s + '\x1f';
+  for (const auto& [name, text] : j.fields) key += '\0' + name + '=' + text;
+  return key + '\0' + j.setup_error;
+}
+
+struct Shard {
+  int k = 1, n = 1;  // the K-th of N, K counted from 1
+};
+
+Shard parse_shard(const std::string& text) {
+  Shard s;
+  char slash = 0, rest = 0;
+  if (std::sscanf(text.c_str(), "%d%c%d%c", &s.k, &slash, &s.n, &rest) != 3 || slash != '/' || s.n < 1) {
+    throw UsageError("--shard " + in_quotes(text) + " is not K/N (for example 2/8: the second of eight parts)");
+  }
+  if (s.k < 1 || s.k > s.n) {
+    throw UsageError("--shard " + text + ": K counts from 1 to N (Kubernetes' JOB_COMPLETION_INDEX counts from 0: " +
+                     "pass $((JOB_COMPLETION_INDEX + 1))/N)");
+  }
+  return s;
+}
+
+// The K-th of N parts: jobs sorted by what they are (not where they were listed) and dealt out in
+// turn, so every process of an array agrees on the parts whatever order its shell or file system
+// listed the files in, the parts are disjoint, together the whole list, and differ in size by at
+// most one. Indices (and so {index} names) stay those of the whole list.
+std::vector<Job> select_shard(std::vector<Job> jobs, const Shard& s) {
+  std::vector<size_t> order(jobs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::vector<std::string> keys;
+  for (const auto& j : jobs) keys.push_back(job_key(j));
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+  std::vector<bool> mine(jobs.size(), false);
+  for (size_t rank = 0; rank < order.size(); ++rank) mine[order[rank]] = static_cast<int>(rank % s.n) == s.k - 1;
+  std::vector<Job> out;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (mine[i]) out.push_back(std::move(jobs[i]));
+  }
+  return out;
+}
+
 nlohmann::json job_json(const Job& j) {
   nlohmann::json out = {{"index", j.index}, {"content", j.content}, {"styles", j.styles}, {"output", j.output},
                         {"status", j.status}, {"seconds", j.seconds}};
@@ -391,6 +437,11 @@ void setup(CLI::App& app, BatchOptions& o) {
   app.add_flag("--fail-fast", o.fail_fast, "Stop at the first failed job");
   app.add_flag("--dry-run", o.dry_run, "List the jobs and output names without loading the model");
   app.add_option("--report", o.report, "Write a JSON report: one entry per job and totals");
+  app.add_option("--shard", o.shard,
+                 "Run only the K-th of N disjoint parts of the job list (K from 1 to N), for a job array: "
+                 "every process given the same inputs agrees on the parts whatever order the files are "
+                 "listed in (README \"Batches on a cluster\")")
+      ->type_name("K/N");
   add_engine_flags(app, o.engine);
 }
 
@@ -470,8 +521,15 @@ int run(BatchOptions& o) {
   check_output_folder((fs::path(o.out_dir) / "x").string());
   if (!o.report.empty()) check_output_folder(o.report);
   validate(request_from_flags(f, Preprocessing::caffe));
+  const Shard shard = o.shard.empty() ? Shard{} : parse_shard(o.shard);
   std::vector<Job> jobs = make_jobs(o);
   if (jobs.empty()) throw UsageError("no jobs: no content images found in the inputs");
+  if (shard.n > 1) {
+    const size_t all = jobs.size();
+    jobs = select_shard(std::move(jobs), shard);
+    spdlog::info("shard {}/{}: {} of {} jobs", shard.k, shard.n, jobs.size(), all);
+    // A part may be empty (more parts than jobs): that is a success with nothing to do.
+  }
 
   size_t todo = 0;
   for (auto& job : jobs) {
@@ -503,9 +561,10 @@ int run(BatchOptions& o) {
   const double job_seconds_total = done.job_seconds;
   const Counts c = count_jobs(jobs);
   if (!o.report.empty()) {
-    const nlohmann::json settings = engine.stylizer
-                                        ? settings_json(defaults, f, engine)
-                                        : nlohmann::json{{"threads", engine.threads}, {"device", engine.device.str()}};
+    nlohmann::json settings = engine.stylizer
+                                  ? settings_json(defaults, f, engine)
+                                  : nlohmann::json{{"threads", engine.threads}, {"device", engine.device.str()}};
+    if (shard.n > 1) settings["shard"] = {{"k", shard.k}, {"n", shard.n}};  // the report covers this part only
     write_report(o.report, jobs, c, settings, interrupted, target_cache.computations(),
                  engine.seconds_load, std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(),
                  job_seconds_total);
