@@ -46,7 +46,7 @@ def main():
     subprocess.run([BIN, "weights", "synth", "-o", weights, "-q"], check=True)
     log = open(os.path.join(tmp, "server.log"), "w+")
     server = subprocess.Popen([BIN, "serve", "--port", "0", "--weights", weights, "--workers", str(a.workers),
-                               "--queue-limit", str(a.requests), "--drain-seconds", "5"], stderr=log)
+                               "--queue-limit", str(a.requests), "--drain-seconds", "5", "--data-dir", os.path.join(tmp, "data")], stderr=log)
     port = None
     for _ in range(200):
         log.seek(0)

@@ -598,11 +598,12 @@ def main():
         L.append("")
         L.extend(gpu_section(gpu_results()))
     path = os.path.join(ROOT, "BENCHMARKS.md")
-    # bench/real_weights.py, print_size.py and fast_filters.py own their sections: carried over as they are.
+    # bench/real_weights.py, print_size.py, fast_filters.py and job_store_choice.py own their sections:
+    # carried over as they are.
     real = ""
     if os.path.exists(path):
         old = open(path).read()
-        for name in ("real-weights", "print-size", "fast-filters"):
+        for name in ("real-weights", "print-size", "fast-filters", "job-store"):
             begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
             if begin in old and end in old:
                 real += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"

@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev
   libcurl4-openssl-dev libhdf5-dev libcpp-httplib-dev
   libdnnl-dev             # oneDNN, as LibTorch uses it: bf16 Gram products with fp32 results
+  libsqlite3-dev          # serve's durable job store (--data-dir)
 )
 if [ "${STYLIZE_WITH_PYTHON:-1}" = 1 ]; then
   # Reference implementation for parity fixtures and benchmarks, and the gallery's contact sheets

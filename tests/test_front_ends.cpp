@@ -83,7 +83,7 @@ class FrontEnds : public ::testing::Test {
   }
   // `stylize serve` on a free port with these flags; returns the port.
   int start_server(const std::vector<std::string>& flags) {
-    std::vector<std::string> argv = {STYLIZE_BIN, "serve", "--port", "0", "--weights",
+    std::vector<std::string> argv = {STYLIZE_BIN, "serve", "--port", "0", "--in-memory", "--weights",
                                      stylize::test::synthetic_weights_file()};
     argv.insert(argv.end(), flags.begin(), flags.end());
     server_pid = stylize::test::spawn_background(argv, dir / "serve.log");

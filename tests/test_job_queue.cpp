@@ -1,6 +1,7 @@
 // The serve job queue on its own, with runners the tests control (no network, no HTTP): cancel of
-// a queued and of a running job, a drain with one running, the queue limit, TTL eviction, and the
-// counters /metrics reports.
+// a queued and of a running job, a drain with one running, the queue limit, TTL eviction, the
+// counters /metrics reports; and its durable store (records, uploads, results, orphans, the lock,
+// the size cap) across reopening.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,7 +11,11 @@
 #include <stdexcept>
 #include <thread>
 
+#include <filesystem>
+
 #include "../src/server/job_queue.hpp"
+#include "stylize/error.hpp"
+#include "support.hpp"
 
 using namespace stylize;
 using namespace stylize::serve;
@@ -187,4 +192,162 @@ TEST(JobQueue, FinishedJobsAreForgottenAfterTheTtl) {
   EXPECT_EQ(f.q->wait(b), JobState::done);
   f.q->forget("b");
   EXPECT_EQ(f.q->find("b"), nullptr) << "forget drops a finished job at once";
+}
+
+namespace {
+
+Form sample_form(const std::string& tag) {
+  return {{"size", {"", "48"}}, {"style_weight", {"", "1e5"}},
+          {"content", {"photo " + tag + ".jpg", std::string("\x89PNG\0bytes of ", 14) + tag}},
+          {"style", {"starry.jpg", "style bytes"}}};
+}
+
+StoredJob record(const std::string& id) {
+  StoredJob r;
+  r.id = id;
+  r.ext = "png";
+  r.total = 300;
+  return r;
+}
+
+const JobStore::Recovered* find_in(const std::vector<JobStore::Recovered>& all, const std::string& id) {
+  for (const auto& r : all) {
+    if (r.job.id == id) return &r;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST(JobStore, KeepsRecordsUploadsAndResultsAcrossReopening) {
+  test::TempDir dir;
+  {
+    JobStore s(dir.path());
+    for (const char* id : {"a", "b", "c"}) {
+      s.write_uploads(id, sample_form(id));
+      s.add(record(id), sample_form(id));
+    }
+    s.set_running("b", 1);
+    s.finish("c", "done", "", {7, 8, 9}, "png", 300, 1.5e5);
+  }
+  JobStore s(dir.path());
+  const auto all = s.load();
+  ASSERT_EQ(all.size(), 3u);
+  const auto* a = find_in(all, "a");
+  const auto* b = find_in(all, "b");
+  const auto* c = find_in(all, "c");
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(a->job.state, "queued");
+  EXPECT_EQ(b->job.state, "running");
+  EXPECT_EQ(c->job.state, "done");
+  EXPECT_EQ(c->job.result_bytes, 3);
+  EXPECT_EQ(c->job.iteration, 300);
+  EXPECT_EQ(c->job.loss, 1.5e5);
+  EXPECT_GT(c->job.finished, c->job.created - 1);
+  EXPECT_EQ(b->form.at("content").content, std::string("\x89PNG\0bytes of b", 15)) << "binary bytes kept";
+  EXPECT_EQ(b->form.at("content").filename, "photo b.jpg");
+  EXPECT_EQ(b->form.at("size").content, "48");
+  EXPECT_TRUE(b->form.at("size").filename.empty());
+  EXPECT_TRUE(c->form.empty()) << "a finished job's form is not read back";
+  EXPECT_FALSE(std::filesystem::exists(dir / "uploads/c")) << "a finished job's uploads go";
+  std::vector<uint8_t> bytes;
+  std::string why;
+  ASSERT_TRUE(s.read_result("c", "png", bytes, why)) << why;
+  EXPECT_EQ(bytes, (std::vector<uint8_t>{7, 8, 9}));
+  EXPECT_EQ(s.stored_bytes(), 3);
+  s.remove("c");
+  EXPECT_FALSE(s.read_result("c", "png", bytes, why));
+  EXPECT_EQ(s.load().size(), 2u);
+}
+
+TEST(JobStore, RemovesWhatNoRecordOwnsAndRefusesASecondServer) {
+  test::TempDir dir;
+  {
+    JobStore s(dir.path());
+    s.write_uploads("never-acknowledged", sample_form("x"));  // a submit that died before its record
+    s.write_uploads("kept", sample_form("k"));
+    s.add(record("kept"), sample_form("k"));
+    test::write_bytes(dir / "results/stray.png", {1});
+    EXPECT_NE(test::error_of<OutputError>([&] { JobStore second(dir.path()); }).find("in use by another stylize serve"),
+              std::string::npos);
+  }
+  JobStore s(dir.path());
+  EXPECT_FALSE(std::filesystem::exists(dir / "uploads/never-acknowledged"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "results/stray.png"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "uploads/kept/content"));
+  std::filesystem::remove(dir / "uploads/kept/style");
+  const auto all = s.load();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].missing, "style") << "an upload gone from disk is reported, not read as empty";
+}
+
+TEST(JobStore, TheCapDropsTheOldestResultsFirstAndKeepsTheNewest) {
+  test::TempDir dir;
+  JobStore s(dir.path());
+  for (const char* id : {"old", "mid", "new"}) {
+    s.add(record(id), {});
+    s.finish(id, "done", "", std::vector<uint8_t>(100, 1), "png");
+  }
+  EXPECT_EQ(s.enforce_cap(250), (std::vector<std::string>{"old"}));
+  EXPECT_EQ(s.stored_bytes(), 200);
+  EXPECT_EQ(s.enforce_cap(50), (std::vector<std::string>{"mid"})) << "the newest stays whatever its size";
+  EXPECT_FALSE(std::filesystem::exists(dir / "results/old.png"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "results/new.png"));
+}
+
+TEST(JobQueue, DurableResultsComeFromDiskAndADrainLeavesUnfinishedJobsThere) {
+  test::TempDir dir;
+  {
+    JobQueueOptions o{1, 8, 3600};
+    o.store = std::make_shared<JobStore>(dir.path());
+    Fixture f(o);
+    auto a = job("a");
+    a->durable = true;
+    a->form = sample_form("a");
+    f.q->submit(a);
+    EXPECT_EQ(f.q->wait(a), JobState::done);
+    EXPECT_TRUE(a->result.empty()) << "not kept in memory";
+    std::vector<uint8_t> bytes;
+    JobStatus st;
+    ASSERT_TRUE(f.q->result(*a, bytes, st));
+    EXPECT_EQ(bytes, (std::vector<uint8_t>{1, 2, 3}));
+    f.gate.steps = 100000;  // the next job runs until the drain stops it
+    auto b = job("b"), c = job("c"), x = job("x");
+    for (auto& j : {b, c, x}) {
+      j->durable = true;
+      j->form = sample_form(j->id);
+      f.q->submit(j);
+    }
+    f.q->cancel(x);  // its client's cancel is kept
+    ASSERT_TRUE(eventually([&] { return f.q->status(*b).state == JobState::running; }));
+    f.q->drain(0);
+    EXPECT_EQ(f.q->status(*c).state, JobState::cancelled);
+  }
+  JobStore s(dir.path());
+  const auto all = s.load();
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(find_in(all, "a")->job.state, "done");
+  EXPECT_EQ(find_in(all, "b")->job.state, "running") << "stopped by the drain: runs again at the next start";
+  EXPECT_EQ(find_in(all, "c")->job.state, "queued");
+  EXPECT_EQ(find_in(all, "x")->job.state, "cancelled");
+  EXPECT_EQ(find_in(all, "c")->form.at("content").content, sample_form("c").at("content").content);
+}
+
+TEST(JobQueue, StoredResultsOverTheCapAreDroppedOldestFirst) {
+  test::TempDir dir;
+  JobQueueOptions o{1, 8, 3600};
+  o.store = std::make_shared<JobStore>(dir.path());
+  o.max_stored_bytes = 4;  // each result is 3 bytes: one fits
+  Fixture f(o);
+  f.gate.release();
+  auto a = job("a"), b = job("b");
+  for (auto& j : {a, b}) {
+    j->durable = true;
+    f.q->submit(j);
+    EXPECT_EQ(f.q->wait(j), JobState::done);
+  }
+  EXPECT_EQ(f.q->find("a"), nullptr) << "the older result went";
+  ASSERT_NE(f.q->find("b"), nullptr);
+  EXPECT_EQ(o.store->stored_bytes(), 3);
+  EXPECT_FALSE(std::filesystem::exists(dir / "results/a.png"));
 }

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <regex>
 #include <thread>
 
@@ -367,22 +368,40 @@ TEST(Serve, ABadFilterFileStopsTheStart) {
   EXPECT_NE(test::error_of<WeightsError>([&] { serve::Server(shared_stylizer(), defaults, o); }), test::kNoError);
 }
 
-TEST(Serve, SigtermDrainsRunningJobsThenExits) {
-  TempDir dir;
-  std::vector<std::string> argv = {STYLIZE_BIN, "serve", "--port", "0", "--weights",
-                                   stylize::test::synthetic_weights_file(), "--drain-seconds", "60"};
-  const int pid = stylize::test::spawn_background(argv, dir / "log");
-  ASSERT_GT(pid, 0);
-  int port = 0;
+// `stylize serve` with these flags as a process, logging to `log`; the port it listens on (0: it
+// never said).
+int start_serve(std::vector<std::string> flags, const std::string& log, int& pid) {
+  std::vector<std::string> argv = {STYLIZE_BIN, "serve", "--port", "0", "--weights", stylize::test::synthetic_weights_file()};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  pid = stylize::test::spawn_background(argv, log);
+  if (pid <= 0) return 0;
   const std::regex listening("listening on http://127.0.0.1:([0-9]+)");
-  for (int i = 0; i < 200 && port == 0; ++i) {
-    auto b = stylize::test::read_bytes(dir / "log");
+  for (int i = 0; i < 400; ++i) {
+    auto b = stylize::test::read_bytes(log);
     std::smatch m;
     std::string text(b.begin(), b.end());
-    if (std::regex_search(text, m, listening)) port = std::stoi(m[1]);
+    if (std::regex_search(text, m, listening)) return std::stoi(m[1]);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  ASSERT_GT(port, 0);
+  return 0;
+}
+
+std::string text_of(const std::string& path) {
+  auto b = stylize::test::read_bytes(path);
+  return std::string(b.begin(), b.end());
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(Serve, SigtermDrainsRunningJobsThenExits) {
+  TempDir dir;
+  int pid = 0;
+  const int port = start_serve({"--drain-seconds", "60", "--data-dir", dir / "data"}, dir / "log", pid);
+  ASSERT_GT(port, 0) << text_of(dir / "log");
   httplib::Client c("127.0.0.1", port);
   auto r = c.Post("/v1/jobs", form({{"size", "64"}, {"iterations", "30"}}));
   ASSERT_EQ(r->status, 202);
@@ -390,8 +409,98 @@ TEST(Serve, SigtermDrainsRunningJobsThenExits) {
   wait_for(c, id, "running");
   kill(pid, SIGTERM);
   EXPECT_EQ(stylize::test::wait_exit_code(pid), 0);
-  auto b = stylize::test::read_bytes(dir / "log");
-  const std::string log(b.begin(), b.end());
+  const std::string log = text_of(dir / "log");
   EXPECT_NE(log.find("job " + id + " done"), std::string::npos) << "the running job finished first:\n" << log;
   EXPECT_NE(log.find("stopped"), std::string::npos) << log;
+}
+
+// The crash test: jobs done, one running, some queued, one cancelled; kill -9; a restart on
+// the same --data-dir finishes every acknowledged job once, serves the old result unchanged, and
+// runs the interrupted one again as attempt 2.
+TEST(Serve, AKillDuringAJobLosesNoAcknowledgedJob) {
+  TempDir dir;
+  int pid = 0;
+  const std::vector<std::string> flags = {"--data-dir", dir / "data", "--workers", "1"};
+  int port = start_serve(flags, dir / "log1", pid);
+  ASSERT_GT(port, 0) << text_of(dir / "log1");
+  auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
+  auto submit = [&](const std::string& size, const std::string& iterations) {
+    auto r = c->Post("/v1/jobs", form({{"size", size}, {"iterations", iterations}}));
+    EXPECT_TRUE(r && r->status == 202) << (r ? r->body : "no answer");
+    return body(r)["id"].get<std::string>();
+  };
+  const std::string done = submit("32", "3");
+  ASSERT_FALSE(wait_for(*c, done, "done").empty());
+  auto before = c->Get(("/v1/jobs/" + done + "/result").c_str());
+  ASSERT_TRUE(before && before->status == 200);
+  const std::string running = submit("48", "60");
+  const std::string queued1 = submit("40", "3"), queued2 = submit("56", "3"), cancelled = submit("24", "3");
+  ASSERT_EQ(c->Delete(("/v1/jobs/" + cancelled).c_str())->status, 200);
+  ASSERT_FALSE(wait_for(*c, running, "running").empty());
+  for (int i = 0; i < 200 && body(c->Get(("/v1/jobs/" + running).c_str()))["progress"]["iteration"] < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  stylize::test::wait_exit_code(pid);
+
+  port = start_serve(flags, dir / "log2", pid);
+  ASSERT_GT(port, 0) << text_of(dir / "log2");
+  c = std::make_unique<httplib::Client>("127.0.0.1", port);
+  c->set_read_timeout(60, 0);
+  const std::map<std::string, int> sizes = {{running, 48}, {queued1, 40}, {queued2, 56}};
+  for (const auto& [id, size] : sizes) {
+    const auto st = wait_for(*c, id, "done");
+    ASSERT_FALSE(st.empty()) << id << "\n" << text_of(dir / "log2");
+    EXPECT_EQ(st["attempt"], id == running ? 2 : 1) << id;
+    auto res = c->Get(("/v1/jobs/" + id + "/result").c_str());
+    ASSERT_TRUE(res && res->status == 200);
+    const LoadedImage img = decode_image(std::vector<uint8_t>(res->body.begin(), res->body.end()), "r", "result");
+    EXPECT_EQ(std::max(img.width, img.height), size) << "the result of " << id << " is its own job's";
+  }
+  auto after = c->Get(("/v1/jobs/" + done + "/result").c_str());
+  ASSERT_TRUE(after && after->status == 200);
+  EXPECT_EQ(after->body, before->body) << "a finished result survives unchanged";
+  EXPECT_EQ(body(c->Get(("/v1/jobs/" + done).c_str()))["progress"]["iteration"], 3) << "and its progress";
+  EXPECT_EQ(body(c->Get(("/v1/jobs/" + cancelled).c_str()))["status"], "cancelled");
+  const std::string log = text_of(dir / "log2");
+  EXPECT_EQ(count_of(log, "job " + done + " running"), 0u) << "a done job is not run again";
+  for (const auto& [id, size] : sizes) EXPECT_EQ(count_of(log, "job " + id + " running"), 1u) << id << "\n" << log;
+  EXPECT_EQ(count_of(log, "job " + cancelled + " running"), 0u);
+  EXPECT_NE(log.find("3 job(s) to run (1 of them again after an interruption)"), std::string::npos) << log;
+  kill(pid, SIGTERM);
+  EXPECT_EQ(stylize::test::wait_exit_code(pid), 0);
+}
+
+// What a restart cannot run fails with its reason: an upload gone from the folder, a job the server
+// stopped during as often as --max-attempts allows; a job a restart interrupted runs again.
+TEST(Serve, RecoveryRunsInterruptedJobsAndFailsThoseItCannotRun) {
+  TempDir dir;
+  const std::string again(32, 'a'), gone(32, 'b'), tired(32, 'c');
+  {
+    serve::JobStore store(dir / "data");
+    serve::Form f = {{"content", {"c.png", png(40, 48, 1)}}, {"style", {"s.png", png(32, 32, 2)}}, {"size", {"", "32"}}};
+    for (const auto& id : {again, gone, tired}) {
+      serve::StoredJob rec;
+      rec.id = id;
+      rec.ext = "png";
+      rec.total = 3;
+      store.write_uploads(id, f);
+      store.add(rec, f);
+      store.set_running(id, id == tired ? 3 : 1);
+    }
+    std::filesystem::remove(dir / ("data/uploads/" + gone + "/style"));
+  }
+  serve::ServeOptions o;
+  o.data_dir = dir / "data";
+  Running s(o);
+  auto c = s.client();
+  const auto st = wait_for(c, again, "done");
+  ASSERT_FALSE(st.empty());
+  EXPECT_EQ(st["attempt"], 2);
+  auto g = body(c.Get(("/v1/jobs/" + gone).c_str()));
+  EXPECT_EQ(g["status"], "failed");
+  EXPECT_NE(g["error"].get<std::string>().find("uploaded 'style' is gone"), std::string::npos) << g;
+  auto t = body(c.Get(("/v1/jobs/" + tired).c_str()));
+  EXPECT_EQ(t["status"], "failed");
+  EXPECT_NE(t["error"].get<std::string>().find("each of its 3 attempts"), std::string::npos) << t;
 }

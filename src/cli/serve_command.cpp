@@ -1,5 +1,6 @@
 // `stylize serve`: loads the network once and serves the HTTP API until SIGTERM/SIGINT, then
-// drains: no new jobs, running ones finish (or are cancelled after --drain-seconds).
+// drains: no new jobs, running ones finish (or, after --drain-seconds, stop and stay in --data-dir
+// for the next start).
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -17,6 +18,7 @@ namespace {
 
 struct ServeCommandOptions {
   serve::ServeOptions server;
+  bool in_memory = false;
   std::string api_key_file;
   EngineFlags engine;
 };
@@ -26,7 +28,8 @@ void setup(CLI::App& app, ServeCommandOptions& o) {
       "Serves the HTTP API: POST /v1/jobs, GET /v1/jobs/{id}[/result], DELETE /v1/jobs/{id}, POST /v1/stylize,\n"
       "GET /v1/styles, /healthz, /metrics, /openapi.json. Binds to 127.0.0.1 unless --host says otherwise.\n"
       "Request flags (--size, --iterations, --style-weight, ...) set the defaults for form fields of the same names\n"
-      "that a request leaves out; a form field accepts exactly what its flag accepts.");
+      "that a request leaves out; a form field accepts exactly what its flag accepts. Accepted jobs are kept in\n"
+      "--data-dir: a restart (after a crash too) runs the unfinished ones and serves the finished.");
   auto& s = o.server;
   app.add_option("--host", s.host, "Address to bind")->capture_default_str();
   app.add_option("--port", s.port, "Port (0 = any free port; the log says which)")->check(CLI::Range(0, 65535))->capture_default_str();
@@ -45,6 +48,21 @@ void setup(CLI::App& app, ServeCommandOptions& o) {
   app.add_option("--styles-dir", s.styles_dir, "Folder of named style images (style_id = file stem)");
   app.add_option("--filters-dir", s.filters_dir,
                  "Folder of fast filters from 'stylize train' (*.safetensors; filter id = file stem) for POST /v1/filter");
+  auto* data_dir = app.add_option("--data-dir", s.data_dir,
+                                  "Folder for job records, uploads and results: accepted jobs survive a crash or "
+                                  "restart, interrupted ones run again (default: ${XDG_STATE_HOME:-~/.local/state}/"
+                                  "stylize/serve; one server per folder)")
+                       ->type_name("DIR");
+  app.add_flag("--in-memory", o.in_memory, "Keep jobs and results in memory only: a restart loses them")->excludes(data_dir);
+  app.add_option("--max-stored-mb", s.max_stored_mb,
+                 "Cap on the results kept in --data-dir: beyond it the oldest go first (0 = no cap)")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
+  app.add_option("--max-attempts", s.max_attempts,
+                 "A job the server stopped during (a crash, a kill) runs again at the next start, up to this many "
+                 "attempts in all")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   app.add_option("--result-ttl", s.result_ttl_s, "Seconds a finished job and its result are kept")->check(CLI::Range(1.0, 1e7))->capture_default_str();
   app.add_option("--drain-seconds", s.drain_seconds, "On SIGTERM, how long running jobs may finish before they are cancelled")
       ->check(CLI::Range(0.0, 86400.0))
@@ -61,13 +79,19 @@ int run(ServeCommandOptions& o) {
     while (!o.server.api_key.empty() && isspace(static_cast<unsigned char>(o.server.api_key.back()))) o.server.api_key.pop_back();
     if (o.server.api_key.size() < 16) throw UsageError("the API key in " + in_quotes(o.api_key_file) + " is shorter than 16 characters");
   }
+  if (o.in_memory) {
+    o.server.data_dir.clear();
+  } else if (o.server.data_dir.empty()) {
+    o.server.data_dir = serve::default_data_dir();
+  }
   o.server.quality = o.engine.quality;
   o.server.max_pixels = static_cast<int64_t>(o.engine.max_megapixels * 1e6);
   Engine engine = load_engine(o.engine, deepest_layer(request_from_flags(o.engine, Preprocessing::caffe).loss));
   serve::Server server(*engine.stylizer, request_from_flags(o.engine, engine.preprocessing), o.server);
   const int port = server.bind();
-  spdlog::info("listening on http://{}:{} ({} worker(s), queue limit {}{})", o.server.host, port, o.server.workers,
-               o.server.queue_limit, o.server.api_key.empty() ? "" : ", API key required");
+  spdlog::info("listening on http://{}:{} ({} worker(s), queue limit {}{}; jobs {})", o.server.host, port,
+               o.server.workers, o.server.queue_limit, o.server.api_key.empty() ? "" : ", API key required",
+               o.server.data_dir.empty() ? "in memory only" : "kept in " + o.server.data_dir);
   install_interrupt_handler();
   std::thread watcher([&] {
     while (!interrupt_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -1,5 +1,7 @@
 // The jobs behind `stylize serve`, without HTTP: a bounded queue, a pool of workers, cancellation,
-// a graceful drain, results kept for a TTL, and the counters /metrics shows. What a job does is the
+// a graceful drain, results kept for a TTL, and the counters /metrics shows. With a JobStore
+// (job_store.hpp) durable jobs are on disk before submit() returns, their results are files, and
+// a drain leaves unfinished ones on disk for the next start instead of cancelling them. What a job does is the
 // runner's business (the server stylises and encodes; tests pass their own), so the queue is tested
 // directly, without sockets. Thread-safe: every member may be called from any thread.
 #pragma once
@@ -19,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "job_store.hpp"
 #include "stylize/request.hpp"
 
 namespace stylize::serve {
@@ -34,13 +37,18 @@ struct Job {
   StylizeRequest request;            // what to run (images at their working sizes)
   std::string style_id;              // a --styles-dir style, for logs
   std::string ext = "png";
+  Form form;                         // durable jobs: what is stored (and parsed again after a restart)
+  bool durable = false;              // kept in the queue's store (asynchronous jobs; not POST /v1/stylize)
+  int attempt = 1;                   // 2 and on: the server stopped while an earlier attempt ran
   std::atomic<bool> cancel{false};   // the runner polls it; set by cancel() and drain()
+  std::atomic<bool> user_cancel{false};  // cancel() (not a drain): a durable job ends as cancelled
   // state
   JobState state = JobState::queued;
   int iteration = 0, total = 0;
   double loss = 0;
   std::string error;
-  std::vector<uint8_t> result;
+  std::vector<uint8_t> result;       // in memory, or (result_on_disk) in the store
+  bool result_on_disk = false;
   std::chrono::steady_clock::time_point created, started, finished;
 };
 
@@ -51,13 +59,18 @@ struct JobStatus {
   int iteration = 0, total = 0;
   double loss = 0;
   std::string error;
+  int attempt = 1;
   double eta_seconds = -1;  // running jobs with progress only
 };
 
 struct JobQueueOptions {
-  int workers = 1;
-  int queue_limit = 16;       // jobs waiting beyond this are refused
-  double result_ttl_s = 3600; // finished jobs are forgotten this long after they end
+  JobQueueOptions(int workers = 1, int queue_limit = 16, double result_ttl_s = 3600)
+      : workers(workers), queue_limit(queue_limit), result_ttl_s(result_ttl_s) {}
+  int workers;
+  int queue_limit;             // jobs waiting beyond this are refused
+  double result_ttl_s;         // finished jobs are forgotten this long after they end
+  std::shared_ptr<JobStore> store;  // where durable jobs live; none: every job in memory only
+  int64_t max_stored_bytes = 0;     // the store's results beyond this go, oldest first (0: no cap)
 };
 
 // Why submit() refused a job.
@@ -89,12 +102,17 @@ class JobQueue {
   JobQueue(const JobQueue&) = delete;
   JobQueue& operator=(const JobQueue&) = delete;
 
-  // Queues a job (its state must be queued). Throws QueueRefused when draining or full.
+  // Queues a job (its state must be queued). A durable job is on disk when this returns. Throws
+  // QueueRefused when draining or full, OutputError when the store cannot write it.
   void submit(const std::shared_ptr<Job>& job);
+  // A job recovered from the store at start: queued ones run (beyond the queue limit: they were
+  // accepted before), finished ones are served until their TTL, counted from `finished`.
+  void restore(const std::shared_ptr<Job>& job);
   // The job with this id; nullptr when unknown or expired (finished jobs past the TTL go first).
   std::shared_ptr<Job> find(const std::string& id);
   JobStatus status(const Job& job);
   // The result bytes of a done job, or nothing (and its status) otherwise.
+  // Throws OutputError when a stored result cannot be read.
   bool result(const Job& job, std::vector<uint8_t>& bytes, JobStatus& status);
   // A queued job is cancelled at once; a running one at its next iteration.
   void cancel(const std::shared_ptr<Job>& job);
@@ -104,7 +122,8 @@ class JobQueue {
   // From the runner: the progress of the job it runs (iterations count toward the metrics).
   void progress(Job& job, const Progress& p);
   // Stops accepting; waits up to `seconds` for the queued and running jobs to finish; cancels the
-  // rest; returns when no job runs. Idempotent: a second call returns at once.
+  // rest (durable ones stay on disk as they are, for the next start); returns when no job runs.
+  // Idempotent: a second call returns at once.
   void drain(double seconds);
   bool accepting();
   QueueMetrics metrics();
@@ -114,7 +133,9 @@ class JobQueue {
  private:
   void worker_loop();
   void finish(Job& job, JobState end, std::string error, std::vector<uint8_t> bytes);
+  void store_end(Job& job, JobState& end, std::string& error, const std::vector<uint8_t>& bytes);
   void expire_locked();
+  void drop_locked(const std::string& id);  // from memory and the store
 
   Runner run_;
   JobQueueOptions opt_;

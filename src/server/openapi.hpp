@@ -23,6 +23,7 @@ inline constexpr const char* kOpenApi = R"JSON({
         "format": {"type": "string", "enum": ["png", "jpg", "webp"]}}},
       "Job": {"type": "object", "properties": {
         "id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
+        "attempt": {"type": "integer", "description": "1, or more when the server stopped (a crash, a kill, a deploy) while an earlier attempt ran and ran it again"},
         "progress": {"type": "object", "properties": {"iteration": {"type": "integer"}, "total": {"type": "integer"}, "loss": {"type": "number"}, "eta_seconds": {"type": "number"}}},
         "error": {"type": "string"}, "result_url": {"type": "string"}}},
       "Error": {"type": "object", "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}
@@ -30,7 +31,7 @@ inline constexpr const char* kOpenApi = R"JSON({
   },
   "paths": {
     "/v1/jobs": {"post": {"summary": "Submit a job", "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
-      "responses": {"202": {"description": "queued: {id, status_url, result_url}"}, "400": {"description": "malformed fields or images"}, "401": {"description": "API key missing or wrong"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over this server's limit, or too large for its memory"}, "429": {"description": "queue full (Retry-After)"}, "503": {"description": "shutting down"}}}},
+      "responses": {"202": {"description": "queued: {id, status_url, result_url}"}, "400": {"description": "malformed fields or images"}, "401": {"description": "API key missing or wrong"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over this server's limit, or too large for its memory"}, "429": {"description": "queue full (Retry-After)"}, "503": {"description": "shutting down, or the job could not be stored (storage_failed)"}}}},
     "/v1/jobs/{id}": {
       "get": {"summary": "Job status and progress", "responses": {"200": {"description": "the job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}, "404": {"description": "unknown or expired"}}},
       "delete": {"summary": "Cancel", "responses": {"200": {"description": "the job after the request"}, "404": {"description": "unknown"}}}},

@@ -50,10 +50,15 @@ std::string new_id() {
   return buf;
 }
 
-bool form_field(const httplib::Request& req, const std::string& name, std::string& value) {
-  if (!req.has_file(name)) return false;
-  value = req.get_file_value(name).content;
+bool form_field(const Form& form, const std::string& name, std::string& value) {
+  auto it = form.find(name);
+  if (it == form.end()) return false;
+  value = it->second.content;
   return true;
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
@@ -93,8 +98,14 @@ Server::Server(const Stylizer& stylizer, StylizeRequest defaults, ServeOptions o
   defaults_.resize = resize_image;
   load_filters();
   routes();
-  jobs_ = std::make_unique<JobQueue>([this](Job& job) { return run_job(job); },
-                                     JobQueueOptions{opt_.workers, opt_.queue_limit, opt_.result_ttl_s});
+  JobQueueOptions q{opt_.workers, opt_.queue_limit, opt_.result_ttl_s};
+  if (!opt_.data_dir.empty()) {
+    store_ = std::make_shared<JobStore>(opt_.data_dir);
+    q.store = store_;
+    q.max_stored_bytes = static_cast<int64_t>(opt_.max_stored_mb * 1024 * 1024);
+  }
+  jobs_ = std::make_unique<JobQueue>([this](Job& job) { return run_job(job); }, q);
+  recover();
 }
 
 Server::~Server() = default;  // the queue cancels its jobs and joins its workers
@@ -126,7 +137,8 @@ at::Tensor Server::named_style(const std::string& style_id) {
 
 JobQueue::Outcome Server::run_job(Job& job) {
   const StylizeRequest& r = job.request;
-  spdlog::info("job {} running ({} px, {} iteration(s) over {} scale(s))", job.id, r.size, job.total, r.scales);
+  spdlog::info("job {} running ({} px, {} iteration(s) over {} scale(s){})", job.id, r.size, job.total, r.scales,
+               job.attempt > 1 ? ", attempt " + std::to_string(job.attempt) : "");
   // Progress every 200 ms (and at the ends): each report reads the loss back from the device. Scales
   // count on: the job's progress runs over all of them.
   auto last_report = std::chrono::steady_clock::now();
@@ -153,12 +165,104 @@ JobQueue::Outcome Server::run_job(Job& job) {
   return outcome;
 }
 
+std::shared_ptr<Job> Server::recovered_job(const JobStore::Recovered& r) {
+  const StoredJob& rec = r.job;
+  auto job = std::make_shared<Job>();
+  job->id = rec.id;
+  job->ext = rec.ext;
+  job->total = rec.total;
+  job->attempt = rec.attempt + (rec.state == "running" ? 1 : 0);  // it was running when the server stopped
+  job->durable = true;
+  std::string why;
+  if (job->attempt > opt_.max_attempts) {
+    why = "the server stopped during each of its " + std::to_string(rec.attempt) + " attempts (a crash or a kill); not run again";
+  } else if (!r.missing.empty()) {
+    why = "its uploaded '" + r.missing + "' is gone from the data dir";
+  } else {
+    try {
+      auto parsed = parse(r.form, false);  // this server's limits and styles, as for a new job
+      parsed->id = job->id;
+      parsed->attempt = job->attempt;
+      parsed->durable = true;
+      job = parsed;
+    } catch (const HttpError& e) {
+      why = "its form no longer passes: " + e.detail;
+    } catch (const std::exception& e) {
+      why = std::string("its form could not be read again: ") + e.what();
+    }
+  }
+  if (why.empty()) {
+    job->state = JobState::queued;
+    store_->set_queued(job->id, job->attempt);
+  } else {
+    job->state = JobState::failed;
+    job->error = why;
+    job->finished = Clock::now();
+    store_->finish(job->id, "failed", why, {}, job->ext);
+  }
+  return job;
+}
+
+void Server::recover() {
+  if (!store_) return;
+  const double now_unix = unix_now();
+  const auto now = Clock::now();
+  int queued = 0, again = 0, finished = 0, failed = 0, expired = 0;
+  for (const auto& r : store_->load()) {
+    const StoredJob& rec = r.job;
+    std::shared_ptr<Job> job;
+    if (rec.state == "queued" || rec.state == "running") {
+      job = recovered_job(r);
+      if (job->state == JobState::failed) {
+        spdlog::warn("job {} (recovered) failed: {}", job->id, job->error);
+        ++failed;
+      } else {
+        ++queued;
+        again += job->attempt > 1;
+      }
+    } else {
+      const double age = std::max(0.0, now_unix - rec.finished);
+      if (age > opt_.result_ttl_s) {
+        store_->remove(rec.id);
+        ++expired;
+        continue;
+      }
+      job = std::make_shared<Job>();
+      job->id = rec.id;
+      job->ext = rec.ext;
+      job->total = rec.total;
+      job->attempt = rec.attempt;
+      job->durable = true;
+      job->state = rec.state == "done" ? JobState::done : rec.state == "failed" ? JobState::failed : JobState::cancelled;
+      job->error = rec.error;
+      job->result_on_disk = job->state == JobState::done;
+      job->iteration = rec.iteration;
+      job->loss = rec.loss;
+      job->finished = now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(age));
+      ++finished;
+    }
+    jobs_->restore(job);
+  }
+  if (queued + finished + failed + expired > 0) {
+    spdlog::info("data dir {}: {} job(s) to run ({} of them again after an interruption), {} finished kept, {} failed "
+                 "at recovery, {} expired",
+                 store_->dir(), queued, again, finished, failed, expired);
+  }
+  if (opt_.max_stored_mb > 0) {
+    for (const auto& id : store_->enforce_cap(static_cast<int64_t>(opt_.max_stored_mb * 1024 * 1024))) {
+      jobs_->forget(id);
+      spdlog::info("result of job {} dropped (oldest first) to keep the stored results under {:.1f} MB (--max-stored-mb)",
+                   id, opt_.max_stored_mb);
+    }
+  }
+}
+
 namespace {
 
 // The request fields of a form (every field of request_fields(), by its name), over the server's
 // defaults. Throws HttpError: 400 bad_field for text that is not of the field's type, 422 out_of_range
 // for size or iterations beyond this server's limits, 400 out_of_range for what validate() refuses.
-void read_fields(const httplib::Request& req, StylizeRequest& r, int max_size, int max_iterations) {
+void read_fields(const Form& req, StylizeRequest& r, int max_size, int max_iterations) {
   auto bad = [](const UsageError& e, const char* code) {
     return HttpError{400, code, render_fields(e.what(), FieldWords::key)};
   };
@@ -190,17 +294,29 @@ void read_fields(const httplib::Request& req, StylizeRequest& r, int max_size, i
   }
 }
 
-LoadedImage decode_upload(const httplib::MultipartFormData& file, const std::string& role, int64_t max_pixels) {
-  return decode_image(std::vector<uint8_t>(file.content.begin(), file.content.end()),
-                      file.filename.empty() ? file.name : file.filename, role, max_pixels);
+LoadedImage decode_upload(const FormPart& file, const std::string& role, int64_t max_pixels) {
+  return decode_image(std::vector<uint8_t>(file.content.begin(), file.content.end()), file.filename, role, max_pixels);
 }
 
 }  // namespace
 
-std::shared_ptr<Job> Server::parse(const httplib::Request& req, bool sync) {
-  if (!req.is_multipart_form_data()) {
-    throw HttpError{400, "bad_request", "send multipart/form-data with a 'content' image and a 'style' or 'style_id'"};
+Form read_form(const httplib::Request& req) {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n = {"content", "style", "style_id", "format", "filter"};
+    for (const RequestField& f : request_fields()) n.push_back(f.name);
+    return n;
+  }();
+  Form form;
+  for (const auto& name : names) {
+    if (!req.has_file(name)) continue;
+    const auto& part = req.get_file_value(name);
+    const bool image = name == "content" || name == "style";
+    form[name] = {image && part.filename.empty() ? name : part.filename, part.content};
   }
+  return form;
+}
+
+std::shared_ptr<Job> Server::parse(const Form& req, bool sync) {
   auto job = std::make_shared<Job>();
   job->id = new_id();
   StylizeRequest& r = job->request;
@@ -218,11 +334,11 @@ std::shared_ptr<Job> Server::parse(const httplib::Request& req, bool sync) {
     }
     job->ext = text;
   }
-  if (!req.has_file("content")) throw HttpError{400, "missing_field", "the 'content' image is missing"};
+  if (!req.count("content")) throw HttpError{400, "missing_field", "the 'content' image is missing"};
   try {
-    r.content = decode_upload(req.get_file_value("content"), "content image", opt_.max_pixels).rgb;
-    if (req.has_file("style")) {
-      r.styles = {decode_upload(req.get_file_value("style"), "style image", opt_.max_pixels).rgb};
+    r.content = decode_upload(req.at("content"), "content image", opt_.max_pixels).rgb;
+    if (req.count("style")) {
+      r.styles = {decode_upload(req.at("style"), "style image", opt_.max_pixels).rgb};
     } else if (form_field(req, "style_id", text)) {
       if (styles_.count(text) == 0) {
         throw HttpError{400, "unknown_style", "no style '" + text.substr(0, 64) + "'; see GET /v1/styles"};
@@ -257,6 +373,8 @@ std::shared_ptr<Job> Server::parse(const httplib::Request& req, bool sync) {
 void Server::submit(const std::shared_ptr<Job>& job) {
   try {
     jobs_->submit(job);
+  } catch (const OutputError& e) {
+    throw HttpError{503, "storage_failed", std::string("the job could not be stored: ") + e.what()};
   } catch (const QueueRefused& r) {
     if (r.reason == QueueRefused::shutting_down) {
       throw HttpError{503, "shutting_down", "the server is shutting down; try another instance"};
@@ -270,7 +388,7 @@ namespace {
 nlohmann::json status_json(const JobStatus& j) {
   nlohmann::json progress = {{"iteration", j.iteration}, {"total", j.total}, {"loss", j.loss}};
   if (j.eta_seconds >= 0) progress["eta_seconds"] = j.eta_seconds;
-  nlohmann::json out = {{"id", j.id}, {"status", to_string(j.state)}, {"progress", progress}};
+  nlohmann::json out = {{"id", j.id}, {"status", to_string(j.state)}, {"attempt", j.attempt}, {"progress", progress}};
   if (!j.error.empty()) out["error"] = j.error;
   if (j.state == JobState::done) out["result_url"] = "/v1/jobs/" + j.id + "/result";
   return out;
@@ -280,10 +398,20 @@ void send_image(httplib::Response& res, const std::vector<uint8_t>& bytes, const
   res.set_content(reinterpret_cast<const char*>(bytes.data()), bytes.size(), image_mime_type(ext).c_str());
 }
 
+void require_multipart(const httplib::Request& req, const char* what) {
+  if (!req.is_multipart_form_data()) throw HttpError{400, "bad_request", std::string("send multipart/form-data with ") + what};
+}
+
+const char* const kJobForm = "a 'content' image and a 'style' or 'style_id'";
+
 }  // namespace
 
 void Server::post_job(const httplib::Request& req, httplib::Response& res) {
-  auto job = parse(req, false);
+  require_multipart(req, kJobForm);
+  Form form = read_form(req);
+  auto job = parse(form, false);
+  job->form = std::move(form);
+  job->durable = true;  // with a --data-dir: on disk before the 202
   submit(job);
   spdlog::info("job {} queued", job->id);
   send_json(res, 202, {{"id", job->id}, {"status", "queued"}, {"status_url", "/v1/jobs/" + job->id},
@@ -298,7 +426,13 @@ void Server::get_result(const httplib::Request& req, httplib::Response& res) {
   auto job = find(req.matches[1].str());
   std::vector<uint8_t> bytes;
   JobStatus st;
-  if (!jobs_->result(*job, bytes, st)) {
+  bool ready = false;
+  try {
+    ready = jobs_->result(*job, bytes, st);
+  } catch (const OutputError& e) {
+    throw HttpError{500, "result_lost", e.what()};
+  }
+  if (!ready) {
     throw HttpError{409, "not_ready", std::string("job is ") + to_string(st.state) + (st.error.empty() ? "" : ": " + st.error)};
   }
   send_image(res, bytes, job->ext);
@@ -312,7 +446,8 @@ void Server::delete_job(const httplib::Request& req, httplib::Response& res) {
 }
 
 void Server::post_stylize(const httplib::Request& req, httplib::Response& res) {
-  auto job = parse(req, true);
+  require_multipart(req, kJobForm);
+  auto job = parse(read_form(req), true);  // in memory only: its client waits on this connection
   submit(job);
   jobs_->wait(job);
   std::vector<uint8_t> bytes;
@@ -365,21 +500,20 @@ void Server::get_filters(const httplib::Request&, httplib::Response& res) {
 // A content image through a named filter, answered at once: at the image's size, capped by
 // --max-size (the longer side), or at the form's `size`.
 void Server::post_filter(const httplib::Request& req, httplib::Response& res) {
-  if (!req.is_multipart_form_data()) {
-    throw HttpError{400, "bad_request", "send multipart/form-data with a 'content' image and a 'filter' id"};
-  }
+  require_multipart(req, "a 'content' image and a 'filter' id");
+  const Form form = read_form(req);
   std::string id, ext = "png", text;
-  if (!form_field(req, "filter", id)) throw HttpError{400, "missing_field", "the 'filter' id is missing; see GET /v1/filters"};
+  if (!form_field(form, "filter", id)) throw HttpError{400, "missing_field", "the 'filter' id is missing; see GET /v1/filters"};
   auto it = filters_.find(id);
   if (it == filters_.end()) throw HttpError{400, "unknown_filter", "no filter '" + id.substr(0, 64) + "'; see GET /v1/filters"};
-  if (form_field(req, "format", text)) {
+  if (form_field(form, "format", text)) {
     if (text != "png" && text != "jpg" && text != "jpeg" && text != "webp") {
       throw HttpError{400, "bad_field", "field 'format' must be png, jpg or webp"};
     }
     ext = text;
   }
   int size = 0;
-  if (form_field(req, "size", text)) {
+  if (form_field(form, "size", text)) {
     size_t used = 0;
     try {
       size = std::stoi(text, &used);
@@ -392,10 +526,10 @@ void Server::post_filter(const httplib::Request& req, httplib::Response& res) {
                                                std::to_string(kFilterMinSide) + " to " + std::to_string(opt_.max_size)};
     }
   }
-  if (!req.has_file("content")) throw HttpError{400, "missing_field", "the 'content' image is missing"};
+  if (!form.count("content")) throw HttpError{400, "missing_field", "the 'content' image is missing"};
   LoadedImage img;
   try {
-    img = decode_upload(req.get_file_value("content"), "content image", opt_.max_pixels);
+    img = decode_upload(form.at("content"), "content image", opt_.max_pixels);
   } catch (const InputError& e) {
     throw HttpError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
   }

@@ -41,6 +41,9 @@ struct ServeOptions {
   double drain_seconds = 30;
   int quality = 95;               // JPEG/WebP results
   bool allow_tiled = false;       // jobs the plan tiles (a `tile` field, or too large to fit whole): 422 unless set
+  std::string data_dir;           // durable jobs (job_store.hpp); empty: jobs in memory only
+  double max_stored_mb = 0;       // stored results beyond this are dropped, oldest first (0: no cap)
+  int max_attempts = 3;           // a job interrupted this many times (a crash each time) fails
 };
 
 class Server {
@@ -75,7 +78,11 @@ class Server {
   void get_openapi(const httplib::Request& req, httplib::Response& res);
 
   // A form into a job (fields, images, plan()); `sync` applies the synchronous limits.
-  std::shared_ptr<Job> parse(const httplib::Request& req, bool sync);
+  std::shared_ptr<Job> parse(const Form& form, bool sync);
+  // The jobs --data-dir holds, back in the queue: queued and interrupted ones run, finished ones
+  // are served until their TTL.
+  void recover();
+  std::shared_ptr<Job> recovered_job(const JobStore::Recovered& r);
   void submit(const std::shared_ptr<Job>& job);       // throws HttpError 429 / 503
   JobQueue::Outcome run_job(Job& job);                // on a queue worker: the engine's run()
   std::shared_ptr<Job> find(const std::string& id);  // throws HttpError 404
@@ -99,8 +106,14 @@ class Server {
   std::mutex filter_mu_, filter_stats_mu_;
   uint64_t filter_requests_ = 0, filter_failures_ = 0;  // under filter_stats_mu_
   double filter_seconds_ = 0;
+  std::shared_ptr<JobStore> store_;  // --data-dir; null in memory-only mode
   std::unique_ptr<JobQueue> jobs_;  // last: its workers stop before the members they use go
 };
+
+// The parts of a multipart request that the server reads (request fields by name, the images,
+// style_id, format, filter), the first of each name; others are ignored. An image part without a
+// file name is given its field name, so that it is stored (and reported) as a file.
+Form read_form(const httplib::Request& req);
 
 // Constant-time comparison (the API key check must not leak how many characters matched).
 bool constant_time_equal(const std::string& a, const std::string& b);
