@@ -598,12 +598,12 @@ def main():
         L.append("")
         L.extend(gpu_section(gpu_results()))
     path = os.path.join(ROOT, "BENCHMARKS.md")
-    # bench/real_weights.py, print_size.py, fast_filters.py and job_store_choice.py own their sections:
+    # bench/real_weights.py, print_size.py, fast_filters.py, job_store_choice.py and queue_load.py own their sections:
     # carried over as they are.
     real = ""
     if os.path.exists(path):
         old = open(path).read()
-        for name in ("real-weights", "print-size", "fast-filters", "job-store"):
+        for name in ("real-weights", "print-size", "fast-filters", "job-store", "queue-load"):
             begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
             if begin in old and end in old:
                 real += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"

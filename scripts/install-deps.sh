@@ -13,6 +13,8 @@ packages=(
   libcurl4-openssl-dev libhdf5-dev libcpp-httplib-dev
   libdnnl-dev             # oneDNN, as LibTorch uses it: bf16 Gram products with fp32 results
   libsqlite3-dev          # serve's durable job store (--data-dir)
+  libhiredis-dev          # serve/worker --queue redis://: optional at build time (CMake says when absent)
+  redis-server            # the Redis tests start one on a loopback port (never skipped in CI)
 )
 if [ "${STYLIZE_WITH_PYTHON:-1}" = 1 ]; then
   # Reference implementation for parity fixtures and benchmarks, and the gallery's contact sheets

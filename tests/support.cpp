@@ -1,13 +1,17 @@
 #include "support.hpp"
 
 #include <ATen/ATen.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -16,7 +20,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <regex>
 #include <stdexcept>
+#include <thread>
 
 #include "stylize/safetensors.hpp"
 #include "stylize/stylizer.hpp"
@@ -160,6 +166,49 @@ int wait_exit_code(int pid) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string read_text(const std::string& path) {
+  const auto b = read_bytes(path);
+  return std::string(b.begin(), b.end());
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+std::string wait_for_log(const std::string& path, const std::string& pattern, double seconds) {
+  const std::regex re(pattern);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  do {
+    const std::string text = read_text(path);
+    std::smatch m;
+    if (std::regex_search(text, m, re)) return m.size() > 1 ? m[1].str() : m[0].str();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  } while (std::chrono::steady_clock::now() < until);
+  return "";
+}
+
+int wait_for_listening(const std::string& log) {
+  const std::string port = wait_for_log(log, "listening on http://127\\.0\\.0\\.1:([0-9]+)", 20);
+  return port.empty() ? 0 : std::stoi(port);
+}
+
+int free_loopback_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  close(fd);
+  return port;
 }
 
 double rel_diff(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-30); }

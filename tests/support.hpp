@@ -39,6 +39,8 @@ const std::string& synthetic_weights_file();
 const std::string& synthetic_prefix_weights_file();
 
 std::vector<std::uint8_t> read_bytes(const std::string& path);
+std::string read_text(const std::string& path);  // a whole file (a process's log); "" when missing
+size_t count_of(const std::string& text, const std::string& what);  // occurrences, overlapping ones too
 void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes);
 bool exists(const std::string& path);
 
@@ -54,6 +56,13 @@ RunResult run_command(const std::vector<std::string>& argv, const std::vector<st
 int spawn_background(const std::vector<std::string>& argv, const std::string& stderr_path);
 // Waits for it; the exit code, or 128 + signal.
 int wait_exit_code(int pid);
+// Polls the file at `path` (a background process's log) every 50 ms for up to `seconds` until
+// `pattern` matches; its first group, or "" when it never did.
+std::string wait_for_log(const std::string& path, const std::string& pattern, double seconds);
+// The port a `stylize serve` logging to `log` listens on; 0 when it never said within 20 s.
+int wait_for_listening(const std::string& log);
+// A TCP port on 127.0.0.1 free a moment ago (for a server that cannot take port 0).
+int free_loopback_port();
 
 // What `f` throws as E, as its message; kNoError when it throws nothing (other exceptions escape).
 inline const std::string kNoError = "(no error of the expected class)";

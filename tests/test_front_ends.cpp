@@ -87,15 +87,7 @@ class FrontEnds : public ::testing::Test {
                                      stylize::test::synthetic_weights_file()};
     argv.insert(argv.end(), flags.begin(), flags.end());
     server_pid = stylize::test::spawn_background(argv, dir / "serve.log");
-    const std::regex listening("listening on http://127.0.0.1:([0-9]+)");
-    for (int i = 0; i < 400; ++i) {
-      auto b = stylize::test::read_bytes(dir / "serve.log");
-      std::smatch m;
-      std::string text(b.begin(), b.end());
-      if (std::regex_search(text, m, listening)) return std::stoi(m[1]);
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return 0;
+    return stylize::test::wait_for_listening(dir / "serve.log");
   }
   httplib::MultipartFormDataItems form(const std::vector<std::pair<std::string, std::string>>& fields) {
     auto file = [&](const std::string& name) {

@@ -52,7 +52,7 @@ struct Running {
     StylizeRequest defaults = request_defaults(Preprocessing::caffe);
     defaults.size = 32;
     defaults.iterations = {3};
-    server = std::make_unique<serve::Server>(shared_stylizer(), defaults, o);
+    server = std::make_unique<serve::Server>(&shared_stylizer(), defaults, o);
     port = server->bind();
     thread = std::thread([this] { server->run(); });
   }
@@ -365,7 +365,7 @@ TEST(Serve, ABadFilterFileStopsTheStart) {
   serve::ServeOptions o;
   o.filters_dir = dir.path();
   StylizeRequest defaults = request_defaults(Preprocessing::caffe);
-  EXPECT_NE(test::error_of<WeightsError>([&] { serve::Server(shared_stylizer(), defaults, o); }), test::kNoError);
+  EXPECT_NE(test::error_of<WeightsError>([&] { serve::Server(&shared_stylizer(), defaults, o); }), test::kNoError);
 }
 
 // `stylize serve` with these flags as a process, logging to `log`; the port it listens on (0: it
@@ -374,34 +374,15 @@ int start_serve(std::vector<std::string> flags, const std::string& log, int& pid
   std::vector<std::string> argv = {STYLIZE_BIN, "serve", "--port", "0", "--weights", stylize::test::synthetic_weights_file()};
   argv.insert(argv.end(), flags.begin(), flags.end());
   pid = stylize::test::spawn_background(argv, log);
-  if (pid <= 0) return 0;
-  const std::regex listening("listening on http://127.0.0.1:([0-9]+)");
-  for (int i = 0; i < 400; ++i) {
-    auto b = stylize::test::read_bytes(log);
-    std::smatch m;
-    std::string text(b.begin(), b.end());
-    if (std::regex_search(text, m, listening)) return std::stoi(m[1]);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return 0;
+  return pid > 0 ? stylize::test::wait_for_listening(log) : 0;
 }
 
-std::string text_of(const std::string& path) {
-  auto b = stylize::test::read_bytes(path);
-  return std::string(b.begin(), b.end());
-}
-
-size_t count_of(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
 
 TEST(Serve, SigtermDrainsRunningJobsThenExits) {
   TempDir dir;
   int pid = 0;
   const int port = start_serve({"--drain-seconds", "60", "--data-dir", dir / "data"}, dir / "log", pid);
-  ASSERT_GT(port, 0) << text_of(dir / "log");
+  ASSERT_GT(port, 0) << stylize::test::read_text(dir / "log");
   httplib::Client c("127.0.0.1", port);
   auto r = c.Post("/v1/jobs", form({{"size", "64"}, {"iterations", "30"}}));
   ASSERT_EQ(r->status, 202);
@@ -409,7 +390,7 @@ TEST(Serve, SigtermDrainsRunningJobsThenExits) {
   wait_for(c, id, "running");
   kill(pid, SIGTERM);
   EXPECT_EQ(stylize::test::wait_exit_code(pid), 0);
-  const std::string log = text_of(dir / "log");
+  const std::string log = stylize::test::read_text(dir / "log");
   EXPECT_NE(log.find("job " + id + " done"), std::string::npos) << "the running job finished first:\n" << log;
   EXPECT_NE(log.find("stopped"), std::string::npos) << log;
 }
@@ -422,7 +403,7 @@ TEST(Serve, AKillDuringAJobLosesNoAcknowledgedJob) {
   int pid = 0;
   const std::vector<std::string> flags = {"--data-dir", dir / "data", "--workers", "1"};
   int port = start_serve(flags, dir / "log1", pid);
-  ASSERT_GT(port, 0) << text_of(dir / "log1");
+  ASSERT_GT(port, 0) << stylize::test::read_text(dir / "log1");
   auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
   auto submit = [&](const std::string& size, const std::string& iterations) {
     auto r = c->Post("/v1/jobs", form({{"size", size}, {"iterations", iterations}}));
@@ -444,13 +425,13 @@ TEST(Serve, AKillDuringAJobLosesNoAcknowledgedJob) {
   stylize::test::wait_exit_code(pid);
 
   port = start_serve(flags, dir / "log2", pid);
-  ASSERT_GT(port, 0) << text_of(dir / "log2");
+  ASSERT_GT(port, 0) << stylize::test::read_text(dir / "log2");
   c = std::make_unique<httplib::Client>("127.0.0.1", port);
   c->set_read_timeout(60, 0);
   const std::map<std::string, int> sizes = {{running, 48}, {queued1, 40}, {queued2, 56}};
   for (const auto& [id, size] : sizes) {
     const auto st = wait_for(*c, id, "done");
-    ASSERT_FALSE(st.empty()) << id << "\n" << text_of(dir / "log2");
+    ASSERT_FALSE(st.empty()) << id << "\n" << stylize::test::read_text(dir / "log2");
     EXPECT_EQ(st["attempt"], id == running ? 2 : 1) << id;
     auto res = c->Get(("/v1/jobs/" + id + "/result").c_str());
     ASSERT_TRUE(res && res->status == 200);
@@ -462,10 +443,10 @@ TEST(Serve, AKillDuringAJobLosesNoAcknowledgedJob) {
   EXPECT_EQ(after->body, before->body) << "a finished result survives unchanged";
   EXPECT_EQ(body(c->Get(("/v1/jobs/" + done).c_str()))["progress"]["iteration"], 3) << "and its progress";
   EXPECT_EQ(body(c->Get(("/v1/jobs/" + cancelled).c_str()))["status"], "cancelled");
-  const std::string log = text_of(dir / "log2");
-  EXPECT_EQ(count_of(log, "job " + done + " running"), 0u) << "a done job is not run again";
-  for (const auto& [id, size] : sizes) EXPECT_EQ(count_of(log, "job " + id + " running"), 1u) << id << "\n" << log;
-  EXPECT_EQ(count_of(log, "job " + cancelled + " running"), 0u);
+  const std::string log = stylize::test::read_text(dir / "log2");
+  EXPECT_EQ(stylize::test::count_of(log, "job " + done + " running"), 0u) << "a done job is not run again";
+  for (const auto& [id, size] : sizes) EXPECT_EQ(stylize::test::count_of(log, "job " + id + " running"), 1u) << id << "\n" << log;
+  EXPECT_EQ(stylize::test::count_of(log, "job " + cancelled + " running"), 0u);
   EXPECT_NE(log.find("3 job(s) to run (1 of them again after an interruption)"), std::string::npos) << log;
   kill(pid, SIGTERM);
   EXPECT_EQ(stylize::test::wait_exit_code(pid), 0);

@@ -20,7 +20,7 @@ enum class ExitCode : int {
   resources = 7,     // out of memory
   partial = 8,       // batch: some jobs failed, the others finished
   nothing_done = 9,  // batch: no job could run
-  network = 10,      // weights fetch: download failed or checksum mismatch
+  network = 10,      // weights fetch: download failed or checksum mismatch; Redis (--queue) unreachable
   interrupted = 130  // SIGINT: stopped early (the best image so far was still written)
 };
 

@@ -8,6 +8,7 @@ int stylize_main(int argc, char** argv);  // stylize CONTENT STYLE... -o OUT
 int weights_main(int argc, char** argv);  // stylize weights fetch|convert|info|synth
 int batch_main(int argc, char** argv);    // stylize batch --style S --out-dir D INPUTS...
 int serve_main(int argc, char** argv);    // stylize serve [--port N] ...
+int worker_main(int argc, char** argv);   // stylize worker --queue redis://HOST:PORT [engine flags]
 int train_main(int argc, char** argv);    // stylize train --style S --data DIR -o F.safetensors
 int apply_main(int argc, char** argv);    // stylize apply --filter F IN... (-o OUT | --out-dir DIR)
 

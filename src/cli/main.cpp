@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
     if (first == "weights") return stylize::cli::weights_main(argc - 1, argv + 1);
     if (first == "batch") return stylize::cli::batch_main(argc - 1, argv + 1);
     if (first == "serve") return stylize::cli::serve_main(argc - 1, argv + 1);
+    if (first == "worker") return stylize::cli::worker_main(argc - 1, argv + 1);
     if (first == "train") return stylize::cli::train_main(argc - 1, argv + 1);
     if (first == "apply") return stylize::cli::apply_main(argc - 1, argv + 1);
   }

@@ -40,6 +40,7 @@ struct Job {
   Form form;                         // durable jobs: what is stored (and parsed again after a restart)
   bool durable = false;              // kept in the queue's store (asynchronous jobs; not POST /v1/stylize)
   int attempt = 1;                   // 2 and on: the server stopped while an earlier attempt ran
+  std::string worker;                // Redis: the consumer that runs or ran it (host:pid:thread)
   std::atomic<bool> cancel{false};   // the runner polls it; set by cancel() and drain()
   std::atomic<bool> user_cancel{false};  // cancel() (not a drain): a durable job ends as cancelled
   // state
@@ -61,6 +62,7 @@ struct JobStatus {
   std::string error;
   int attempt = 1;
   double eta_seconds = -1;  // running jobs with progress only
+  std::string worker;       // Redis: who runs or ran it
 };
 
 struct JobQueueOptions {
@@ -86,7 +88,9 @@ struct QueueMetrics {
   double iterations_per_second = 0;              // summed over the running jobs
 };
 
-class JobQueue {
+// What the HTTP server needs from a queue of jobs, whoever keeps it: this process (JobQueue, in
+// memory or with a --data-dir) or Redis, shared by many API processes and workers (redis_jobs.hpp).
+class JobService {
  public:
   // What a runner gives back: the result's bytes, or that it stopped for job.cancel.
   struct Outcome {
@@ -97,38 +101,59 @@ class JobQueue {
   // job with error_report()'s line.
   using Runner = std::function<Outcome(Job& job)>;
 
+  virtual ~JobService() = default;
+  // Starts workers that begin with jobs already queued elsewhere (Redis); call once the runner can
+  // reach this service. A JobQueue's workers start in its constructor.
+  virtual void start() {}
+  // Queues a job (its state must be queued). A durable job is stored when this returns. Throws
+  // QueueRefused when draining or full, OutputError when the store cannot write it.
+  virtual void submit(const std::shared_ptr<Job>& job) = 0;
+  // The job with this id; nullptr when unknown or expired (finished jobs past the TTL go first).
+  virtual std::shared_ptr<Job> find(const std::string& id) = 0;
+  virtual JobStatus status(const Job& job) = 0;
+  // The result bytes of a done job, or nothing (and its status) otherwise.
+  // Throws OutputError when a stored result cannot be read.
+  virtual bool result(const Job& job, std::vector<uint8_t>& bytes, JobStatus& status) = 0;
+  // A queued job is cancelled at once; a running one at its next iteration.
+  virtual void cancel(const std::shared_ptr<Job>& job) = 0;
+  // Blocks until the job is done, failed or cancelled.
+  virtual JobState wait(const std::shared_ptr<Job>& job) = 0;
+  virtual void forget(const std::string& id) = 0;  // drops a finished job now (a delivered synchronous result)
+  // From the runner: the progress of the job it runs (iterations count toward the metrics).
+  virtual void progress(Job& job, const Progress& p) = 0;
+  // Stops accepting; waits up to `seconds` for the queued and running jobs to finish; cancels the
+  // rest (durable ones stay stored as they are, for the next start or another worker); returns
+  // when no job of this process runs. Idempotent: a second call returns at once.
+  virtual void drain(double seconds) = 0;
+  virtual bool accepting() = 0;
+  virtual QueueMetrics metrics() = 0;
+  // Finished jobs past the TTL are dropped (find() and submit() call it too).
+  virtual void expire() = 0;
+};
+
+// The jobs of one process: a deque and worker threads, with an optional JobStore.
+class JobQueue : public JobService {
+ public:
   JobQueue(Runner run, JobQueueOptions options);
-  ~JobQueue();  // cancels every job and joins the workers
+  ~JobQueue() override;  // cancels every job and joins the workers
   JobQueue(const JobQueue&) = delete;
   JobQueue& operator=(const JobQueue&) = delete;
 
-  // Queues a job (its state must be queued). A durable job is on disk when this returns. Throws
-  // QueueRefused when draining or full, OutputError when the store cannot write it.
-  void submit(const std::shared_ptr<Job>& job);
+  void submit(const std::shared_ptr<Job>& job) override;
   // A job recovered from the store at start: queued ones run (beyond the queue limit: they were
   // accepted before), finished ones are served until their TTL, counted from `finished`.
   void restore(const std::shared_ptr<Job>& job);
-  // The job with this id; nullptr when unknown or expired (finished jobs past the TTL go first).
-  std::shared_ptr<Job> find(const std::string& id);
-  JobStatus status(const Job& job);
-  // The result bytes of a done job, or nothing (and its status) otherwise.
-  // Throws OutputError when a stored result cannot be read.
-  bool result(const Job& job, std::vector<uint8_t>& bytes, JobStatus& status);
-  // A queued job is cancelled at once; a running one at its next iteration.
-  void cancel(const std::shared_ptr<Job>& job);
-  // Blocks until the job is done, failed or cancelled.
-  JobState wait(const std::shared_ptr<Job>& job);
-  void forget(const std::string& id);  // drops a finished job now (a delivered synchronous result)
-  // From the runner: the progress of the job it runs (iterations count toward the metrics).
-  void progress(Job& job, const Progress& p);
-  // Stops accepting; waits up to `seconds` for the queued and running jobs to finish; cancels the
-  // rest (durable ones stay on disk as they are, for the next start); returns when no job runs.
-  // Idempotent: a second call returns at once.
-  void drain(double seconds);
-  bool accepting();
-  QueueMetrics metrics();
-  // Finished jobs past the TTL are dropped (find() and submit() call it too).
-  void expire();
+  std::shared_ptr<Job> find(const std::string& id) override;
+  JobStatus status(const Job& job) override;
+  bool result(const Job& job, std::vector<uint8_t>& bytes, JobStatus& status) override;
+  void cancel(const std::shared_ptr<Job>& job) override;
+  JobState wait(const std::shared_ptr<Job>& job) override;
+  void forget(const std::string& id) override;
+  void progress(Job& job, const Progress& p) override;
+  void drain(double seconds) override;
+  bool accepting() override;
+  QueueMetrics metrics() override;
+  void expire() override;
 
  private:
   void worker_loop();

@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "openapi.hpp"
+#include "redis_jobs.hpp"
 #include "stylize/error.hpp"
 #include "stylize/fsutil.hpp"
 #include "stylize/image/image.hpp"
@@ -25,11 +26,9 @@ using Clock = std::chrono::steady_clock;
 namespace stylize::serve {
 namespace {
 
-// An answer other than success: status, a short machine-readable code and a sentence for people.
-struct HttpError {
-  int status;
-  std::string error, detail;
-};
+// An answer other than success: status, a short machine-readable code and a sentence for people
+// (the same shape as the runner's FormError, which parse() passes on as it is).
+using HttpError = FormError;
 
 void send_json(httplib::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
@@ -38,23 +37,6 @@ void send_json(httplib::Response& res, int status, const nlohmann::json& body) {
 
 void send_error(httplib::Response& res, const HttpError& e) {
   send_json(res, e.status, {{"error", e.error}, {"detail", e.detail}});
-}
-
-std::string new_id() {
-  static std::mutex mu;
-  static std::mt19937_64 rng(std::random_device{}());
-  std::lock_guard<std::mutex> lock(mu);
-  char buf[33];
-  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
-                static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
-bool form_field(const Form& form, const std::string& name, std::string& value) {
-  auto it = form.find(name);
-  if (it == form.end()) return false;
-  value = it->second.content;
-  return true;
 }
 
 double unix_now() {
@@ -80,33 +62,31 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-Server::Server(const Stylizer& stylizer, StylizeRequest defaults, ServeOptions options)
-    : stylizer_(stylizer), defaults_(std::move(defaults)), opt_(std::move(options)),
+Server::Server(const Stylizer* stylizer, StylizeRequest defaults, ServeOptions options)
+    : stylizer_(stylizer), opt_(std::move(options)), runner_(stylizer, std::move(defaults), opt_),
       http_(std::make_unique<httplib::Server>()) {
-  if (!opt_.styles_dir.empty()) {
-    std::error_code ec;
-    if (!fs::is_directory(opt_.styles_dir, ec)) {
-      throw InputError("styles folder " + in_quotes(opt_.styles_dir) + " does not exist");
-    }
-    for (const auto& e : fs::directory_iterator(opt_.styles_dir)) {
-      const std::string ext = file_extension(e.path().string());
-      if (e.is_regular_file() && is_writable_image_extension(ext == "jpeg" ? "jpg" : ext)) {
-        styles_[e.path().stem().string()] = e.path().string();
-      }
-    }
-  }
-  defaults_.resize = resize_image;
   load_filters();
   routes();
+  auto run = [this](Job& job) { return runner_.run(job, *jobs_); };
+  if (!opt_.queue_url.empty()) {
+    // Each worker reads a stored form as a new request, with this process's limits and styles.
+    jobs_ = make_redis_jobs(opt_, [this](const Form& form) { return runner_.parse(form, false); }, run);
+    jobs_->start();
+    return;
+  }
   JobQueueOptions q{opt_.workers, opt_.queue_limit, opt_.result_ttl_s};
   if (!opt_.data_dir.empty()) {
     store_ = std::make_shared<JobStore>(opt_.data_dir);
     q.store = store_;
     q.max_stored_bytes = static_cast<int64_t>(opt_.max_stored_mb * 1024 * 1024);
   }
-  jobs_ = std::make_unique<JobQueue>([this](Job& job) { return run_job(job); }, q);
-  recover();
+  auto queue = std::make_unique<JobQueue>(run, q);
+  JobQueue& local = *queue;
+  jobs_ = std::move(queue);
+  recover(local);
 }
+
+std::shared_ptr<Job> Server::parse(const Form& form, bool sync) { return runner_.parse(form, sync); }
 
 Server::~Server() = default;  // the queue cancels its jobs and joins its workers
 
@@ -125,44 +105,6 @@ std::shared_ptr<Job> Server::find(const std::string& id) {
   auto job = jobs_->find(id);
   if (!job) throw HttpError{404, "not_found", "no job " + id + " (unknown, or its result expired)"};
   return job;
-}
-
-at::Tensor Server::named_style(const std::string& style_id) {
-  std::lock_guard<std::mutex> lock(styles_mu_);
-  auto it = named_images_.find(style_id);
-  if (it != named_images_.end()) return it->second;
-  at::Tensor rgb = load_image(styles_.at(style_id), "style image", opt_.max_pixels).rgb;
-  return named_images_.emplace(style_id, rgb).first->second;
-}
-
-JobQueue::Outcome Server::run_job(Job& job) {
-  const StylizeRequest& r = job.request;
-  spdlog::info("job {} running ({} px, {} iteration(s) over {} scale(s){})", job.id, r.size, job.total, r.scales,
-               job.attempt > 1 ? ", attempt " + std::to_string(job.attempt) : "");
-  // Progress every 200 ms (and at the ends): each report reads the loss back from the device. Scales
-  // count on: the job's progress runs over all of them.
-  auto last_report = std::chrono::steady_clock::now();
-  int done_before = 0;
-  RunCallbacks cb;
-  cb.progress_at = [&](int evaluation, int total) {
-    const auto now = std::chrono::steady_clock::now();
-    if (evaluation != 1 && evaluation != total && now - last_report < std::chrono::milliseconds(200)) return false;
-    last_report = now;
-    return true;
-  };
-  cb.on_progress = [&](int, const Progress& p) {
-    Progress all = p;
-    all.iteration += done_before;
-    all.total = job.total;
-    jobs_->progress(job, all);
-  };
-  cb.on_scale_end = [&](int, const ScaleResult& sr) { done_before += sr.output.transfer.evaluations; };
-  cb.should_stop = [&] { return job.cancel.load(); };
-  const StylizeResult out = stylize::run(stylizer_, r, cb, &style_cache_);
-  JobQueue::Outcome outcome;
-  outcome.cancelled = out.interrupted;
-  if (!outcome.cancelled) outcome.bytes = encode_image(out.rgb, job.ext, opt_.quality);
-  return outcome;
 }
 
 std::shared_ptr<Job> Server::recovered_job(const JobStore::Recovered& r) {
@@ -203,7 +145,7 @@ std::shared_ptr<Job> Server::recovered_job(const JobStore::Recovered& r) {
   return job;
 }
 
-void Server::recover() {
+void Server::recover(JobQueue& queue) {
   if (!store_) return;
   const double now_unix = unix_now();
   const auto now = Clock::now();
@@ -241,7 +183,7 @@ void Server::recover() {
       job->finished = now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(age));
       ++finished;
     }
-    jobs_->restore(job);
+    queue.restore(job);
   }
   if (queued + finished + failed + expired > 0) {
     spdlog::info("data dir {}: {} job(s) to run ({} of them again after an interruption), {} finished kept, {} failed "
@@ -257,49 +199,6 @@ void Server::recover() {
   }
 }
 
-namespace {
-
-// The request fields of a form (every field of request_fields(), by its name), over the server's
-// defaults. Throws HttpError: 400 bad_field for text that is not of the field's type, 422 out_of_range
-// for size or iterations beyond this server's limits, 400 out_of_range for what validate() refuses.
-void read_fields(const Form& req, StylizeRequest& r, int max_size, int max_iterations) {
-  auto bad = [](const UsageError& e, const char* code) {
-    return HttpError{400, code, render_fields(e.what(), FieldWords::key)};
-  };
-  try {
-    for (const RequestField& f : request_fields()) {
-      std::string text;
-      if (form_field(req, f.name, text)) set_field(r, f.name, text);
-    }
-  } catch (const UsageError& e) {
-    throw bad(e, "bad_field");
-  }
-  // This server's limits first (422: a valid request, too big here), then what the engine refuses.
-  if (r.size > max_size) {
-    throw HttpError{422, "out_of_range", "field 'size' is " + std::to_string(r.size) + "; this server accepts 16 to " +
-                                             std::to_string(max_size)};
-  }
-  for (int n : r.iterations) {
-    if (n > max_iterations) {
-      throw HttpError{422, "out_of_range", "field 'iterations' is " + std::to_string(n) +
-                                               "; this server accepts 0 to " + std::to_string(max_iterations)};
-    }
-  }
-  try {
-    validate(r);
-  } catch (const FieldError& e) {
-    throw bad(e, e.kind == FieldError::range ? "out_of_range" : "bad_field");
-  } catch (const UsageError& e) {
-    throw bad(e, "bad_field");
-  }
-}
-
-LoadedImage decode_upload(const FormPart& file, const std::string& role, int64_t max_pixels) {
-  return decode_image(std::vector<uint8_t>(file.content.begin(), file.content.end()), file.filename, role, max_pixels);
-}
-
-}  // namespace
-
 Form read_form(const httplib::Request& req) {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> n = {"content", "style", "style_id", "format", "filter"};
@@ -314,60 +213,6 @@ Form read_form(const httplib::Request& req) {
     form[name] = {image && part.filename.empty() ? name : part.filename, part.content};
   }
   return form;
-}
-
-std::shared_ptr<Job> Server::parse(const Form& req, bool sync) {
-  auto job = std::make_shared<Job>();
-  job->id = new_id();
-  StylizeRequest& r = job->request;
-  r = defaults_;
-  const int max_size = sync ? std::min(opt_.sync_max_size, opt_.max_size) : opt_.max_size;
-  const int max_iter = sync ? std::min(opt_.sync_max_iterations, opt_.max_iterations) : opt_.max_iterations;
-  r.size = std::min(r.size, max_size);  // the server's default, within its limit
-  for (int& n : r.iterations) n = std::min(n, max_iter);
-  if (r.init == InitFrom::image) r.init = InitFrom::content;  // an --init FILE is for the command line
-  read_fields(req, r, max_size, max_iter);
-  std::string text;
-  if (form_field(req, "format", text)) {
-    if (text != "png" && text != "jpg" && text != "jpeg" && text != "webp") {
-      throw HttpError{400, "bad_field", "field 'format' must be png, jpg or webp"};
-    }
-    job->ext = text;
-  }
-  if (!req.count("content")) throw HttpError{400, "missing_field", "the 'content' image is missing"};
-  try {
-    r.content = decode_upload(req.at("content"), "content image", opt_.max_pixels).rgb;
-    if (req.count("style")) {
-      r.styles = {decode_upload(req.at("style"), "style image", opt_.max_pixels).rgb};
-    } else if (form_field(req, "style_id", text)) {
-      if (styles_.count(text) == 0) {
-        throw HttpError{400, "unknown_style", "no style '" + text.substr(0, 64) + "'; see GET /v1/styles"};
-      }
-      job->style_id = text;
-      r.styles = {named_style(text)};
-      r.style_key = "style_id:" + text;  // its targets are cached per size
-    } else {
-      throw HttpError{400, "missing_field", "give a 'style' image or a 'style_id' from GET /v1/styles"};
-    }
-    // Too small, too large for memory: now, not in the queue. A tiled job holds a worker for long:
-    // only where the server allows it.
-    const StylizePlan p = plan(r, stylizer_.device(), stylizer_.precision());
-    const bool tiled = std::any_of(p.scales.begin(), p.scales.end(), [](const ScalePlan& sp) { return sp.tile > 0; });
-    if (tiled && !opt_.allow_tiled) {
-      throw HttpError{422, "too_large", "this job would be tiled (" + render_fields(p.scales.back().tiling_reason, FieldWords::key) +
-                                            "), and this server does not run tiled jobs (--allow-tiled)"};
-    }
-  } catch (const InputError& e) {
-    throw HttpError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
-  } catch (const UsageError& e) {
-    throw HttpError{400, "bad_field", render_fields(e.what(), FieldWords::key)};
-  } catch (const ResourceError& e) {
-    throw HttpError{422, "too_large", render_fields(e.what(), FieldWords::key)};
-  }
-  shrink_to_output(r);  // the queue holds working-size images only
-  for (int k = 0; k < r.scales; ++k) job->total += r.iterations.size() == 1 ? r.iterations[0] : r.iterations[k];
-  job->created = Clock::now();
-  return job;
 }
 
 void Server::submit(const std::shared_ptr<Job>& job) {
@@ -390,6 +235,7 @@ nlohmann::json status_json(const JobStatus& j) {
   if (j.eta_seconds >= 0) progress["eta_seconds"] = j.eta_seconds;
   nlohmann::json out = {{"id", j.id}, {"status", to_string(j.state)}, {"attempt", j.attempt}, {"progress", progress}};
   if (!j.error.empty()) out["error"] = j.error;
+  if (!j.worker.empty()) out["worker"] = j.worker;
   if (j.state == JobState::done) out["result_url"] = "/v1/jobs/" + j.id + "/result";
   return out;
 }
@@ -447,7 +293,9 @@ void Server::delete_job(const httplib::Request& req, httplib::Response& res) {
 
 void Server::post_stylize(const httplib::Request& req, httplib::Response& res) {
   require_multipart(req, kJobForm);
-  auto job = parse(read_form(req), true);  // in memory only: its client waits on this connection
+  Form form = read_form(req);
+  auto job = parse(form, true);  // not on disk: its client waits on this connection
+  job->form = std::move(form);   // what a Redis worker reads; a local queue drops it at submit
   submit(job);
   jobs_->wait(job);
   std::vector<uint8_t> bytes;
@@ -462,7 +310,7 @@ void Server::post_stylize(const httplib::Request& req, httplib::Response& res) {
 
 void Server::get_styles(const httplib::Request&, httplib::Response& res) {
   nlohmann::json list = nlohmann::json::array();
-  for (const auto& [id, path] : styles_) list.push_back({{"id", id}});
+  for (const auto& [id, path] : runner_.styles()) list.push_back({{"id", id}});
   send_json(res, 200, {{"styles", list}});
 }
 
@@ -477,8 +325,10 @@ void Server::load_filters() {
     const std::string name = e.path().filename().string();
     if (name.size() > 17 && name.compare(name.size() - 17, 17, ".ckpt.safetensors") == 0) continue;  // training state
     LoadedFilter f = load_filter(e.path().string());  // a bad file stops the start: better than a missing filter
-    f.net.to(stylizer_.device());
-    f.net.set_precision(stylizer_.precision());
+    if (stylizer_) {  // a pure API runs filters on the CPU in fp32
+      f.net.to(stylizer_->device());
+      f.net.set_precision(stylizer_->precision());
+    }
     filters_.emplace(e.path().stem().string(), std::move(f));
   }
   spdlog::info("{} filter(s) from {}", filters_.size(), opt_.filters_dir);
@@ -565,8 +415,12 @@ void Server::post_filter(const httplib::Request& req, httplib::Response& res) {
 
 void Server::get_health(const httplib::Request&, httplib::Response& res) {
   const bool accepting = jobs_->accepting();
-  send_json(res, accepting ? 200 : 503, {{"status", accepting ? "ok" : "draining"}, {"device", stylizer_.device().str()},
-                                        {"precision", to_string(stylizer_.precision())}});
+  nlohmann::json health = {{"status", accepting ? "ok" : "draining"}, {"queue", opt_.queue_url.empty() ? "local" : "redis"}};
+  if (stylizer_) {
+    health["device"] = stylizer_->device().str();
+    health["precision"] = to_string(stylizer_->precision());
+  }
+  send_json(res, accepting ? 200 : 503, health);
 }
 
 void Server::get_metrics(const httplib::Request&, httplib::Response& res) {
@@ -601,7 +455,7 @@ void Server::get_metrics(const httplib::Request&, httplib::Response& res) {
 }
 
 void Server::get_openapi(const httplib::Request&, httplib::Response& res) {
-  res.set_content(openapi_document(defaults_).dump(), "application/json");
+  res.set_content(openapi_document(runner_.defaults()).dump(), "application/json");
 }
 
 void Server::routes() {
@@ -633,6 +487,9 @@ void Server::routes() {
       } catch (const HttpError& e) {
         if (e.status == 429) res.set_header("Retry-After", "10");
         send_error(res, e);
+      } catch (const NetworkError& e) {  // Redis down or unreachable: another instance may answer
+        res.set_header("Retry-After", "5");
+        send_error(res, {503, "queue_unavailable", e.what()});
       } catch (...) {
         send_error(res, {500, "internal", error_report(std::current_exception(), FieldWords::key).message});
       }

@@ -1,0 +1,194 @@
+#include "job_runner.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <random>
+
+#include "stylize/error.hpp"
+#include "stylize/fsutil.hpp"
+#include "stylize/image/image.hpp"
+#include "stylize/recipe.hpp"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace stylize::serve {
+
+bool form_field(const Form& form, const std::string& name, std::string& value) {
+  auto it = form.find(name);
+  if (it == form.end()) return false;
+  value = it->second.content;
+  return true;
+}
+
+LoadedImage decode_upload(const FormPart& file, const std::string& role, int64_t max_pixels) {
+  return decode_image(std::vector<uint8_t>(file.content.begin(), file.content.end()), file.filename, role, max_pixels);
+}
+
+namespace {
+
+// The request fields of a form (every field of request_fields(), by its name), over the server's
+// defaults. Throws FormError: 400 bad_field for text that is not of the field's type, 422 out_of_range
+// for size or iterations beyond this server's limits, 400 out_of_range for what validate() refuses.
+void read_fields(const Form& req, StylizeRequest& r, int max_size, int max_iterations) {
+  auto bad = [](const UsageError& e, const char* code) {
+    return FormError{400, code, render_fields(e.what(), FieldWords::key)};
+  };
+  try {
+    for (const RequestField& f : request_fields()) {
+      std::string text;
+      if (form_field(req, f.name, text)) set_field(r, f.name, text);
+    }
+  } catch (const UsageError& e) {
+    throw bad(e, "bad_field");
+  }
+  // This server's limits first (422: a valid request, too big here), then what the engine refuses.
+  if (r.size > max_size) {
+    throw FormError{422, "out_of_range", "field 'size' is " + std::to_string(r.size) + "; this server accepts 16 to " +
+                                             std::to_string(max_size)};
+  }
+  for (int n : r.iterations) {
+    if (n > max_iterations) {
+      throw FormError{422, "out_of_range", "field 'iterations' is " + std::to_string(n) +
+                                               "; this server accepts 0 to " + std::to_string(max_iterations)};
+    }
+  }
+  try {
+    validate(r);
+  } catch (const FieldError& e) {
+    throw bad(e, e.kind == FieldError::range ? "out_of_range" : "bad_field");
+  } catch (const UsageError& e) {
+    throw bad(e, "bad_field");
+  }
+}
+
+}  // namespace
+
+std::string new_job_id() {
+  static std::mutex mu;
+  static std::mt19937_64 rng(std::random_device{}());
+  std::lock_guard<std::mutex> lock(mu);
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+JobRunner::JobRunner(const Stylizer* stylizer, StylizeRequest defaults, const ServeOptions& options)
+    : stylizer_(stylizer), defaults_(std::move(defaults)), opt_(options) {
+  if (!opt_.styles_dir.empty()) {
+    std::error_code ec;
+    if (!fs::is_directory(opt_.styles_dir, ec)) {
+      throw InputError("styles folder " + in_quotes(opt_.styles_dir) + " does not exist");
+    }
+    for (const auto& e : fs::directory_iterator(opt_.styles_dir)) {
+      const std::string ext = file_extension(e.path().string());
+      if (e.is_regular_file() && is_writable_image_extension(ext == "jpeg" ? "jpg" : ext)) {
+        styles_[e.path().stem().string()] = e.path().string();
+      }
+    }
+  }
+  defaults_.resize = resize_image;
+}
+
+at::Tensor JobRunner::named_style(const std::string& style_id) {
+  std::lock_guard<std::mutex> lock(styles_mu_);
+  auto it = named_images_.find(style_id);
+  if (it != named_images_.end()) return it->second;
+  at::Tensor rgb = load_image(styles_.at(style_id), "style image", opt_.max_pixels).rgb;
+  return named_images_.emplace(style_id, rgb).first->second;
+}
+
+JobService::Outcome JobRunner::run(Job& job, JobService& jobs) {
+  if (!stylizer_) throw UsageError("this process has no network to run jobs (a --workers 0 API)");
+  const StylizeRequest& r = job.request;
+  spdlog::info("job {} running ({} px, {} iteration(s) over {} scale(s){})", job.id, r.size, job.total, r.scales,
+               job.attempt > 1 ? ", attempt " + std::to_string(job.attempt) : "");
+  // Progress every 200 ms (and at the ends): each report reads the loss back from the device. Scales
+  // count on: the job's progress runs over all of them.
+  auto last_report = std::chrono::steady_clock::now();
+  int done_before = 0;
+  RunCallbacks cb;
+  cb.progress_at = [&](int evaluation, int total) {
+    const auto now = std::chrono::steady_clock::now();
+    if (evaluation != 1 && evaluation != total && now - last_report < std::chrono::milliseconds(200)) return false;
+    last_report = now;
+    return true;
+  };
+  cb.on_progress = [&](int, const Progress& p) {
+    Progress all = p;
+    all.iteration += done_before;
+    all.total = job.total;
+    jobs.progress(job, all);
+  };
+  cb.on_scale_end = [&](int, const ScaleResult& sr) { done_before += sr.output.transfer.evaluations; };
+  cb.should_stop = [&] { return job.cancel.load(); };
+  const StylizeResult out = stylize::run(*stylizer_, r, cb, &style_cache_);
+  JobService::Outcome outcome;
+  outcome.cancelled = out.interrupted;
+  if (!outcome.cancelled) outcome.bytes = encode_image(out.rgb, job.ext, opt_.quality);
+  return outcome;
+}
+
+std::shared_ptr<Job> JobRunner::parse(const Form& req, bool sync) {
+  auto job = std::make_shared<Job>();
+  job->id = new_job_id();
+  StylizeRequest& r = job->request;
+  r = defaults_;
+  const int max_size = sync ? std::min(opt_.sync_max_size, opt_.max_size) : opt_.max_size;
+  const int max_iter = sync ? std::min(opt_.sync_max_iterations, opt_.max_iterations) : opt_.max_iterations;
+  r.size = std::min(r.size, max_size);  // the server's default, within its limit
+  for (int& n : r.iterations) n = std::min(n, max_iter);
+  if (r.init == InitFrom::image) r.init = InitFrom::content;  // an --init FILE is for the command line
+  read_fields(req, r, max_size, max_iter);
+  std::string text;
+  if (form_field(req, "format", text)) {
+    if (text != "png" && text != "jpg" && text != "jpeg" && text != "webp") {
+      throw FormError{400, "bad_field", "field 'format' must be png, jpg or webp"};
+    }
+    job->ext = text;
+  }
+  if (!req.count("content")) throw FormError{400, "missing_field", "the 'content' image is missing"};
+  try {
+    r.content = decode_upload(req.at("content"), "content image", opt_.max_pixels).rgb;
+    if (req.count("style")) {
+      r.styles = {decode_upload(req.at("style"), "style image", opt_.max_pixels).rgb};
+    } else if (form_field(req, "style_id", text)) {
+      if (styles_.count(text) == 0) {
+        throw FormError{400, "unknown_style", "no style '" + text.substr(0, 64) + "'; see GET /v1/styles"};
+      }
+      job->style_id = text;
+      r.styles = {named_style(text)};
+      r.style_key = "style_id:" + text;  // its targets are cached per size
+    } else {
+      throw FormError{400, "missing_field", "give a 'style' image or a 'style_id' from GET /v1/styles"};
+    }
+    // Too small, too large for memory: now, not in the queue. A tiled job holds a worker for long:
+    // only where the server allows it.
+    // A pure API (no network) leaves this to the worker, which fails the job with the same reason.
+    const StylizePlan p = stylizer_ ? plan(r, stylizer_->device(), stylizer_->precision()) : StylizePlan{};
+    const bool tiled = std::any_of(p.scales.begin(), p.scales.end(), [](const ScalePlan& sp) { return sp.tile > 0; });
+    if (tiled && !opt_.allow_tiled) {
+      throw FormError{422, "too_large", "this job would be tiled (" + render_fields(p.scales.back().tiling_reason, FieldWords::key) +
+                                            "), and this server does not run tiled jobs (--allow-tiled)"};
+    }
+  } catch (const InputError& e) {
+    throw FormError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
+  } catch (const UsageError& e) {
+    throw FormError{400, "bad_field", render_fields(e.what(), FieldWords::key)};
+  } catch (const ResourceError& e) {
+    throw FormError{422, "too_large", render_fields(e.what(), FieldWords::key)};
+  }
+  shrink_to_output(r);  // the queue holds working-size images only
+  for (int k = 0; k < r.scales; ++k) job->total += r.iterations.size() == 1 ? r.iterations[0] : r.iterations[k];
+  job->created = Clock::now();
+  return job;
+}
+
+
+}  // namespace stylize::serve
