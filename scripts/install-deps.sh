@@ -11,6 +11,7 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   libcurl4-openssl-dev libhdf5-dev libcpp-httplib-dev
+  libssl-dev              # libcrypto's EVP digests (MD5, SHA-256) for downloads and training inputs
   libdnnl-dev             # oneDNN, as LibTorch uses it: bf16 Gram products with fp32 results
   libsqlite3-dev          # serve's durable job store (--data-dir)
   libhiredis-dev          # serve/worker --queue redis://: optional at build time (CMake says when absent)

@@ -133,8 +133,8 @@ void HttpServer::handle(int fd) {
   if (!send_all(fd, head.data(), head.size())) return;
   size_t n = end - begin;
   if (behaviour_.stall) {
-    send_all(fd, data.data() + begin, std::min<size_t>(n, 100));
-    sent_ += std::min<size_t>(n, 100);
+    send_all(fd, data.data() + begin, std::min<size_t>(n, behaviour_.stall_after));
+    sent_ += std::min<size_t>(n, behaviour_.stall_after);
     while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     return;
   }

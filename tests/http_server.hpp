@@ -14,7 +14,8 @@ namespace stylize::test {
 struct ServerBehaviour {
   bool ranges = true;        // honour "Range: bytes=a-b" with 206
   size_t cut_after = 0;      // first body response closes after this many bytes (0 = never)
-  bool stall = false;        // send headers and a few bytes, then nothing until stopped
+  bool stall = false;        // send headers and stall_after bytes, then nothing until stopped
+  size_t stall_after = 100;
 };
 
 class HttpServer {

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "stylize/checksum.hpp"
+#include "stylize/weights_tools/checksum.hpp"
 #include "stylize/image/image.hpp"
 #include "stylize/losses.hpp"
 #include "stylize/preprocess.hpp"

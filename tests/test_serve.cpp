@@ -19,6 +19,7 @@
 #include <map>
 #include <regex>
 #include <thread>
+#include <tuple>
 
 #include "../src/server/server.hpp"
 #include "stylize/error.hpp"
@@ -484,4 +485,94 @@ TEST(Serve, RecoveryRunsInterruptedJobsAndFailsThoseItCannotRun) {
   auto t = body(c.Get(("/v1/jobs/" + tired).c_str()));
   EXPECT_EQ(t["status"], "failed");
   EXPECT_NE(t["error"].get<std::string>().find("each of its 3 attempts"), std::string::npos) << t;
+}
+
+namespace {
+
+// A raw TCP client: sends `bytes` (in `pieces`, `gap_ms` apart) and returns what the server sent
+// back before closing or going quiet for 5 s.
+std::string raw_exchange(int port, const std::string& bytes, size_t pieces = 1, int gap_ms = 0, bool half_close = false) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return "";
+  }
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const size_t step = (bytes.size() + pieces - 1) / pieces;
+  for (size_t at = 0; at < bytes.size(); at += step) {
+    if (send(fd, bytes.data() + at, std::min(step, bytes.size() - at), MSG_NOSIGNAL) < 0) break;
+    if (gap_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(gap_ms));
+  }
+  if (half_close) shutdown(fd, SHUT_WR);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+std::string multipart_body(const std::vector<std::tuple<std::string, std::string, std::string>>& parts) {
+  std::string body;
+  for (const auto& [name, filename, value] : parts) {
+    body += "--XyZ\r\nContent-Disposition: form-data; name=\"" + name + "\"" +
+            (filename.empty() ? "" : "; filename=\"" + filename + "\"") + "\r\n\r\n" + value + "\r\n";
+  }
+  return body + "--XyZ--\r\n";
+}
+
+std::string post(const std::string& path, const std::string& body, size_t declared = 0) {
+  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
+         "Content-Length: " + std::to_string(declared ? declared : body.size()) + "\r\n\r\n" + body;
+}
+
+}  // namespace
+
+// Malformed HTTP from a hostile or broken client: each gets a 4xx or a closed connection, and the
+// server meanwhile answers /healthz and finishes the job it runs.
+TEST(Serve, MalformedHttpGetsA4xxOrAClosedConnectionAndTheServerGoesOn) {
+  Running s({});
+  auto c = s.client();
+  auto r = c.Post("/v1/jobs", form({{"size", "48"}, {"iterations", "40"}}));
+  ASSERT_EQ(r->status, 202);
+  const std::string running = body(r)["id"];
+  auto status_line = [](const std::string& answer) { return answer.substr(0, answer.find("\r\n")); };
+  auto is_4xx_or_closed = [&](const std::string& answer) {
+    return answer.empty() || status_line(answer).find(" 4") != std::string::npos;
+  };
+
+  // Headers of 1 MB.
+  const std::string huge = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(1 << 20, 'a') + "\r\n\r\n";
+  EXPECT_TRUE(is_4xx_or_closed(raw_exchange(s.port, huge))) << status_line(raw_exchange(s.port, huge));
+  // A multipart body cut short: 1 MB announced, 2 KB sent, then the client closes its side.
+  const std::string cut = post("/v1/jobs", multipart_body({{"content", "c.png", png(40, 48, 1)}}), 1 << 20).substr(0, 2048);
+  EXPECT_TRUE(is_4xx_or_closed(raw_exchange(s.port, cut, 1, 0, true)));
+  // A field repeated 10,000 times: over the parser's part limit, refused (400) without reading on;
+  // 1,000 times: read, and the first counts (422 for its value).
+  auto repeated = [&](int times) {
+    std::vector<std::tuple<std::string, std::string, std::string>> parts = {{"content", "c.png", png(40, 48, 1)},
+                                                                            {"style", "s.png", png(32, 32, 2)}};
+    for (int i = 0; i < times; ++i) parts.emplace_back("size", "", i == 0 ? "40000" : "32");
+    return raw_exchange(s.port, post("/v1/stylize", multipart_body(parts)));
+  };
+  EXPECT_TRUE(is_4xx_or_closed(repeated(10000)));
+  const std::string thousand = repeated(1000);
+  EXPECT_NE(status_line(thousand).find(" 422"), std::string::npos) << status_line(thousand);
+  EXPECT_NE(thousand.find("field 'size' is 40000"), std::string::npos);
+  // A slow client, within the server's timeouts (a request dripped over ~2 s): answered, and
+  // meanwhile the others are.
+  std::string slow_answer;
+  std::thread slow([&] { slow_answer = raw_exchange(s.port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 40, 50); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(c.Get("/healthz")->status, 200) << "answers while a slow client drips";
+  slow.join();
+  EXPECT_NE(status_line(slow_answer).find(" 200"), std::string::npos) << status_line(slow_answer);
+
+  EXPECT_FALSE(wait_for(c, running, "done").empty()) << "the running job finished";
+  EXPECT_EQ(c.Get("/healthz")->status, 200);
+  EXPECT_EQ(body(c.Get(("/v1/jobs/" + running).c_str()))["status"], "done");
 }

@@ -3,12 +3,15 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <cstdlib>
+#include <thread>
 #include <filesystem>
 
 #include "http_server.hpp"
 #include "keras_h5_writer.hpp"
-#include "stylize/checksum.hpp"
+#include "stylize/weights_tools/checksum.hpp"
 #include "stylize/weights_tools/convert.hpp"
 #include "stylize/error.hpp"
 #include "stylize/weights_tools/fetch.hpp"
@@ -70,6 +73,7 @@ void save_image_for_test(const std::string& content, const std::string& style) {
 
 }  // namespace
 
+// RFC 1321 and FIPS 180-2 test vectors, through libcrypto, fed whole and in uneven pieces.
 TEST(Checksum, KnownVectors) {
   auto md5 = [](const std::string& s) {
     Md5 h;
@@ -88,6 +92,13 @@ TEST(Checksum, KnownVectors) {
   EXPECT_EQ(sha(std::string(1000000, 'a')), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
   EXPECT_EQ(sha("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(sha(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(md5("12345678901234567890123456789012345678901234567890123456789012345678901234567890"),
+            "57edf4a22be3c955ac49da2e2107b67a");
+  Sha256 pieces;
+  const std::string a(1000000, 'a');
+  for (size_t at = 0, n = 1; at < a.size(); at += n, n = n * 3 % 65521 + 1) pieces.update(a.data() + at, std::min(n, a.size() - at));
+  EXPECT_EQ(pieces.hex(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
 TEST(Convert, KerasHdf5IsPermutedExactlyAndClassifierIgnored) {
@@ -310,4 +321,39 @@ TEST(WeightsCli, FetchInfoThenStylizeFindsTheWeights) {
                         vars);
   EXPECT_EQ(r.exit_code, 10) << r.err;
   EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
+}
+
+// SIGKILL in the middle of a download (the process gets no chance to clean up): the next run
+// resumes from where the partial file ends, with a Range request, and the result is exact.
+TEST(WeightsCli, AKilledFetchResumesWhereItsPartialFileEnds) {
+  FetchEnv env;
+  test::write_keras_vgg19(env.dir / "k.h5", params());
+  const std::string keras = file_text(env.dir / "k.h5");
+  const std::string md5 = digest_file(env.dir / "k.h5").md5;
+  ServerBehaviour stall;
+  stall.stall = true;
+  stall.stall_after = keras.size() / 2;
+  HttpServer slow({{"/vgg19.h5", keras}}, stall);
+  const int pid = test::spawn_background({STYLIZE_BIN, "weights", "fetch", "--url", slow.url("/vgg19.h5"), "--md5", md5},
+                                         env.dir / "fetch.log");
+  ASSERT_GT(pid, 0);
+  for (int i = 0; i < 400; ++i) {
+    std::error_code ec;
+    if (std::filesystem::file_size(env.part(), ec) >= keras.size() / 4 && !ec) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  kill(pid, SIGKILL);
+  EXPECT_EQ(test::wait_exit_code(pid), 128 + SIGKILL);
+  ASSERT_TRUE(stylize::test::exists(env.part())) << test::read_text(env.dir / "fetch.log");
+  const auto had = std::filesystem::file_size(env.part());
+  ASSERT_GT(had, 0u);
+  ASSERT_LT(had, keras.size());
+  EXPECT_FALSE(stylize::test::exists(env.installed()));
+
+  HttpServer server({{"/vgg19.h5", keras}});
+  auto r = test::run_command({STYLIZE_BIN, "weights", "fetch", "--url", server.url("/vgg19.h5"), "--md5", md5});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_FALSE(server.requests().empty());
+  EXPECT_EQ(server.requests().back(), "GET /vgg19.h5 range=bytes=" + std::to_string(had) + "-");
+  expect_exact(env.installed());
 }

@@ -1,5 +1,6 @@
 // Dispatches `stylize SUBCOMMAND ...` to its own parser; anything else is the main command.
 // Separate parsers keep each --help focused and let CONTENT be any file name but a subcommand's.
+#include <csignal>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -36,6 +37,10 @@ void restart_with_better_blas_kernels(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A file-size limit (ulimit -f, a quota) reached while writing an output would kill the process
+  // by SIGXFSZ, leaving a temporary file behind; ignored, the write fails with EFBIG and the writer
+  // reports it (exit 5) and removes what it wrote, as for a full disk.
+  std::signal(SIGXFSZ, SIG_IGN);
   restart_with_better_blas_kernels(argc, argv);
   if (argc >= 2) {
     const std::string first = argv[1];

@@ -15,7 +15,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "engine_flags.hpp"
-#include "stylize/checksum.hpp"
+#include "stylize/weights_tools/checksum.hpp"
 #include "stylize/error.hpp"
 #include "stylize/fsutil.hpp"
 #include "stylize/image/image.hpp"

@@ -10,7 +10,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
-#include "stylize/checksum.hpp"
+#include "stylize/weights_tools/checksum.hpp"
 #include "stylize/weights_tools/convert.hpp"
 #include "stylize/error.hpp"
 #include "stylize/weights_tools/fetch.hpp"

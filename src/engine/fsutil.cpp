@@ -55,7 +55,9 @@ void write_file_atomic(const std::string& path, const void* data, std::size_t si
     int err = errno;
     close(fd);
     unlink(name.data());
-    throw OutputError("cannot write " + in_quotes(path) + ": " + what + ": " + std::strerror(err));
+    const bool full = err == ENOSPC || err == EDQUOT || err == EFBIG;
+    throw OutputError("cannot write " + in_quotes(path) + ": " + what + ": " + std::strerror(err) +
+                      (full ? " (nothing was left there); free space, or raise the quota or file-size limit, and run again" : ""));
   };
   const char* p = static_cast<const char*>(data);
   std::size_t left = size;

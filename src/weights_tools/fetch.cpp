@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <limits>
 
-#include "stylize/checksum.hpp"
+#include "stylize/weights_tools/checksum.hpp"
 #include "stylize/weights_tools/convert.hpp"
 #include "stylize/error.hpp"
 #include "stylize/safetensors.hpp"
