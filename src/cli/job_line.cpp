@@ -1,0 +1,64 @@
+#include "job_line.hpp"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "stylize/error.hpp"
+
+namespace stylize::cli {
+namespace {
+
+// A job-file value as the text set_field() reads: strings as they are, numbers and booleans as JSON
+// writes them, arrays comma-joined.
+std::string field_text_of(const std::string& key, const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number() || v.is_boolean()) return v.dump();
+  if (v.is_array() && !v.empty()) {
+    std::string out;
+    for (const auto& e : v) {
+      if (!(e.is_string() || e.is_number())) break;
+      out += (out.empty() ? "" : ",") + (e.is_string() ? e.get<std::string>() : e.dump());
+    }
+    if (std::count(out.begin(), out.end(), ',') + 1 == static_cast<long>(v.size())) return out;
+  }
+  throw FieldError(key, FieldError::syntax, field(key) + " must be a value or a list of values, got " + v.dump());
+}
+
+}  // namespace
+
+JobLine parse_job_line(const std::string& line, StylizeRequest r, const std::vector<std::string>& default_styles,
+                       const std::string& default_filter) {
+  JobLine job;
+  const auto j = nlohmann::json::parse(line);
+  if (!j.is_object()) throw UsageError("a job line must be a JSON object");
+  job.content = j.at("content").get<std::string>();
+  for (const auto& [key, value] : j.items()) {
+    if (key == "content") continue;
+    if (key == "styles") {
+      job.styles = value.get<std::vector<std::string>>();
+    } else if (key == "style") {
+      job.styles.push_back(value.get<std::string>());
+    } else if (key == "filter") {
+      job.filter = value.get<std::string>();
+    } else if (key == "output") {
+      job.output = value.get<std::string>();
+    } else {
+      const std::string name = key == "blend" ? "style_blend" : key;  // "blend": the older key
+      job.fields[name] = field_text_of(key, value);
+      set_field(r, name, job.fields[name]);
+    }
+  }
+  if (!job.filter.empty() && !job.styles.empty()) throw UsageError("a job has a style or a filter, not both");
+  if (job.styles.empty() && job.filter.empty()) job.styles = default_styles;
+  if (job.styles.empty() && job.filter.empty()) job.filter = default_filter;
+  if (job.styles.empty() && job.filter.empty()) {
+    throw UsageError("no style given (set \"style\" or \"filter\", or give --style or --filter)");
+  }
+  validate(r);
+  check_style_blend_count(r, job.styles.size());
+  if (job.output.find('/') != std::string::npos) throw UsageError("output must be a file name, not a path");
+  job.size = r.size;
+  return job;
+}
+
+}  // namespace stylize::cli
