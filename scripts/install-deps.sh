@@ -16,6 +16,7 @@ packages=(
   libsqlite3-dev          # serve's durable job store (--data-dir)
   libhiredis-dev          # serve/worker --queue redis://: optional at build time (CMake says when absent)
   redis-server            # the Redis tests start one on a loopback port (never skipped in CI)
+  clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer with ASan and UBSan
 )
 if [ "${STYLIZE_WITH_PYTHON:-1}" = 1 ]; then
   # Reference implementation for parity fixtures and benchmarks, and the gallery's contact sheets

@@ -24,7 +24,7 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 cmake --build build-sanitize --parallel "$(nproc)"
 # Leaks: LibTorch, OpenMP and OpenBLAS keep their pools to the end of the process; the suppressions
 # name those libraries only, so a leak of ours still fails.
-export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:detect_leaks=1:suppressions=$PWD/scripts/lsan.supp:detect_odr_violation=0"
+export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:detect_odr_violation=0"
 export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 cd build-sanitize

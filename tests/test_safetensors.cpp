@@ -249,3 +249,17 @@ TEST(Weights, SearchOrderAndNotFoundMessage) {
   unsetenv("STYLIZE_WEIGHTS");
   std::filesystem::current_path(cwd);
 }
+
+// Found by fuzz/fuzz_safetensors.cpp (fuzz/regressions/safetensors/empty-tensor): a tensor of shape
+// [0] has no storage, and reading it passed a null pointer to memcpy (undefined, even for 0 bytes).
+TEST(Safetensors, AnEmptyTensorReadsAsEmpty) {
+  TempDir dir;
+  const std::string header = R"({"x":{"data_offsets":[4,4],"dtype":"F32","shape":[0]}})";
+  std::string bytes(8, '\0');
+  bytes[0] = static_cast<char>(header.size());
+  bytes += header + std::string(4, '\0');
+  test::write_bytes(dir / "e.safetensors", std::vector<uint8_t>(bytes.begin(), bytes.end()));
+  const SafetensorsFile f = read_safetensors_header(dir / "e.safetensors");
+  EXPECT_EQ(safetensors_tensor_from_bytes(f, "x", bytes.data() + f.data_start).numel(), 0);
+  EXPECT_EQ(read_safetensors_tensor(f, "x").numel(), 0);
+}

@@ -1,5 +1,7 @@
 #include "bf16_matmul.hpp"
 
+#include "stylize/runtime.hpp"
+
 #include <ATen/ATen.h>
 
 #include <stdexcept>
@@ -29,7 +31,10 @@ dnnl::engine& cpu_engine() {
 bool bf16_matmul_available() {
   // oneDNN's bf16 matmul has a reference path on any x86-64 CPU, far slower than fp32 BLAS; only
   // the native ISAs are worth it.
-  static const bool native = __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+  static const bool native = [] {
+    const CpuVectorFeatures cpu = cpu_vector_features();  // CPUID itself: every compiler knows it
+    return cpu.avx512_bf16 || cpu.amx_bf16;
+  }();
   return native;
 }
 

@@ -255,7 +255,8 @@ LoadedFilter load_filter(const std::string& path, const std::string& allow_extra
                          in_quotes(path) + ", expected " + shape_text(shape));
     }
   }
-  for (const auto& [name, entry] : f.tensors) {
+  for (const auto& [tensor_name, entry] : f.tensors) {
+    const std::string& name = tensor_name;  // a lambda may not capture a structured binding before C++20 (clang)
     const bool known = std::any_of(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; });
     const bool allowed = !allow_extra_prefix.empty() && name.rfind(allow_extra_prefix, 0) == 0;
     if (!known && !allowed) {

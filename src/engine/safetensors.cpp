@@ -164,7 +164,9 @@ at::Tensor safetensors_tensor_from_bytes(const SafetensorsFile& file, const std:
   const SafetensorsEntry& e = entry(file, name);
   const at::ScalarType type = float_type(file, name, e);
   at::Tensor raw = at::empty(e.shape, at::TensorOptions().dtype(type));
-  std::memcpy(raw.data_ptr(), data + e.begin, e.end - e.begin);
+  // An empty tensor has no storage (data_ptr() is null): memcpy may not be given null, even for
+  // 0 bytes (found by fuzz/fuzz_safetensors.cpp; fuzz/regressions/safetensors/empty-tensor).
+  if (e.end > e.begin) std::memcpy(raw.data_ptr(), data + e.begin, e.end - e.begin);
   return type == at::kFloat ? raw : raw.to(at::kFloat);
 }
 
