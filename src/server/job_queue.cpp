@@ -323,10 +323,7 @@ void JobQueue::finish(Job& job, JobState end, std::string error, std::vector<uin
     }
   }
   done_cv_.notify_all();
-  for (const auto& id : dropped) {
-    spdlog::info("result of job {} dropped (oldest first) to keep the stored results under {:.1f} MB (--max-stored-mb)",
-                 id, static_cast<double>(opt_.max_stored_bytes) / (1024.0 * 1024.0));
-  }
+  for (const auto& id : dropped) log_result_dropped(id, static_cast<double>(opt_.max_stored_bytes) / (1024.0 * 1024.0));
   if (stays_on_disk) {
     spdlog::info("job {} stopped by the shutdown; it stays on disk and runs again at the next start", job.id);
   } else if (end == JobState::failed) {

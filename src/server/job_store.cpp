@@ -21,10 +21,6 @@ namespace fs = std::filesystem;
 namespace stylize::serve {
 namespace {
 
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // Part names become file names: the server only stores the parts it reads, but a name is checked
 // here too, so that no form can name a path.
 bool safe_part_name(const std::string& name) {
@@ -89,6 +85,15 @@ void make_folder(const fs::path& p) {
 }
 
 }  // namespace
+
+double unix_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+void log_result_dropped(const std::string& id, double max_stored_mb) {
+  spdlog::info("result of job {} dropped (oldest first) to keep the stored results under {:.1f} MB (--max-stored-mb)",
+               id, max_stored_mb);
+}
 
 std::string default_data_dir() {
   const char* state = std::getenv("XDG_STATE_HOME");
@@ -172,7 +177,7 @@ void JobStore::add(const StoredJob& job, const Form& form) {
                "INSERT INTO jobs(id, state, attempt, ext, total, created, fields, files) VALUES(?,?,?,?,?,?,?,?)",
                dir_ + "/jobs.db");
   st.bind(1, job.id).bind(2, std::string("queued")).bind(3, int64_t{job.attempt}).bind(4, job.ext);
-  st.bind(5, int64_t{job.total}).bind(6, job.created > 0 ? job.created : unix_now());
+  st.bind(5, int64_t{job.total}).bind(6, job.created > 0 ? job.created : unix_seconds());
   st.bind(7, fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   st.bind(8, files.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   st.step();
@@ -251,7 +256,7 @@ void JobStore::finish(const std::string& id, const std::string& state, const std
     std::lock_guard<std::mutex> lock(mu_);
     Statement st(db_, "UPDATE jobs SET state=?, error=?, finished=?, result_bytes=?, iteration=?, loss=? WHERE id=?",
                  dir_ + "/jobs.db");
-    st.bind(1, state).bind(2, error).bind(3, unix_now());
+    st.bind(1, state).bind(2, error).bind(3, unix_seconds());
     st.bind(4, static_cast<int64_t>(state == "done" ? result.size() : 0)).bind(5, int64_t{iteration}).bind(6, loss);
     st.bind(7, id).step();
   }

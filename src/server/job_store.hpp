@@ -101,4 +101,10 @@ class JobStore {
 // The default --data-dir: ${XDG_STATE_HOME:-~/.local/state}/stylize/serve.
 std::string default_data_dir();
 
+// Seconds since the Unix epoch: the times a store keeps (they outlive the process, so not steady).
+double unix_seconds();
+
+// The log line for a result the --max-stored-mb cap dropped (the data dir's and Redis's alike).
+void log_result_dropped(const std::string& id, double max_stored_mb);
+
 }  // namespace stylize::serve

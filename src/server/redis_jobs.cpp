@@ -45,10 +45,6 @@ const std::string kStream = "stylize:jobs", kGroup = "workers", kCounts = "styli
 std::string job_key(const std::string& id) { return "stylize:job:" + id; }
 std::string result_key(const std::string& id) { return "stylize:result:" + id; }
 
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // A reply, copied out of hiredis's tree.
 struct Value {
   enum Kind { nil, text, integer, array, status } kind = nil;
@@ -352,7 +348,7 @@ class RedisJobs : public JobService {
     if (!accepting_) throw QueueRefused{QueueRefused::shutting_down, 0};
     nlohmann::json fields = nlohmann::json::object(), files = nlohmann::json::object();
     std::vector<std::string> args = {"EVAL", kSubmit, "2", job_key(job->id), kStream, job->id, job->ext,
-                                     std::to_string(job->total), num(unix_now())};
+                                     std::to_string(job->total), num(unix_seconds())};
     std::vector<std::string> uploads;
     for (const auto& [name, part] : job->form) {
       if (part.filename.empty()) {
@@ -390,7 +386,7 @@ class RedisJobs : public JobService {
     job->worker = v.items[9].str;
     const double started = to_double(v.items[7]);  // Unix seconds, as this machine's clock for the ETA
     job->started = Clock::now() - std::chrono::duration_cast<Clock::duration>(
-                                      std::chrono::duration<double>(std::max(0.0, unix_now() - started)));
+                                      std::chrono::duration<double>(std::max(0.0, unix_seconds() - started)));
     return job;
   }
 
@@ -413,7 +409,7 @@ class RedisJobs : public JobService {
   }
 
   void cancel(const std::shared_ptr<Job>& job) override {
-    pool_.run({"EVAL", kCancel, "2", job_key(job->id), kCounts, num(unix_now()), std::to_string(ttl())});
+    pool_.run({"EVAL", kCancel, "2", job_key(job->id), kCounts, num(unix_seconds()), std::to_string(ttl())});
   }
 
   JobState wait(const std::shared_ptr<Job>& job) override {
@@ -568,7 +564,7 @@ class RedisJobs : public JobService {
     const std::string payload(bytes.begin(), bytes.end());
     const Value v = c.run({"EVAL", kFinish, "5", job_key(e.id), result_key(e.id), kResults, kStream, kCounts, consumer,
                            std::to_string(attempt), state, error, std::to_string(job ? job->iteration : 0),
-                           num(job ? job->loss : 0), num(unix_now()), std::to_string(ttl()), payload, e.entry, kGroup,
+                           num(job ? job->loss : 0), num(unix_seconds()), std::to_string(ttl()), payload, e.entry, kGroup,
                            e.id});
     if (v.n == 0) {
       spdlog::warn("job {}: attempt {} lost its claim to another worker; its end is dropped", e.id, attempt);
@@ -578,14 +574,13 @@ class RedisJobs : public JobService {
     if (state == "done" && opt_.max_stored_mb > 0) {
       const auto cap = static_cast<long long>(opt_.max_stored_mb * 1024 * 1024);
       for (const auto& id : c.run({"EVAL", kCap, "1", kResults, std::to_string(cap)}).items) {
-        spdlog::info("result of job {} dropped (oldest first) to keep the stored results under {:.1f} MB (--max-stored-mb)",
-                     id.str, opt_.max_stored_mb);
+        log_result_dropped(id.str, opt_.max_stored_mb);
       }
     }
   }
 
   void run_entry(Connection& c, const std::string& consumer, const Entry& e) {
-    const Value claimed = c.run({"EVAL", kClaim, "2", job_key(e.id), kCounts, consumer, num(unix_now()), std::to_string(ttl())});
+    const Value claimed = c.run({"EVAL", kClaim, "2", job_key(e.id), kCounts, consumer, num(unix_seconds()), std::to_string(ttl())});
     if (claimed.n < 0) {  // cancelled while queued, or expired: nothing to run
       c.run({"XACK", kStream, kGroup, e.entry});
       c.run({"XDEL", kStream, e.entry});

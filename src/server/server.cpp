@@ -39,10 +39,6 @@ void send_error(httplib::Response& res, const HttpError& e) {
   send_json(res, e.status, {{"error", e.error}, {"detail", e.detail}});
 }
 
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -147,7 +143,7 @@ std::shared_ptr<Job> Server::recovered_job(const JobStore::Recovered& r) {
 
 void Server::recover(JobQueue& queue) {
   if (!store_) return;
-  const double now_unix = unix_now();
+  const double now_unix = unix_seconds();
   const auto now = Clock::now();
   int queued = 0, again = 0, finished = 0, failed = 0, expired = 0;
   for (const auto& r : store_->load()) {
@@ -193,8 +189,7 @@ void Server::recover(JobQueue& queue) {
   if (opt_.max_stored_mb > 0) {
     for (const auto& id : store_->enforce_cap(static_cast<int64_t>(opt_.max_stored_mb * 1024 * 1024))) {
       jobs_->forget(id);
-      spdlog::info("result of job {} dropped (oldest first) to keep the stored results under {:.1f} MB (--max-stored-mb)",
-                   id, opt_.max_stored_mb);
+      log_result_dropped(id, opt_.max_stored_mb);
     }
   }
 }
