@@ -16,7 +16,10 @@ generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 [ -f build-fuzz/CMakeCache.txt ] || CC=clang CXX=clang++ cmake -S . -B build-fuzz "${generator[@]}" \
   -DCMAKE_BUILD_TYPE=Release -DSTYLIZE_FUZZ=ON -DSTYLIZE_BUILD_TESTS=OFF
-cmake --build build-fuzz --parallel "$(nproc)" --target fuzz_all
+# Only what this run needs: one target's run should not wait for every parser's libraries.
+build_targets=(fuzz_make_seeds)
+for t in $targets; do build_targets+=("fuzz_$t"); done
+cmake --build build-fuzz --parallel "$(nproc)" --target "${build_targets[@]}"
 cd build-fuzz
 rm -rf seeds && ./fuzz_make_seeds seeds
 mkdir -p corpus artifacts logs
