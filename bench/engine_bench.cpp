@@ -3,16 +3,24 @@
 // L-BFGS run of N iterations with no progress reads; prints one JSON object.
 //
 //   stylize_engine_bench --device cuda --size 512 --iterations 500 [--precision fp32|bf16]
-//       [--history 100] [--threads N] [--inputs-out FILE]
+//       [--history 100] [--threads N] [--inputs-out FILE] [--profile-out FILE]
+//
+// --profile-out records the operators of `--iterations` L-BFGS iterations after three unrecorded
+// ones (LibTorch's own profiler, with input shapes) and writes them as JSON spans for
+// bench/iteration_profile.py; the run stops after them, and the printed timings then cover the
+// warm-up and the recorded iterations, both slowed by the recording.
 //
 // --inputs-out writes the weights and both images to a safetensors file for bench/reference.py
 // --inputs, so that the reference optimises exactly the same problem.
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <memory>
 #include <iostream>
 #include <string>
 
@@ -26,14 +34,15 @@ using namespace stylize;
 namespace {
 
 struct Args {
-  std::string device = "auto", precision = "fp32", inputs_out;
+  std::string device = "auto", precision = "fp32", inputs_out, profile_out;
   int size = 512, iterations = 500, history = 100, threads = 0;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "error: %s\nusage: stylize_engine_bench [--device D] [--size PX] [--iterations N] "
-               "[--precision fp32|bf16] [--history N] [--threads N] [--inputs-out FILE]\n",
+               "[--precision fp32|bf16] [--history N] [--threads N] [--inputs-out FILE] "
+               "[--profile-out FILE]\n",
                why.c_str());
   std::exit(2);
 }
@@ -57,6 +66,7 @@ Args parse(int argc, char** argv) {
     if (flag == "--device") a.device = value;
     else if (flag == "--precision") a.precision = value;
     else if (flag == "--inputs-out") a.inputs_out = value;
+    else if (flag == "--profile-out") a.profile_out = value;
     else if (flag == "--size") a.size = number();
     else if (flag == "--iterations") a.iterations = number();
     else if (flag == "--history") a.history = number();
@@ -70,6 +80,54 @@ Args parse(int argc, char** argv) {
 
 double since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+namespace profiler = torch::autograd::profiler;
+
+// The profiler's push/pop events, paired per thread into spans: name, thread, start and length in µs,
+// nesting depth (0 = called by the engine itself) and the input shapes. Self time (a span less its
+// children) is left to the script.
+void write_spans(const profiler::thread_event_lists& threads, int iterations, double seconds, const std::string& path) {
+  nlohmann::json spans = nlohmann::json::array();
+  for (const auto& events : threads) {
+    std::vector<const profiler::LegacyEvent*> open;
+    for (const auto& e : events) {
+      if (e.kindStr() == "push") {
+        open.push_back(&e);
+      } else if (e.kindStr() == "pop" && !open.empty()) {
+        const profiler::LegacyEvent& start = *open.back();
+        open.pop_back();
+        spans.push_back({{"name", start.name()}, {"thread", start.threadId()}, {"start_us", start.cpuUs()},
+                         {"us", start.cpuElapsedUs(e)}, {"depth", open.size()}, {"sequence", start.sequenceNr()},
+                         {"shapes", start.shapes()}});
+      }
+    }
+  }
+  const nlohmann::json j = {{"iterations", iterations}, {"seconds", seconds}, {"spans", spans}};
+  std::ofstream(path) << j.dump() << std::endl;
+}
+
+// Records evaluations 4 .. 3+n (should_stop is polled as each evaluation starts, so the span between
+// two polls is one whole iteration: forward, losses, backward and the L-BFGS update), then stops the run.
+TransferCallbacks profile_callbacks(int n, const std::string& path) {
+  constexpr int warmup = 3;
+  auto polls = std::make_shared<int>(0);
+  auto started = std::make_shared<std::chrono::steady_clock::time_point>();
+  TransferCallbacks cb;
+  cb.should_stop = [=] {
+    const int k = (*polls)++;
+    if (k == warmup) {
+      profiler::enableProfilerLegacy(torch::profiler::impl::ProfilerConfig(
+          torch::profiler::impl::ProfilerState::CPU, /*report_input_shapes=*/true));
+      *started = std::chrono::steady_clock::now();
+    } else if (k == warmup + n) {
+      const double seconds = since(*started);
+      write_spans(profiler::disableProfilerLegacy(), n, seconds, path);
+      return true;
+    }
+    return false;
+  };
+  return cb;
 }
 
 }  // namespace
@@ -102,7 +160,9 @@ int main(int argc, char** argv) {
     const StyleTargets targets = stylizer.style_targets(params.loss, {style}, {});
     const double seconds_setup = since(t);
     t = std::chrono::steady_clock::now();
-    const StylizeOutput out = stylizer.stylize(content, targets, params);  // the output is read back: a sync
+    const TransferCallbacks cb = a.profile_out.empty() ? TransferCallbacks{} : profile_callbacks(a.iterations, a.profile_out);
+    if (!a.profile_out.empty()) params.optimizer.iterations = a.iterations + 10;  // stopped after the recorded ones
+    const StylizeOutput out = stylizer.stylize(content, targets, params, cb);  // the output is read back: a sync
     const double seconds_run = since(t);
 
     nlohmann::json j = {

@@ -46,6 +46,15 @@ atexit.register(shutil.rmtree, TMP, True)
 WEIGHTS = os.path.join(TMP, "vgg19-synthetic.safetensors")
 
 
+def has_avx512():
+    """The engine's cpu_vector_features().avx512 (F, BW, DQ, VL): it picks the fp32 layout by it."""
+    flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+    return {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= set(flags)
+
+
+AVX512 = has_avx512()
+
+
 def log(*a):
     print("bench:", *a, file=sys.stderr, flush=True)
 
@@ -114,10 +123,11 @@ def vgg_flops(h, w, last=29):
 def network_floor_seconds(h, w, repeats=3, precision="fp32"):
     """The arithmetic of one iteration and nothing else: each conv layer up to conv5_1 run alone,
     forward and input gradient (torch's convolution_backward, input only), in the memory layout and
-    precision the engine uses for it (fp32: channels-last up to pool2, NCHW after; bf16: channels-last
-    throughout; see src/vgg19.cpp), plus the Gram products of the five style layers (F·Fᵀ forward,
-    one product backward; on bf16 operands in bf16, where torch.mm runs the same oneDNN kernel as
-    stylize, but rounds its result to bf16: same time). What an iteration would cost if ReLU,
+    precision the engine uses for it (fp32: channels-last up to pool2 and NCHW after on AVX-512 CPUs,
+    NCHW throughout on others; bf16: channels-last throughout; see src/engine/vgg19.cpp), plus the
+    Gram products of the five style layers (F·Fᵀ forward, one product backward; on bf16 operands in
+    bf16, where torch.mm runs the same oneDNN kernel as stylize, but rounds its result to bf16: same
+    time). What an iteration would cost if ReLU,
     pooling, the casts, the other loss terms and autograd were free: the floor for this network on
     this library. Random tensors of the real shapes; the time does not depend on the values."""
     torch.set_num_threads(THREADS)
@@ -133,7 +143,7 @@ def network_floor_seconds(h, w, repeats=3, precision="fp32"):
 
     blocks, widths, cin, total = [2, 2, 4, 4, 4], [64, 128, 256, 512, 512], 3, 0.0
     for b, n in enumerate(blocks):
-        fmt = torch.channels_last if b < 2 or precision == "bf16" else torch.contiguous_format
+        fmt = torch.channels_last if (b < 2 and AVX512) or precision == "bf16" else torch.contiguous_format
         dt = torch.bfloat16 if precision == "bf16" else torch.float32
         for layer in range(n if b < 4 else 1):  # block 5 stops at conv5_1 (relu5_1 is the deepest loss layer)
             x = torch.randn(1, cin, h, w, dtype=dt).contiguous(memory_format=fmt)
@@ -598,12 +608,13 @@ def main():
         L.append("")
         L.extend(gpu_section(gpu_results()))
     path = os.path.join(ROOT, "BENCHMARKS.md")
-    # bench/real_weights.py, print_size.py, fast_filters.py, job_store_choice.py and queue_load.py own their sections:
-    # carried over as they are.
+    # bench/real_weights.py, print_size.py, fast_filters.py, job_store_choice.py, queue_load.py and
+    # iteration_profile.py own their sections, and "speed-notes" is written by hand: carried over as they are.
     real = ""
     if os.path.exists(path):
         old = open(path).read()
-        for name in ("real-weights", "print-size", "fast-filters", "job-store", "queue-load"):
+        for name in ("real-weights", "print-size", "fast-filters", "job-store", "queue-load", "iteration-profile",
+                     "speed-notes"):
             begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
             if begin in old and end in old:
                 real += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"

@@ -117,6 +117,40 @@ TEST(Vgg19, Bf16ArithmeticGivesFeaturesAndGradientsCloseToFp32) {
   EXPECT_LT(relative_difference(grads[1], grads[0]), 0.06) << "measured 2.4%";
 }
 
+// A ReLU whose output is no feature is fused with the max pool after it (ReluMaxPool in vgg19.cpp:
+// the ReLU's mask applied to the pooled gradient). Asking for the conv outputs as well turns the
+// fusion off without changing any arithmetic, so both passes must give the same features and the
+// same input gradient, bit for bit: in both precisions, on odd sizes (pools drop the last row and
+// column), for max pooling (fused) and average pooling (never fused, the same check).
+TEST(Vgg19, ReluFusedWithMaxPoolGivesTheSameGradientAsTheSeparateOps) {
+  const auto params = synthetic_vgg19(1);
+  for (Pooling pooling : {Pooling::max, Pooling::avg}) {
+    for (Precision precision : {Precision::fp32, Precision::bf16}) {
+      Vgg19 net(params, pooling, 19, precision);
+      const at::Tensor image = preprocess(stylize::synthetic_image(37, 29, 11), Preprocessing::caffe);
+      const at::Tensor weights = at::randn({1, 256, 9, 7}, at::TensorOptions().dtype(at::kFloat));
+      at::Tensor features[2], grads[2];
+      // {relu1_1, pool3} fuses relu1_2+pool1, relu2_2+pool2, relu3_4+pool3; adding conv1_2, conv2_2
+      // and conv3_4 as features (unused by the loss) keeps every ReLU separate.
+      const std::vector<int> fused = {1, 18}, separate = {1, 18, 2, 7, 16};
+      for (int k = 0; k < 2; ++k) {
+        at::Tensor x = image.clone().set_requires_grad(true);
+        auto f = net.forward(x, k == 0 ? fused : separate);
+        ASSERT_EQ(f[1].sizes(), (std::vector<int64_t>{1, 256, 4, 3}));  // 37x29 -> 18x14 -> 9x7 -> 4x3
+        (f[0].to(at::kFloat).pow(2).mean() + (f[1].to(at::kFloat) * weights.narrow(2, 0, 4).narrow(3, 0, 3)).sum())
+            .backward();
+        features[k] = f[1];
+        grads[k] = x.grad();
+      }
+      const std::string what = std::string(pooling == Pooling::max ? "max" : "avg") + " pooling, " + to_string(precision);
+      EXPECT_TRUE(at::equal(features[0], features[1])) << what;
+      EXPECT_TRUE(at::equal(grads[0], grads[1])) << what << ": max |difference| "
+                                                 << (grads[0] - grads[1]).abs().max().item<double>();
+      EXPECT_GT(grads[0].abs().max().item<double>(), 0.0) << what;
+    }
+  }
+}
+
 // CPUID read directly agrees with the kernel's own reading of it (/proc/cpuinfo's flags, which Linux
 // also clears for what the OS does not enable), feature by feature, on whatever CPU runs the test.
 TEST(Runtime, CpuFeaturesFromCpuidMatchTheKernelsFlags) {

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -112,6 +113,7 @@ at::Tensor scaled_gram(const at::Tensor& features, double scale) {
 // memory layout, so that it adds to the gradient from the next layer without a strided copy.
 struct GramFunction : torch::autograd::Function<GramFunction> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& features, double scale) {
+    RECORD_FUNCTION("stylize::gram", std::vector<c10::IValue>({features}));  // named in profiles (bench/iteration_profile.py)
     ctx->save_for_backward({features});
     ctx->saved_data["scale"] = scale;
     return scaled_gram(features, scale);
@@ -119,6 +121,7 @@ struct GramFunction : torch::autograd::Function<GramFunction> {
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
     const at::Tensor features = ctx->get_saved_variables()[0];
+    RECORD_FUNCTION("stylize::gram_backward", std::vector<c10::IValue>({features}));
     const double scale = ctx->saved_data["scale"].toDouble();
     const at::Tensor& dg = grads[0];
     // In bf16 the gradient goes on through the bf16 network, so sym is rounded to bf16 here, once.

@@ -1,6 +1,7 @@
 #include "stylize/transfer.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 #include <c10/core/GradMode.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/lbfgs.h>
@@ -60,6 +61,7 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
       best_loss = total.clone();
     } else {
       c10::NoGradGuard no_grad;
+      RECORD_FUNCTION("stylize::keep_best", std::vector<c10::IValue>());  // named in profiles
       const at::Tensor better = total < best_loss;  // false for NaN: a NaN step never becomes the best
       best.copy_(at::where(better, x.detach(), best));
       best_loss = at::where(better, total, best_loss);

@@ -1,11 +1,14 @@
 #include "stylize/vgg19.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 
 #include "stylize/error.hpp"
+#include "stylize/runtime.hpp"
 
 namespace stylize {
 
@@ -111,6 +114,15 @@ namespace {
 // the optimised passes (an all-NHWC forward would be faster there) so that the content loss at the
 // content image is exactly zero: the same arithmetic on both sides. In bf16 the pass stays NHWC (below).
 constexpr int kPool2 = 9;  // torchvision index
+//
+// All of that was measured on an AVX-512 Xeon. On an AVX2 EPYC (2 threads, fp32) oneDNN's NCHW
+// convolutions are the faster ones even at full resolution, and a whole iteration in NCHW took
+// 2.69-2.78 s against 2.88-3.08 s with the plan above at 512 px (0.73 vs 0.79-0.85 s at 256 px),
+// three runs each, interleaved: so without AVX-512 an fp32 pass stays NCHW throughout (CUDA too).
+bool cpu_prefers_channels_last(Precision precision) {
+  static const bool avx512 = cpu_vector_features().avx512;
+  return precision == Precision::bf16 || avx512;
+}
 
 // NHWC → NCHW whose gradient goes back NHWC. Autograd's own contiguous() passes the NCHW gradient
 // through unchanged, and pool2's backward with an NCHW gradient and an NHWC input falls off its fast
@@ -119,6 +131,126 @@ struct ToNchw : torch::autograd::Function<ToNchw> {
   static at::Tensor forward(torch::autograd::AutogradContext*, const at::Tensor& t) { return t.contiguous(); }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext*, torch::autograd::tensor_list g) {
     return {g[0].contiguous(at::MemoryFormat::ChannelsLast)};
+  }
+};
+
+// ReLU then 2×2 max pooling, for a ReLU whose output is no loss feature (relu1_2, relu2_2, relu3_4,
+// relu4_4 in the default recipe). The pooled value is the ReLU output at the window's argmax, so
+// ReLU's gradient mask (output > 0) can be applied to the pooled gradient, a quarter of the size,
+// before pooling's backward scatters it: the same values, by selection only, as ReLU's backward on
+// the full activation, which ran at 2.5-3.8 GB/s on channels-last tensors (61 + 20 ms per 512 px
+// iteration at relu1_2 + relu2_2 on an AVX2 EPYC, 2 threads; BENCHMARKS.md "Where an iteration goes").
+// The ReLU runs in place on the convolution's output (nothing else keeps it), hence mark_dirty.
+struct ReluMaxPool : torch::autograd::Function<ReluMaxPool> {
+  static torch::autograd::tensor_list forward(torch::autograd::AutogradContext* ctx, at::Tensor x) {
+    x.relu_();
+    auto [pooled, indices] = at::max_pool2d_with_indices(x, {2, 2}, {2, 2});
+    ctx->mark_dirty({x});
+    // The ReLU output is returned only because it was modified in place; its gradient is none, and
+    // materialised it would be a full activation of zeros, masked and added for nothing.
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({x, pooled, indices});
+    return {pooled, x};
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list g) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &pooled = saved[1], &indices = saved[2];
+    at::Tensor dx;
+    if (g[0].defined()) {
+      // threshold_backward's rule (zero where the output is <= 0), on the pooled values. clone keeps
+      // the gradient's channels-last layout, where masked_fill's copy would be NCHW and put pooling's
+      // backward on its slow mixed-layout path (30 vs 190 ms at relu1_2, 512 px).
+      at::Tensor masked = g[0].clone();
+      masked.masked_fill_(pooled.le(0), 0);
+      dx = at::max_pool2d_with_indices_backward(masked, x, {2, 2}, {2, 2}, {0, 0}, {1, 1}, false, indices);
+    }
+    if (g[1].defined()) {  // never in the engine (the fused ReLU's output is no feature); kept exact anyway
+      const at::Tensor r = at::where(x.le(0), at::zeros({}, x.options()), g[1]);
+      dx = dx.defined() ? dx.add_(r) : r;
+    }
+    return {dx};
+  }
+};
+
+// The same for a contiguous NCHW fp32 activation (every fp32 pass on a CPU without AVX-512, blocks
+// 3-4 on others), where ATen's max pooling is a scalar loop: 39 ms forward and 65 ms backward at
+// relu1_2 + pool1, 512 px, 2 threads on the AVX2 EPYC, at 3.5-4.2 GB/s. One pass each way here: the
+// forward reads the conv output once and writes the pooled values and one byte per window naming
+// its winner (the activation itself is neither written nor kept), the backward writes each input
+// gradient once. Winners as ATen picks them (the first largest in row-major order, NaN winning), and
+// ReLU's rule on the pooled value (threshold_backward: zero where <= 0): the same values as the
+// separate ops. Odd sizes: the last row or column is in no window and gets a zero gradient.
+float relu_value(float v) { return v > 0 || v != v ? v : 0.f; }  // NaN stays NaN, as in at::relu
+
+struct ReluMaxPoolNchw : torch::autograd::Function<ReluMaxPoolNchw> {
+  static bool applies(const at::Tensor& x) {
+    return x.is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();
+  }
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
+    RECORD_FUNCTION("stylize::relu_max_pool", std::vector<c10::IValue>({x}));  // named in profiles
+    const int64_t planes = x.size(0) * x.size(1), h = x.size(2), w = x.size(3), oh = h / 2, ow = w / 2;
+    at::Tensor pooled = at::empty({x.size(0), x.size(1), oh, ow}, x.options());
+    at::Tensor winner = at::empty(pooled.sizes(), x.options().dtype(at::kByte));
+    const float* in = x.data_ptr<float>();
+    float* out = pooled.data_ptr<float>();
+    uint8_t* arg = winner.data_ptr<uint8_t>();
+    at::parallel_for(0, planes, 1, [&](int64_t first, int64_t last) {
+      for (int64_t p = first; p < last; ++p) {
+        for (int64_t i = 0; i < oh; ++i) {
+          const float* r0 = in + (p * h + 2 * i) * w;
+          const float* r1 = r0 + w;
+          float* o = out + (p * oh + i) * ow;
+          uint8_t* a = arg + (p * oh + i) * ow;
+          for (int64_t j = 0; j < ow; ++j) {
+            const float v[4] = {relu_value(r0[2 * j]), relu_value(r0[2 * j + 1]), relu_value(r1[2 * j]),
+                                relu_value(r1[2 * j + 1])};
+            float best = v[0];
+            uint8_t k = 0;
+            for (uint8_t t = 1; t < 4; ++t) {
+              if (v[t] > best || v[t] != v[t]) best = v[t], k = t;
+            }
+            o[j] = best;
+            a[j] = k;
+          }
+        }
+      }
+    });
+    ctx->save_for_backward({pooled, winner});
+    ctx->saved_data["height"] = h;
+    ctx->saved_data["width"] = w;
+    return pooled;
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list g) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor grad = g[0].to(at::kFloat).contiguous();
+    RECORD_FUNCTION("stylize::relu_max_pool_backward", std::vector<c10::IValue>({grad}));
+    const at::Tensor &pooled = saved[0], &winner = saved[1];
+    const int64_t h = ctx->saved_data["height"].toInt(), w = ctx->saved_data["width"].toInt();
+    const int64_t planes = pooled.size(0) * pooled.size(1), oh = pooled.size(2), ow = pooled.size(3);
+    at::Tensor dx = at::empty({pooled.size(0), pooled.size(1), h, w}, grad.options());
+    const float *gp = grad.data_ptr<float>(), *pv = pooled.data_ptr<float>();
+    const uint8_t* arg = winner.data_ptr<uint8_t>();
+    float* out = dx.data_ptr<float>();
+    at::parallel_for(0, planes, 1, [&](int64_t first, int64_t last) {
+      for (int64_t p = first; p < last; ++p) {
+        for (int64_t i = 0; i < oh; ++i) {
+          float* r0 = out + (p * h + 2 * i) * w;
+          float* r1 = r0 + w;
+          const int64_t base = (p * oh + i) * ow;
+          for (int64_t j = 0; j < ow; ++j) {
+            const float v = pv[base + j] <= 0 ? 0.f : gp[base + j];
+            const uint8_t k = arg[base + j];
+            r0[2 * j] = k == 0 ? v : 0.f;
+            r0[2 * j + 1] = k == 1 ? v : 0.f;
+            r1[2 * j] = k == 2 ? v : 0.f;
+            r1[2 * j + 1] = k == 3 ? v : 0.f;
+          }
+          if (w % 2) r0[w - 1] = r1[w - 1] = 0.f;
+        }
+        if (h % 2) std::fill(out + (p * h + h - 1) * w, out + (p + 1) * h * w, 0.f);
+      }
+    });
+    return {dx};
   }
 };
 
@@ -136,15 +268,25 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
       if (layer_indices[k] == index) out[k] = t;
     }
   };
-  const bool channels_last = x.is_cpu() && x.dim() == 4;  // measured for oneDNN; CUDA keeps NCHW
+  const bool channels_last = x.is_cpu() && x.dim() == 4 && cpu_prefers_channels_last(precision_);
   const at::ScalarType dtype = scalar_type(precision_);  // the weights' type
   at::Tensor h = channels_last ? x.to(at::TensorOptions().dtype(dtype), false, false, at::MemoryFormat::ChannelsLast)
                                : x.to(dtype);
   // oneDNN's bf16 input-gradient convolutions do not have fp32's NHWC slowdown from block 3 on: all
   // channels-last, 512 px on 2 cores, 0.72-0.76 s per iteration against 0.83-0.84 with the switch.
   const bool back_to_nchw = channels_last && !low_precision;
+  // A ReLU fused with the max pool after it (ReluMaxPool): on the CPU, where it was measured, when
+  // neither the conv output nor the ReLU output is a feature and the pool is within the pass.
+  auto fuse_with_pool = [&](int relu_index) {
+    const auto& all = vgg19_layers();
+    return x.is_cpu() && pooling_ == Pooling::max && relu_index + 1 <= deepest &&
+           all[relu_index + 1].kind == Vgg19Layer::Kind::pool && !wanted(relu_index) && !wanted(relu_index - 1);
+  };
   for (const auto& l : vgg19_layers()) {
     if (l.index > deepest) break;
+    // Each layer's operators under its name in a profile (bench/iteration_profile.py); a flag test
+    // when no profiler runs.
+    RECORD_FUNCTION("vgg19::" + l.name, std::vector<c10::IValue>());
     if (back_to_nchw && l.index == kPool2 + 1) h = ToNchw::apply(h);
     switch (l.kind) {
       case Vgg19Layer::Kind::conv: {
@@ -153,10 +295,16 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
         break;
       }
       case Vgg19Layer::Kind::relu:
+        if (fuse_with_pool(l.index)) {
+          h = ReluMaxPoolNchw::applies(h) ? ReluMaxPoolNchw::apply(h) : ReluMaxPool::apply(h)[0];
+          capture(l.index + 1, h);  // the pool's output, in case it is a feature; the loop skips the pool
+          break;
+        }
         // In place saves a full activation per layer; only when the conv output is not a wanted feature.
         h = wanted(l.index - 1) ? at::relu(h) : at::relu_(h);
         break;
       case Vgg19Layer::Kind::pool:
+        if (fuse_with_pool(l.index - 1)) continue;  // done with its ReLU
         h = pooling_ == Pooling::max ? at::max_pool2d(h, {2, 2}, {2, 2}) : at::avg_pool2d(h, {2, 2}, {2, 2});
         break;
     }

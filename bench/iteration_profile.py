@@ -1,0 +1,390 @@
+#!/usr/bin/python3
+"""Where one L-BFGS iteration's time goes, layer by layer and pass by pass, against the arithmetic of
+each pass; and the iteration against the Python reference on the same problem (#20).
+
+    /usr/bin/python3 bench/iteration_profile.py [--sizes 256,512] [--precisions fp32] [--iterations 4]
+        [--threads 2] [--markdown]
+
+For each size and precision: `stylize_engine_bench --profile-out` records `--iterations` iterations
+(after three unrecorded ones) with LibTorch's profiler, on synthetic VGG19 weights and images and the
+CLI's default losses (style relu1_1..relu5_1, content relu4_2); the spans are attributed here to
+layers (the engine names each layer's forward, `vgg19::conv3_2`, and autograd ties each backward
+node to its forward by sequence number) and passes. Each convolution and Gram product is then run
+alone, in the same layout and precision, in this process (the same LibTorch and oneDNN): the rate
+this machine reaches for that shape. ReLU and pooling are memory-bound; their rows show GB/s against
+this machine's copy rate. The recording itself costs a few percent: per-iteration ratios against
+the reference come from separate, unrecorded runs (`stylize_engine_bench` and `bench/reference.py
+--inputs` on the same weights and images). Prints a Markdown section; --markdown also writes it into
+BENCHMARKS.md (between its iteration-profile markers; scripts/bench.sh carries it over).
+"""
+import argparse
+import ctypes
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "build", "stylize_engine_bench")
+BLOCKS, WIDTHS = [2, 2, 4, 4, 4], [64, 128, 256, 512, 512]
+DEEPEST = "relu5_1"
+
+
+def log(*a):
+    print("profile:", *a, file=sys.stderr, flush=True)
+
+
+def cpu_name():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def cpu_flags():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def has_avx512():
+    """What the engine's cpu_vector_features().avx512 means: F, BW, DQ and VL."""
+    return {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= cpu_flags()
+
+
+AVX512 = has_avx512()
+
+
+def layers(h, w):
+    """VGG19 up to relu5_1: (name, kind, in channels, out channels, height, width) per layer."""
+    out, cin = [], 3
+    for b, n in enumerate(BLOCKS):
+        for c in range(n):
+            s = f"{b + 1}_{c + 1}"
+            out.append((f"conv{s}", "conv", cin, WIDTHS[b], h, w))
+            out.append((f"relu{s}", "relu", WIDTHS[b], WIDTHS[b], h, w))
+            cin = WIDTHS[b]
+            if f"relu{s}" == DEEPEST:
+                return out
+        out.append((f"pool{b + 1}", "pool", cin, cin, h, w))
+        h, w = h // 2, w // 2
+    return out
+
+
+def record(size, precision, iterations, threads, tmp):
+    path = os.path.join(tmp, f"profile-{size}-{precision}.json")
+    cmd = [BENCH, "--device", "cpu", "--size", str(size), "--precision", precision, "--threads", str(threads),
+           "--iterations", str(iterations), "--profile-out", path]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.load(open(path))
+
+
+def children_index(spans):
+    """Per span, its descendants (same thread, inside its time range); spans sorted by start."""
+    by_thread = defaultdict(list)
+    for s in spans:
+        by_thread[s["thread"]].append(s)
+    for ss in by_thread.values():
+        ss.sort(key=lambda s: (s["start_us"], -s["us"]))
+    return by_thread
+
+
+def descendants(thread_spans, i):
+    s = thread_spans[i]
+    end = s["start_us"] + s["us"]
+    j = i + 1
+    while j < len(thread_spans) and thread_spans[j]["start_us"] < end:
+        yield thread_spans[j]
+        j += 1
+
+
+def attribute(profile, h, w):
+    """{(layer, pass): µs over the recorded iterations}, plus the iteration's wall µs."""
+    spans = profile["spans"]
+    by_thread = children_index(spans)
+    main = next(t for t, ss in by_thread.items() if any(s["name"].startswith("vgg19::") for s in ss))
+    ss = by_thread[main]
+    # Forward sequence numbers → layer name (the ops each vgg19:: span ran).
+    seq_layer = {}
+    for i, s in enumerate(ss):
+        if s["name"].startswith("vgg19::") and s["depth"] == 0:
+            for d in descendants(ss, i):
+                if d["sequence"] >= 0:
+                    seq_layer.setdefault(d["sequence"], s["name"][7:])
+    time_in = defaultdict(float)
+    top = 0.0
+    for i, s in enumerate(ss):
+        if s["depth"] != 0:
+            continue
+        top += s["us"]
+        name = s["name"]
+        if name.startswith("vgg19::"):
+            layer = name[7:]
+            if layer.startswith("pool") and next(descendants(ss, i), None) is None:
+                continue  # done by the ReLU before it (fused)
+            kind = "forward" if layer.startswith("conv") else layer.rstrip("0123456789_")
+            if any(d["name"] == "aten::max_pool2d_with_indices" for d in descendants(ss, i)) and kind == "relu":
+                kind = "relu + pool (fused)"  # ReluMaxPool in src/engine/vgg19.cpp
+            time_in[(layer, kind)] += s["us"]
+        elif name.startswith("stylize::gram"):
+            time_in[(gram_layer(s, ss, i, h, w), "Gram forward")] += s["us"]
+        elif name.startswith("stylize::lbfgs_step"):
+            time_in[("", "L-BFGS update")] += s["us"]
+        elif name.startswith("stylize::keep_best"):
+            time_in[("", "best-image bookkeeping")] += s["us"]
+        elif "evaluate_function" in name:
+            time_in[backward_key(s, ss, i, seq_layer, h, w)] += s["us"]
+        else:
+            time_in[("", "loss terms, casts, glue (forward)")] += s["us"]
+    wall = profile["seconds"] * 1e6
+    time_in[("", "autograd engine and untraced")] += wall - top
+    n = profile["iterations"]
+    return {k: v / n for k, v in time_in.items()}, wall / n
+
+
+def gram_layer(s, ss, i, h, w):
+    """The style layer whose [1, C, H, W] features a Gram span took (matched by C and H)."""
+    for d in [s] + list(descendants(ss, i)):
+        if d["shapes"] and len(d["shapes"][0]) == 4:
+            c, fh = d["shapes"][0][1], d["shapes"][0][2]
+            for name, kind, _, cout, lh, _ in layers(h, w):
+                if kind == "relu" and name.endswith("_1") and (cout, lh) == (c, fh):
+                    return name
+    return "?"
+
+
+def backward_key(s, ss, i, seq_layer, h, w):
+    node = s["name"].split(": ", 1)[-1]
+    if "ToNchw" in node:  # the NCHW switch after pool2 (src/engine/vgg19.cpp)
+        return ("conv3_1", "layout change (backward)")
+    if "ReluMaxPool" in node:  # named by the pooled activation's shape: the ReLU before that pool
+        relu = "?"
+        for d in descendants(ss, i):
+            if d["name"] == "aten::max_pool2d_with_indices_backward" and len(d["shapes"]) > 1:
+                c, fh = d["shapes"][1][1], d["shapes"][1][2]
+                for name, kind, _, cout, lh, _ in layers(h, w):
+                    if kind == "relu" and (cout, lh) == (c, fh) and not name.endswith("_1"):
+                        relu = name
+                return (relu, "relu + pool backward (fused)")
+    if "GramFunction" in node:
+        for d in descendants(ss, i):
+            if d["name"] == "stylize::gram_backward":
+                return (gram_layer(d, ss, ss.index(d), h, w), "Gram backward")
+    layer = seq_layer.get(s["sequence"])
+    if layer is None:
+        for d in descendants(ss, i):
+            if d["sequence"] >= 0 and d["sequence"] in seq_layer:
+                layer = seq_layer[d["sequence"]]
+                break
+    if layer is None:
+        return ("", "loss terms, casts, glue (backward)")
+    if layer.startswith("conv") and "Convolution" in node:
+        return (layer, "input gradient")
+    if layer.startswith("conv"):  # the NCHW switch after pool2 sits in conv3_1's span (src/engine/vgg19.cpp)
+        return (layer, "layout change (backward)")
+    return (layer, layer.rstrip("0123456789_") + " backward")
+
+
+def best(fn, n=5):
+    fn(), fn()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def alone(h, w, precision):
+    """Per conv layer (forward, input gradient) and style layer (Gram forward, backward): seconds run
+    alone, in the layout the engine uses (src/engine/vgg19.cpp: fp32 channels-last to pool2 and NCHW
+    after with AVX-512, NCHW throughout without; bf16 channels-last throughout)."""
+    dt = torch.bfloat16 if precision == "bf16" else torch.float32
+    out = {}
+    for name, kind, cin, cout, lh, lw in layers(h, w):
+        block = int(name[-1]) if kind == "pool" else int(name[4])
+        fmt = torch.channels_last if (block <= 2 and AVX512) or precision == "bf16" else torch.contiguous_format
+        if kind == "conv":
+            x = torch.randn(1, cin, lh, lw, dtype=dt).contiguous(memory_format=fmt)
+            wt, bias = torch.randn(cout, cin, 3, 3, dtype=dt), torch.randn(cout, dtype=dt)
+            go = torch.randn(1, cout, lh, lw, dtype=dt).contiguous(memory_format=fmt)
+            out[(name, "forward")] = best(lambda: torch.conv2d(x, wt, bias, padding=1))
+            out[(name, "input gradient")] = best(lambda: torch.ops.aten.convolution_backward(
+                go, x, wt, [cout], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]))
+        elif kind == "relu" and name.endswith("_1"):
+            f = torch.randn(lh * lw, cout, dtype=dt).t() if fmt == torch.channels_last else torch.randn(cout, lh * lw, dtype=dt)
+            sym = torch.randn(cout, cout, dtype=dt)
+            out[(name, "Gram forward")] = best(lambda: f @ f.t())
+            out[(name, "Gram backward")] = best(lambda: sym @ f)
+    return out
+
+
+def flops(h, w):
+    out = {}
+    for name, kind, cin, cout, lh, lw in layers(h, w):
+        if kind == "conv":
+            out[(name, "forward")] = out[(name, "input gradient")] = 2 * 9 * cin * cout * lh * lw
+        elif kind == "relu" and name.endswith("_1"):
+            out[(name, "Gram forward")] = out[(name, "Gram backward")] = 2 * cout * cout * lh * lw
+    return out
+
+
+def copy_rate():
+    """GB/s of a large out-of-place copy (read + write): the ceiling for ReLU and pooling."""
+    a = torch.randn(64 * 1024 * 1024 // 4)
+    b = torch.empty_like(a)
+    return 2 * a.numel() * 4 / best(lambda: b.copy_(a)) / 1e9
+
+
+def elementwise_bytes(h, w, precision):
+    """Bytes each ReLU/pool pass moves per layer (forward reads and writes the activation, backward
+    reads the gradient and the mask source and writes the gradient)."""
+    e = 2 if precision == "bf16" else 4
+    out = {}
+    for name, kind, cin, cout, lh, lw in layers(h, w):
+        n = cout * lh * lw * e
+        if kind == "relu":
+            out[(name, "relu")], out[(name, "relu backward")] = 2 * n, 3 * n
+        elif kind == "pool":
+            out[(name, "pool")], out[(name, "pool backward")] = n + n // 4, n // 4 * 2 + n
+            relu = prev  # fused with the ReLU before it: what the two passes would move, unfused
+            out[(relu, "relu + pool (fused)")] = out[(relu, "relu")] + out[(name, "pool")]
+            out[(relu, "relu + pool backward (fused)")] = out[(relu, "relu backward")] + out[(name, "pool backward")]
+        prev = name
+    return out
+
+
+def reference_ratio(size, precision, iterations, threads, tmp):
+    inputs = os.path.join(tmp, f"inputs-{size}.safetensors")
+    ours = json.loads(subprocess.run([BENCH, "--device", "cpu", "--size", str(size), "--precision", precision,
+                                      "--threads", str(threads), "--iterations", str(iterations), "--inputs-out", inputs],
+                                     check=True, capture_output=True, text=True).stdout)
+    ref = json.loads(subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "reference.py"), "--inputs", inputs,
+                                     "--iterations", str(iterations), "--threads", str(threads), "--device", "cpu",
+                                     "--precision", precision], check=True, capture_output=True, text=True).stdout)
+    # Like for like: the reference times torch's LBFGS.step alone (its content targets are in its load
+    # time), so stylize's figure is its loop alone, without the content targets and closing evaluation.
+    return ours["seconds_loop_per_iteration"], ref["seconds_per_iteration"]
+
+
+def table(size, h, w, precision, per, wall, solo, fl, bytes_, bw):
+    rows = [f"#### {precision}, {w}×{h}: {wall / 1e3:.0f} ms per recorded iteration", "",
+            "| layer | pass | ms/it | share | GFLOP | GFLOP/s in the run | alone ms | run/alone |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    order = {name: i for i, (name, *_rest) in enumerate(layers(h, w))}
+    def key(k):
+        layer, _ = k
+        if layer in order:
+            return (0, order[layer], k[1])
+        return (1 if layer else 2, 0, k[0] + k[1])
+    for k in sorted(per, key=key):
+        us = per[k]
+        ms = us / 1e3
+        cells = [k[0] or "—", k[1], f"{ms:.1f}", f"{100 * us / wall:.1f}%"]
+        if k in fl:
+            s_alone = solo.get(k)
+            cells += [f"{fl[k] / 1e9:.2f}", f"{fl[k] / (us / 1e6) / 1e9:.0f}",
+                      f"{s_alone * 1e3:.1f}" if s_alone else "", f"{ms / (s_alone * 1e3):.2f}" if s_alone else ""]
+        elif k in bytes_:
+            gbs = bytes_[k] / (us / 1e6) / 1e9
+            cells += ["", f"{gbs:.1f} GB/s", f"{bytes_[k] / bw / 1e6:.1f} (copy rate)", f"{ms / (bytes_[k] / bw / 1e6):.2f}"]
+        else:
+            cells += ["", "", "", ""]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def summary(h, w, per, wall, solo):
+    groups = defaultdict(float)
+    for (layer, kind), us in per.items():
+        if kind in ("forward", "input gradient"):
+            groups["convolutions"] += us
+        elif kind.startswith("Gram"):
+            groups["Gram products"] += us
+        elif kind.startswith(("relu", "pool", "layout")):
+            groups["ReLU, pooling, layout"] += us
+        else:
+            groups["loss terms, update, autograd, glue"] += us
+    conv_alone = sum(v for (l, k), v in solo.items() if k in ("forward", "input gradient")) * 1e6
+    return groups, conv_alone
+
+
+def best_rate_floor(h, w, per, fl):
+    """Seconds per iteration if every convolution and Gram product ran at the best rate any layer
+    reached in this recorded run and nothing else cost anything: what no rearrangement of the same
+    kernels can beat on this machine."""
+    rate = max(fl[k] / (per[k] / 1e6) for k in fl if k in per)
+    return sum(fl.values()) / rate
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="256,512")
+    ap.add_argument("--precisions", default="")
+    ap.add_argument("--iterations", type=int, default=4)
+    ap.add_argument("--ratio-iterations", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--markdown", action="store_true", help="write the section into BENCHMARKS.md")
+    a = ap.parse_args()
+    flags = cpu_flags()
+    native_bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
+    precisions = a.precisions.split(",") if a.precisions else (["fp32", "bf16"] if native_bf16 else ["fp32"])
+    torch.set_num_threads(a.threads)
+    tmp = tempfile.mkdtemp(prefix="stylize-profile-")
+    started = time.time()
+    bw = copy_rate()
+    lines = [f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {cpu_name()} "
+             f"({'AMX-BF16' if 'amx_bf16' in flags else 'AVX-512' if 'avx512f' in flags else 'AVX2, no AVX-512'}), "
+             f"{a.threads} threads, by `bench/iteration_profile.py` (LibTorch {torch.__version__}); "
+             f"copy rate {bw:.1f} GB/s.", ""]
+    ratio_lines = ["| precision | size | stylize s/it | reference s/it | ratio | best-rate floor s/it | floor/reference |",
+                   "| --- | --- | --- | --- | --- | --- | --- |"]
+    summaries = []
+    for precision in precisions:
+        for size in [int(s) for s in a.sizes.split(",")]:
+            h, w = size * 3 // 4, size
+            log(f"{precision} {size} px: recording")
+            per, wall = attribute(record(size, precision, a.iterations, a.threads, tmp), h, w)
+            log(f"{precision} {size} px: layers alone")
+            solo = alone(h, w, precision)
+            lines += table(size, h, w, precision, per, wall, solo, flops(h, w), elementwise_bytes(h, w, precision), bw) + [""]
+            groups, conv_alone = summary(h, w, per, wall, solo)
+            summaries.append((precision, f"{w}×{h}", wall, groups, conv_alone))
+            log(f"{precision} {size} px: against the reference")
+            ours, ref = reference_ratio(size, precision, a.ratio_iterations, a.threads, tmp)
+            floor = best_rate_floor(h, w, per, flops(h, w))
+            ratio_lines.append(f"| {precision} | {w}×{h} | {ours:.3f} | {ref:.3f} | {ours / ref:.2f} | {floor:.3f} | {floor / ref:.2f} |")
+    head = ["| precision | size | ms/it (recorded) | " + " | ".join(summaries[0][3].keys()) + " | convolutions alone ms |",
+            "| --- | --- | --- |" + " --- |" * (len(summaries[0][3]) + 1)]
+    for precision, size, wall, groups, conv_alone in summaries:
+        head.append(f"| {precision} | {size} | {wall / 1e3:.0f} | " +
+                    " | ".join(f"{groups.get(k, 0) / 1e3:.0f} ({100 * groups.get(k, 0) / wall:.0f}%)" for k in summaries[0][3])
+                    + f" | {conv_alone / 1e3:.0f} |")
+    text = "\n".join(lines[:2] + ["Per iteration, unrecorded, against `bench/reference.py` on the same synthetic problem "
+                                  f"({a.ratio_iterations} iterations each):", ""] + ratio_lines + ["", "Where it goes:", ""]
+                     + head + [""] + lines[2:] + [f"Whole run: {(time.time() - started) / 60:.1f} min."])
+    print(text)
+    if a.markdown:
+        path = os.path.join(ROOT, "BENCHMARKS.md")
+        old = open(path).read()
+        begin, end = "<!-- iteration-profile:begin -->", "<!-- iteration-profile:end -->"
+        section = "\n".join([begin, "## Where an iteration goes: per layer, per pass (#20)", "", text, end])
+        if begin in old:
+            old = old[:old.index(begin)] + section + old[old.index(end) + len(end):]
+        else:
+            old = old.rstrip("\n") + "\n\n" + section + "\n"
+        open(path, "w").write(old)
+        log("wrote BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()
