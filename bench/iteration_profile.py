@@ -132,7 +132,8 @@ def attribute(profile, h, w):
             if layer.startswith("pool") and next(descendants(ss, i), None) is None:
                 continue  # done by the ReLU before it (fused)
             kind = "forward" if layer.startswith("conv") else layer.rstrip("0123456789_")
-            if any(d["name"] == "aten::max_pool2d_with_indices" for d in descendants(ss, i)) and kind == "relu":
+            if kind == "relu" and any(d["name"] in ("aten::max_pool2d_with_indices", "stylize::relu_max_pool")
+                                      for d in descendants(ss, i)):
                 kind = "relu + pool (fused)"  # ReluMaxPool in src/engine/vgg19.cpp
             time_in[(layer, kind)] += s["us"]
         elif name.startswith("stylize::gram"):
@@ -169,10 +170,11 @@ def backward_key(s, ss, i, seq_layer, h, w):
     if "ReluMaxPool" in node:  # named by the pooled activation's shape: the ReLU before that pool
         relu = "?"
         for d in descendants(ss, i):
-            if d["name"] == "aten::max_pool2d_with_indices_backward" and len(d["shapes"]) > 1:
-                c, fh = d["shapes"][1][1], d["shapes"][1][2]
+            # ATen's pooling backward or the engine's own (ReluMaxPoolNchw): both take the pooled gradient first
+            if d["name"] in ("aten::max_pool2d_with_indices_backward", "stylize::relu_max_pool_backward") and d["shapes"]:
+                c, ph = d["shapes"][0][1], d["shapes"][0][2]
                 for name, kind, _, cout, lh, _ in layers(h, w):
-                    if kind == "relu" and (cout, lh) == (c, fh) and not name.endswith("_1"):
+                    if kind == "relu" and (cout, lh // 2) == (c, ph) and not name.endswith("_1"):
                         relu = name
                 return (relu, "relu + pool backward (fused)")
     if "GramFunction" in node:
