@@ -18,12 +18,10 @@ the reference come from separate, unrecorded runs (`stylize_engine_bench` and `b
 BENCHMARKS.md (between its iteration-profile markers; scripts/bench.sh carries it over).
 """
 import argparse
-import ctypes
 import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,9 @@ import time
 from collections import defaultdict
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "build", "stylize_engine_bench")
@@ -196,14 +197,8 @@ def backward_key(s, ss, i, seq_layer, h, w):
     return (layer, layer.rstrip("0123456789_") + " backward")
 
 
-def best(fn, n=5):
-    fn(), fn()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def best(fn):
+    return timed(fn, 5)
 
 
 def alone(h, w, precision):

@@ -23,6 +23,9 @@ import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import timed  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "stylize")
 IMAGES = os.environ.get("BENCH_IMAGES", os.path.join(ROOT, "..", "shared", "images"))
@@ -82,14 +85,8 @@ def machine_rates():
     what the machine can do, and this host's speed drifts from minute to minute."""
     torch.set_num_threads(THREADS)
 
-    def best(fn, n=7):
-        fn(), fn()
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return min(times)
+    def best(fn):
+        return timed(fn, 7, min)
 
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     sgemm = 2 * 2048 ** 3 / best(lambda: a @ b) / 1e9
@@ -132,14 +129,8 @@ def network_floor_seconds(h, w, repeats=3, precision="fp32"):
     this library. Random tensors of the real shapes; the time does not depend on the values."""
     torch.set_num_threads(THREADS)
 
-    def timed(fn):
-        fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return statistics.median(times)
+    def median_time(fn):
+        return timed(fn, repeats)
 
     blocks, widths, cin, total = [2, 2, 4, 4, 4], [64, 128, 256, 512, 512], 3, 0.0
     for b, n in enumerate(blocks):
@@ -150,13 +141,13 @@ def network_floor_seconds(h, w, repeats=3, precision="fp32"):
             wt = torch.randn(widths[b], cin, 3, 3, dtype=dt)
             bias = torch.randn(widths[b], dtype=dt)
             go = torch.randn(1, widths[b], h, w, dtype=dt).contiguous(memory_format=fmt)
-            total += timed(lambda: (torch.conv2d(x, wt, bias, padding=1), torch.ops.aten.convolution_backward(
+            total += median_time(lambda: (torch.conv2d(x, wt, bias, padding=1), torch.ops.aten.convolution_backward(
                 go, x, wt, [widths[b]], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False])))
             if layer == 0:  # relu{b+1}_1 is a style layer: its Gram matrix and the Gram's backward
                 feats = (torch.randn(h * w, widths[b], dtype=dt).t() if fmt == torch.channels_last
                          else torch.randn(widths[b], h * w, dtype=dt))
                 sym = torch.randn(widths[b], widths[b], dtype=dt)
-                total += timed(lambda: (feats @ feats.t(), sym @ feats))
+                total += median_time(lambda: (feats @ feats.t(), sym @ feats))
             cin = widths[b]
         h, w = h // 2, w // 2
     return total
