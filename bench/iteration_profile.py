@@ -31,6 +31,7 @@ from collections import defaultdict
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sections import replace_section  # noqa: E402
 from timing import timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -371,15 +372,9 @@ def main():
                      + head + [""] + lines[2:] + [f"Whole run: {(time.time() - started) / 60:.1f} min."])
     print(text)
     if a.markdown:
-        path = os.path.join(ROOT, "BENCHMARKS.md")
-        old = open(path).read()
-        begin, end = "<!-- iteration-profile:begin -->", "<!-- iteration-profile:end -->"
-        section = "\n".join([begin, "## Where an iteration goes: per layer, per pass (#20)", "", text, end])
-        if begin in old:
-            old = old[:old.index(begin)] + section + old[old.index(end) + len(end):]
-        else:
-            old = old.rstrip("\n") + "\n\n" + section + "\n"
-        open(path, "w").write(old)
+        section = "\n".join(["<!-- iteration-profile:begin -->", "## Where an iteration goes: per layer, per pass (#20)",
+                             "", text, "<!-- iteration-profile:end -->"])
+        replace_section(os.path.join(ROOT, "BENCHMARKS.md"), "iteration-profile", section)
         log("wrote BENCHMARKS.md")
 
 

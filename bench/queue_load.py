@@ -205,15 +205,9 @@ def main():
               "jobs": a.jobs, "runs": runs}
     json.dump(result, open(os.path.join(ROOT, "bench", "queue_load.json"), "w"), indent=1)
     if a.markdown:
-        path = os.path.join(ROOT, "BENCHMARKS.md")
-        text = open(path).read()
-        begin, end = "<!-- queue-load:begin -->", "<!-- queue-load:end -->"
-        section = markdown(result)
-        if begin in text:
-            text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        open(path, "w").write(text)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from sections import replace_section
+        replace_section(os.path.join(ROOT, "BENCHMARKS.md"), "queue-load", markdown(result))
         print("wrote BENCHMARKS.md")
 
 
