@@ -28,8 +28,9 @@ struct LossWeights {
 // Deepest layer index any loss uses: the network is cut after it. Validates layer names.
 int deepest_layer(const LossWeights& w);
 
-// [1, C, H, W] -> [C, C], normalised by C·H·W. One matrix product.
+// [1, C, H, W] -> [C, C], normalised by C·H·W (or multiplied by `scale`). One matrix product.
 at::Tensor gram_matrix(const at::Tensor& features);
+at::Tensor gram_matrix(const at::Tensor& features, double scale);
 
 // Σ of squared neighbour differences over all channels, both directions.
 at::Tensor total_variation(const at::Tensor& x);
@@ -67,20 +68,53 @@ struct LossValues {
 };
 LossValues to_values(const LossTerms& t);
 
+// Print size (tiling.hpp): a crop of a larger image, optimised for the WHOLE image's objective. The
+// crop's loss is the whole image's restricted to the terms whose features lie in the rectangle
+// (crop input pixels; at a layer of stride f, the positions rect/f), normalised by the whole image's
+// size, with each Gram matrix's part from outside the rectangle held fixed (`gram_rest`). Every tile
+// is then pulled toward one global Gram matrix, not each toward the style on its own few pixels.
+struct LossRegion {
+  int x = 0, y = 0, width = 0, height = 0;    // the counted part of the crop, in crop input pixels
+  int64_t whole_width = 0, whole_height = 0;  // the whole image, input pixels
+  std::vector<at::Tensor> gram_rest;          // per style layer, C×C fp32 on the network's device
+};
+
+// The additive parts of the whole image's objective that lie in a region. Summed over regions that
+// partition the image they are the whole image's (loss_values); differences of two states of one
+// region update such a sum when only that region changed.
+struct LossSums {
+  std::vector<double> content;    // per content layer: Σ (F − P)² / (C · N), N the whole image's positions
+  std::vector<at::Tensor> grams;  // per style layer: Σ f·fᵀ / (C · N), C×C fp32
+  double tv = 0;                  // Σ squared neighbour differences whose first pixel is in the region
+  LossSums& operator+=(const LossSums& o);
+  LossSums& operator-=(const LossSums& o);
+};
+
+// The loss terms of a whole image from its sums (content and TV weighted, style against `style`).
+LossValues loss_values(const LossWeights& w, const StyleTargets& style, const LossSums& whole);
+
 class StyleLoss {
  public:
   StyleLoss(std::shared_ptr<const Vgg19> net, LossWeights weights, ContentTargets content, StyleTargets style);
-  // x: [1, 3, H, W] network input (requires grad when optimising).
+  // x: [1, 3, H, W] network input (requires grad when optimising). With a region set, the whole
+  // image's objective restricted to it (LossRegion); otherwise this image's own.
   LossTerms evaluate(const at::Tensor& x) const;
+  // The region's additive parts at x, without gradients (one forward pass).
+  LossSums sums(const at::Tensor& x, const LossRegion& region) const;
+  void set_region(LossRegion region) { region_ = std::move(region); has_region_ = true; }
   const LossWeights& weights() const { return weights_; }
+  const StyleTargets& style_targets() const { return style_; }
 
  private:
+  LossTerms evaluate_region(const at::Tensor& x) const;
   std::shared_ptr<const Vgg19> net_;
   LossWeights weights_;
   ContentTargets content_;
   StyleTargets style_;
   std::vector<int> layer_indices_;  // content layers, then style layers
   std::vector<double> style_layer_weights_;
+  LossRegion region_;
+  bool has_region_ = false;
 };
 
 }  // namespace stylize

@@ -79,7 +79,29 @@ class Stylizer {
   // Network input -> RGB 0-255 on the CPU, with the content's colours if `original_colors`.
   at::Tensor to_rgb(const at::Tensor& input, const at::Tensor& content_rgb, bool original_colors) const;
 
+  // Print size (tiling.hpp). The additive parts of the whole image's objective that lie in `region`
+  // of a crop whose content is `content_rgb` and whose pixels are now `rgb` (RGB 0-255, [1, 3, h, w]):
+  // two forward passes, no gradients.
+  LossSums region_sums(const at::Tensor& content_rgb, const at::Tensor& rgb, const StyleTargets& style,
+                       const LossWeights& loss, const LossRegion& region) const;
+
+  // One tile visit: stylize() on a crop (params.init_image its pixels now) whose loss is the whole
+  // image's restricted to `region`, the rest of each Gram matrix taken from `whole` (the whole image's
+  // sums as they are now). `before` and `after` are the region's sums at the start and at the result,
+  // for the caller to update `whole` with.
+  struct RegionVisit {
+    StylizeOutput out;
+    LossSums before, after;
+  };
+  RegionVisit stylize_region(const at::Tensor& content_rgb, const StyleTargets& style, const StylizeParams& params,
+                             LossRegion region, const LossSums& whole, const TransferCallbacks& callbacks = {}) const;
+
  private:
+  void prepare_memory(const at::Tensor& content_rgb, const StylizeParams& params) const;
+  at::Tensor start_input(const at::Tensor& content, const at::Tensor& content_rgb, const StylizeParams& params) const;
+  void optimise(const StyleLoss& loss, const at::Tensor& init, const at::Tensor& content, const at::Tensor& content_rgb,
+                const StylizeParams& params, const TransferCallbacks& callbacks, StylizeOutput& out) const;
+
   std::shared_ptr<Vgg19> net_;
   Preprocessing preprocessing_;
   at::Device device_;

@@ -1,9 +1,12 @@
 // Print size: optimising an image larger than memory tile by tile. The whole image stays on the host
-// (RGB 0-255 float); each tile, with a margin of context on every side, goes through the network: the
+// (RGB 0-255 float); each tile, with a margin of context on every side, goes through the network.
+// A visit optimises the WHOLE image's objective restricted to its crop (losses.hpp LossRegion): the
+// content and TV terms of its pixels normalised by the whole image's size, and one Gram matrix per
+// style layer for the whole image, the other tiles' part of it held as it is. So every tile is pulled
+// toward the same global style statistics, and the sum the tiles optimise is the untiled loss. The
 // interior moves freely, the margin less and less toward the crop's edge (the gradient is weighted
-// 1 -> 0 across it), and the result is blended back with the same weight. The style targets are global (one style everywhere), the content
-// targets are the tile's own, and the grid moves by a seeded random offset every sweep so that no
-// border stays in one place (README "Print size").
+// 1 -> 0 across it), and the grid moves by a seeded random offset every sweep so that no border
+// stays in one place (README "Print size").
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -27,8 +30,10 @@ struct Tile {
 
 // The grid of sweep `sweep`: interiors of about `tile` px (between tile/2 and 1.5·tile, so that the
 // random offset leaves no sliver) starting at an offset drawn from (seed, sweep); raster order.
-// Sweep 0 of any seed and a tile ≥ the image give one tile covering everything.
-std::vector<Tile> tile_grid(int width, int height, int tile, int overlap, uint64_t seed, int sweep);
+// Sweep 0 of any seed and a tile ≥ the image give one tile covering everything. Cuts and crop
+// origins fall on multiples of `align` (a network's pooling stride: then a crop's features are the
+// whole image's, not a shifted pooling of it), crops reaching at least `overlap` px past the interior.
+std::vector<Tile> tile_grid(int width, int height, int tile, int overlap, uint64_t seed, int sweep, int align = 1);
 
 // Peak host memory of a tiled CPU run: one tile's run at its largest crop (1.5·tile + 2·overlap per
 // side) plus the whole image's buffers (image, content, start: 3 float RGB copies).
@@ -60,14 +65,16 @@ struct TiledResult {
   int sweeps = 0;                // completed (an interrupted one counts when some tile ran)
   int iterations = 0, evaluations = 0;
   bool interrupted = false;
-  LossValues initial;            // sum over the first sweep's tiles at their start
-  LossValues final;              // sum over the last sweep's tiles at their end
+  LossValues initial;            // the whole image's loss at the start (one tile: that run's own)
+  LossValues final;              // the whole image's loss at the end, from a last pass over the tiles
+                                 // (interrupted: the sums kept up visit by visit)
   double seconds = 0;
 };
 
 // Optimises `start` (RGB 0-255 at the content's size) toward `content_rgb` and the global `style`
 // targets: `sweeps` sweeps, each giving every tile `params.optimizer.iterations` iterations from a
-// fresh optimiser. params.init/init_image and original_colors are ignored (the start is `start`;
+// fresh optimiser. Besides the visits, two passes of forward passes over the tiles (start and end)
+// and two forward passes per visit keep the whole image's sums. params.init/init_image and original_colors are ignored (the start is `start`;
 // colours are the caller's). One tile covering everything with one sweep is exactly
 // Stylizer::stylize from `start`.
 TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_rgb, const at::Tensor& start,

@@ -144,7 +144,10 @@ struct GramFunction : torch::autograd::Function<GramFunction> {
 }  // namespace
 
 at::Tensor gram_matrix(const at::Tensor& features) {
-  const double scale = 1.0 / static_cast<double>(features.numel());
+  return gram_matrix(features, 1.0 / static_cast<double>(features.numel()));
+}
+
+at::Tensor gram_matrix(const at::Tensor& features, double scale) {
   const bool bf16_products =
       features.scalar_type() == at::kBFloat16 && features.is_cpu() && bf16_matmul_available();
   // Without native bf16 products (another CPU, CUDA, a build without oneDNN): fp32 from the cast.
@@ -236,6 +239,7 @@ StyleLoss::StyleLoss(std::shared_ptr<const Vgg19> net, LossWeights weights, Cont
 }
 
 LossTerms StyleLoss::evaluate(const at::Tensor& x) const {
+  if (has_region_) return evaluate_region(x);
   LossTerms t;
   auto feats = net_->forward(x, layer_indices_);
   const size_t nc = weights_.content_layers.size();
@@ -247,6 +251,127 @@ LossTerms StyleLoss::evaluate(const at::Tensor& x) const {
     t.style.push_back(at::mse_loss(g, style_.grams[k]) * (weights_.style_weight * style_layer_weights_[k]));
   }
   t.tv = total_variation(x) * weights_.tv_weight;
+  at::Tensor total = t.tv;
+  for (const auto& c : t.content) total = total + c;
+  for (const auto& s : t.style) total = total + s;
+  t.total = total;
+  return t;
+}
+
+namespace {
+
+// The positions of `r` at a layer of stride `f` whose activation is fw×fh: [x0, x1) × [y0, y1),
+// rounded to the nearest position so that regions which partition the input partition each layer.
+struct Span {
+  int64_t x0, y0, x1, y1;
+};
+Span layer_span(const LossRegion& r, int f, int64_t fw, int64_t fh) {
+  auto at = [f](int v, int64_t limit) { return std::min<int64_t>(limit, (v + f / 2) / f); };
+  return {at(r.x, fw), at(r.y, fh), at(r.x + r.width, fw), at(r.y + r.height, fh)};
+}
+
+// The region's part of a [1, C, h, w] activation at layer `index`, in its own memory layout.
+at::Tensor region_of(const at::Tensor& f, const LossRegion& r, int index) {
+  const Span s = layer_span(r, vgg19_min_side(index), f.size(3), f.size(2));
+  if (s.x0 == 0 && s.y0 == 0 && s.x1 == f.size(3) && s.y1 == f.size(2)) return f;
+  const at::Tensor v = f.narrow(2, s.y0, std::max<int64_t>(0, s.y1 - s.y0)).narrow(3, s.x0, std::max<int64_t>(0, s.x1 - s.x0));
+  return v.contiguous(f.suggest_memory_format());
+}
+
+// C · N: the whole image's normalisation at layer `index` (max and average pooling both floor).
+double whole_count(const at::Tensor& f, const LossRegion& r, int index) {
+  const int64_t s = vgg19_min_side(index);
+  return static_cast<double>(f.size(1)) * static_cast<double>(r.whole_width / s) * static_cast<double>(r.whole_height / s);
+}
+
+// Σ squared neighbour differences of x ([1, 3, h, w]) whose first pixel lies in the region.
+at::Tensor region_tv(const at::Tensor& x, const LossRegion& r) {
+  const int64_t h = x.size(2), w = x.size(3);
+  const int64_t x0 = r.x, y0 = r.y, x1 = std::min<int64_t>(w, r.x + r.width), y1 = std::min<int64_t>(h, r.y + r.height);
+  at::Tensor tv = at::zeros({}, x.options());
+  const int64_t rows = std::min(y1, h - 1) - y0, cols = std::min(x1, w - 1) - x0;
+  if (rows > 0 && x1 > x0) {
+    const at::Tensor a = x.narrow(3, x0, x1 - x0);
+    tv = tv + (a.narrow(2, y0 + 1, rows) - a.narrow(2, y0, rows)).pow(2).sum();
+  }
+  if (cols > 0 && y1 > y0) {
+    const at::Tensor a = x.narrow(2, y0, y1 - y0);
+    tv = tv + (a.narrow(3, x0 + 1, cols) - a.narrow(3, x0, cols)).pow(2).sum();
+  }
+  return tv;
+}
+
+}  // namespace
+
+LossSums& LossSums::operator+=(const LossSums& o) {
+  if (content.empty() && grams.empty() && tv == 0) {
+    content = o.content;
+    for (const auto& g : o.grams) grams.push_back(g.clone());
+    tv = o.tv;
+    return *this;
+  }
+  for (size_t k = 0; k < content.size(); ++k) content[k] += o.content[k];
+  for (size_t k = 0; k < grams.size(); ++k) grams[k].add_(o.grams[k]);
+  tv += o.tv;
+  return *this;
+}
+
+LossSums& LossSums::operator-=(const LossSums& o) {
+  for (size_t k = 0; k < content.size(); ++k) content[k] -= o.content[k];
+  for (size_t k = 0; k < grams.size(); ++k) grams[k].sub_(o.grams[k]);
+  tv -= o.tv;
+  return *this;
+}
+
+LossValues loss_values(const LossWeights& w, const StyleTargets& style, const LossSums& whole) {
+  LossValues v;
+  for (double c : whole.content) v.content.push_back(w.content_weight * c);
+  for (size_t k = 0; k < whole.grams.size(); ++k) {
+    const double layer = w.style_layer_weights.empty() ? 1.0 : w.style_layer_weights[k];
+    v.style.push_back(w.style_weight * layer * at::mse_loss(whole.grams[k], style.grams[k]).item<double>());
+  }
+  v.tv = w.tv_weight * whole.tv;
+  v.total = v.content_sum() + v.style_sum() + v.tv;
+  return v;
+}
+
+LossSums StyleLoss::sums(const at::Tensor& x, const LossRegion& region) const {
+  c10::NoGradGuard no_grad;
+  LossSums s;
+  auto feats = net_->forward(x, layer_indices_);
+  const size_t nc = weights_.content_layers.size();
+  for (size_t k = 0; k < nc; ++k) {
+    const int index = layer_indices_[k];
+    const at::Tensor d = region_of(feats[k], region, index).to(at::kFloat) - region_of(content_.features[k], region, index);
+    s.content.push_back(d.pow(2).sum().item<double>() / whole_count(feats[k], region, index));
+  }
+  for (size_t k = 0; k < weights_.style_layers.size(); ++k) {
+    const int index = layer_indices_[nc + k];
+    s.grams.push_back(gram_matrix(region_of(feats[nc + k], region, index), 1.0 / whole_count(feats[nc + k], region, index)));
+  }
+  s.tv = region_tv(x, region).item<double>();
+  return s;
+}
+
+// evaluate() for a crop of a larger image: the same terms as the whole image's, each sum over the
+// region's positions divided by the whole image's count, the Gram completed by the fixed rest.
+LossTerms StyleLoss::evaluate_region(const at::Tensor& x) const {
+  const LossRegion& r = region_;
+  LossTerms t;
+  auto feats = net_->forward(x, layer_indices_);
+  const size_t nc = weights_.content_layers.size();
+  for (size_t k = 0; k < nc; ++k) {
+    const int index = layer_indices_[k];
+    const at::Tensor d = region_of(feats[k], r, index).to(at::kFloat) - region_of(content_.features[k], r, index);
+    t.content.push_back(d.pow(2).sum() * (weights_.content_weight / whole_count(feats[k], r, index)));
+  }
+  for (size_t k = 0; k < weights_.style_layers.size(); ++k) {
+    const int index = layer_indices_[nc + k];
+    at::Tensor g = gram_matrix(region_of(feats[nc + k], r, index), 1.0 / whole_count(feats[nc + k], r, index));
+    if (k < r.gram_rest.size() && r.gram_rest[k].defined()) g = g + r.gram_rest[k];
+    t.style.push_back(at::mse_loss(g, style_.grams[k]) * (weights_.style_weight * style_layer_weights_[k]));
+  }
+  t.tv = region_tv(x, r) * weights_.tv_weight;
   at::Tensor total = t.tv;
   for (const auto& c : t.content) total = total + c;
   for (const auto& s : t.style) total = total + s;

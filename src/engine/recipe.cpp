@@ -136,7 +136,8 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
   }
 }
 
-// A tiled scale through optimize_tiled(), reported as an untiled one is (losses summed over the tiles).
+// A tiled scale through optimize_tiled(), reported as an untiled one is (its losses are the whole
+// image's, from the tiles' sums).
 StylizeOutput tiled_scale(const Stylizer& s, const StylizeRequest& r, const ScalePlan& sp, int k, bool last,
                           const at::Tensor& content, const StylizeParams& params, const StyleTargets& targets,
                           const RunCallbacks& cb, std::vector<Tile>& tiles) {

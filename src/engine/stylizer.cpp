@@ -113,45 +113,41 @@ at::Tensor Stylizer::to_rgb(const at::Tensor& input, const at::Tensor& content_r
   return rgb;
 }
 
-StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTargets& style, const StylizeParams& params,
-                                const TransferCallbacks& callbacks) const {
-  StylizeOutput out;
+void Stylizer::prepare_memory(const at::Tensor& content_rgb, const StylizeParams& params) const {
   check_size(content_rgb, last_index(), "the output");
-  if (!device_.is_cuda()) {
-    const int width = static_cast<int>(content_rgb.size(3)), height = static_cast<int>(content_rgb.size(2));
-    check_cpu_memory(width, height, params.optimizer, precision());
-    // The allocator's cache headroom saves ~126,000 page faults per 512 px iteration but can
-    // hold half the activations again (cpu_allocator.hpp); near the memory limit the run goes without.
-    const uint64_t have = available_memory_bytes();
-    const bool roomy = have == 0 || static_cast<double>(have) >= 1.25 * estimate_cpu_peak_bytes(width, height, params.optimizer, precision());
-    set_cpu_cache_headroom(roomy ? kDefaultCacheHeadroom : 0.0);
-  }
-  auto t0 = std::chrono::steady_clock::now();
-  const at::Tensor content = preprocess(content_rgb.to(device_), preprocessing_);
-  ContentTargets content_targets = compute_content_targets(*net_, params.loss, content);
-  StyleLoss loss(net_, params.loss, std::move(content_targets), style);
-  at::Tensor init;
+  if (device_.is_cuda()) return;
+  const int width = static_cast<int>(content_rgb.size(3)), height = static_cast<int>(content_rgb.size(2));
+  check_cpu_memory(width, height, params.optimizer, precision());
+  // The allocator's cache headroom saves ~126,000 page faults per 512 px iteration but can
+  // hold half the activations again (cpu_allocator.hpp); near the memory limit the run goes without.
+  const uint64_t have = available_memory_bytes();
+  const bool roomy = have == 0 || static_cast<double>(have) >= 1.25 * estimate_cpu_peak_bytes(width, height, params.optimizer, precision());
+  set_cpu_cache_headroom(roomy ? kDefaultCacheHeadroom : 0.0);
+}
+
+at::Tensor Stylizer::start_input(const at::Tensor& content, const at::Tensor& content_rgb, const StylizeParams& params) const {
   switch (params.init) {
     case InitKind::content:
-      init = content;
-      break;
+      return content;
     case InitKind::random: {
       // N(0, 0.001²) in caffe units as neural-style; scaled to the same pixel amplitude for torchvision.
       // Drawn on the CPU so a seed gives the same start on every device.
       auto gen = at::make_generator<at::CPUGeneratorImpl>(params.seed);
-      init = (at::randn(content.sizes(), gen, at::kFloat) * (0.001 * input_units_per_level(preprocessing_)))
-                 .to(device_);
-      break;
+      return (at::randn(content.sizes(), gen, at::kFloat) * (0.001 * input_units_per_level(preprocessing_))).to(device_);
     }
     case InitKind::image:
-      if (!params.init_image.defined() || params.init_image.sizes() != content_rgb.sizes()) {
-        throw Error(ExitCode::internal, "init image must have the content's size");
-      }
-      init = preprocess(params.init_image.to(device_), preprocessing_);
       break;
   }
-  out.seconds_content_targets = seconds_since(t0);
-  t0 = std::chrono::steady_clock::now();
+  if (!params.init_image.defined() || params.init_image.sizes() != content_rgb.sizes()) {
+    throw Error(ExitCode::internal, "init image must have the content's size");
+  }
+  return preprocess(params.init_image.to(device_), preprocessing_);
+}
+
+void Stylizer::optimise(const StyleLoss& loss, const at::Tensor& init, const at::Tensor& content,
+                        const at::Tensor& content_rgb, const StylizeParams& params, const TransferCallbacks& callbacks,
+                        StylizeOutput& out) const {
+  const auto t0 = std::chrono::steady_clock::now();
   const at::Tensor mask = params.update_mask.defined() ? params.update_mask.to(device_) : at::Tensor();
   out.transfer = optimize_image(loss, init, params.optimizer, callbacks, input_range(preprocessing_, content), mask);
   out.rgb = to_rgb(out.transfer.input, content_rgb, params.original_colors);
@@ -160,7 +156,46 @@ StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTarget
     out.written = to_values(loss.evaluate(preprocess(out.rgb.round().to(device_), preprocessing_)));
   }
   out.seconds_optimise = seconds_since(t0);
+}
+
+StylizeOutput Stylizer::stylize(const at::Tensor& content_rgb, const StyleTargets& style, const StylizeParams& params,
+                                const TransferCallbacks& callbacks) const {
+  StylizeOutput out;
+  prepare_memory(content_rgb, params);
+  const auto t0 = std::chrono::steady_clock::now();
+  const at::Tensor content = preprocess(content_rgb.to(device_), preprocessing_);
+  const StyleLoss loss(net_, params.loss, compute_content_targets(*net_, params.loss, content), style);
+  const at::Tensor init = start_input(content, content_rgb, params);
+  out.seconds_content_targets = seconds_since(t0);
+  optimise(loss, init, content, content_rgb, params, callbacks, out);
   return out;
+}
+
+LossSums Stylizer::region_sums(const at::Tensor& content_rgb, const at::Tensor& rgb, const StyleTargets& style,
+                               const LossWeights& weights, const LossRegion& region) const {
+  c10::NoGradGuard no_grad;
+  const at::Tensor content = preprocess(content_rgb.to(device_), preprocessing_);
+  const StyleLoss loss(net_, weights, compute_content_targets(*net_, weights, content), style);
+  return loss.sums(preprocess(rgb.to(device_), preprocessing_), region);
+}
+
+Stylizer::RegionVisit Stylizer::stylize_region(const at::Tensor& content_rgb, const StyleTargets& style,
+                                               const StylizeParams& params, LossRegion region, const LossSums& whole,
+                                               const TransferCallbacks& callbacks) const {
+  RegionVisit v;
+  prepare_memory(content_rgb, params);
+  const auto t0 = std::chrono::steady_clock::now();
+  const at::Tensor content = preprocess(content_rgb.to(device_), preprocessing_);
+  StyleLoss loss(net_, params.loss, compute_content_targets(*net_, params.loss, content), style);
+  const at::Tensor init = start_input(content, content_rgb, params);
+  v.before = loss.sums(init, region);
+  region.gram_rest.clear();
+  for (size_t k = 0; k < whole.grams.size(); ++k) region.gram_rest.push_back(whole.grams[k] - v.before.grams[k]);
+  loss.set_region(region);
+  v.out.seconds_content_targets = seconds_since(t0);
+  optimise(loss, init, content, content_rgb, params, callbacks, v.out);
+  v.after = loss.sums(v.out.transfer.input, region);
+  return v;
 }
 
 uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& optimizer, Precision precision) {
