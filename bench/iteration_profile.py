@@ -332,6 +332,8 @@ def main():
     ap.add_argument("--ratio-iterations", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--markdown", action="store_true", help="write the section into BENCHMARKS.md")
+    ap.add_argument("--section", default="",
+                    help="BENCHMARKS.md section name (default: one per CPU kind, so each kind's profile is kept)")
     a = ap.parse_args()
     flags = cpu_flags()
     native_bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
@@ -372,9 +374,15 @@ def main():
                      + head + [""] + lines[2:] + [f"Whole run: {(time.time() - started) / 60:.1f} min."])
     print(text)
     if a.markdown:
-        section = "\n".join(["<!-- iteration-profile:begin -->", "## Where an iteration goes: per layer, per pass (#20)",
-                             "", text, "<!-- iteration-profile:end -->"])
-        replace_section(os.path.join(ROOT, "BENCHMARKS.md"), "iteration-profile", section)
+        flags = open("/proc/cpuinfo").read()
+        kind, title = (("iteration-profile-amx", "AMX-BF16") if "amx_bf16" in flags else
+                       ("iteration-profile-avx512-bf16", "AVX512-BF16, no AMX") if "avx512_bf16" in flags else
+                       ("iteration-profile-avx512", "AVX-512") if "avx512f" in flags else
+                       ("iteration-profile", "AVX2, no AVX-512"))
+        name = a.section or kind
+        section = "\n".join([f"<!-- {name}:begin -->", f"## Where an iteration goes: per layer, per pass (#20), {title}",
+                             "", text, f"<!-- {name}:end -->"])
+        replace_section(os.path.join(ROOT, "BENCHMARKS.md"), name, section)
         log("wrote BENCHMARKS.md")
 
 

@@ -6,7 +6,9 @@ tiling, and a 4096 px output under --max-memory 8G. Writes the "Print size" sect
 (between its markers) and docs/gallery/tile_border.jpg (a 100% crop across a border). Every number
 is measured in this run; about 15 minutes on 2 cores.
 
-    bash scripts/build.sh && /usr/bin/python3 bench/print_size.py
+    bash scripts/build.sh && /usr/bin/python3 bench/print_size.py [--8192]
+
+--8192 adds one sweep of an 8192 px output under --max-memory 8G (about 4x the 4096 px run's time).
 """
 import atexit
 import json
@@ -62,6 +64,16 @@ def seam_ratio(image, tiles):
     return float(border.mean() / np.concatenate([gx.ravel(), gy.ravel()]).mean()), cols, rows
 
 
+def side_by_side(untiled, tiled):
+    """The whole untiled and tiled results, half size, untiled left."""
+    a, b = Image.open(untiled), Image.open(tiled)
+    a, b = a.resize((a.width // 2, a.height // 2), Image.LANCZOS), b.resize((b.width // 2, b.height // 2), Image.LANCZOS)
+    sheet = Image.new("RGB", (a.width * 2 + 8, a.height), "white")
+    sheet.paste(a, (0, 0))
+    sheet.paste(b, (a.width + 8, 0))
+    sheet.save(os.path.join(ROOT, "docs", "gallery", "tiled_vs_untiled.jpg"), quality=90)
+
+
 def border_crop(untiled, tiled, cols, rows):
     """100% crops (192 px) around the first interior border crossing, untiled beside tiled."""
     c, r = (cols[0] if cols else 96), (rows[0] if rows else 96)
@@ -98,6 +110,7 @@ def main():
         log("tiled", overlap, ratio, tiled[overlap][4])
     u_score = score(u_png, size)
     box = border_crop(u_png, tiled[96][1], tiled[96][5], tiled[96][6])
+    side_by_side(u_png, tiled[96][1])
     L += [f"### Tiled against untiled ({size} px, {n} iterations per pixel)", "",
           "| run | seconds | loss, scored untiled | vs untiled | seam statistic (goal <= 1.05) | the untiled image on the same lines | peak MiB |",
           "| --- | --- | --- | --- | --- | --- | --- |",
@@ -110,7 +123,11 @@ def main():
           "sweep's interior tile borders, divided by the same over the whole image (1.00: the borders are like "
           "anywhere else). With one or two border lines it also measures what the image holds there, hence the "
           "same statistic of the untiled result on the same lines beside it. `docs/gallery/tile_border.jpg`: a 100% crop "
-          f"{box} across the first border crossing (the borders cross at the crop's centre), untiled left, tiled (overlap 96) right.", ""]
+          f"{box} across the first border crossing (the borders cross at the crop's centre), untiled left, tiled (overlap 96) right; "
+          "`docs/gallery/tiled_vs_untiled.jpg`: both whole results at half size. The tiled run reports its scale's loss "
+          "as the whole image's (from the tiles' sums): "
+          + ", ".join(f"overlap {o}: reported {t['losses']['final']['total']:.4g} against {sc:.4g} scored untiled from the PNG"
+                      for o, (t, _, _, _, sc, _, _, _) in tiled.items()) + ".", ""]
     # Memory against size.
     L += ["### Peak memory against output size", "",
           "3 iterations (one sweep of 3 per tile when tiled), default L-BFGS history 100. The estimate is for a "
@@ -134,6 +151,15 @@ def main():
           f"reason: {tiling['reason']}), peak {big['peak_memory_mib']:.0f} MiB (estimate "
           f"{big['scales'][-1]['estimated_peak_mib']:.0f}), {big['wall']:.0f} s for one sweep of 3 iterations per tile "
           f"({big['seconds']['optimise'] / mp:.1f} s per megapixel per sweep of 3).", ""]
+    if "--8192" in sys.argv:
+        huge, _ = run("mem8192", ["-s", "8192", "-n", "3", "--tile-iterations", "3", "--max-memory", "8G"])
+        tiling = huge["scales"][-1]["tiling"]
+        mp = huge["output"]["width"] * huge["output"]["height"] / 1e6
+        L += [f"8192 px under `--max-memory 8G`: {huge['output']['width']}x{huge['output']['height']}, tiles of "
+              f"{tiling['tile']} px ({len(tiling['last_sweep_tiles'])} tiles), peak {huge['peak_memory_mib']:.0f} MiB "
+              f"(estimate {huge['scales'][-1]['estimated_peak_mib']:.0f}), {huge['wall']:.0f} s for one sweep of 3 "
+              f"iterations per tile ({huge['seconds']['optimise'] / mp:.1f} s per megapixel per sweep of 3).", ""]
+        log("8192", huge["peak_memory_mib"], huge["wall"])
     L += [f"(This run: {(time.time() - t0) / 60:.1f} min.)", "", END]
     path = os.path.join(ROOT, "BENCHMARKS.md")
     doc = open(path).read()

@@ -85,7 +85,7 @@ TEST_F(Cli, StylisesWritesTheRightSizeAndAReport) {
   if (!blas_core.empty() && cpu_vector_features().avx2_fma) {
     EXPECT_NE(blas_core, "Prescott") << "OpenBLAS's generic SSE3 kernels on a CPU with AVX2: ~4x slower products";
   }
-  EXPECT_EQ(rep["settings"]["precision"], cpu_vector_features().amx_bf16 ? "bf16" : "fp32")
+  EXPECT_EQ(rep["settings"]["precision"], cpu_vector_features().avx512_bf16 ? "bf16" : "fp32")
       << "auto precision: bf16 exactly where AMX makes it ~2.5x faster";
   EXPECT_LT(rep["losses"]["final"]["total"].get<double>(), rep["losses"]["initial"]["total"].get<double>());
   EXPECT_TRUE(rep["losses"]["initial"]["style_layers"].contains("relu5_1"));

@@ -187,11 +187,14 @@ TEST(Errors, FieldNamesRenderInEachFrontEndsWords) {
   EXPECT_EQ(error_report(std::make_exception_ptr(std::bad_alloc())).code, ExitCode::resources);
 }
 
-TEST(Vgg19, AutoPrecisionIsBf16OnlyOnACpuWithAmx) {
+TEST(Vgg19, AutoPrecisionIsBf16OnlyOnACpuWithBf16DotProducts) {
   CpuVectorFeatures amx{true, true, true, true}, avx512_bf16{true, true, true, false};
   const at::Device cpu(at::kCPU), cuda(at::kCUDA, 0);
   EXPECT_EQ(resolve_precision("auto", cpu, amx), Precision::bf16);
-  EXPECT_EQ(resolve_precision("auto", cpu, avx512_bf16), Precision::fp32) << "no AMX: not measured faster";
+  EXPECT_EQ(resolve_precision("auto", cpu, avx512_bf16), Precision::bf16) << "AVX512-BF16 without AMX: 2.8x on Zen 5";
+  CpuVectorFeatures avx512;
+  avx512.avx2_fma = avx512.avx512 = true;
+  EXPECT_EQ(resolve_precision("auto", cpu, avx512), Precision::fp32) << "no bf16 dot products";
   EXPECT_EQ(resolve_precision("auto", cuda, amx), Precision::fp32) << "not measured on CUDA";
   EXPECT_EQ(resolve_precision("bf16", cpu, CpuVectorFeatures{}), Precision::bf16) << "asked for: given";
   EXPECT_EQ(resolve_precision("fp32", cpu, amx), Precision::fp32);

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "stylize/filter.hpp"
+#include "stylize/runtime.hpp"
 #include "stylize/image/image.hpp"
 #include "stylize/synthetic.hpp"
 #include "support.hpp"
@@ -148,7 +149,8 @@ TEST_F(FastFilters, ApplyKeepsTheInputSizeAndRepeatsItsBytes) {
   EXPECT_EQ(o.height, 37);
   EXPECT_EQ(test::read_bytes(dir / "o1.png"), test::read_bytes(dir / "o2.png"));
   // The engine's own apply of the same filter gives those pixels.
-  const LoadedFilter f = load_filter(dir / "out/f.safetensors");
+  LoadedFilter f = load_filter(dir / "out/f.safetensors");
+  f.net.set_precision(resolve_precision("auto", at::Device(at::kCPU), cpu_vector_features()));  // as apply does
   const at::Tensor engine = apply_filter(f.net, load_image(dir / "odd.png", "input").rgb).round();
   EXPECT_TRUE(at::equal(engine, o.rgb));
   // --size: the longest side.

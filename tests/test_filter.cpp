@@ -33,6 +33,21 @@ TEST(Filter, OutputHasTheInputsSizeForOddSidesAndBatches) {
   }
 }
 
+TEST(Filter, Bf16ApplyRunsAndStaysCloseToFp32) {
+  // bf16 is what --precision auto picks on CPUs with AMX or AVX512-BF16 (LibTorch 1.13 has no bf16
+  // reflection padding: the first run of this path on such a CPU failed there).
+  FilterNet net({8, 2}, 5);
+  const at::Tensor x = synthetic_image(37, 53, 3);
+  const at::Tensor fp32 = apply_filter(net, x);
+  net.set_precision(Precision::bf16);
+  const at::Tensor bf16 = apply_filter(net, x);
+  ASSERT_EQ(bf16.sizes(), x.sizes());
+  ASSERT_EQ(bf16.scalar_type(), at::kFloat);
+  const double diff = (bf16 - fp32).abs().mean().item<double>();
+  EXPECT_LT(diff, 3.0) << "levels of 255 on average";
+  EXPECT_GT(diff, 0.0) << "the bf16 weights were used";
+}
+
 TEST(Filter, TooSmallAnInputIsRefusedInWords) {
   const FilterNet net(kTiny, 7);
   EXPECT_NE(error_of<UsageError>([&] { apply_filter(net, synthetic_image(15, 40, 1)); }).find("at least 16 px"),

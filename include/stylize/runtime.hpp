@@ -25,14 +25,15 @@ int configure_threads(int threads);
 struct CpuVectorFeatures {
   bool avx2_fma = false;
   bool avx512 = false;  // F, BW, DQ and VL: what OpenBLAS's SkylakeX kernels use
-  bool avx512_bf16 = false;
+  bool avx512_bf16 = false;  // VDPBF16PS: oneDNN's bf16 convolutions ~2.8x faster than fp32 on Zen 5
   bool amx_bf16 = false;  // AMX tiles with bf16: what makes oneDNN's bf16 convolutions ~3x faster than fp32
 };
 CpuVectorFeatures cpu_vector_features();
 
-// Parses --precision: "fp32", "bf16", or "auto" = bf16 on a CPU with AMX-BF16 (where it measured ~2.5x
-// faster per iteration at the same final loss, BENCHMARKS.md), fp32 everywhere else (CUDA included:
-// not measured there). Throws UsageError on anything else.
+// Parses --precision: "fp32", "bf16", or "auto" = bf16 on a CPU with bf16 dot products (AMX-BF16,
+// where it measured ~2.5-3x faster per iteration at the same final loss, BENCHMARKS.md; or
+// AVX512-BF16 without AMX: 2.8x on an AMD EPYC Zen 5 at 512 px), fp32 everywhere else (AVX2-only
+// CPUs, and CUDA: not measured there). Throws UsageError on anything else.
 Precision resolve_precision(const std::string& spec, const at::Device& device, const CpuVectorFeatures& cpu);
 
 // OpenBLAS's kernel set in this process (e.g. "SkylakeX"); "" when the BLAS is not OpenBLAS.

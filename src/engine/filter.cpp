@@ -132,7 +132,8 @@ const at::Tensor& FilterNet::param(const std::string& name) const {
 at::Tensor FilterNet::conv(const at::Tensor& x, const std::string& prefix, int stride) const {
   const at::Tensor& w = param(prefix + ".conv.weight");
   const int64_t pad = w.size(2) / 2;
-  at::Tensor h = at::reflection_pad2d(x.to(w.scalar_type()), {pad, pad, pad, pad});
+  // Padded in fp32, then cast: LibTorch 1.13 has no bf16 reflection_pad2d on the CPU.
+  at::Tensor h = at::reflection_pad2d(x, {pad, pad, pad, pad}).to(w.scalar_type());
   h = at::conv2d(h, w, param(prefix + ".conv.bias"), stride);
   return h.scalar_type() == at::kFloat ? h : h.to(at::kFloat);
 }

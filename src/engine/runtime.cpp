@@ -118,7 +118,7 @@ Precision resolve_precision(const std::string& spec, const at::Device& device, c
   if (spec == "fp32") return Precision::fp32;
   if (spec == "bf16") return Precision::bf16;
   if (spec != "auto") throw UsageError("unknown precision " + in_quotes(spec) + "; expected auto, fp32 or bf16");
-  return device.is_cpu() && cpu.amx_bf16 ? Precision::bf16 : Precision::fp32;
+  return device.is_cpu() && (cpu.amx_bf16 || cpu.avx512_bf16) ? Precision::bf16 : Precision::fp32;
 }
 
 std::string openblas_core() {
