@@ -24,6 +24,7 @@
 #include "../src/server/server.hpp"
 #include "stylize/error.hpp"
 #include "stylize/filter.hpp"
+#include "stylize/runtime.hpp"
 #include "stylize/image/image.hpp"
 #include "stylize/request.hpp"
 #include "stylize/synthetic.hpp"
@@ -47,13 +48,13 @@ struct Running {
   std::unique_ptr<serve::Server> server;
   std::thread thread;
   int port = 0;
-  explicit Running(serve::ServeOptions o) {
+  explicit Running(serve::ServeOptions o, const Stylizer* stylizer = &shared_stylizer()) {
     o.port = 0;
     if (o.drain_seconds == serve::ServeOptions{}.drain_seconds) o.drain_seconds = 0.2;  // tests cancel leftovers fast
     StylizeRequest defaults = request_defaults(Preprocessing::caffe);
     defaults.size = 32;
     defaults.iterations = {3};
-    server = std::make_unique<serve::Server>(&shared_stylizer(), defaults, o);
+    server = std::make_unique<serve::Server>(stylizer, defaults, o);
     port = server->bind();
     thread = std::thread([this] { server->run(); });
   }
@@ -148,11 +149,15 @@ TEST(Serve, SynchronousEndpointAndItsLimits) {
 TEST(Serve, TiledJobsRunWhereTheServerAllowsThem) {
   serve::ServeOptions o;
   o.allow_tiled = true;
+  o.max_output_mp = 0.001;  // 1000 px: the 32x26 default output fits (832 px), 40x32 does not
   Running s(o);
   auto c = s.client();
   auto r = c.Post("/v1/stylize", form({{"tile", "16"}, {"tile_overlap", "8"}, {"iterations", "2"}, {"tile_iterations", "1"}}));
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(decode_image(std::vector<uint8_t>(r->body.begin(), r->body.end()), "r", "result").width, 32);
+  const auto big = c.Post("/v1/jobs", form({{"size", "40"}}));
+  expect_error(big, 422, "too_large");
+  EXPECT_NE(big->body.find("the output would be 40x33 px"), std::string::npos) << big->body;
 }
 
 TEST(Serve, BadRequestsGetJsonErrors) {
@@ -394,6 +399,41 @@ TEST(Serve, SigtermDrainsRunningJobsThenExits) {
   const std::string log = stylize::test::read_text(dir / "log");
   EXPECT_NE(log.find("job " + id + " done"), std::string::npos) << "the running job finished first:\n" << log;
   EXPECT_NE(log.find("stopped"), std::string::npos) << log;
+}
+
+// A filters-only server: no VGG19 weights anywhere (--weights names a file that does not exist), the
+// filters answer with the engine's pixels in the precision the CLI resolves, the job endpoints 404.
+TEST(Serve, AFiltersOnlyServerNeedsNoNetwork) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "filters");
+  FilterNet net({4, 1}, 3);
+  save_filter(dir / "filters/mosaic.safetensors", net, {net.arch(), {{"style", "mosaic.jpg"}}});
+  const std::vector<std::string> argv = {STYLIZE_BIN, "serve", "--port", "0", "--weights", dir / "none.safetensors",
+                                         "--filters-only", "--filters-dir", dir / "filters"};
+  const int pid = stylize::test::spawn_background(argv, dir / "log");
+  const int port = pid > 0 ? stylize::test::wait_for_listening(dir / "log") : 0;
+  ASSERT_GT(port, 0) << stylize::test::read_text(dir / "log");
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(60, 0);
+  EXPECT_EQ(body(c.Get("/v1/filters"))["filters"].size(), 1u);
+  auto r = c.Post("/v1/filter", httplib::MultipartFormDataItems{{"content", png(40, 48, 1), "c.png", "image/png"},
+                                                                {"filter", "mosaic", "", ""}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  net.set_precision(resolve_precision("auto", at::Device(at::kCPU), cpu_vector_features()));
+  EXPECT_TRUE(at::equal(decode_image(std::vector<uint8_t>(r->body.begin(), r->body.end()), "r", "result").rgb,
+                        apply_filter(net, synthetic_image(40, 48, 1).round()).round()));
+  expect_error(c.Post("/v1/jobs", form({})), 404, "filters_only");
+  expect_error(c.Post("/v1/stylize", form({})), 404, "filters_only");
+  const auto health = body(c.Get("/healthz"));
+  EXPECT_EQ(health["status"], "ok");
+  EXPECT_EQ(health["mode"], "filters_only");
+  kill(pid, SIGTERM);
+  EXPECT_EQ(stylize::test::wait_exit_code(pid), 0);
+  // Without a folder there is nothing to serve: one line, exit 2.
+  const auto bad = stylize::test::run_command({STYLIZE_BIN, "serve", "--filters-only", "--port", "0"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--filters-only needs --filters-dir"), std::string::npos) << bad.err;
 }
 
 // The crash test: jobs done, one running, some queued, one cancelled; kill -9; a restart on

@@ -106,6 +106,11 @@ class StyleLoss {
   const StyleTargets& style_targets() const { return style_; }
 
  private:
+  struct RegionParts {
+    std::vector<at::Tensor> content, grams;
+    at::Tensor tv;
+  };
+  RegionParts region_parts(const at::Tensor& x, const LossRegion& region) const;
   LossTerms evaluate_region(const at::Tensor& x) const;
   std::shared_ptr<const Vgg19> net_;
   LossWeights weights_;

@@ -32,6 +32,9 @@ struct ServeCommandOptions {
 void add_limit_flags(CLI::App& app, serve::ServeOptions& s) {
   app.add_option("--max-size", s.max_size, "Largest output side a job may ask for (px)")->check(CLI::Range(16, 16384))->capture_default_str();
   app.add_option("--max-iterations", s.max_iterations, "Most iterations a job may ask for")->check(CLI::Range(0, 1000000))->capture_default_str();
+  app.add_option("--max-output-mp", s.max_output_mp,
+                 "Most output pixels a job may ask for, in millions (a print-size job costs by its area; 0: --max-size alone)")
+      ->check(CLI::Range(0.0, 1e6))->capture_default_str();
   app.add_flag("--allow-tiled", s.allow_tiled,
                "Run jobs that the plan tiles (a 'tile' field, or too large to fit whole); otherwise they get 422");
   app.add_option("--styles-dir", s.styles_dir, "Folder of named style images (style_id = file stem)");
@@ -84,6 +87,9 @@ void setup(CLI::App& app, ServeCommandOptions& o) {
   app.add_option("--api-key-file", o.api_key_file, "File holding the API key; then every request needs 'Authorization: Bearer KEY'");
   app.add_option("--filters-dir", s.filters_dir,
                  "Folder of fast filters from 'stylize train' (*.safetensors; filter id = file stem) for POST /v1/filter");
+  app.add_flag("--filters-only", s.filters_only,
+               "Serve the filters of --filters-dir and nothing else: no VGG19 weights needed, filters on the CPU in "
+               "--precision; the job endpoints answer 404");
   auto* data_dir = app.add_option("--data-dir", s.data_dir,
                                   "Folder for job records, uploads and results: accepted jobs survive a crash or "
                                   "restart, interrupted ones run again (default: ${XDG_STATE_HOME:-~/.local/state}/"
@@ -120,7 +126,13 @@ int run(ServeCommandOptions& o) {
     while (!o.server.api_key.empty() && isspace(static_cast<unsigned char>(o.server.api_key.back()))) o.server.api_key.pop_back();
     if (o.server.api_key.size() < 16) throw UsageError("the API key in " + in_quotes(o.api_key_file) + " is shorter than 16 characters");
   }
-  if (o.server.workers == 0 && o.server.queue_url.empty()) {
+  if (o.server.filters_only) {
+    if (o.server.filters_dir.empty()) throw UsageError("--filters-only needs --filters-dir: the filters are all it serves");
+    if (!o.server.queue_url.empty()) throw UsageError("--filters-only excludes --queue: filters answer at once, never queued");
+    o.server.workers = 0;  // no Gatys jobs, so no network and nothing stored
+    o.in_memory = true;
+    o.server.filter_precision = o.engine.precision;
+  } else if (o.server.workers == 0 && o.server.queue_url.empty()) {
     throw UsageError("--workers 0 runs no jobs here: give --queue redis://... so that 'stylize worker' processes run them");
   }
   if (!o.server.queue_url.empty()) serve::parse_redis_url(o.server.queue_url);  // a bad URL before the weights load
@@ -134,6 +146,7 @@ int run(ServeCommandOptions& o) {
   // A pure API loads no network: the workers check a job's plan against their own device.
   std::optional<Engine> engine;
   if (o.server.workers > 0) engine = load_engine(o.engine, deepest_layer(request_from_flags(o.engine, Preprocessing::caffe).loss));
+  if (o.server.filters_only) spdlog::info("filters only: no VGG19 network loaded; the job endpoints answer 404");
   const Preprocessing pre = engine ? engine->preprocessing : Preprocessing::caffe;
   serve::Server server(engine ? engine->stylizer.get() : nullptr, request_from_flags(o.engine, pre), o.server);
   const int port = server.bind();

@@ -335,43 +335,49 @@ LossValues loss_values(const LossWeights& w, const StyleTargets& style, const Lo
   return v;
 }
 
-LossSums StyleLoss::sums(const at::Tensor& x, const LossRegion& region) const {
-  c10::NoGradGuard no_grad;
-  LossSums s;
-  auto feats = net_->forward(x, layer_indices_);
-  const size_t nc = weights_.content_layers.size();
-  for (size_t k = 0; k < nc; ++k) {
-    const int index = layer_indices_[k];
-    const at::Tensor d = region_of(feats[k], region, index).to(at::kFloat) - region_of(content_.features[k], region, index);
-    s.content.push_back(d.pow(2).sum().item<double>() / whole_count(feats[k], region, index));
-  }
-  for (size_t k = 0; k < weights_.style_layers.size(); ++k) {
-    const int index = layer_indices_[nc + k];
-    s.grams.push_back(gram_matrix(region_of(feats[nc + k], region, index), 1.0 / whole_count(feats[nc + k], region, index)));
-  }
-  s.tv = region_tv(x, region).item<double>();
-  return s;
-}
-
-// evaluate() for a crop of a larger image: the same terms as the whole image's, each sum over the
-// region's positions divided by the whole image's count, the Gram completed by the fixed rest.
-LossTerms StyleLoss::evaluate_region(const at::Tensor& x) const {
-  const LossRegion& r = region_;
-  LossTerms t;
+// The region's parts at x as tensors, autograd following them when x requires grad: per content
+// layer Σ (F − P)² and per style layer Σ f·fᵀ, each over the region's positions and divided by the
+// whole image's C · N; the TV sum of the pairs the region owns.
+StyleLoss::RegionParts StyleLoss::region_parts(const at::Tensor& x, const LossRegion& r) const {
+  RegionParts parts;
   auto feats = net_->forward(x, layer_indices_);
   const size_t nc = weights_.content_layers.size();
   for (size_t k = 0; k < nc; ++k) {
     const int index = layer_indices_[k];
     const at::Tensor d = region_of(feats[k], r, index).to(at::kFloat) - region_of(content_.features[k], r, index);
-    t.content.push_back(d.pow(2).sum() * (weights_.content_weight / whole_count(feats[k], r, index)));
+    parts.content.push_back(d.pow(2).sum() / whole_count(feats[k], r, index));
   }
   for (size_t k = 0; k < weights_.style_layers.size(); ++k) {
     const int index = layer_indices_[nc + k];
-    at::Tensor g = gram_matrix(region_of(feats[nc + k], r, index), 1.0 / whole_count(feats[nc + k], r, index));
+    parts.grams.push_back(gram_matrix(region_of(feats[nc + k], r, index), 1.0 / whole_count(feats[nc + k], r, index)));
+  }
+  parts.tv = region_tv(x, r);
+  return parts;
+}
+
+LossSums StyleLoss::sums(const at::Tensor& x, const LossRegion& region) const {
+  c10::NoGradGuard no_grad;
+  RegionParts parts = region_parts(x, region);
+  LossSums s;
+  for (const auto& c : parts.content) s.content.push_back(c.item<double>());
+  s.grams = std::move(parts.grams);
+  s.tv = parts.tv.item<double>();
+  return s;
+}
+
+// evaluate() for a crop of a larger image: the whole image's terms from the region's parts, each
+// Gram matrix completed by the fixed rest.
+LossTerms StyleLoss::evaluate_region(const at::Tensor& x) const {
+  const LossRegion& r = region_;
+  const RegionParts parts = region_parts(x, r);
+  LossTerms t;
+  for (const auto& c : parts.content) t.content.push_back(c * weights_.content_weight);
+  for (size_t k = 0; k < parts.grams.size(); ++k) {
+    at::Tensor g = parts.grams[k];
     if (k < r.gram_rest.size() && r.gram_rest[k].defined()) g = g + r.gram_rest[k];
     t.style.push_back(at::mse_loss(g, style_.grams[k]) * (weights_.style_weight * style_layer_weights_[k]));
   }
-  t.tv = region_tv(x, r) * weights_.tv_weight;
+  t.tv = parts.tv * weights_.tv_weight;
   at::Tensor total = t.tv;
   for (const auto& c : t.content) total = total + c;
   for (const auto& s : t.style) total = total + s;

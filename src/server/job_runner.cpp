@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 
 #include "stylize/error.hpp"
 #include "stylize/fsutil.hpp"
 #include "stylize/image/image.hpp"
+#include "stylize/preprocess.hpp"
 #include "stylize/recipe.hpp"
 
 namespace fs = std::filesystem;
@@ -135,6 +137,20 @@ JobService::Outcome JobRunner::run(Job& job, JobService& jobs) {
   return outcome;
 }
 
+// A print-size job costs by its area, which --max-size alone bounds only loosely (a 16384 px side
+// allows 268 MP): --max-output-mp caps the output's pixels. 422, as the other limits.
+void JobRunner::check_output_pixels(const StylizeRequest& r) const {
+  if (opt_.max_output_mp <= 0) return;
+  const auto [w, h] = fit_longest(static_cast<int>(r.content.size(3)), static_cast<int>(r.content.size(2)), r.size);
+  const double mp = static_cast<double>(w) * static_cast<double>(h) / 1e6;
+  if (mp > opt_.max_output_mp) {
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "the output would be %dx%d px (%.1f MP); this server makes at most %.1f MP: ask for a smaller 'size'",
+                  w, h, mp, opt_.max_output_mp);
+    throw FormError{422, "too_large", buf};
+  }
+}
+
 std::shared_ptr<Job> JobRunner::parse(const Form& req, bool sync) {
   auto job = std::make_shared<Job>();
   job->id = new_job_id();
@@ -168,6 +184,7 @@ std::shared_ptr<Job> JobRunner::parse(const Form& req, bool sync) {
     } else {
       throw FormError{400, "missing_field", "give a 'style' image or a 'style_id' from GET /v1/styles"};
     }
+    check_output_pixels(r);
     // Too small, too large for memory: now, not in the queue. A tiled job holds a worker for long:
     // only where the server allows it.
     // A pure API (no network) leaves this to the worker, which fails the job with the same reason.

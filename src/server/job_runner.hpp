@@ -51,6 +51,7 @@ class JobRunner {
 
  private:
   at::Tensor named_style(const std::string& style_id);  // a --styles-dir image, read once
+  void check_output_pixels(const StylizeRequest& r) const;  // --max-output-mp; throws FormError 422
 
   const Stylizer* stylizer_;
   StylizeRequest defaults_;

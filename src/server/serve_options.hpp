@@ -14,6 +14,7 @@ struct ServeOptions {
   int queue_limit = 16;
   double max_upload_mb = 20;
   int max_size = 1024;            // largest output side a job may ask for
+  double max_output_mp = 0;       // most output pixels a job may ask for, in millions (0: --max-size alone)
   int max_iterations = 5000;
   int sync_max_size = 256;        // POST /v1/stylize limits: small jobs only
   int sync_max_iterations = 200;
@@ -21,6 +22,8 @@ struct ServeOptions {
   std::string api_key;            // empty: no auth
   std::string styles_dir;         // optional: named styles
   std::string filters_dir;        // optional: fast filters (*.safetensors), filter id = file stem
+  bool filters_only = false;      // no VGG19 network: the filter endpoints only; the job endpoints answer 404
+  std::string filter_precision = "auto";  // filters' arithmetic where the server has no network (CPU)
   double result_ttl_s = 3600;
   double drain_seconds = 30;
   int quality = 95;               // JPEG/WebP results

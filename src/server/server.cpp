@@ -19,6 +19,7 @@
 #include "stylize/fsutil.hpp"
 #include "stylize/image/image.hpp"
 #include "stylize/recipe.hpp"
+#include "stylize/runtime.hpp"
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -247,7 +248,15 @@ const char* const kJobForm = "a 'content' image and a 'style' or 'style_id'";
 
 }  // namespace
 
+void Server::require_network() const {
+  if (opt_.filters_only) {
+    throw HttpError{404, "filters_only",
+                    "this server runs fast filters only (started with --filters-only): GET /v1/filters, POST /v1/filter"};
+  }
+}
+
 void Server::post_job(const httplib::Request& req, httplib::Response& res) {
+  require_network();
   require_multipart(req, kJobForm);
   Form form = read_form(req);
   auto job = parse(form, false);
@@ -287,6 +296,7 @@ void Server::delete_job(const httplib::Request& req, httplib::Response& res) {
 }
 
 void Server::post_stylize(const httplib::Request& req, httplib::Response& res) {
+  require_network();
   require_multipart(req, kJobForm);
   Form form = read_form(req);
   auto job = parse(form, true);  // not on disk: its client waits on this connection
@@ -320,9 +330,11 @@ void Server::load_filters() {
     const std::string name = e.path().filename().string();
     if (name.size() > 17 && name.compare(name.size() - 17, 17, ".ckpt.safetensors") == 0) continue;  // training state
     LoadedFilter f = load_filter(e.path().string());  // a bad file stops the start: better than a missing filter
-    if (stylizer_) {  // a pure API runs filters on the CPU in fp32
+    if (stylizer_) {
       f.net.to(stylizer_->device());
       f.net.set_precision(stylizer_->precision());
+    } else {  // a pure API or a filters-only server runs filters on the CPU
+      f.net.set_precision(resolve_precision(opt_.filter_precision, at::Device(at::kCPU), cpu_vector_features()));
     }
     filters_.emplace(e.path().stem().string(), std::move(f));
   }
@@ -415,6 +427,7 @@ void Server::get_health(const httplib::Request&, httplib::Response& res) {
     health["device"] = stylizer_->device().str();
     health["precision"] = to_string(stylizer_->precision());
   }
+  if (opt_.filters_only) health["mode"] = "filters_only";
   send_json(res, accepting ? 200 : 503, health);
 }
 

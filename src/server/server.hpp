@@ -47,6 +47,7 @@ class Server {
   // Auth and the upload cap, before a handler runs; true when it answered already.
   bool before_routing(const httplib::Request& req, httplib::Response& res, size_t max_upload);
   // The handlers: each reads a request and answers, or throws an HttpError (routes() sends it).
+  void require_network() const;  // HttpError 404 on a --filters-only server
   void post_job(const httplib::Request& req, httplib::Response& res);
   void get_job(const httplib::Request& req, httplib::Response& res);
   void get_result(const httplib::Request& req, httplib::Response& res);
