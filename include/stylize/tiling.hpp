@@ -4,9 +4,10 @@
 // content and TV terms of its pixels normalised by the whole image's size, and one Gram matrix per
 // style layer for the whole image, the other tiles' part of it held as it is. So every tile is pulled
 // toward the same global style statistics, and the sum the tiles optimise is the untiled loss. The
-// interior moves freely, the margin less and less toward the crop's edge (the gradient is weighted
-// 1 -> 0 across it), and the grid moves by a seeded random offset every sweep so that no border
-// stays in one place (README "Print size").
+// interior moves freely, the margin's inner (overlap − 2 × receptive radius) px with a weight
+// falling 1 -> 0, the rest of the margin not at all (it is context whose terms are counted), and
+// the grid moves by a seeded random offset every sweep so that no border stays in one place
+// (README "Print size").
 #pragma once
 
 #include <ATen/core/Tensor.h>
