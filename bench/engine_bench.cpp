@@ -3,7 +3,11 @@
 // L-BFGS run of N iterations with no progress reads; prints one JSON object.
 //
 //   stylize_engine_bench --device cuda --size 512 --iterations 500 [--precision fp32|bf16]
-//       [--history 100] [--threads N] [--inputs-out FILE] [--profile-out FILE]
+//       [--history 100] [--threads N] [--inputs-out FILE] [--profile-out FILE] [--allocator reusing|c10]
+//
+// --allocator: the CPU allocator `stylize` installs (reusing, the default here too, so that the
+// bench times what the CLI runs) or c10's own, which returns every large block to the system and
+// takes page faults on each new one (what the Python reference runs with).
 //
 // --profile-out records the operators of `--iterations` L-BFGS iterations after three unrecorded
 // ones (LibTorch's own profiler, with input shapes) and writes them as JSON spans for
@@ -24,6 +28,7 @@
 #include <iostream>
 #include <string>
 
+#include "stylize/cpu_allocator.hpp"
 #include "stylize/error.hpp"
 #include "stylize/safetensors.hpp"
 #include "stylize/stylizer.hpp"
@@ -34,7 +39,7 @@ using namespace stylize;
 namespace {
 
 struct Args {
-  std::string device = "auto", precision = "fp32", inputs_out, profile_out;
+  std::string device = "auto", precision = "fp32", inputs_out, profile_out, allocator = "reusing";
   int size = 512, iterations = 500, history = 100, threads = 0;
 };
 
@@ -42,7 +47,7 @@ struct Args {
   std::fprintf(stderr,
                "error: %s\nusage: stylize_engine_bench [--device D] [--size PX] [--iterations N] "
                "[--precision fp32|bf16] [--history N] [--threads N] [--inputs-out FILE] "
-               "[--profile-out FILE]\n",
+               "[--profile-out FILE] [--allocator reusing|c10]\n",
                why.c_str());
   std::exit(2);
 }
@@ -67,6 +72,7 @@ Args parse(int argc, char** argv) {
     else if (flag == "--precision") a.precision = value;
     else if (flag == "--inputs-out") a.inputs_out = value;
     else if (flag == "--profile-out") a.profile_out = value;
+    else if (flag == "--allocator") a.allocator = value;
     else if (flag == "--size") a.size = number();
     else if (flag == "--iterations") a.iterations = number();
     else if (flag == "--history") a.history = number();
@@ -74,6 +80,7 @@ Args parse(int argc, char** argv) {
     else usage("unknown option " + flag);
   }
   if (a.precision != "fp32" && a.precision != "bf16") usage("--precision: fp32 or bf16");
+  if (a.allocator != "reusing" && a.allocator != "c10") usage("--allocator: reusing or c10");
   if (a.size < 32 || a.iterations < 1 || a.history < 1) usage("--size >= 32, --iterations and --history >= 1");
   return a;
 }
@@ -137,6 +144,7 @@ int main(int argc, char** argv) {
   try {
     const int threads = configure_threads(a.threads);
     const at::Device device = resolve_device(a.device);
+    if (a.allocator == "reusing") use_reusing_cpu_allocator();
     const Precision precision = a.precision == "bf16" ? Precision::bf16 : Precision::fp32;
     // 4:3 like the photographs of the CPU benchmark (512 -> 512x384).
     const int64_t width = a.size, height = a.size * 3 / 4;
@@ -170,6 +178,11 @@ int main(int argc, char** argv) {
         {"device", device.str()},
         {"precision", to_string(precision)},
         {"threads", threads},
+        {"allocator", a.allocator},
+        // Large blocks the reusing allocator served from its cache and from the system, whole run:
+        // a fresh block costs a page fault per 4 KiB on first touch.
+        {"allocator_reused", cpu_allocator_stats().reused},
+        {"allocator_fresh", cpu_allocator_stats().fresh},
         {"width", width},
         {"height", height},
         {"iterations", out.transfer.iterations},

@@ -156,10 +156,11 @@ def main():
     flags = open("/proc/cpuinfo").read()
     cpu = next(l.split(":", 1)[1].strip() for l in flags.splitlines() if l.startswith("model name"))
     amx = "amx_bf16" in flags
+    native_bf16 = amx or "avx512_bf16" in flags  # what --precision auto picks bf16 on (src/engine/runtime.cpp)
     synth = os.path.join(TMP, "vgg19-synth.safetensors")
     run([BIN, "weights", "synth", "-o", synth])
-    precisions = ["fp32"] + (["bf16"] if amx else [])
-    result = {"cpu": cpu, "amx": amx, "date": time.strftime("%Y-%m-%d"), "apply": [], "train": {}}
+    precisions = ["fp32"] + (["bf16"] if native_bf16 else [])
+    result = {"cpu": cpu, "amx": amx, "native_bf16": native_bf16, "date": time.strftime("%Y-%m-%d"), "apply": [], "train": {}}
     filters = {w: untrained_filter(w, a.data) for w in (32, 16)}
     for size in SIZES:
         for precision in precisions:
@@ -184,7 +185,7 @@ def main():
 def write_section(r):
     L = [BEGIN, "## Fast filters", "",
          f"`/usr/bin/python3 bench/fast_filters.py` on {r['cpu']}, 2 threads, {r['date']}"
-         f"{' (AMX: bf16 rows too)' if r['amx'] else ' (no AMX: fp32 only)'}. Every number below is from that run.", "",
+         f"{' (AMX: bf16 rows too)' if r['amx'] else ' (AVX512-BF16: bf16 rows too)' if r.get('native_bf16') else ' (no bf16 dot products: fp32 only)'}. Every number below is from that run.", "",
          "### Apply against one Gatys iteration", "",
          "`stylize apply` at each size (Tübingen, longest side), the whole process (start, filter load, decode, "
          "the pass, encode, write) and the filter pass alone, medians of 3; one L-BFGS iteration of a default "

@@ -28,7 +28,24 @@ import tempfile
 import time
 from collections import defaultdict
 
-import torch
+AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": "Haswell"}
+# glibc hands every block over 32 MiB back to the system when it is freed, so each new full-resolution
+# tensor of a plain PyTorch process costs page faults on first touch (~126,000 per 512 px iteration).
+# stylize keeps its blocks (src/engine/cpu_allocator.cpp). This process times layers "alone" with
+# glibc keeping its memory too (no mmap, no trim), or the alone column would time page faults; the
+# reference runs once plainly, as its users run it, and once with the same settings.
+KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+WANTED = {**KEEP_MEMORY, **(AVX2_CAP if "--as-avx2" in sys.argv else {})}
+if any(os.environ.get(k) != v for k, v in WANTED.items()):
+    # Both are read when glibc, oneDNN, ATen and OpenBLAS start: this process starts again with them.
+    os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, **WANTED})
+
+
+def child_env(keep_memory):
+    """The environment of a child: the AVX2 caps if any, glibc's settings only when asked."""
+    return {k: v for k, v in os.environ.items() if keep_memory or k not in KEEP_MEMORY}
+
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sections import replace_section  # noqa: E402
@@ -51,10 +68,16 @@ def cpu_name():
     return platform.processor()
 
 
+def capped_to_avx2():
+    return all(os.environ.get(k) == v for k, v in AVX2_CAP.items())
+
+
 def cpu_flags():
+    """The CPU's flags; with --as-avx2 less every AVX-512 and AMX one, as the capped kernels see it."""
     for line in open("/proc/cpuinfo"):
         if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
+            flags = set(line.split(":", 1)[1].split())
+            return {f for f in flags if not f.startswith(("avx512", "amx"))} if capped_to_avx2() else flags
     return set()
 
 
@@ -86,7 +109,7 @@ def record(size, precision, iterations, threads, tmp):
     path = os.path.join(tmp, f"profile-{size}-{precision}.json")
     cmd = [BENCH, "--device", "cpu", "--size", str(size), "--precision", precision, "--threads", str(threads),
            "--iterations", str(iterations), "--profile-out", path]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    subprocess.run(cmd, check=True, capture_output=True, text=True, env=child_env(False))
     return json.load(open(path))
 
 
@@ -265,13 +288,15 @@ def reference_ratio(size, precision, iterations, threads, tmp):
     inputs = os.path.join(tmp, f"inputs-{size}.safetensors")
     ours = json.loads(subprocess.run([BENCH, "--device", "cpu", "--size", str(size), "--precision", precision,
                                       "--threads", str(threads), "--iterations", str(iterations), "--inputs-out", inputs],
-                                     check=True, capture_output=True, text=True).stdout)
-    ref = json.loads(subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "reference.py"), "--inputs", inputs,
-                                     "--iterations", str(iterations), "--threads", str(threads), "--device", "cpu",
-                                     "--precision", precision], check=True, capture_output=True, text=True).stdout)
+                                     check=True, capture_output=True, text=True, env=child_env(False)).stdout)
+    def reference(keep_memory):
+        return json.loads(subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "reference.py"), "--inputs",
+                                          inputs, "--iterations", str(iterations), "--threads", str(threads), "--device",
+                                          "cpu", "--precision", precision], check=True, capture_output=True, text=True,
+                                         env=child_env(keep_memory)).stdout)["seconds_per_iteration"]
     # Like for like: the reference times torch's LBFGS.step alone (its content targets are in its load
     # time), so stylize's figure is its loop alone, without the content targets and closing evaluation.
-    return ours["seconds_loop_per_iteration"], ref["seconds_per_iteration"]
+    return ours["seconds_loop_per_iteration"], reference(False), reference(True)
 
 
 def table(size, h, w, precision, per, wall, solo, fl, bytes_, bw):
@@ -332,6 +357,8 @@ def main():
     ap.add_argument("--ratio-iterations", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--markdown", action="store_true", help="write the section into BENCHMARKS.md")
+    ap.add_argument("--as-avx2", action="store_true",
+                    help="imitate an AVX2-only CPU: oneDNN, ATen and OpenBLAS capped to AVX2 (own section)")
     ap.add_argument("--section", default="",
                     help="BENCHMARKS.md section name (default: one per CPU kind, so each kind's profile is kept)")
     a = ap.parse_args()
@@ -343,11 +370,13 @@ def main():
     started = time.time()
     bw = copy_rate()
     lines = [f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {cpu_name()} "
-             f"({'AMX-BF16' if 'amx_bf16' in flags else 'AVX-512' if 'avx512f' in flags else 'AVX2, no AVX-512'}), "
+             f"({'AMX-BF16' if 'amx_bf16' in flags else 'AVX-512' if 'avx512f' in flags else 'AVX2, no AVX-512'}"
+             f"{'; oneDNN, ATen and OpenBLAS capped to AVX2 by ' + ', '.join(f'{k}={v}' for k, v in AVX2_CAP.items()) if capped_to_avx2() else ''}), "
              f"{a.threads} threads, by `bench/iteration_profile.py` (LibTorch {torch.__version__}); "
              f"copy rate {bw:.1f} GB/s.", ""]
-    ratio_lines = ["| precision | size | stylize s/it | reference s/it | ratio | best-rate floor s/it | floor/reference |",
-                   "| --- | --- | --- | --- | --- | --- | --- |"]
+    ratio_lines = ["| precision | size | stylize s/it | reference s/it | ratio | reference, memory kept s/it | ratio | "
+                   "best-rate floor s/it | floor/reference |",
+                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     summaries = []
     for precision in precisions:
         for size in [int(s) for s in a.sizes.split(",")]:
@@ -360,9 +389,10 @@ def main():
             groups, conv_alone = summary(h, w, per, wall, solo)
             summaries.append((precision, f"{w}×{h}", wall, groups, conv_alone))
             log(f"{precision} {size} px: against the reference")
-            ours, ref = reference_ratio(size, precision, a.ratio_iterations, a.threads, tmp)
+            ours, ref, kept = reference_ratio(size, precision, a.ratio_iterations, a.threads, tmp)
             floor = best_rate_floor(h, w, per, flops(h, w))
-            ratio_lines.append(f"| {precision} | {w}×{h} | {ours:.3f} | {ref:.3f} | {ours / ref:.2f} | {floor:.3f} | {floor / ref:.2f} |")
+            ratio_lines.append(f"| {precision} | {w}×{h} | {ours:.3f} | {ref:.3f} | {ours / ref:.2f} | {kept:.3f} | "
+                               f"{ours / kept:.2f} | {floor:.3f} | {floor / ref:.2f} |")
     head = ["| precision | size | ms/it (recorded) | " + " | ".join(summaries[0][3].keys()) + " | convolutions alone ms |",
             "| --- | --- | --- |" + " --- |" * (len(summaries[0][3]) + 1)]
     for precision, size, wall, groups, conv_alone in summaries:
@@ -370,12 +400,16 @@ def main():
                     " | ".join(f"{groups.get(k, 0) / 1e3:.0f} ({100 * groups.get(k, 0) / wall:.0f}%)" for k in summaries[0][3])
                     + f" | {conv_alone / 1e3:.0f} |")
     text = "\n".join(lines[:2] + ["Per iteration, unrecorded, against `bench/reference.py` on the same synthetic problem "
-                                  f"({a.ratio_iterations} iterations each):", ""] + ratio_lines + ["", "Where it goes:", ""]
+                                  f"({a.ratio_iterations} iterations each); the reference once as its users run it, "
+                                  "once with glibc keeping freed memory (`MALLOC_MMAP_MAX_=0`, `MALLOC_TRIM_THRESHOLD_` "
+                                  "1 TiB), as stylize's own allocator does, so that the share of the lead that is "
+                                  "memory reuse shows. Layers *alone* are timed with glibc keeping its memory:", ""] + ratio_lines + ["", "Where it goes:", ""]
                      + head + [""] + lines[2:] + [f"Whole run: {(time.time() - started) / 60:.1f} min."])
     print(text)
     if a.markdown:
-        flags = open("/proc/cpuinfo").read()
-        kind, title = (("iteration-profile-amx", "AMX-BF16") if "amx_bf16" in flags else
+        kind, title = (("iteration-profile-avx2-capped", f"AVX2 imitated on {cpu_name()} (kernels capped to AVX2)")
+                       if capped_to_avx2() else
+                       ("iteration-profile-amx", "AMX-BF16") if "amx_bf16" in flags else
                        ("iteration-profile-avx512-bf16", "AVX512-BF16, no AMX") if "avx512_bf16" in flags else
                        ("iteration-profile-avx512", "AVX-512") if "avx512f" in flags else
                        ("iteration-profile", "AVX2, no AVX-512"))

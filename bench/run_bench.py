@@ -605,7 +605,8 @@ def main():
     if os.path.exists(path):
         old = open(path).read()
         for name in ("real-weights", "print-size", "fast-filters", "job-store", "queue-load", "iteration-profile",
-                     "iteration-profile-avx512-bf16", "iteration-profile-avx512", "iteration-profile-amx", "speed-notes"):
+                     "iteration-profile-avx512-bf16", "iteration-profile-avx512", "iteration-profile-amx",
+                     "iteration-profile-avx2-capped", "speed-notes"):
             begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
             if begin in old and end in old:
                 real += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"

@@ -85,7 +85,7 @@ TEST_F(Cli, StylisesWritesTheRightSizeAndAReport) {
   if (!blas_core.empty() && cpu_vector_features().avx2_fma) {
     EXPECT_NE(blas_core, "Prescott") << "OpenBLAS's generic SSE3 kernels on a CPU with AVX2: ~4x slower products";
   }
-  EXPECT_EQ(rep["settings"]["precision"], cpu_vector_features().avx512_bf16 ? "bf16" : "fp32")
+  EXPECT_EQ(rep["settings"]["precision"], engine_vector_features().avx512_bf16 ? "bf16" : "fp32")
       << "auto precision: bf16 exactly where AMX makes it ~2.5x faster";
   EXPECT_LT(rep["losses"]["final"]["total"].get<double>(), rep["losses"]["initial"]["total"].get<double>());
   EXPECT_TRUE(rep["losses"]["initial"]["style_layers"].contains("relu5_1"));
@@ -106,6 +106,20 @@ TEST_F(Cli, AUsersOpenblasCoretypeIsKept) {
   if (!core.empty()) {  // empty: the BLAS is not OpenBLAS
     EXPECT_EQ(core, "Nehalem");
   }
+}
+
+// The engine follows oneDNN's ISA cap (engine_vector_features): capped to AVX2, a CPU with bf16 dot
+// products runs the AVX2 plan, fp32 included; the bench's AVX2 imitation stands on this.
+TEST_F(Cli, AutoPrecisionFollowsOnednnsIsaCap) {
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "-q",
+                    "--report", dir / "report.json"},
+                   {"ONEDNN_MAX_CPU_ISA=AVX2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream in(dir / "report.json");
+  EXPECT_EQ(nlohmann::json::parse(in)["settings"]["precision"], "fp32");
+  const CpuVectorFeatures cpu = cpu_vector_features(), engine = engine_vector_features();
+  EXPECT_EQ(engine.avx512_bf16, cpu.avx512_bf16) << "uncapped (this process), the engine sees what CPUID says";
+  EXPECT_EQ(engine.amx_bf16, cpu.amx_bf16);
 }
 
 TEST_F(Cli, PeakMemoryIsTheProgramsOwnNotItsParents) {

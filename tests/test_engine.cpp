@@ -665,14 +665,36 @@ TEST(CpuAllocator, HeldMemoryStaysWithinThePeakInUsePlusTheHeadroom) {
   b.reset();
   EXPECT_EQ(cpu_allocator_stats().cached_bytes, 8 * kMiB);
   set_cpu_cache_headroom(0.5);  // now up to 1.5 x the peak (everything in use + 8 MiB) may be held
-  { at::Tensor c = at::empty({1 << 20}); }
+  { at::Tensor c = at::empty({1 << 19}); }  // 2 MiB: the cached 8 is over the slack, so a block of its own
   const CpuAllocatorStats s = cpu_allocator_stats();
-  EXPECT_EQ(s.cached_bytes, 12 * kMiB);
+  EXPECT_EQ(s.cached_bytes, 10 * kMiB);
   EXPECT_LE(s.in_use_bytes + s.cached_bytes, static_cast<uint64_t>(1.5 * static_cast<double>(s.peak_in_use_bytes)));
   set_cpu_cache_headroom(0.0);  // lowering the headroom gives back what is over the peak at once
   const CpuAllocatorStats t = cpu_allocator_stats();
   EXPECT_LE(t.in_use_bytes + t.cached_bytes, t.peak_in_use_bytes);
   set_cpu_cache_headroom(kDefaultCacheHeadroom);
+}
+
+TEST(CpuAllocator, ARequestTakesTheSmallestCachedBlockWithinTheSlack) {
+  use_reusing_cpu_allocator();
+  set_cpu_cache_headroom(kDefaultCacheHeadroom);
+  release_cached_cpu_memory();
+  const uint64_t base = cpu_allocator_stats().in_use_bytes;
+  const void *four = nullptr, *six = nullptr, *sixteen = nullptr;
+  {
+    at::Tensor a = at::empty({1 << 20}), b = at::empty({3 << 19}), c = at::empty({4 << 20});  // 4, 6, 16 MiB
+    four = a.data_ptr(), six = b.data_ptr(), sixteen = c.data_ptr();
+  }
+  ASSERT_EQ(cpu_allocator_stats().cached_bytes, 26 * kMiB);
+  at::Tensor three = at::empty({3 << 18});  // 3 MiB: the 4 and the 6 fit, the smaller is taken
+  EXPECT_EQ(three.data_ptr(), four);
+  at::Tensor five = at::empty({5 << 18});  // 5 MiB: only the 6 is left within twice the size
+  EXPECT_EQ(five.data_ptr(), six);
+  const uint64_t fresh = cpu_allocator_stats().fresh;
+  at::Tensor seven = at::empty({7 << 18});  // 7 MiB: the 16 is more than twice as large
+  EXPECT_NE(seven.data_ptr(), sixteen);
+  EXPECT_EQ(cpu_allocator_stats().fresh, fresh + 1);
+  EXPECT_EQ(cpu_allocator_stats().in_use_bytes - base, 17 * kMiB) << "in use counts the blocks' own sizes (4 + 6 + 7)";
 }
 
 TEST(CpuAllocator, RawAllocationsOfEverySizeComeBack) {

@@ -30,6 +30,12 @@ struct CpuVectorFeatures {
 };
 CpuVectorFeatures cpu_vector_features();
 
+// What the engine's kernels may use: cpu_vector_features() less what oneDNN is told to leave alone
+// (ONEDNN_MAX_CPU_ISA=AVX2 and the like, read by oneDNN at its first use). The layout plan, the bf16
+// Gram products and --precision auto follow this, so a capped oneDNN runs the plan measured for
+// the CPU it then imitates; without oneDNN in the build it is cpu_vector_features().
+CpuVectorFeatures engine_vector_features();
+
 // Parses --precision: "fp32", "bf16", or "auto" = bf16 on a CPU with bf16 dot products (AMX-BF16,
 // where it measured ~2.5-3x faster per iteration at the same final loss, BENCHMARKS.md; or
 // AVX512-BF16 without AMX: 2.8x on an AMD EPYC Zen 5 at 512 px), fp32 everywhere else (AVX2-only

@@ -161,7 +161,7 @@ Engine load_engine(const EngineFlags& f, int last_index) {
   e.weights_path = v.path;
   e.weights_metadata = v.weights.metadata;
   e.preprocessing = v.preprocessing;
-  const Precision precision = resolve_precision(f.precision, e.device, cpu_vector_features());
+  const Precision precision = resolve_precision(f.precision, e.device, engine_vector_features());
   e.stylizer = std::make_unique<Stylizer>(v.weights, e.preprocessing, f.pooling == "avg" ? Pooling::avg : Pooling::max,
                                           last_index, e.device, precision);
   e.seconds_load = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -171,7 +171,7 @@ Engine load_engine(const EngineFlags& f, int last_index) {
 }
 
 Precision planned_precision(const EngineFlags& f) {
-  return resolve_precision(f.precision, resolve_device(f.device), cpu_vector_features());
+  return resolve_precision(f.precision, resolve_device(f.device), engine_vector_features());
 }
 
 LoadedImage read_image(const std::string& path, const std::string& role, const EngineFlags& f) {

@@ -32,7 +32,7 @@ bool bf16_matmul_available() {
   // oneDNN's bf16 matmul has a reference path on any x86-64 CPU, far slower than fp32 BLAS; only
   // the native ISAs are worth it.
   static const bool native = [] {
-    const CpuVectorFeatures cpu = cpu_vector_features();  // CPUID itself: every compiler knows it
+    const CpuVectorFeatures cpu = engine_vector_features();  // CPUID, capped as oneDNN is
     return cpu.avx512_bf16 || cpu.amx_bf16;
   }();
   return native;

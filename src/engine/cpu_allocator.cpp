@@ -88,13 +88,22 @@ class ReusingCpuAllocator final : public c10::Allocator {
   void* take(size_t capacity) const {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      // Newest first: the block freed last is the likeliest to be warm in cache and TLB.
+      // The smallest cached block that fits within the slack (cpu_allocator.hpp); among equals the
+      // newest, the block freed last being the likeliest to be warm in cache and TLB.
+      auto fit = cached_.rend();
       for (auto it = cached_.rbegin(); it != cached_.rend(); ++it) {
-        if (it->capacity != capacity) continue;
-        void* p = it->data;
-        cached_.erase(std::next(it).base());
-        stats_.cached_bytes -= capacity;
-        mark_in_use(p, capacity);
+        if (it->capacity < capacity || static_cast<double>(it->capacity) > kReuseSlack * static_cast<double>(capacity)) {
+          continue;
+        }
+        if (fit == cached_.rend() || it->capacity < fit->capacity) fit = it;
+        if (it->capacity == capacity) break;
+      }
+      if (fit != cached_.rend()) {
+        void* p = fit->data;
+        const size_t have = fit->capacity;
+        cached_.erase(std::next(fit).base());
+        stats_.cached_bytes -= have;
+        mark_in_use(p, have);
         ++stats_.reused;
         return p;
       }

@@ -12,6 +12,10 @@
 
 #include "stylize/error.hpp"
 
+#ifdef STYLIZE_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
 namespace stylize {
 
 uint64_t available_memory_bytes() {
@@ -110,6 +114,20 @@ CpuVectorFeatures cpu_vector_features() {
   f.avx512 = avx512_state && bit(ebx7, 16) && bit(ebx7, 17) && bit(ebx7, 30) && bit(ebx7, 31);  // F DQ BW VL
   f.avx512_bf16 = f.avx512 && bit(eax7_1, 5);
   f.amx_bf16 = f.avx512_bf16 && amx_state && bit(edx7, 22) && bit(edx7, 24);  // AMX-BF16, AMX-TILE
+#endif
+  return f;
+}
+
+CpuVectorFeatures engine_vector_features() {
+  CpuVectorFeatures f = cpu_vector_features();
+#ifdef STYLIZE_HAVE_ONEDNN
+  // oneDNN's ISA values are nested bit sets: a set is allowed when all of its bits are.
+  const unsigned isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  auto allows = [isa](dnnl_cpu_isa_t set) { return (isa & static_cast<unsigned>(set)) == static_cast<unsigned>(set); };
+  f.avx2_fma = f.avx2_fma && allows(dnnl_cpu_isa_avx2);
+  f.avx512 = f.avx512 && allows(dnnl_cpu_isa_avx512_core);
+  f.avx512_bf16 = f.avx512_bf16 && allows(dnnl_cpu_isa_avx512_core_bf16);
+  f.amx_bf16 = f.amx_bf16 && allows(dnnl_cpu_isa_avx512_core_amx);
 #endif
   return f;
 }

@@ -120,7 +120,7 @@ constexpr int kPool2 = 9;  // torchvision index
 // 2.69-2.78 s against 2.88-3.08 s with the plan above at 512 px (0.73 vs 0.79-0.85 s at 256 px),
 // three runs each, interleaved: so without AVX-512 an fp32 pass stays NCHW throughout (CUDA too).
 bool cpu_prefers_channels_last(Precision precision) {
-  static const bool avx512 = cpu_vector_features().avx512;
+  static const bool avx512 = engine_vector_features().avx512;
   return precision == Precision::bf16 || avx512;
 }
 

@@ -334,7 +334,7 @@ void Server::load_filters() {
       f.net.to(stylizer_->device());
       f.net.set_precision(stylizer_->precision());
     } else {  // a pure API or a filters-only server runs filters on the CPU
-      f.net.set_precision(resolve_precision(opt_.filter_precision, at::Device(at::kCPU), cpu_vector_features()));
+      f.net.set_precision(resolve_precision(opt_.filter_precision, at::Device(at::kCPU), engine_vector_features()));
     }
     filters_.emplace(e.path().stem().string(), std::move(f));
   }
