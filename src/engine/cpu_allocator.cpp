@@ -11,6 +11,7 @@
 #include <list>
 #include <mutex>
 #include <new>
+#include <sys/mman.h>
 #include <unordered_map>
 
 // c10::Allocator changed in LibTorch 2.3 (c10/core/Allocator.h): allocate() is no longer const, and
@@ -28,8 +29,8 @@ namespace stylize {
 namespace {
 
 // Large blocks are rounded up so that sizes that differ by a few bytes share blocks, and the largest
-// are 2 MiB aligned, so that where transparent huge pages are on for all memory the kernel can use
-// them (with THP in "madvise" mode, as on the machines measured here, it does not).
+// are 2 MiB aligned and advised as huge-page memory (take(), below), so that the kernel can back them
+// with transparent huge pages in its "always" and "madvise" modes alike.
 constexpr size_t kHugePage = size_t{2} << 20;
 constexpr size_t kHugeBlockMinBytes = size_t{16} << 20;
 
@@ -117,6 +118,13 @@ class ReusingCpuAllocator final : public c10::Allocator {
       release_cached();  // the cache may be what stands in the way
       if (posix_memalign(&p, alignment, capacity) != 0) throw std::bad_alloc();
     }
+    // Where transparent huge pages are "madvise" only (Debian's default), ask for them: a fresh block
+    // then faults in per 2 MiB, not per 4 KiB. What a first pass pays (every block is fresh) fell:
+    // `stylize apply` at 512 px on an AMD EPYC Zen 5 VM, medians of 3, pass 0.94 -> 0.67 s fp32 and
+    // 0.78 -> 0.40 s bf16, whole process 1.70 -> 1.43 and 1.55 -> 1.15 s. An L-BFGS loop, which
+    // reuses its blocks, is unchanged (512 px: 0.98-1.03 s fp32, 0.50-0.54 s bf16 either way). A
+    // refusal (THP off) is harmless: the block is then served in 4 KiB pages as before.
+    if (capacity >= kHugeBlockMinBytes) madvise(p, capacity, MADV_HUGEPAGE);
     std::lock_guard<std::mutex> lock(mutex_);
     mark_in_use(p, capacity);
     ++stats_.fresh;
