@@ -43,6 +43,15 @@ class Cli : public ::testing::Test {
     env.push_back("STYLIZE_WEIGHTS=" + stylize::test::synthetic_weights_file());
     return run_command(argv, env);
   }
+  // A 32 px, one-iteration run in `env`: its report (the run must succeed).
+  nlohmann::json tiny_run_report(std::vector<std::string> env = {}) {
+    auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "-q",
+                      "--report", dir / "report.json"},
+                     std::move(env));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::ifstream in(dir / "report.json");
+    return r.exit_code == 0 ? nlohmann::json::parse(in) : nlohmann::json::object();
+  }
   std::vector<std::string> basic(const std::string& out) {
     return {dir / "content.png", dir / "style.jpg", "-o", out, "-s", "48", "-n", "4", "--threads", "2"};
   }
@@ -97,12 +106,9 @@ TEST_F(Cli, StylisesWritesTheRightSizeAndAReport) {
 }
 
 TEST_F(Cli, AUsersOpenblasCoretypeIsKept) {
-  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "-q",
-                    "--report", dir / "report.json"},
-                   {"OPENBLAS_CORETYPE=Nehalem"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::ifstream in(dir / "report.json");
-  const std::string core = nlohmann::json::parse(in)["blas_core"].get<std::string>();
+  const nlohmann::json rep = tiny_run_report({"OPENBLAS_CORETYPE=Nehalem"});
+  ASSERT_TRUE(rep.contains("blas_core"));
+  const std::string core = rep["blas_core"].get<std::string>();
   if (!core.empty()) {  // empty: the BLAS is not OpenBLAS
     EXPECT_EQ(core, "Nehalem");
   }
@@ -111,12 +117,9 @@ TEST_F(Cli, AUsersOpenblasCoretypeIsKept) {
 // The engine follows oneDNN's ISA cap (engine_vector_features): capped to AVX2, a CPU with bf16 dot
 // products runs the AVX2 plan, fp32 included; the bench's AVX2 imitation stands on this.
 TEST_F(Cli, AutoPrecisionFollowsOnednnsIsaCap) {
-  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "-q",
-                    "--report", dir / "report.json"},
-                   {"ONEDNN_MAX_CPU_ISA=AVX2"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::ifstream in(dir / "report.json");
-  EXPECT_EQ(nlohmann::json::parse(in)["settings"]["precision"], "fp32");
+  const nlohmann::json rep = tiny_run_report({"ONEDNN_MAX_CPU_ISA=AVX2"});
+  ASSERT_TRUE(rep.contains("settings"));
+  EXPECT_EQ(rep["settings"]["precision"], "fp32");
   const CpuVectorFeatures cpu = cpu_vector_features(), engine = engine_vector_features();
   EXPECT_EQ(engine.avx512_bf16, cpu.avx512_bf16) << "uncapped (this process), the engine sees what CPUID says";
   EXPECT_EQ(engine.amx_bf16, cpu.amx_bf16);
@@ -126,12 +129,10 @@ TEST_F(Cli, PeakMemoryIsTheProgramsOwnNotItsParents) {
   // Linux carries getrusage's ru_maxrss over exec: started from this test process with 1 GiB
   // resident, stylize used to report at least that as its own peak.
   std::vector<char> ballast(size_t{1} << 30, 1);  // filled, so every page is resident
-  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "-q",
-                    "--report", dir / "report.json"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json rep = tiny_run_report();
+  ASSERT_TRUE(rep.contains("peak_memory_mib"));
   EXPECT_EQ(ballast[ballast.size() / 2], 1);
-  std::ifstream in(dir / "report.json");
-  const double peak = nlohmann::json::parse(in)["peak_memory_mib"].get<double>();
+  const double peak = rep["peak_memory_mib"].get<double>();
   EXPECT_GT(peak, 10.0);
   EXPECT_LT(peak, 700.0) << "a 32 px run needs a few hundred MiB; 1024+ is the parent's size";
 }
