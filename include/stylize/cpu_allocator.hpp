@@ -11,8 +11,8 @@
 // times it; a step of the backward pass often wants a size that the forward pass's freed blocks do
 // not have. So the cache may hold more than the most ever in use at once, by a headroom: the blocks
 // held from the system (in use + cached) stay within (1 + headroom) × that peak; a request that
-// would pass it first returns cached blocks, oldest first. Measured, peak RSS and page faults per iteration: 512×384, headroom 0.5:
-// 922 MiB, ~1,150 (the default allocator: 961 MiB, ~126,000); 1024×768, headroom 0.5: 2723 MiB,
+// would pass it first returns cached blocks, oldest first. Measured, peak RSS and page faults per
+// iteration: 512×384, headroom 0.5: 922 MiB, ~1,150 (the default allocator: 961 MiB, ~126,000); 1024×768, headroom 0.5: 2723 MiB,
 // ~4,600; headroom 0: 2117 MiB, ~380,000 (the default allocator: 2317 MiB, far more faults).
 #pragma once
 

@@ -91,11 +91,10 @@ class ReusingCpuAllocator final : public c10::Allocator {
       std::lock_guard<std::mutex> lock(mutex_);
       // The smallest cached block that fits within the slack (cpu_allocator.hpp); among equals the
       // newest, the block freed last being the likeliest to be warm in cache and TLB.
+      const double most = kReuseSlack * static_cast<double>(capacity);
       auto fit = cached_.rend();
       for (auto it = cached_.rbegin(); it != cached_.rend(); ++it) {
-        if (it->capacity < capacity || static_cast<double>(it->capacity) > kReuseSlack * static_cast<double>(capacity)) {
-          continue;
-        }
+        if (it->capacity < capacity || static_cast<double>(it->capacity) > most) continue;
         if (fit == cached_.rend() || it->capacity < fit->capacity) fit = it;
         if (it->capacity == capacity) break;
       }
