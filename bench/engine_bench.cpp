@@ -4,6 +4,10 @@
 //
 //   stylize_engine_bench --device cuda --size 512 --iterations 500 [--precision fp32|bf16]
 //       [--history 100] [--threads N] [--inputs-out FILE] [--profile-out FILE] [--allocator reusing|c10]
+//       [--conv automatic|direct]
+//
+// --conv: the network's convolution algorithm (include/stylize/vgg19.hpp): automatic (what `stylize`
+// runs: Winograd for the CPU fp32 layers it was measured faster at) or direct (oneDNN everywhere).
 //
 // --allocator: the CPU allocator `stylize` installs (reusing, the default here too, so that the
 // bench times what the CLI runs) or c10's own, which returns every large block to the system and
@@ -39,7 +43,7 @@ using namespace stylize;
 namespace {
 
 struct Args {
-  std::string device = "auto", precision = "fp32", inputs_out, profile_out, allocator = "reusing";
+  std::string device = "auto", precision = "fp32", inputs_out, profile_out, allocator = "reusing", conv = "automatic";
   int size = 512, iterations = 500, history = 100, threads = 0;
 };
 
@@ -47,7 +51,7 @@ struct Args {
   std::fprintf(stderr,
                "error: %s\nusage: stylize_engine_bench [--device D] [--size PX] [--iterations N] "
                "[--precision fp32|bf16] [--history N] [--threads N] [--inputs-out FILE] "
-               "[--profile-out FILE] [--allocator reusing|c10]\n",
+               "[--profile-out FILE] [--allocator reusing|c10] [--conv automatic|direct]\n",
                why.c_str());
   std::exit(2);
 }
@@ -73,6 +77,7 @@ Args parse(int argc, char** argv) {
     else if (flag == "--inputs-out") a.inputs_out = value;
     else if (flag == "--profile-out") a.profile_out = value;
     else if (flag == "--allocator") a.allocator = value;
+    else if (flag == "--conv") a.conv = value;
     else if (flag == "--size") a.size = number();
     else if (flag == "--iterations") a.iterations = number();
     else if (flag == "--history") a.history = number();
@@ -81,6 +86,7 @@ Args parse(int argc, char** argv) {
   }
   if (a.precision != "fp32" && a.precision != "bf16") usage("--precision: fp32 or bf16");
   if (a.allocator != "reusing" && a.allocator != "c10") usage("--allocator: reusing or c10");
+  if (a.conv != "automatic" && a.conv != "direct") usage("--conv: automatic or direct");
   if (a.size < 32 || a.iterations < 1 || a.history < 1) usage("--size >= 32, --iterations and --history >= 1");
   return a;
 }
@@ -165,6 +171,7 @@ int main(int argc, char** argv) {
     params.optimizer.lbfgs_history = a.history;
     auto t = std::chrono::steady_clock::now();
     Stylizer stylizer(weights, Preprocessing::caffe, Pooling::max, deepest_layer(params.loss), device, precision);
+    stylizer.set_conv_algorithm(a.conv == "direct" ? ConvAlgorithm::direct : ConvAlgorithm::automatic);
     const StyleTargets targets = stylizer.style_targets(params.loss, {style}, {});
     const double seconds_setup = since(t);
     t = std::chrono::steady_clock::now();
@@ -179,6 +186,7 @@ int main(int argc, char** argv) {
         {"precision", to_string(precision)},
         {"threads", threads},
         {"allocator", a.allocator},
+        {"conv", a.conv},
         // Large blocks the reusing allocator served from its cache and from the system, whole run:
         // a fresh block costs a page fault per 4 KiB on first touch.
         {"allocator_reused", cpu_allocator_stats().reused},

@@ -214,7 +214,7 @@ def backward_key(s, ss, i, seq_layer, h, w):
                 break
     if layer is None:
         return ("", "loss terms, casts, glue (backward)")
-    if layer.startswith("conv") and "Convolution" in node:
+    if layer.startswith("conv") and ("Convolution" in node or "WinogradConv" in node):
         return (layer, "input gradient")
     if layer.startswith("conv"):  # the NCHW switch after pool2 sits in conv3_1's span (src/engine/vgg19.cpp)
         return (layer, "layout change (backward)")
@@ -403,7 +403,10 @@ def main():
                                   f"({a.ratio_iterations} iterations each); the reference once as its users run it, "
                                   "once with glibc keeping freed memory (`MALLOC_MMAP_MAX_=0`, `MALLOC_TRIM_THRESHOLD_` "
                                   "1 TiB), as stylize's own allocator does, so that the share of the lead that is "
-                                  "memory reuse shows. Layers *alone* are timed with glibc keeping its memory:", ""] + ratio_lines + ["", "Where it goes:", ""]
+                                  "memory reuse shows. Layers *alone* are timed with glibc keeping its memory. In fp32 the engine "
+                                  "runs the convolutions from 128 input channels by Winograd (src/engine/winograd.hpp): their "
+                                  "GFLOP are a direct convolution's, so their GFLOP/s is an effective rate, and *alone* is "
+                                  "oneDNN's direct kernel, what the reference runs:", ""] + ratio_lines + ["", "Where it goes:", ""]
                      + head + [""] + lines[2:] + [f"Whole run: {(time.time() - started) / 60:.1f} min."])
     print(text)
     if a.markdown:

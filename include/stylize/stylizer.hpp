@@ -60,6 +60,8 @@ class Stylizer {
   const at::Device& device() const { return device_; }
   int last_index() const { return net_->last_index(); }
   Precision precision() const { return net_->precision(); }
+  // The network's convolution algorithm (vgg19.hpp ConvAlgorithm; automatic unless set), before a run.
+  void set_conv_algorithm(ConvAlgorithm algorithm) { net_->set_conv_algorithm(algorithm); }
 
   // Blended Gram targets of the style images (each already at its working size). A style image over
   // kWholeStylePixels goes through the network tile by tile (style_targets_tiled), so a print-size
@@ -115,8 +117,9 @@ int style_longest_side(int size, double style_scale);
 void check_working_size(int width, int height, int last_index, const std::string& what);
 
 // Peak host memory of a CPU run, estimated from measurements (BENCHMARKS.md "Memory limits"):
-// ~370 MiB fixed + activations (~3000 bytes per output pixel in fp32, ~1700 in bf16: fitted 3209
-// and 1601 on 256..1024 px runs; bf16 features go to the Gram products without fp32 copies) + the
+// ~370 MiB fixed (670 in fp32: the Winograd kernels and bands, vgg19.hpp ConvAlgorithm) + activations
+// (~3000 bytes per output pixel in fp32, ~1700 in bf16: fitted 3209 and 1601 on 256..1024 px runs;
+// bf16 features go to the Gram products without fp32 copies) + the
 // optimiser's history (L-BFGS: 2 × history image-sized float tensors; Adam: 2 moments).
 uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& optimizer,
                                  Precision precision = Precision::fp32);

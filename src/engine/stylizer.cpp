@@ -202,7 +202,10 @@ uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& 
   const uint64_t pixels = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
   const uint64_t history = optimizer.kind == OptimizerKind::lbfgs ? 2ull * optimizer.lbfgs_history : 2ull;
   const uint64_t activations = precision == Precision::bf16 ? 1700ull : 3000ull;
-  return (370ull << 20) + pixels * activations + pixels * 12ull * history;
+  // fp32 adds the Winograd kernels (4x conv2_2 .. conv5_1's weights, ~205 MiB) and its bands of
+  // transformed tiles: measured +205, +254 and +345 MiB at 256, 512 and 1024 px (BENCHMARKS.md).
+  const uint64_t fixed = precision == Precision::bf16 ? (370ull << 20) : (670ull << 20);
+  return fixed + pixels * activations + pixels * 12ull * history;
 }
 
 void check_cpu_memory(int width, int height, const OptimizerOptions& optimizer, Precision precision) {

@@ -6,9 +6,11 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "stylize/error.hpp"
 #include "stylize/runtime.hpp"
+#include "winograd.hpp"
 
 namespace stylize {
 
@@ -96,6 +98,27 @@ Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, i
     conv_[l.index] = {w->second.detach().to(dtype).contiguous(), b->second.detach().to(dtype).contiguous()};
   }
 }
+
+// Winograd where it was measured faster than oneDNN's direct kernels, per convolution alone (AMD EPYC
+// Zen 5, 2 threads; BENCHMARKS.md "Winograd"): fp32 on the CPU from 128 input channels, in NCHW. At 64
+// channels (conv1_2, conv2_1) the 36 products are too thin for BLAS rates and the transforms' memory
+// traffic outweighs the saving; bf16 stays on oneDNN (no bf16 Winograd there, and its direct kernels
+// are ~3x fp32's). The direct path stays the reference (ConvAlgorithm::direct) and CUDA's.
+bool Vgg19::uses_winograd(const at::Tensor& x, int in_channels) const {
+  return algorithm_ == ConvAlgorithm::automatic && precision_ == Precision::fp32 && in_channels >= 128 &&
+         x.is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();
+}
+
+// Transformed on first use (4x the kernels' memory: ~200 MB for conv2_2 .. conv5_1), so that a pass
+// that never reaches a layer, a bf16 or CUDA network, or the direct path pays nothing.
+const at::Tensor& Vgg19::winograd_weights_for(int index) const {
+  std::lock_guard<std::mutex> lock(*winograd_mutex_);
+  auto it = winograd_.find(index);
+  if (it == winograd_.end()) it = winograd_.emplace(index, winograd_weights(conv_.at(index).first)).first;
+  return it->second;
+}
+
+void Vgg19::set_conv_algorithm(ConvAlgorithm algorithm) { algorithm_ = algorithm; }
 
 void Vgg19::to(const at::Device& device) {
   for (auto& [index, wb] : conv_) wb = {wb.first.to(device), wb.second.to(device)};
@@ -254,6 +277,22 @@ struct ReluMaxPoolNchw : torch::autograd::Function<ReluMaxPoolNchw> {
   }
 };
 
+// A 3×3 convolution by Winograd's F(4×4, 3×3) (winograd.hpp), forward and input gradient; the
+// weights are frozen, so nothing else has a gradient. Saves only the transformed kernels.
+struct WinogradConv : torch::autograd::Function<WinogradConv> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& u,
+                            const at::Tensor& bias) {
+    RECORD_FUNCTION("stylize::winograd_conv", std::vector<c10::IValue>({x}));  // named in profiles
+    ctx->saved_data["u"] = u;
+    return winograd_conv3x3(x, u, bias);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    RECORD_FUNCTION("stylize::winograd_conv_input_gradient", std::vector<c10::IValue>({grads[0]}));
+    return {winograd_conv3x3_input_gradient(grads[0], ctx->saved_data["u"].toTensor()), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<int>& layer_indices) const {
@@ -291,7 +330,8 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
     switch (l.kind) {
       case Vgg19Layer::Kind::conv: {
         const auto& wb = conv_.at(l.index);
-        h = at::conv2d(h, wb.first, wb.second, /*stride=*/1, /*padding=*/1);
+        h = uses_winograd(h, l.in_channels) ? WinogradConv::apply(h, winograd_weights_for(l.index), wb.second)
+                                            : at::conv2d(h, wb.first, wb.second, /*stride=*/1, /*padding=*/1);
         break;
       }
       case Vgg19Layer::Kind::relu:
