@@ -202,6 +202,10 @@ def backward_key(s, ss, i, seq_layer, h, w):
                     if kind == "relu" and (cout, lh // 2) == (c, ph) and not name.endswith("_1"):
                         relu = name
                 return (relu, "relu + pool backward (fused)")
+    if "WinogradConv" in node:  # its backward names its layer (src/engine/vgg19.cpp WinogradConv)
+        for d in descendants(ss, i):
+            if d["name"].startswith("stylize::winograd_conv_input_gradient:"):
+                return (d["name"].rsplit(":", 1)[-1], "input gradient")
     if "GramFunction" in node:
         for d in descendants(ss, i):
             if d["name"] == "stylize::gram_backward":

@@ -281,15 +281,20 @@ struct ReluMaxPoolNchw : torch::autograd::Function<ReluMaxPoolNchw> {
 // weights are frozen, so nothing else has a gradient. Saves only the transformed kernels.
 struct WinogradConv : torch::autograd::Function<WinogradConv> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& u,
-                            const at::Tensor& bias) {
+                            const at::Tensor& bias, int64_t layer) {
     RECORD_FUNCTION("stylize::winograd_conv", std::vector<c10::IValue>({x}));  // named in profiles
     ctx->saved_data["u"] = u;
+    ctx->saved_data["layer"] = layer;
     return winograd_conv3x3(x, u, bias);
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
-    RECORD_FUNCTION("stylize::winograd_conv_input_gradient", std::vector<c10::IValue>({grads[0]}));
-    return {winograd_conv3x3_input_gradient(grads[0], ctx->saved_data["u"].toTensor()), at::Tensor(), at::Tensor()};
+    // The layer in the name: a custom node's backward has no forward op to be tied to by sequence
+    // number, and conv3_2 .. conv3_4 (and conv4_2 .. conv4_4) have the same shapes.
+    RECORD_FUNCTION("stylize::winograd_conv_input_gradient:" + vgg19_layers()[ctx->saved_data["layer"].toInt()].name,
+                    std::vector<c10::IValue>({grads[0]}));
+    return {winograd_conv3x3_input_gradient(grads[0], ctx->saved_data["u"].toTensor()), at::Tensor(), at::Tensor(),
+            at::Tensor()};
   }
 };
 
@@ -330,7 +335,7 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
     switch (l.kind) {
       case Vgg19Layer::Kind::conv: {
         const auto& wb = conv_.at(l.index);
-        h = uses_winograd(h, l.in_channels) ? WinogradConv::apply(h, winograd_weights_for(l.index), wb.second)
+        h = uses_winograd(h, l.in_channels) ? WinogradConv::apply(h, winograd_weights_for(l.index), wb.second, l.index)
                                             : at::conv2d(h, wb.first, wb.second, /*stride=*/1, /*padding=*/1);
         break;
       }
