@@ -18,7 +18,8 @@ namespace {
 
 dnnl::memory::desc describe(const at::Tensor& t) {
   const auto type = t.scalar_type() == at::kBFloat16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
-  return dnnl::memory::desc({t.size(0), t.size(1)}, type, {t.stride(0), t.stride(1)});
+  const dnnl::memory::dims sizes(t.sizes().begin(), t.sizes().end()), strides(t.strides().begin(), t.strides().end());
+  return dnnl::memory::desc(sizes, type, strides);
 }
 
 dnnl::engine& cpu_engine() {
@@ -38,7 +39,9 @@ bool bf16_matmul_available() {
   return native;
 }
 
-void bf16_matmul(const at::Tensor& a, const at::Tensor& b, at::Tensor& out) {
+bool onednn_matmul_available() { return true; }
+
+void onednn_matmul(const at::Tensor& a, const at::Tensor& b, at::Tensor& out) {
   // Primitive creation goes through oneDNN's primitive cache (keyed by the descriptors), so
   // building the descriptor per call costs microseconds once a shape has been seen.
   dnnl::engine& engine = cpu_engine();
@@ -52,9 +55,17 @@ void bf16_matmul(const at::Tensor& a, const at::Tensor& b, at::Tensor& out) {
   stream.wait();
 }
 
+void bf16_matmul(const at::Tensor& a, const at::Tensor& b, at::Tensor& out) { onednn_matmul(a, b, out); }
+
 #else
 
 bool bf16_matmul_available() { return false; }
+
+bool onednn_matmul_available() { return false; }
+
+void onednn_matmul(const at::Tensor&, const at::Tensor&, at::Tensor&) {
+  throw std::logic_error("onednn_matmul: built without oneDNN");
+}
 
 void bf16_matmul(const at::Tensor&, const at::Tensor&, at::Tensor&) {
   throw std::logic_error("bf16_matmul: built without oneDNN");

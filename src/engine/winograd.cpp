@@ -1,11 +1,9 @@
 #include "winograd.hpp"
 
+#include "bf16_matmul.hpp"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-
-#ifdef STYLIZE_HAVE_ONEDNN
-#include <oneapi/dnnl/dnnl.hpp>
-#endif
 
 #include <algorithm>
 #include <stdexcept>
@@ -89,6 +87,18 @@ struct Geometry {
   int64_t th, tw;      // tiles down and across
 };
 
+// Rows [first, first + count) of a plane into `out` (count rows of `width`), each at column `offset`,
+// zero where the row is outside the image or the columns run past it: the convolution's padding.
+inline void load_rows(const float* plane, const Geometry& g, int64_t first, int count, int64_t offset,
+                      int64_t width, float* out) {
+  for (int r = 0; r < count; ++r) {
+    float* dst = out + r * width;
+    const int64_t y = first + r;
+    std::fill(dst, dst + width, 0.f);
+    if (y >= 0 && y < g.h) std::copy(plane + y * g.w, plane + (y + 1) * g.w, dst + offset);
+  }
+}
+
 // V[p][c][t] = (Bᵀ d B)[p] for the tiles of rows [row0, row1) of image `img`; t counts tiles of the
 // band row-major. Each channel is one task: it reads its plane once and writes 36 contiguous runs.
 void transform_inputs(const float* x, const Geometry& g, int64_t img, int64_t row0, int64_t row1, float* v) {
@@ -98,13 +108,7 @@ void transform_inputs(const float* x, const Geometry& g, int64_t img, int64_t ro
     for (int64_t c = c0; c < c1; ++c) {
       const float* plane = x + (img * g.c + c) * g.h * g.w;
       for (int64_t i = row0; i < row1; ++i) {
-        // The patch rows 4i-1 .. 4i+4, zero outside the image (the convolution's padding).
-        for (int b = 0; b < kPatch; ++b) {
-          float* r = rows.data() + b * wp;
-          const int64_t y = i * kTile - 1 + b;
-          std::fill(r, r + wp, 0.f);
-          if (y >= 0 && y < g.h) std::copy(plane + y * g.w, plane + (y + 1) * g.w, r + 1);
-        }
+        load_rows(plane, g, i * kTile - 1, kPatch, 1, wp, rows.data());  // the patch rows 4i-1 .. 4i+4
         const float* rb = rows.data();
         float* const o[kPatch] = {cols.data(), cols.data() + wp, cols.data() + 2 * wp,
                                   cols.data() + 3 * wp, cols.data() + 4 * wp, cols.data() + 5 * wp};
@@ -196,12 +200,7 @@ void adjoint_outputs(const float* dy, const Geometry& g, int64_t img, int64_t ro
     for (int64_t k = k0; k < k1; ++k) {
       const float* plane = dy + (img * g.k + k) * g.h * g.w;
       for (int64_t i = row0; i < row1; ++i) {
-        for (int r = 0; r < kTile; ++r) {
-          float* dst = rows.data() + r * wpad;
-          const int64_t y = i * kTile + r;
-          std::fill(dst, dst + wpad, 0.f);
-          if (y < g.h) std::copy(plane + y * g.w, plane + (y + 1) * g.w, dst);
-        }
+        load_rows(plane, g, i * kTile, kTile, 0, wpad, rows.data());  // the tile rows 4i .. 4i+3
         const float *y0 = rows.data(), *y1 = y0 + wpad, *y2 = y1 + wpad, *y3 = y2 + wpad;
         for (int64_t x = 0; x < wpad; ++x) output_adjoint(y0[x], y1[x], y2[x], y3[x], cols.data() + x, wpad);
         const int64_t t0 = (i - row0) * g.tw;
@@ -264,24 +263,11 @@ void adjoint_inputs(const float* f, const Geometry& g, int64_t img, int64_t row0
 // out [36, m, n] contiguous. oneDNN's matmul runs on the same OpenMP threads as the transforms around
 // it; BLAS (OpenBLAS's own pthreads) competed with OpenMP's spinning workers on 2 cores and lost ~20%.
 void batched_products(const at::Tensor& a, const at::Tensor& b, at::Tensor& out) {
-#ifdef STYLIZE_HAVE_ONEDNN
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  using dims = dnnl::memory::dims;
-  auto describe = [](const at::Tensor& t) {
-    return dnnl::memory::desc(dims{t.size(0), t.size(1), t.size(2)}, dnnl::memory::data_type::f32,
-                              dims{t.stride(0), t.stride(1), t.stride(2)});
-  };
-  const auto a_md = describe(a), b_md = describe(b), out_md = describe(out);
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, out_md), engine);
-  dnnl::memory a_mem(a_md, engine, const_cast<void*>(a.data_ptr()));
-  dnnl::memory b_mem(b_md, engine, const_cast<void*>(b.data_ptr()));
-  dnnl::memory out_mem(out_md, engine, out.data_ptr());
-  dnnl::stream stream(engine);
-  dnnl::matmul(pd).execute(stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, out_mem}});
-  stream.wait();
-#else
-  at::bmm_out(out, a, b);
-#endif
+  if (onednn_matmul_available()) {
+    onednn_matmul(a, b, out);
+  } else {
+    at::bmm_out(out, a, b);
+  }
 }
 
 // x is the input ([N, C, H, W]) or the output gradient ([N, K, H, W]): only N, H and W are taken from it.
