@@ -278,10 +278,18 @@ Geometry geometry(const at::Tensor& x, int64_t in_channels, int64_t out_channels
   return g;
 }
 
-// Tile rows per band: as many as keep one band's transformed tensors within kBandBytes.
-int64_t band_rows(const Geometry& g) {
+// Calls run(img, row0, row1, tiles) for each band of tile rows [row0, row1) of each image: as many rows
+// as keep one band's transformed tensors within kBandBytes.
+template <typename Run>
+void for_each_band(const Geometry& g, Run run) {
   const int64_t per_row = kPoints * std::max(g.c, g.k) * g.tw * static_cast<int64_t>(sizeof(float));
-  return std::clamp<int64_t>(kBandBytes / per_row, 1, g.th);
+  const int64_t rows = std::clamp<int64_t>(kBandBytes / per_row, 1, g.th);
+  for (int64_t img = 0; img < g.n; ++img) {
+    for (int64_t row0 = 0; row0 < g.th; row0 += rows) {
+      const int64_t row1 = std::min(g.th, row0 + rows);
+      run(img, row0, row1, (row1 - row0) * g.tw);
+    }
+  }
 }
 
 void check_operands(const at::Tensor& x, const at::Tensor& u, int64_t channels, const char* what) {
@@ -303,18 +311,14 @@ at::Tensor winograd_conv3x3(const at::Tensor& input, const at::Tensor& u, const 
   const at::Tensor b = bias.defined() ? bias.to(at::kFloat).contiguous() : bias;
   if (b.defined() && b.numel() != g.k) throw std::invalid_argument("winograd_conv3x3: bias must have K values");
   at::Tensor y = at::empty({g.n, g.k, g.h, g.w}, x.options());
-  const int64_t rows = band_rows(g);
-  for (int64_t img = 0; img < g.n; ++img) {
-    for (int64_t row0 = 0; row0 < g.th; row0 += rows) {
-      const int64_t row1 = std::min(g.th, row0 + rows), tiles = (row1 - row0) * g.tw;
-      at::Tensor v = at::empty({kPoints, g.c, tiles}, x.options());
-      transform_inputs(x.data_ptr<float>(), g, img, row0, row1, v.data_ptr<float>());
-      at::Tensor m = at::empty({kPoints, g.k, tiles}, x.options());
-      batched_products(uc, v, m);  // [36, K, tiles]: the 36 products
-      transform_outputs(m.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, g, img, row0, row1,
-                        y.data_ptr<float>());
-    }
-  }
+  for_each_band(g, [&](int64_t img, int64_t row0, int64_t row1, int64_t tiles) {
+    at::Tensor v = at::empty({kPoints, g.c, tiles}, x.options());
+    transform_inputs(x.data_ptr<float>(), g, img, row0, row1, v.data_ptr<float>());
+    at::Tensor m = at::empty({kPoints, g.k, tiles}, x.options());
+    batched_products(uc, v, m);  // [36, K, tiles]: the 36 products
+    transform_outputs(m.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, g, img, row0, row1,
+                      y.data_ptr<float>());
+  });
   return y;
 }
 
@@ -324,17 +328,13 @@ at::Tensor winograd_conv3x3_input_gradient(const at::Tensor& grad, const at::Ten
   const Geometry g = geometry(dy, uc.size(2), uc.size(1));
   at::Tensor dx = at::zeros({g.n, g.c, g.h, g.w}, dy.options());
   const at::Tensor ut = uc.transpose(1, 2);  // [36, C, K], a view: BLAS reads it transposed
-  const int64_t rows = band_rows(g);
-  for (int64_t img = 0; img < g.n; ++img) {
-    for (int64_t row0 = 0; row0 < g.th; row0 += rows) {
-      const int64_t row1 = std::min(g.th, row0 + rows), tiles = (row1 - row0) * g.tw;
-      at::Tensor e = at::empty({kPoints, g.k, tiles}, dy.options());
-      adjoint_outputs(dy.data_ptr<float>(), g, img, row0, row1, e.data_ptr<float>());
-      at::Tensor f = at::empty({kPoints, g.c, tiles}, dy.options());
-      batched_products(ut, e, f);  // [36, C, tiles]
-      adjoint_inputs(f.data_ptr<float>(), g, img, row0, row1, dx.data_ptr<float>());
-    }
-  }
+  for_each_band(g, [&](int64_t img, int64_t row0, int64_t row1, int64_t tiles) {
+    at::Tensor e = at::empty({kPoints, g.k, tiles}, dy.options());
+    adjoint_outputs(dy.data_ptr<float>(), g, img, row0, row1, e.data_ptr<float>());
+    at::Tensor f = at::empty({kPoints, g.c, tiles}, dy.options());
+    batched_products(ut, e, f);  // [36, C, tiles]
+    adjoint_inputs(f.data_ptr<float>(), g, img, row0, row1, dx.data_ptr<float>());
+  });
   return dx;
 }
 
