@@ -218,7 +218,7 @@ def backward_key(s, ss, i, seq_layer, h, w):
                 break
     if layer is None:
         return ("", "loss terms, casts, glue (backward)")
-    if layer.startswith("conv") and ("Convolution" in node or "WinogradConv" in node):
+    if layer.startswith("conv") and "Convolution" in node:
         return (layer, "input gradient")
     if layer.startswith("conv"):  # the NCHW switch after pool2 sits in conv3_1's span (src/engine/vgg19.cpp)
         return (layer, "layout change (backward)")

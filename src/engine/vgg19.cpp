@@ -101,7 +101,7 @@ Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, i
 
 // Winograd where it was measured faster than oneDNN's direct kernels, per convolution alone (AMD EPYC
 // Zen 5, 2 threads; BENCHMARKS.md "Winograd"): fp32 on the CPU from 128 input channels, in NCHW. At 64
-// channels (conv1_2, conv2_1) the 36 products are too thin for BLAS rates and the transforms' memory
+// channels (conv1_2, conv2_1) the 36 products are too thin for good matmul rates and the transforms' memory
 // traffic outweighs the saving; bf16 stays on oneDNN (no bf16 Winograd there, and its direct kernels
 // are ~3x fp32's). The direct path stays the reference (ConvAlgorithm::direct) and CUDA's.
 bool Vgg19::uses_winograd(const at::Tensor& x, int in_channels) const {

@@ -21,7 +21,8 @@ constexpr int kPatch = 6;   // inputs per tile side: kTile + 3 - 1
 constexpr int kPoints = 36; // kPatch²
 
 // Transient memory for one band of tiles' transformed inputs; the products' outputs take as much
-// again for K = C. Bands of >= 512 tiles keep BLAS near its best rate (at 64 tiles it loses a third).
+// again for K = C. Bands of >= 512 tiles keep the products near their best rate (measured with BLAS:
+// at 64 tiles it loses a third).
 constexpr int64_t kBandBytes = 32ll << 20;
 
 at::Tensor transform_kernels(const at::Tensor& weight) {
@@ -58,7 +59,7 @@ at::Tensor transform_kernels(const at::Tensor& weight) {
   return u;
 }
 
-// Bᵀ applied to six values of a column (stride 1 across the arrays): o_a = Σ_b Bᵀ[a][b]·d_b.
+// Bᵀ down the six patch rows d0..d5, for each of their first n columns: o_a[x] = Σ_b Bᵀ[a][b]·d_b[x].
 inline void input_rows(const float* d0, const float* d1, const float* d2, const float* d3, const float* d4,
                        const float* d5, float* const o[kPatch], int64_t n) {
   for (int64_t x = 0; x < n; ++x) {
@@ -169,8 +170,7 @@ void transform_outputs(const float* m, const float* bias, const Geometry& g, int
   });
 }
 
-// e_a = Σ_r Aᵀ[r][a]·y_r: the output transform's transpose, for four values at stride 1 (n of them)
-// or one set (stride between outputs).
+// e_a = Σ_r Aᵀ[r][a]·y_r, the output transform's transpose, for four values: e_a written at e[a · stride].
 inline void output_adjoint(float y0, float y1, float y2, float y3, float* e, int64_t stride) {
   const float p02 = y0 + y2, p13 = y1 + y3;
   e[0] = y0;
@@ -327,7 +327,7 @@ at::Tensor winograd_conv3x3_input_gradient(const at::Tensor& grad, const at::Ten
   const at::Tensor dy = grad.contiguous(), uc = u.contiguous();
   const Geometry g = geometry(dy, uc.size(2), uc.size(1));
   at::Tensor dx = at::zeros({g.n, g.c, g.h, g.w}, dy.options());
-  const at::Tensor ut = uc.transpose(1, 2);  // [36, C, K], a view: BLAS reads it transposed
+  const at::Tensor ut = uc.transpose(1, 2);  // [36, C, K], a view: the matmul reads it transposed
   for_each_band(g, [&](int64_t img, int64_t row0, int64_t row1, int64_t tiles) {
     at::Tensor e = at::empty({kPoints, g.k, tiles}, dy.options());
     adjoint_outputs(dy.data_ptr<float>(), g, img, row0, row1, e.data_ptr<float>());

@@ -1,8 +1,9 @@
 // 3×3 convolutions (stride 1, padding 1) by Winograd's F(4×4, 3×3) on fp32 CPU tensors: 36
 // multiplications per 4×4 output tile and channel pair instead of 144, the products done as 36 large
-// matrix products by BLAS. On CPUs without AVX-512 oneDNN has only direct fp32 convolutions, which run
-// at ~75% of the FMA peak already (BENCHMARKS.md, the AVX2 profile); fewer multiplications is what is
-// left. Internal to the engine (src/engine/vgg19.cpp uses it); kept out of the public headers.
+// matrix products on oneDNN's matmul (BLAS where the build has no oneDNN). On CPUs without AVX-512
+// oneDNN has only direct fp32 convolutions, which run at ~75% of the FMA peak already (BENCHMARKS.md,
+// the AVX2 profile); fewer multiplications is what is left. Internal to the engine (src/engine/vgg19.cpp
+// uses it); kept out of the public headers.
 #pragma once
 
 #include <ATen/core/Tensor.h>
