@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 #include <torch/optim/lbfgs.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -535,12 +537,12 @@ Trajectories lbfgs_trajectories(const std::function<at::Tensor(const at::Tensor&
   }
 
   at::Tensor y = start.clone().set_requires_grad(true);
-  SyncFreeLbfgs ours(y, history, iterations, 1.0);
+  SyncFreeLbfgs ours(y, history, iterations, 1.0, false);
   for (int i = 0; i < iterations; ++i) {
     if (y.grad().defined()) y.mutable_grad().zero_();
     f(y).backward();
     out.ours.push_back(y.detach().clone());
-    ours.step(y.grad());
+    ours.step(y.grad(), at::zeros({}, y.options()));
   }
   return out;
 }
@@ -579,6 +581,90 @@ TEST(Lbfgs, PairsFailingTheCurvatureTestChangeNothing) {
   const auto t = lbfgs_trajectories(f, at::linspace(-1.5, 1.5 - 3.0 / 64, 64, at::kDouble), 100, 30);
   EXPECT_GE(t.curvature_rejections, 3) << "the test needs rejected pairs to mean anything";
   expect_same_path(t, 30);
+}
+
+namespace {
+
+// Every point SyncFreeLbfgs evaluates f at, with f and the gradient there, in double.
+struct Evaluations {
+  std::vector<at::Tensor> points, grads;
+  std::vector<double> losses;
+};
+
+Evaluations sync_free_run(const std::function<at::Tensor(const at::Tensor&)>& f, const at::Tensor& start,
+                          int history, int iterations, bool backtrack) {
+  Evaluations out;
+  at::Tensor x = start.clone().set_requires_grad(true);
+  SyncFreeLbfgs opt(x, history, iterations, 1.0, backtrack);
+  for (int i = 0; i < iterations; ++i) {
+    if (x.grad().defined()) x.mutable_grad().zero_();
+    const at::Tensor v = f(x);
+    v.backward();
+    out.points.push_back(x.detach().clone());
+    out.grads.push_back(x.grad().clone());
+    out.losses.push_back(v.item<double>());
+    opt.step(x.grad(), v);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Lbfgs, BacktrackingTakesTheSameStepsWhileTheLossFalls) {
+  const at::Tensor scale = at::linspace(0.5, 4.0, 48, at::kDouble);
+  auto f = [&](const at::Tensor& x) { return (scale * (x - 1).pow(2)).sum() + 0.25 * x.pow(4).sum(); };
+  const at::Tensor start = at::linspace(-2.0, 3.0, 48, at::kDouble);
+  const Evaluations plain = sync_free_run(f, start, 5, 16, false), guarded = sync_free_run(f, start, 5, 16, true);
+  for (size_t k = 1; k < plain.losses.size(); ++k) {
+    ASSERT_LE(plain.losses[k], plain.losses[k - 1]) << "the test needs a path that only falls; evaluation " << k + 1;
+  }
+  for (size_t k = 0; k < plain.points.size(); ++k) {
+    EXPECT_TRUE(at::equal(plain.points[k], guarded.points[k])) << "evaluation " << k + 1;
+  }
+}
+
+TEST(Lbfgs, BacktrackingRetriesAStepThatRaisedTheLossAlongItsParabola) {
+  // Pseudo-Huber: nearly flat far out, so a secant pair from out there asks for a step far past
+  // the minimum, which raises f. Without the guard L-BFGS carries on from there.
+  const at::Tensor c = at::linspace(0.2, 3.0, 32, at::kDouble);
+  auto f = [&](const at::Tensor& x) { return ((c * x).pow(2) + 1).sqrt().sum(); };
+  const at::Tensor start = at::linspace(4.0, 9.0, 32, at::kDouble);
+  const Evaluations run = sync_free_run(f, start, 10, 40, true);
+  const Evaluations plain = sync_free_run(f, start, 10, 40, false);
+
+  // Replays the rule: base = last accepted evaluation; a loss more than 1e-3 above the lowest so
+  // far is rejected, and the next point is base + σ (rejected − base) with σ the parabola's minimiser.
+  size_t base = 0;
+  double lowest = run.losses[0];
+  int rejections = 0;
+  for (size_t k = 1; k + 1 < run.points.size(); ++k) {
+    if (run.losses[k] <= lowest + 1e-3 * std::abs(lowest)) {
+      base = k;
+    } else {
+      ++rejections;
+      const at::Tensor s = run.points[k] - run.points[base];
+      const double slope = at::dot(run.grads[base], s).item<double>();
+      const double sigma = std::clamp(-slope / (2 * (run.losses[k] - run.losses[base] - slope)), 0.1, 0.5);
+      const at::Tensor expected = run.points[base] + sigma * s;
+      EXPECT_LE((run.points[k + 1] - expected).abs().max().item<double>(), 1e-9 * expected.abs().max().item<double>())
+          << "the trial after rejected evaluation " << k + 1;
+    }
+    lowest = std::min(lowest, run.losses[k]);
+  }
+  EXPECT_GE(rejections, 1) << "the test needs a step that overshoots";
+  const double plain_worst = *std::max_element(plain.losses.begin() + 1, plain.losses.end());
+  EXPECT_GT(plain_worst, 2 * plain.losses[0]) << "without the guard the same start overshoots";
+  EXPECT_LT(*std::min_element(run.losses.begin(), run.losses.end()), 1e-3 * (run.losses[0] - 32) + 32)
+      << "and with it the run still gets near the minimum (32)";
+}
+
+TEST(Lbfgs, BacktrackingRetriesANonFiniteLossAtATenth) {
+  at::Tensor x = at::ones({4}, at::kDouble);
+  SyncFreeLbfgs opt(x, 5, 10, 1.0, true);
+  opt.step(at::ones({4}, at::kDouble), at::full({}, 1.0, at::kDouble));  // first step: 1/|g|₁ = 0.25
+  EXPECT_TRUE(at::allclose(x, at::full({4}, 0.75, at::kDouble), 0, 1e-15));
+  opt.step(at::full({4}, 0.75, at::kDouble), at::full({}, std::nan(""), at::kDouble));
+  EXPECT_TRUE(at::allclose(x, at::full({4}, 0.975, at::kDouble), 0, 1e-15)) << x;
 }
 
 namespace {

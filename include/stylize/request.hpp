@@ -51,7 +51,7 @@ struct StylizeRequest {
   OptimizerKind optimizer = OptimizerKind::lbfgs;
   std::optional<double> learning_rate;  // unset: 1 for L-BFGS, 10 grey levels for Adam (neural-style)
   int lbfgs_history = 100;
-  LineSearch line_search = LineSearch::none;
+  LineSearch line_search = LineSearch::backtracking;
   bool unbounded = false;           // let pixels leave 0..255 while optimising
   InitFrom init = InitFrom::content;
   uint64_t seed = 0;

@@ -12,6 +12,11 @@
 namespace stylize {
 namespace {
 
+// A rise this small (relative) is not an overshoot: a bf16 network's rounding alone moves the loss
+// by ~1e-4 between nearly equal images, and rejecting that would shrink steps that are fine. The
+// overshoots backtracking is for multiply the loss (x2 .. x100 measured on real weights).
+constexpr double kRiseTolerance = 1e-3;
+
 // torch's first step: lr · min(1, 1/|g|₁), as a device scalar.
 at::Tensor first_step_length(const at::Tensor& g, double learning_rate) {
   return g.abs().sum().reciprocal().clamp_max(1.0).mul(learning_rate);
@@ -19,8 +24,8 @@ at::Tensor first_step_length(const at::Tensor& g, double learning_rate) {
 
 }  // namespace
 
-SyncFreeLbfgs::SyncFreeLbfgs(const at::Tensor& param, int history, int iterations, double learning_rate)
-    : learning_rate_(learning_rate), slots_(std::max(1, std::min(history, iterations))) {
+SyncFreeLbfgs::SyncFreeLbfgs(const at::Tensor& param, int history, int iterations, double learning_rate, bool backtrack)
+    : learning_rate_(learning_rate), backtrack_(backtrack), slots_(std::max(1, std::min(history, iterations))) {
   if (!param.is_contiguous()) throw Error(ExitCode::internal, "L-BFGS: the parameter must be contiguous");
   if (history < 1) throw UsageError(field("lbfgs_history") + " must be >= 1, got " + std::to_string(history));
   x_ = param.detach().view({-1});
@@ -40,57 +45,106 @@ void SyncFreeLbfgs::project_into(const at::Tensor& lower, const at::Tensor& uppe
   upper_ = upper.reshape({c, 1}).to(x_.options());
 }
 
-void SyncFreeLbfgs::step(const at::Tensor& grad) {
+void SyncFreeLbfgs::step(const at::Tensor& grad, const at::Tensor& loss) {
   RECORD_FUNCTION("stylize::lbfgs_step", std::vector<c10::IValue>());  // named in profiles
   c10::NoGradGuard no_grad;
   const at::Tensor g = grad.detach().reshape({-1});
-  at::Tensor t;
-  if (steps_ == 0) {
-    at::neg_out(direction_, g);
-    t = first_step_length(g, learning_rate_);
-  } else {
-    // The pair of the previous step: its s was written when the step was taken.
+  at::Tensor accept;  // 0-dim bool (backtracking): the point just evaluated becomes the base
+  at::Tensor retry;   // backtracking: the step from the base tried next if it does not
+  if (backtrack_) {
+    const at::Tensor f = loss.detach().to(x_.options()).reshape({});
+    if (steps_ == 0) {
+      base_ = x_.clone();
+      base_loss_ = f.clone();
+      lowest_loss_ = f.clone();
+    } else {
+      // Not finite, or more than kRiseTolerance above the lowest loss so far: rejected. The next
+      // trial goes back along the same step to the minimiser of the parabola through f(base), the
+      // slope g_base·s and f(trial), kept within [0.1, 0.5] of it (0.1 where the fit is not finite).
+      const at::Tensor s_prev = s_[(steps_ - 1) % slots_];
+      const at::Tensor slope = at::dot(prev_grad_, s_prev);
+      const at::Tensor fit = slope.neg() / (2 * (f - base_loss_ - slope));
+      retry = s_prev * at::where(at::isfinite(fit), fit.clamp(0.1, 0.5), at::full({}, 0.1, fit.options()));
+      accept = f <= lowest_loss_ + kRiseTolerance * lowest_loss_.abs();
+      lowest_loss_ = at::where(f < lowest_loss_, f, lowest_loss_);
+    }
+  }
+  if (steps_ > 0) {
+    // The pair of the previous step: its s was written when the step was taken, from the base.
+    // A rejected trial's pair is kept too: it is a true secant pair, and the curvature it saw
+    // along s is what the next fresh step must know not to overshoot again.
     const int newest = static_cast<int>((steps_ - 1) % slots_);
     at::Tensor y = y_[newest];
     at::sub_out(y, g, prev_grad_);
     const at::Tensor ys = at::dot(y, s_[newest]);
-    const at::Tensor accept = ys > 1e-10;
-    rho_[newest].copy_(at::where(accept, ys.reciprocal(), at::zeros_like(ys)));
-    h_diag_ = at::where(accept, ys / at::dot(y, y), h_diag_);
-
-    // Two-loop recursion over the stored pairs, newest first, then back.
-    const int filled = static_cast<int>(std::min<long>(steps_, slots_));
-    auto slot = [&](int age) { return (newest - age + slots_) % slots_; };
-    at::Tensor& q = direction_;
-    at::neg_out(q, g);
-    std::vector<at::Tensor> alpha(static_cast<size_t>(filled));
-    for (int age = 0; age < filled; ++age) {
-      const int i = slot(age);
-      alpha[static_cast<size_t>(age)] = at::dot(s_[i], q) * rho_[i];
-      q.addcmul_(y_[i], alpha[static_cast<size_t>(age)], -1);
-    }
-    q.mul_(h_diag_);
-    for (int age = filled - 1; age >= 0; --age) {
-      const int i = slot(age);
-      const at::Tensor beta = at::dot(y_[i], q) * rho_[i];
-      q.addcmul_(s_[i], alpha[static_cast<size_t>(age)] - beta);
-    }
-
-    // Rounding can still make d uphill; take the first iteration's safe step rather than stop.
-    const at::Tensor descent = at::dot(g, direction_) < 0;
-    direction_ = at::where(descent, direction_, g.neg());
-    t = at::where(descent, at::full({}, learning_rate_, g.options()), first_step_length(g, learning_rate_));
+    const at::Tensor keep = ys > 1e-10;
+    rho_[newest].copy_(at::where(keep, ys.reciprocal(), at::zeros_like(ys)));
+    h_diag_ = at::where(keep, ys / at::dot(y, y), h_diag_);
   }
-  prev_grad_.copy_(g);
+  if (accept.defined()) {
+    base_.copy_(at::where(accept, x_, base_));
+    base_loss_ = at::where(accept, loss.detach().to(x_.options()).reshape({}), base_loss_);
+    prev_grad_.copy_(at::where(accept, g, prev_grad_));
+  } else {
+    prev_grad_.copy_(g);
+  }
+  // prev_grad_ is now the gradient at the point the next step starts from.
   at::Tensor s = s_[steps_ % slots_];
-  at::mul_out(s, direction_, t);
-  if (lower_.defined()) {  // s = clamp(x + s) - x
-    s.add_(x_);
-    s.view({lower_.size(0), -1}).clamp_(lower_, upper_);
-    s.sub_(x_);
+  const at::Tensor& from = backtrack_ ? base_ : x_;
+  fresh_step(s, from);
+  if (accept.defined()) s.copy_(at::where(accept, s, retry));
+  if (backtrack_) {
+    at::add_out(x_, base_, s);
+  } else {
+    x_.add_(s);
   }
-  x_.add_(s);
   ++steps_;
+}
+
+void SyncFreeLbfgs::fresh_step(at::Tensor& s, const at::Tensor& from) {
+  const at::Tensor& g = prev_grad_;
+  auto project = [&](at::Tensor& step) {  // step = clamp(from + step) - from
+    if (!lower_.defined()) return;
+    step.add_(from);
+    step.view({lower_.size(0), -1}).clamp_(lower_, upper_);
+    step.sub_(from);
+  };
+  if (steps_ == 0) {
+    at::mul_out(s, g, first_step_length(g, learning_rate_).neg());
+    project(s);
+    return;
+  }
+  two_loop(g, static_cast<int>((steps_ - 1) % slots_));
+  at::mul_out(s, direction_, learning_rate_);
+  project(s);
+  // Rounding can make the step uphill, and so can the bounds (a pixel held at one loses the part of
+  // the step that paid for the others). Then steepest descent, scaled by H₀ as L-BFGS scales its
+  // first guess. (torch's L-BFGS would stop; and torch's first step length, lr / |g|₁, moves a
+  // 512 px image by millionths of a grey level, mostly rounded away in fp32: it would change nothing.)
+  const at::Tensor descent = at::dot(g, s) < 0;
+  at::Tensor safe = g * (h_diag_ * -learning_rate_);
+  project(safe);
+  s.copy_(at::where(descent, s, safe));
+}
+
+void SyncFreeLbfgs::two_loop(const at::Tensor& g, int newest) {
+  // Two-loop recursion over the stored pairs, newest first, then back.
+  const int filled = static_cast<int>(std::min<long>(steps_, slots_));
+  auto slot = [&](int age) { return (newest - age + slots_) % slots_; };
+  at::Tensor& q = direction_;
+  at::neg_out(q, g);
+  std::vector<at::Tensor> alpha(static_cast<size_t>(filled));
+  for (int age = 0; age < filled; ++age) {
+    const int i = slot(age);
+    alpha[static_cast<size_t>(age)] = at::dot(s_[i], q) * rho_[i];
+    q.addcmul_(y_[i], alpha[static_cast<size_t>(age)], -1);
+  }
+  q.mul_(h_diag_);
+  for (int age = filled - 1; age >= 0; --age) {
+    const int i = slot(age);
+    const at::Tensor beta = at::dot(y_[i], q) * rho_[i];
+    q.addcmul_(s_[i], alpha[static_cast<size_t>(age)] - beta);
+  }
 }
 
 }  // namespace stylize

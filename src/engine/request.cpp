@@ -80,8 +80,8 @@ E to_enum(const std::string& name, const std::string& text, const std::pair<cons
 }
 
 constexpr std::pair<const char*, OptimizerKind> kOptimizers[] = {{"lbfgs", OptimizerKind::lbfgs}, {"adam", OptimizerKind::adam}};
-constexpr std::pair<const char*, LineSearch> kLineSearches[] = {{"none", LineSearch::none},
-                                                                {"strong-wolfe", LineSearch::strong_wolfe}};
+constexpr std::pair<const char*, LineSearch> kLineSearches[] = {
+    {"backtracking", LineSearch::backtracking}, {"none", LineSearch::none}, {"strong-wolfe", LineSearch::strong_wolfe}};
 constexpr std::pair<const char*, InitFrom> kInits[] = {
     {"content", InitFrom::content}, {"random", InitFrom::random}, {"style", InitFrom::style}, {"image", InitFrom::image}};
 
@@ -168,7 +168,10 @@ const std::vector<FieldEntry>& entries() {
       {{"lbfgs_history", "N", "L-BFGS history size (memory: 2 images per entry)", false, false, {true, 1, 1000, false}},
        [](R& r, S n, S t) { r.lbfgs_history = to_int(n, t); }, [](const R& r) { return std::to_string(r.lbfgs_history); },
        [](const R& r) -> std::vector<double> { return {double(r.lbfgs_history)}; }},
-      {{"line_search", "none|strong-wolfe", "L-BFGS line search", false, false, {}},
+      {{"line_search", "backtracking|none|strong-wolfe",
+        "L-BFGS line search: backtracking (a step that raises the loss is retried shorter; one evaluation per iteration), "
+        "none (every step taken: neural-style's), strong-wolfe (torch's; several evaluations per iteration, pixels unbounded)",
+        false, false, {}},
        [](R& r, S n, S t) { r.line_search = to_enum(n, t, kLineSearches); },
        [](const R& r) { return std::string(to_string(r.line_search)); }, {}},
       {{"unbounded", "BOOL",
@@ -249,7 +252,12 @@ std::string to_string(const FieldRange& range) {
 }
 
 const char* to_string(OptimizerKind k) { return k == OptimizerKind::adam ? "adam" : "lbfgs"; }
-const char* to_string(LineSearch s) { return s == LineSearch::strong_wolfe ? "strong-wolfe" : "none"; }
+const char* to_string(LineSearch s) {
+  for (const auto& [word, value] : kLineSearches) {
+    if (value == s) return word;
+  }
+  return "backtracking";
+}
 const char* to_string(InitFrom i) {
   for (const auto& [word, value] : kInits) {
     if (value == i) return word;

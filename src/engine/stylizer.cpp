@@ -200,7 +200,9 @@ Stylizer::RegionVisit Stylizer::stylize_region(const at::Tensor& content_rgb, co
 
 uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& optimizer, Precision precision) {
   const uint64_t pixels = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
-  const uint64_t history = optimizer.kind == OptimizerKind::lbfgs ? 2ull * optimizer.lbfgs_history : 2ull;
+  // Image-sized optimiser state: L-BFGS's pairs (and backtracking's base point), Adam's two moments.
+  const uint64_t history = optimizer.kind != OptimizerKind::lbfgs ? 2ull
+                           : 2ull * optimizer.lbfgs_history + (optimizer.line_search == LineSearch::backtracking ? 1 : 0);
   const uint64_t activations = precision == Precision::bf16 ? 1700ull : 3000ull;
   // fp32 adds the Winograd kernels (4x conv2_2 .. conv5_1's weights, ~205 MiB) and its bands of
   // transformed tiles: measured +205, +254 and +345 MiB at 256, 512 and 1024 px (BENCHMARKS.md).

@@ -82,12 +82,13 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
 
   try {
     if (opts.iterations > 0) {
-      if (opts.kind == OptimizerKind::lbfgs && opts.line_search == LineSearch::none) {
-        SyncFreeLbfgs optimizer(x, opts.lbfgs_history, opts.iterations, opts.learning_rate);
+      if (opts.kind == OptimizerKind::lbfgs && opts.line_search != LineSearch::strong_wolfe) {
+        SyncFreeLbfgs optimizer(x, opts.lbfgs_history, opts.iterations, opts.learning_rate,
+                                opts.line_search == LineSearch::backtracking);
         if (bounded) optimizer.project_into(range.lower, range.upper);
         for (int i = 0; i < opts.iterations; ++i) {
-          evaluate();
-          optimizer.step(x.grad());
+          const at::Tensor total = evaluate();
+          optimizer.step(x.grad(), total);
           result.iterations = i + 1;
         }
       } else if (opts.kind == OptimizerKind::lbfgs) {
