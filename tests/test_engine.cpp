@@ -658,13 +658,25 @@ TEST(Lbfgs, BacktrackingRetriesAStepThatRaisedTheLossAlongItsParabola) {
       << "and with it the run still gets near the minimum (32)";
 }
 
-TEST(Lbfgs, BacktrackingRetriesANonFiniteLossAtATenth) {
+TEST(Lbfgs, BacktrackingRetriesANonFiniteLossAtATenthThenGrowsTheStepsBackByTwo) {
+  // f = |x|²/2 (g = x, Hessian I: every pair gives H = I, so L-BFGS's own step is -x, to 0), with
+  // the loss the optimiser is told at each point chosen by the test.
   at::Tensor x = at::ones({4}, at::kDouble);
   SyncFreeLbfgs opt(x, 5, 10, 1.0, true);
-  opt.step(at::ones({4}, at::kDouble), at::full({}, 1.0, at::kDouble));  // first step: 1/|g|₁ = 0.25
-  EXPECT_TRUE(at::allclose(x, at::full({4}, 0.75, at::kDouble), 0, 1e-15));
-  opt.step(at::full({4}, 0.75, at::kDouble), at::full({}, std::nan(""), at::kDouble));
-  EXPECT_TRUE(at::allclose(x, at::full({4}, 0.975, at::kDouble), 0, 1e-15)) << x;
+  auto step = [&](double loss) { opt.step(x.clone(), at::full({}, loss, at::kDouble)); };
+  auto at_value = [&](double v) { return at::allclose(x, at::full({4}, v, at::kDouble), 0, 1e-12); };
+  step(1.0);  // first step: lr / |g|₁ = 0.25 of -g
+  EXPECT_TRUE(at_value(0.75)) << x;
+  step(std::nan(""));  // rejected: a tenth of the way from the base (1)
+  EXPECT_TRUE(at_value(0.975)) << x;
+  step(0.5);  // accepted at 0.1 of its step: the next fresh step is 0.2 of L-BFGS's (-x)
+  EXPECT_TRUE(at_value(0.975 * 0.8)) << x;
+  step(0.3);  // accepted: 0.4
+  EXPECT_TRUE(at_value(0.975 * 0.8 * 0.6)) << x;
+  step(0.2);  // 0.8, then 1
+  EXPECT_TRUE(at_value(0.975 * 0.8 * 0.6 * 0.2)) << x;
+  step(0.1);
+  EXPECT_TRUE(at_value(0.0)) << x;
 }
 
 namespace {

@@ -16,7 +16,9 @@
 // With backtracking (stylize's default) each evaluation is still one iteration, and a trial whose
 // loss is more than 0.1% above the lowest so far, or not finite, is not moved from: the next trial
 // is base + σ·s (base: the last accepted point), σ the minimiser of the parabola through f(base),
-// g_base·s and f(trial), in [0.1, 0.5]. Its pair (s, y against the base) is kept. While the loss falls this is the path
+// g_base·s and f(trial), in [0.1, 0.5]. Its pair (s, y against the base) is kept. Once a shortened
+// trial is accepted, the next fresh steps are L-BFGS's times twice the fraction that trial needed,
+// doubling back up to 1 as they are accepted. While the loss falls this is the path
 // above; where it rises, the path above carries on from the worse point, and on real weights at
 // 512-1024 px such jumps (x100 the loss) and the wandering after them cost tens of iterations
 // (BENCHMARKS.md, "L-BFGS backtracking").
@@ -52,6 +54,8 @@ class SyncFreeLbfgs {
   at::Tensor lower_, upper_;  // [C, 1] bounds for the [C, n / C] view of x, or undefined
   at::Tensor base_, base_loss_;  // backtracking: the last accepted point [n] and its loss (0-dim)
   at::Tensor lowest_loss_;       // backtracking: the lowest loss evaluated (0-dim)
+  at::Tensor scale_;             // backtracking: the fresh steps' length, a fraction of L-BFGS's (0-dim)
+  at::Tensor fraction_;          // backtracking: the current trial's length, the same way (0-dim)
   double learning_rate_;
   bool backtrack_;
   int slots_;

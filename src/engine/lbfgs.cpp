@@ -57,6 +57,8 @@ void SyncFreeLbfgs::step(const at::Tensor& grad, const at::Tensor& loss) {
       base_ = x_.clone();
       base_loss_ = f.clone();
       lowest_loss_ = f.clone();
+      scale_ = at::ones({}, x_.options());
+      fraction_ = at::ones({}, x_.options());
     } else {
       // Not finite, or more than kRiseTolerance above the lowest loss so far: rejected. The next
       // trial goes back along the same step to the minimiser of the parabola through f(base), the
@@ -64,8 +66,13 @@ void SyncFreeLbfgs::step(const at::Tensor& grad, const at::Tensor& loss) {
       const at::Tensor s_prev = s_[(steps_ - 1) % slots_];
       const at::Tensor slope = at::dot(prev_grad_, s_prev);
       const at::Tensor fit = slope.neg() / (2 * (f - base_loss_ - slope));
-      retry = s_prev * at::where(at::isfinite(fit), fit.clamp(0.1, 0.5), at::full({}, 0.1, fit.options()));
+      const at::Tensor shrink = at::where(at::isfinite(fit), fit.clamp(0.1, 0.5), at::full({}, 0.1, fit.options()));
+      retry = s_prev * shrink;
       accept = f <= lowest_loss_ + kRiseTolerance * lowest_loss_.abs();
+      // The next fresh step: L-BFGS's, times twice the fraction of its own the accepted trial
+      // needed (up to 1). Where L-BFGS's steps keep overshooting, they are cut before being tried.
+      scale_ = at::where(accept, (2 * fraction_).clamp_max(1.0), scale_);
+      fraction_ = at::where(accept, scale_, fraction_ * shrink);
       lowest_loss_ = at::where(f < lowest_loss_, f, lowest_loss_);
     }
   }
@@ -115,14 +122,15 @@ void SyncFreeLbfgs::fresh_step(at::Tensor& s, const at::Tensor& from) {
     return;
   }
   two_loop(g, static_cast<int>((steps_ - 1) % slots_));
-  at::mul_out(s, direction_, learning_rate_);
+  const at::Tensor length = scale_.defined() ? scale_ * learning_rate_ : at::full({}, learning_rate_, g.options());
+  at::mul_out(s, direction_, length);
   project(s);
   // Rounding can make the step uphill, and so can the bounds (a pixel held at one loses the part of
   // the step that paid for the others). Then steepest descent, scaled by H₀ as L-BFGS scales its
   // first guess. (torch's L-BFGS would stop; and torch's first step length, lr / |g|₁, moves a
   // 512 px image by millionths of a grey level, mostly rounded away in fp32: it would change nothing.)
   const at::Tensor descent = at::dot(g, s) < 0;
-  at::Tensor safe = g * (h_diag_ * -learning_rate_);
+  at::Tensor safe = g * (h_diag_ * length).neg();
   project(safe);
   s.copy_(at::where(descent, s, safe));
 }
