@@ -679,6 +679,32 @@ TEST(Lbfgs, BacktrackingRetriesANonFiniteLossAtATenthThenGrowsTheStepsBackByTwo)
   EXPECT_TRUE(at_value(0.0)) << x;
 }
 
+TEST(Lbfgs, BacktrackingForgetsANonFiniteGradient) {
+  // f = Σ d_i x_i² / 2: after a trial whose loss and gradient are NaN, the run must go on exactly as
+  // one whose rejected pair carried no curvature (y = 0), not fall back to steepest descent for
+  // as long as the NaN pair stays in the history.
+  const at::Tensor d = at::arange(1, 5, at::kDouble);
+  auto run = [&](bool nan_gradient) {
+    at::Tensor x = at::ones({4}, at::kDouble);
+    SyncFreeLbfgs opt(x, 5, 10, 1.0, true);
+    auto f = [&] { return (0.5 * d * x * x).sum(); };
+    const at::Tensor g0 = d * x;
+    opt.step(g0.clone(), f());
+    opt.step(nan_gradient ? at::full({4}, std::nan(""), at::kDouble) : g0.clone(),
+             at::full({}, std::nan(""), at::kDouble));
+    std::vector<at::Tensor> points;
+    for (int i = 0; i < 4; ++i) {
+      opt.step(d * x, f());
+      points.push_back(x.clone());
+    }
+    return points;
+  };
+  const auto with_nan = run(true), without = run(false);
+  for (size_t k = 0; k < with_nan.size(); ++k) {
+    EXPECT_TRUE(at::allclose(with_nan[k], without[k], 0, 1e-12)) << "point " << k + 1 << ": " << with_nan[k];
+  }
+}
+
 namespace {
 
 // Counts the operations that read a tensor back to the host: on CUDA each is a wait for the GPU.
