@@ -747,6 +747,10 @@ TEST(Transfer, LbfgsReadsTheLossBackOnlyWhereProgressIsAsked) {
   // are read as a whole (to_values), which is not a scalar read. torch's L-BFGS: ~10 per iteration.
   EXPECT_EQ(reads, 3 + 1);
   EXPECT_LT(r.final.total, 0.5 * r.initial.total);
+  reported.clear();
+  o.line_search = LineSearch::none;  // the same for the unguarded steps
+  EXPECT_EQ(host_reads_during([&] { optimize_image(p.loss, p.content, o, cb); }), 3 + 1);
+  EXPECT_EQ(reported, (std::vector<int>{10, 20, 30}));
 
   // The counter itself: the same run on torch's L-BFGS (via a line search) is seen reading.
   o.line_search = LineSearch::strong_wolfe;

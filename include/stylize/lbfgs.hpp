@@ -16,12 +16,12 @@
 // With backtracking (stylize's default) each evaluation is still one iteration, and a trial whose
 // loss is more than 0.1% above the lowest so far, or not finite, is not moved from: the next trial
 // is base + σ·s (base: the last accepted point), σ the minimiser of the parabola through f(base),
-// g_base·s and f(trial), in [0.1, 0.5]. Its pair (s, y against the base) is kept. Once a shortened
-// trial is accepted, the next fresh steps are L-BFGS's times twice the fraction that trial needed,
-// doubling back up to 1 as they are accepted. While the loss falls this is the path
-// above; where it rises, the path above carries on from the worse point, and on real weights at
-// 512-1024 px such jumps (x100 the loss) and the wandering after them cost tens of iterations
-// (BENCHMARKS.md, "L-BFGS backtracking").
+// g_base·s and f(trial), in [0.1, 0.5]. Its pair (s, y against the base) is stored like any other
+// (kept if y·s > 1e-10). Once a shortened trial is accepted, the next fresh steps are L-BFGS's
+// times twice the fraction that trial needed, doubling back up to 1 as they are accepted. While
+// the loss falls this is the path above; where it rises, the path above carries on from the worse
+// point, and on real weights at 512-1024 px such jumps (x100 the loss) and the wandering after
+// them cost tens of iterations (BENCHMARKS.md, "L-BFGS backtracking").
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -32,11 +32,12 @@ class SyncFreeLbfgs {
  public:
   // `param` is the tensor being optimised (contiguous; modified in place). History buffers for
   // min(history, iterations) pairs are allocated now, on param's device, in its dtype (with
-  // backtracking, one more copy of param: the base).
+  // backtracking, one more copy of param, the base, at the first step).
   SyncFreeLbfgs(const at::Tensor& param, int history, int iterations, double learning_rate, bool backtrack);
 
   // Moves param to the next point to evaluate, given the gradient (param's shape) and the loss
-  // (0-dim, any device/dtype; read only with backtracking, never back to the host) at its current value.
+  // (0-dim, on param's device, any dtype; read only with backtracking, never back to the host) at
+  // its current value.
   void step(const at::Tensor& grad, const at::Tensor& loss);
 
   // From now on each step ends inside [lower, upper] (per channel, [1, C, 1, 1] for a [1, C, H, W]

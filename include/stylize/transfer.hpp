@@ -34,7 +34,7 @@ struct OptimizerOptions {
 inline bool keeps_in_range(const OptimizerOptions& o) { return o.keep_in_range && o.line_search != LineSearch::strong_wolfe; }
 
 struct Progress {
-  int iteration = 0;   // 1-based count of completed loss evaluations (= iterations, but with strong_wolfe)
+  int iteration = 0;   // 1-based count of completed loss evaluations (= iterations, except with strong_wolfe)
   int total = 0;
   double loss = 0;     // total loss at this evaluation
   double seconds = 0;  // since the optimisation started

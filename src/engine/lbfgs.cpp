@@ -51,8 +51,9 @@ void SyncFreeLbfgs::step(const at::Tensor& grad, const at::Tensor& loss) {
   const at::Tensor g = grad.detach().reshape({-1});
   at::Tensor accept;  // 0-dim bool (backtracking): the point just evaluated becomes the base
   at::Tensor retry;   // backtracking: the step from the base tried next if it does not
+  at::Tensor f;       // backtracking: the loss here, 0-dim in x's dtype
   if (backtrack_) {
-    const at::Tensor f = loss.detach().to(x_.options()).reshape({});
+    f = loss.detach().to(x_.options()).reshape({});
     if (steps_ == 0) {
       base_ = x_.clone();
       base_loss_ = f.clone();
@@ -93,7 +94,7 @@ void SyncFreeLbfgs::step(const at::Tensor& grad, const at::Tensor& loss) {
   }
   if (accept.defined()) {
     base_.copy_(at::where(accept, x_, base_));
-    base_loss_ = at::where(accept, loss.detach().to(x_.options()).reshape({}), base_loss_);
+    base_loss_ = at::where(accept, f, base_loss_);
     prev_grad_.copy_(at::where(accept, g, prev_grad_));
   } else {
     prev_grad_.copy_(g);
