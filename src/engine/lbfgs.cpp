@@ -88,7 +88,7 @@ void SyncFreeLbfgs::step(const at::Tensor& grad, const at::Tensor& loss) {
     const at::Tensor keep = ys > 1e-10;
     // ρ = 0 makes the pair a no-op only while y is finite (0 · NaN is NaN): a rejected trial's
     // gradient may not be, so a pair that is not kept has its y zeroed too.
-    y.copy_(at::where(keep, y, at::zeros({}, y.options())));
+    y.masked_fill_(keep.logical_not(), 0);
     rho_[newest].copy_(at::where(keep, ys.reciprocal(), at::zeros_like(ys)));
     h_diag_ = at::where(keep, ys / at::dot(y, y), h_diag_);
   }
