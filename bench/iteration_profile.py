@@ -81,14 +81,6 @@ def cpu_flags():
     return set()
 
 
-def has_avx512():
-    """What the engine's cpu_vector_features().avx512 means: F, BW, DQ and VL."""
-    return {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= cpu_flags()
-
-
-AVX512 = has_avx512()
-
-
 def layers(h, w):
     """VGG19 up to relu5_1: (name, kind, in channels, out channels, height, width) per layer."""
     out, cin = [], 3
@@ -190,8 +182,6 @@ def gram_layer(s, ss, i, h, w):
 
 def backward_key(s, ss, i, seq_layer, h, w):
     node = s["name"].split(": ", 1)[-1]
-    if "ToNchw" in node:  # the NCHW switch after pool2 (src/engine/vgg19.cpp)
-        return ("conv3_1", "layout change (backward)")
     if "ReluMaxPool" in node:  # named by the pooled activation's shape: the ReLU before that pool
         relu = "?"
         for d in descendants(ss, i):
@@ -220,7 +210,7 @@ def backward_key(s, ss, i, seq_layer, h, w):
         return ("", "loss terms, casts, glue (backward)")
     if layer.startswith("conv") and "Convolution" in node:
         return (layer, "input gradient")
-    if layer.startswith("conv"):  # the NCHW switch after pool2 sits in conv3_1's span (src/engine/vgg19.cpp)
+    if layer.startswith("conv"):  # anything else in a convolution's span: a layout change
         return (layer, "layout change (backward)")
     return (layer, layer.rstrip("0123456789_") + " backward")
 
@@ -231,13 +221,12 @@ def best(fn):
 
 def alone(h, w, precision):
     """Per conv layer (forward, input gradient) and style layer (Gram forward, backward): seconds run
-    alone, in the layout the engine uses (src/engine/vgg19.cpp: fp32 channels-last to pool2 and NCHW
-    after with AVX-512, NCHW throughout without; bf16 channels-last throughout)."""
+    alone, in the layout the engine uses (src/engine/vgg19.cpp: fp32 NCHW throughout, bf16
+    channels-last throughout)."""
     dt = torch.bfloat16 if precision == "bf16" else torch.float32
     out = {}
     for name, kind, cin, cout, lh, lw in layers(h, w):
-        block = int(name[-1]) if kind == "pool" else int(name[4])
-        fmt = torch.channels_last if (block <= 2 and AVX512) or precision == "bf16" else torch.contiguous_format
+        fmt = torch.channels_last if precision == "bf16" else torch.contiguous_format
         if kind == "conv":
             x = torch.randn(1, cin, lh, lw, dtype=dt).contiguous(memory_format=fmt)
             wt, bias = torch.randn(cout, cin, 3, 3, dtype=dt), torch.randn(cout, dtype=dt)
@@ -408,7 +397,7 @@ def main():
                                   "once with glibc keeping freed memory (`MALLOC_MMAP_MAX_=0`, `MALLOC_TRIM_THRESHOLD_` "
                                   "1 TiB), as stylize's own allocator does, so that the share of the lead that is "
                                   "memory reuse shows. Layers *alone* are timed with glibc keeping its memory. In fp32 the engine "
-                                  "runs the convolutions from 128 input channels by Winograd (src/engine/winograd.hpp): their "
+                                  "runs the convolutions from 64 input channels (all but conv1_1) by Winograd (src/engine/winograd.hpp): their "
                                   "GFLOP are a direct convolution's, so their GFLOP/s is an effective rate, and *alone* is "
                                   "oneDNN's direct kernel, what the reference runs:", ""] + ratio_lines + ["", "Where it goes:", ""]
                      + head + [""] + lines[2:] + [f"Whole run: {(time.time() - started) / 60:.1f} min."])

@@ -23,10 +23,10 @@ enum class Precision { fp32, bf16 };
 
 std::string to_string(Precision p);
 
-// How the 3×3 convolutions run. automatic: on the CPU in fp32, those with >= 128 input channels by
-// Winograd's F(4×4, 3×3) (36 multiplications per 4×4 tile instead of 144; measured 1.3-2.3x faster
-// than oneDNN's direct kernels there; relative error ~1e-5 against ~1e-6), everything else by
-// oneDNN's direct kernels. direct: oneDNN everywhere (the reference arithmetic, and CUDA's).
+// How the 3×3 convolutions run. automatic: on the CPU in fp32, those with >= 64 input channels (all
+// but conv1_1) by Winograd's F(4×4, 3×3) (36 multiplications per 4×4 tile instead of 144; measured
+// 1.5-3.4x faster than oneDNN's direct kernels there; relative error ~1e-5 against ~1e-6), everything
+// else by oneDNN's direct kernels. direct: oneDNN everywhere (the reference arithmetic, and CUDA's).
 enum class ConvAlgorithm { automatic, direct };
 
 struct Vgg19Layer {
@@ -62,8 +62,8 @@ class Vgg19 {
 
   // x: [1, 3, H, W] preprocessed input. Returns the activations at `layer_indices` (any order,
   // each <= last_index), in the order given. Runs only as deep as the deepest index asked for.
-  // On CPU some activations come back channels-last (a layout measured faster for oneDNN; see
-  // vgg19.cpp): same values and shape, other strides, so use reshape rather than view on them.
+  // On CPU a bf16 network's activations come back channels-last (a layout measured faster for
+  // oneDNN; see vgg19.cpp): same values and shape, other strides, so use reshape rather than view on them.
   // The activations are in the network's precision (bf16 or fp32): a bf16 network's features go to
   // the Gram products as they are, and the content loss casts its own.
   std::vector<at::Tensor> forward(const at::Tensor& x, const std::vector<int>& layer_indices) const;

@@ -204,8 +204,9 @@ uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& 
   const uint64_t history = optimizer.kind != OptimizerKind::lbfgs ? 2ull
                            : 2ull * optimizer.lbfgs_history + (optimizer.line_search == LineSearch::backtracking ? 1 : 0);
   const uint64_t activations = precision == Precision::bf16 ? 1700ull : 3000ull;
-  // fp32 adds the Winograd kernels (4x conv2_2 .. conv5_1's weights, ~205 MiB) and its bands of
-  // transformed tiles: measured +205, +254 and +345 MiB at 256, 512 and 1024 px (BENCHMARKS.md).
+  // fp32 adds the Winograd kernels (4x conv1_2 .. conv5_1's weights, ~207 MB) and its bands of
+  // transformed tiles: measured +205, +254 and +345 MiB at 256, 512 and 1024 px with 32 MiB bands
+  // (BENCHMARKS.md); the bands are 8 MiB now (512 px real weights: 89 MiB less), so this is generous.
   const uint64_t fixed = precision == Precision::bf16 ? (370ull << 20) : (670ull << 20);
   return fixed + pixels * activations + pixels * 12ull * history;
 }

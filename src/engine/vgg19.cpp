@@ -9,7 +9,6 @@
 #include <mutex>
 
 #include "stylize/error.hpp"
-#include "stylize/runtime.hpp"
 #include "winograd.hpp"
 
 namespace stylize {
@@ -99,17 +98,19 @@ Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, i
   }
 }
 
-// Winograd where it was measured faster than oneDNN's direct kernels, per convolution alone (AMD EPYC
-// Zen 5, 2 threads; BENCHMARKS.md "Winograd"): fp32 on the CPU from 128 input channels, in NCHW. At 64
-// channels (conv1_2, conv2_1) the 36 products are too thin for good matmul rates and the transforms' memory
-// traffic outweighs the saving; bf16 stays on oneDNN (no bf16 Winograd there, and its direct kernels
-// are ~3x fp32's). The direct path stays the reference (ConvAlgorithm::direct) and CUDA's.
+// Winograd where it was measured faster than oneDNN's direct kernels, per convolution alone and per
+// iteration (AMD EPYC Zen 5, 2 threads, native and capped to AVX2; BENCHMARKS.md "Winograd"): fp32 on
+// the CPU from 64 input channels (all but conv1_1), in NCHW. At 64 channels it pays since the
+// transforms run vectorised (conv1_2 at 512 px, capped to AVX2: 33.5/35.1 ms against oneDNN's 70.9/70.1 ms
+// forward/input gradient); conv1_1's 3 channels leave nothing to save. bf16 stays on oneDNN (no bf16
+// Winograd there, and its direct kernels are ~3x fp32's). The direct path stays the reference
+// (ConvAlgorithm::direct) and CUDA's.
 bool Vgg19::uses_winograd(const at::Tensor& x, int in_channels) const {
-  return algorithm_ == ConvAlgorithm::automatic && precision_ == Precision::fp32 && in_channels >= 128 &&
+  return algorithm_ == ConvAlgorithm::automatic && precision_ == Precision::fp32 && in_channels >= 64 &&
          x.is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();
 }
 
-// Transformed on first use (4x the kernels' memory: ~200 MB for conv2_2 .. conv5_1), so that a pass
+// Transformed on first use (4x the kernels' memory: ~207 MB for conv1_2 .. conv5_1), so that a pass
 // that never reaches a layer, a bf16 or CUDA network, or the direct path pays nothing.
 const at::Tensor& Vgg19::winograd_weights_for(int index) const {
   std::lock_guard<std::mutex> lock(*winograd_mutex_);
@@ -127,35 +128,17 @@ void Vgg19::to(const at::Device& device) {
 namespace {
 
 // Memory layout per layer on CPU. oneDNN reads and writes channels-last (NHWC) directly, while an
-// NCHW tensor is reordered to its blocked layout and back on every call; at full resolution with 3
-// or 64 channels that reorder is most of a convolution's cost. Measured at 512×384 on one thread:
-// conv1_1 forward 52 → 27 ms and input gradient 54 → 29 ms, conv1_2 134 → 85 and 137 → 94 ms.
-// NHWC forward is as fast or faster at every layer, but its input-gradient convolution is slower
-// from block 3 on (256 channels: 63 vs 93 ms). So the pass switches back to NCHW after pool2 (a
-// sixteenth of the input's area: the copy is cheap). Whole iteration at 512 px, one thread: NCHW
-// 1.94 s, NHWC to pool1 1.84 s, to pool2 1.80 s, everywhere 1.95 s. Targets use the same plan as
-// the optimised passes (an all-NHWC forward would be faster there) so that the content loss at the
-// content image is exactly zero: the same arithmetic on both sides. In bf16 the pass stays NHWC (below).
-constexpr int kPool2 = 9;  // torchvision index
-//
-// All of that was measured on an AVX-512 Xeon. On an AVX2 EPYC (2 threads, fp32) oneDNN's NCHW
-// convolutions are the faster ones even at full resolution, and a whole iteration in NCHW took
-// 2.69-2.78 s against 2.88-3.08 s with the plan above at 512 px (0.73 vs 0.79-0.85 s at 256 px),
-// three runs each, interleaved: so without AVX-512 an fp32 pass stays NCHW throughout (CUDA too).
-bool cpu_prefers_channels_last(Precision precision) {
-  static const bool avx512 = engine_vector_features().avx512;
-  return precision == Precision::bf16 || avx512;
-}
-
-// NHWC → NCHW whose gradient goes back NHWC. Autograd's own contiguous() passes the NCHW gradient
-// through unchanged, and pool2's backward with an NCHW gradient and an NHWC input falls off its fast
-// path (47 ms plus a 39 ms copy of conv2_2's gradient, against 5 ms, at 512 px on one thread).
-struct ToNchw : torch::autograd::Function<ToNchw> {
-  static at::Tensor forward(torch::autograd::AutogradContext*, const at::Tensor& t) { return t.contiguous(); }
-  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext*, torch::autograd::tensor_list g) {
-    return {g[0].contiguous(at::MemoryFormat::ChannelsLast)};
-  }
-};
+// NCHW tensor is reordered to its blocked layout and back on every call. bf16 runs NHWC throughout
+// (512 px on 2 cores: 0.72-0.76 s per iteration against 0.83-0.84 s switching back to NCHW after
+// pool2, as fp32 once did). fp32 runs NCHW throughout: NHWC up to pool2 was measured faster on an
+// AVX-512 Xeon when every convolution was oneDNN's direct one (1.80 against 1.94 s per 512 px
+// iteration, one thread), but NCHW was faster even then on an AVX2 EPYC (2.69-2.78 against
+// 2.88-3.08 s, 2 threads), and since the fp32 pass runs Winograd from 64 channels (NCHW only) it is
+// faster on AVX-512 too (Zen 5, 2 threads, 512 px: 0.60-0.69 s against 0.69-0.80 s, three runs each,
+// interleaved; 256 px: 0.180-0.190 against 0.191-0.198 s). The direct reference follows the same
+// plan, so that its features up to conv1_1 equal Winograd's. Targets use the plan of the optimised
+// passes, so that the content loss at the content image is exactly zero: the same arithmetic on both sides.
+bool cpu_prefers_channels_last(Precision precision) { return precision == Precision::bf16; }
 
 // ReLU then 2×2 max pooling, for a ReLU whose output is no loss feature (relu1_2, relu2_2, relu3_4,
 // relu4_4 in the default recipe). The pooled value is the ReLU output at the window's argmax, so
@@ -306,7 +289,6 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
   auto wanted = [&](int index) {
     return std::find(layer_indices.begin(), layer_indices.end(), index) != layer_indices.end();
   };
-  const bool low_precision = precision_ == Precision::bf16;
   auto capture = [&](int index, const at::Tensor& t) {
     for (size_t k = 0; k < layer_indices.size(); ++k) {
       if (layer_indices[k] == index) out[k] = t;
@@ -316,9 +298,6 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
   const at::ScalarType dtype = scalar_type(precision_);  // the weights' type
   at::Tensor h = channels_last ? x.to(at::TensorOptions().dtype(dtype), false, false, at::MemoryFormat::ChannelsLast)
                                : x.to(dtype);
-  // oneDNN's bf16 input-gradient convolutions do not have fp32's NHWC slowdown from block 3 on: all
-  // channels-last, 512 px on 2 cores, 0.72-0.76 s per iteration against 0.83-0.84 with the switch.
-  const bool back_to_nchw = channels_last && !low_precision;
   // A ReLU fused with the max pool after it (ReluMaxPool): on the CPU, where it was measured, when
   // neither the conv output nor the ReLU output is a feature and the pool is within the pass.
   auto fuse_with_pool = [&](int relu_index) {
@@ -331,7 +310,6 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
     // Each layer's operators under its name in a profile (bench/iteration_profile.py); a flag test
     // when no profiler runs.
     RECORD_FUNCTION("vgg19::" + l.name, std::vector<c10::IValue>());
-    if (back_to_nchw && l.index == kPool2 + 1) h = ToNchw::apply(h);
     switch (l.kind) {
       case Vgg19Layer::Kind::conv: {
         const auto& wb = conv_.at(l.index);

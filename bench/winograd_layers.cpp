@@ -1,0 +1,73 @@
+// The fp32 convolutions of VGG19 one at a time (#20): Winograd (src/engine/winograd.hpp) forward and
+// input gradient against oneDNN's direct kernels, the shapes of a 512×384 pass (or --size), random
+// data, best of five after a warm-up; prints one line per layer shape, in ms. What BENCHMARKS.md
+// "Vectorised Winograd transforms" quotes; capped to AVX2 with ONEDNN_MAX_CPU_ISA=AVX2
+// ATEN_CPU_CAPABILITY=avx2 OPENBLAS_CORETYPE=Haswell (the transforms follow oneDNN's cap).
+//
+//   stylize_winograd_bench [--size 512] [--threads 2]
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "../src/engine/winograd.hpp"
+#include "stylize/cpu_allocator.hpp"
+
+namespace {
+
+template <class F>
+double best_ms(F f) {
+  f();
+  double best = 1e30;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int size = 512, threads = 2;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--size")) size = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "usage: stylize_winograd_bench [--size 512] [--threads 2]\n");
+      return 2;
+    }
+  }
+  if (size < 32 || threads < 1) {
+    std::fprintf(stderr, "stylize_winograd_bench: --size from 32, --threads from 1\n");
+    return 2;
+  }
+  at::set_num_threads(threads);
+  stylize::use_reusing_cpu_allocator();  // as `stylize` runs: no page faults on each new tensor
+  at::manual_seed(0);
+  // (in, out, scale): conv1_2, conv2_1, conv2_2, conv3_2..4, conv4_2..4 at the width `size`, 3:4 aspect.
+  const int shapes[][3] = {{64, 64, 1}, {64, 128, 2}, {128, 128, 2}, {256, 256, 4}, {512, 512, 8}};
+  std::printf("transforms: %s; %d threads; ms, best of 5\n",
+              stylize::winograd_transforms_name(stylize::WinogradTransforms::widest), threads);
+  for (const auto& s : shapes) {
+    const int64_t c = s[0], k = s[1], w = size / s[2], h = size * 3 / 4 / s[2];
+    const at::Tensor x = at::randn({1, c, h, w}), weight = at::randn({k, c, 3, 3}) * 0.05, bias = at::randn({k});
+    const at::Tensor dy = at::randn({1, k, h, w}), u = stylize::winograd_weights(weight);
+    const double fw = best_ms([&] { stylize::winograd_conv3x3(x, u, bias); });
+    const double bw = best_ms([&] { stylize::winograd_conv3x3_input_gradient(dy, u); });
+    const double dfw = best_ms([&] { at::conv2d(x, weight, bias, 1, 1); });
+    const double dbw = best_ms([&] {
+      at::convolution_backward(dy, x, weight, at::OptionalIntArrayRef(), {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1,
+                               {true, false, false});
+    });
+    std::printf("%3lld -> %3lld at %4lldx%-4lld  Winograd %6.1f / %6.1f   direct %6.1f / %6.1f   (forward / input gradient)\n",
+                static_cast<long long>(c), static_cast<long long>(k), static_cast<long long>(h),
+                static_cast<long long>(w), fw, bw, dfw, dbw);
+  }
+  return 0;
+}
