@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   // (in, out, scale): conv1_2, conv2_1, conv2_2, conv3_2..4, conv4_2..4 at the width `size`, 3:4 aspect.
   const int shapes[][3] = {{64, 64, 1}, {64, 128, 2}, {128, 128, 2}, {256, 256, 4}, {512, 512, 8}};
   std::printf("transforms: %s; %d threads; ms, best of 5\n",
-              stylize::winograd_transforms_name(stylize::WinogradTransforms::widest), threads);
+              stylize::to_string(stylize::resolve_vector_copy(stylize::VectorCopy::widest)), threads);
   for (const auto& s : shapes) {
     const int64_t c = s[0], k = s[1], w = size / s[2], h = size * 3 / 4 / s[2];
     const at::Tensor x = at::randn({1, c, h, w}), weight = at::randn({k, c, 3, 3}) * 0.05, bias = at::randn({k});

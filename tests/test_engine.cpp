@@ -26,6 +26,8 @@
 #include "stylize/transfer.hpp"
 #include "stylize/vgg19.hpp"
 #include "support.hpp"
+#include "../src/engine/relu_pool.hpp"
+#include "../src/engine/vector_copies.hpp"
 #include "../src/engine/winograd.hpp"
 
 using namespace stylize;
@@ -205,37 +207,82 @@ TEST(Winograd, InputGradientIsTheConvolutionsAdjoint) {
   }
 }
 
-// The transforms are compiled for AVX-512, AVX2 and the baseline, and the engine runs the widest the
-// CPU allows: all must round alike, bit for bit, or a run's pixels would depend on the CPU. Each copy
-// this CPU runs against the baseline: widths of 1 to 17 tiles (the vector loops' remainders), cut
-// tiles, batches, bias or none, forward and input gradient. Failed with FMA contraction left on
-// (AVX-512 brings FMA; GCC contracts by default in C++).
-TEST(Winograd, VectorisedTransformsRoundAsTheBaseline) {
-  ASSERT_EQ(std::string(winograd_transforms_name(WinogradTransforms::baseline)), "baseline");
-  std::vector<WinogradTransforms> copies;
-  for (WinogradTransforms t : {WinogradTransforms::avx512, WinogradTransforms::avx2}) {
-    if (winograd_transforms_run_here(t)) copies.push_back(t);
+// The copies of a loop (vector_copies.hpp) this CPU runs besides the baseline, widest first.
+std::vector<VectorCopy> wider_copies_here() {
+  std::vector<VectorCopy> copies;
+  for (VectorCopy c : {VectorCopy::avx512, VectorCopy::avx2}) {
+    if (vector_copy_runs_here(c)) copies.push_back(c);
   }
+  return copies;
+}
+
+// The Winograd transforms are compiled for AVX-512, AVX2 and the baseline, and the engine runs the
+// widest the CPU allows: all must round alike, bit for bit, or a run's pixels would depend on the
+// CPU. Each copy this CPU runs against the baseline: widths of 1 to 17 tiles (the vector loops'
+// remainders), cut tiles, batches, bias or none, forward and input gradient. Failed with FMA
+// contraction left on (AVX-512 brings FMA; GCC contracts by default in C++).
+TEST(Winograd, VectorisedTransformsRoundAsTheBaseline) {
+  const std::vector<VectorCopy> copies = wider_copies_here();
   if (copies.empty()) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512: one copy only";
-  EXPECT_EQ(std::string(winograd_transforms_name(WinogradTransforms::widest)), winograd_transforms_name(copies[0]));
+  EXPECT_EQ(resolve_vector_copy(VectorCopy::widest), copies[0]);
   at::manual_seed(5);
   const int64_t shapes[][5] = {{1, 3, 5, 1, 1}, {2, 5, 7, 9, 13}, {1, 16, 8, 6, 67}, {1, 8, 24, 21, 30}, {1, 32, 32, 40, 36}};
   for (const auto& s : shapes) {
     const int64_t n = s[0], c = s[1], k = s[2], h = s[3], w = s[4];
     const at::Tensor x = at::randn({n, c, h, w}), dy = at::randn({n, k, h, w}), bias = at::randn({k});
     const at::Tensor u = winograd_weights(at::randn({k, c, 3, 3}) / std::sqrt(9.0 * c));
-    const at::Tensor base[3] = {winograd_conv3x3(x, u, bias, WinogradTransforms::baseline),
-                                winograd_conv3x3(x, u, {}, WinogradTransforms::baseline),
-                                winograd_conv3x3_input_gradient(dy, u, WinogradTransforms::baseline)};
-    for (WinogradTransforms t : copies) {
+    const at::Tensor base[3] = {winograd_conv3x3(x, u, bias, VectorCopy::baseline),
+                                winograd_conv3x3(x, u, {}, VectorCopy::baseline),
+                                winograd_conv3x3_input_gradient(dy, u, VectorCopy::baseline)};
+    for (VectorCopy t : copies) {
       const at::Tensor got[3] = {winograd_conv3x3(x, u, bias, t), winograd_conv3x3(x, u, {}, t),
                                  winograd_conv3x3_input_gradient(dy, u, t)};
       const char* what[3] = {"forward with bias", "forward", "input gradient"};
       for (int i = 0; i < 3; ++i) {
-        EXPECT_TRUE(at::equal(got[i], base[i])) << winograd_transforms_name(t) << " " << what[i] << ", " << c << "->" << k
-                                                << " at " << h << "x" << w << ": max |difference| "
+        EXPECT_TRUE(at::equal(got[i], base[i])) << to_string(t) << " " << what[i] << ", " << c << "->" << k << " at "
+                                                << h << "x" << w << ": max |difference| "
                                                 << (got[i] - base[i]).abs().max().item<double>();
       }
+    }
+  }
+}
+
+// The fused ReLU + 2×2 max pool for NCHW activations against ATen's separate ops (relu, then
+// max_pool2d_with_indices and its backward after threshold_backward's rule), in every copy this CPU
+// runs: odd sizes, ties (values repeated in a window), negatives only, NaN, batches. Winners must be
+// ATen's (the first largest, NaN winning) and everything the same to the bit.
+TEST(ReluPool, EveryCopyGivesAtensValuesAndGradient) {
+  at::manual_seed(6);
+  const int64_t shapes[][4] = {{1, 3, 5, 7}, {2, 4, 8, 38}, {1, 2, 2, 2}, {1, 5, 9, 67}, {1, 1, 1, 4}, {1, 2, 4, 1}};
+  std::vector<VectorCopy> copies = wider_copies_here();
+  copies.push_back(VectorCopy::baseline);
+  for (const auto& s : shapes) {
+    at::Tensor x = at::randn({s[0], s[1], s[2], s[3]});
+    x = at::where(at::rand_like(x) < 0.3, at::round(x), x);  // ties: many windows hold equal values
+    if (x.numel() > 8) {
+      x.view(-1)[3] = std::nanf("");
+      x.view(-1)[x.numel() - 5] = std::nanf("");
+    }
+    const at::Tensor grad = at::randn({s[0], s[1], s[2] / 2, s[3] / 2});
+    const at::Tensor xr = at::relu(x);
+    at::Tensor want, want_dx;
+    if (s[2] >= 2 && s[3] >= 2) {
+      auto [pooled, indices] = at::max_pool2d_with_indices(xr, {2, 2}, {2, 2});
+      want = pooled;
+      want_dx = at::max_pool2d_with_indices_backward(grad.masked_fill(pooled.le(0), 0), xr, {2, 2}, {2, 2}, {0, 0},
+                                                     {1, 1}, false, indices);
+    } else {  // no window at all: nothing pooled, a zero gradient
+      want = at::empty({s[0], s[1], s[2] / 2, s[3] / 2});
+      want_dx = at::zeros_like(x);
+    }
+    for (VectorCopy t : copies) {
+      const std::string what = std::string(to_string(t)) + ", " + std::to_string(s[2]) + "x" + std::to_string(s[3]);
+      auto [pooled, winner] = relu_max_pool_nchw(x, t);
+      EXPECT_TRUE(at::equal(pooled.isnan(), want.isnan())) << what;
+      EXPECT_TRUE(at::equal(at::nan_to_num(pooled), at::nan_to_num(want))) << what;
+      const at::Tensor dx = relu_max_pool_nchw_backward(grad, pooled, winner, s[2], s[3], t);
+      EXPECT_TRUE(at::equal(at::nan_to_num(dx), at::nan_to_num(want_dx))) << what << ": max |difference| "
+                                                                           << (at::nan_to_num(dx) - at::nan_to_num(want_dx)).abs().max().item<double>();
     }
   }
 }

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "stylize/error.hpp"
+#include "relu_pool.hpp"
 #include "winograd.hpp"
 
 namespace stylize {
@@ -178,85 +179,30 @@ struct ReluMaxPool : torch::autograd::Function<ReluMaxPool> {
   }
 };
 
-// The same for a contiguous NCHW fp32 activation (every fp32 pass on a CPU without AVX-512, blocks
-// 3-4 on others), where ATen's max pooling is a scalar loop: 39 ms forward and 65 ms backward at
-// relu1_2 + pool1, 512 px, 2 threads on the AVX2 EPYC, at 3.5-4.2 GB/s. One pass each way here: the
-// forward reads the conv output once and writes the pooled values and one byte per window naming
-// its winner (the activation itself is neither written nor kept), the backward writes each input
-// gradient once. Winners as ATen picks them (the first largest in row-major order, NaN winning), and
-// ReLU's rule on the pooled value (threshold_backward: zero where <= 0): the same values as the
-// separate ops. Odd sizes: the last row or column is in no window and gets a zero gradient.
-float relu_value(float v) { return v > 0 || v != v ? v : 0.f; }  // NaN stays NaN, as in at::relu
-
+// The same for a contiguous NCHW fp32 activation (every fp32 pass on the CPU), where ATen's max
+// pooling is a scalar loop: 39 ms forward and 65 ms backward at relu1_2 + pool1, 512 px, 2 threads on
+// the AVX2 EPYC, at 3.5-4.2 GB/s. One pass each way (relu_pool.hpp, vectorised: 2.4 and 3.0 ms there
+// on Zen 5 capped to AVX2, about the copy rate): the forward reads the conv output once and writes the
+// pooled values and one byte per window naming its winner (the activation itself is neither written
+// nor kept), the backward writes each input gradient once. Winners as ATen picks them and ReLU's rule
+// on the pooled value: the same values as the separate ops.
 struct ReluMaxPoolNchw : torch::autograd::Function<ReluMaxPoolNchw> {
   static bool applies(const at::Tensor& x) {
     return x.is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();
   }
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
     RECORD_FUNCTION("stylize::relu_max_pool", std::vector<c10::IValue>({x}));  // named in profiles
-    const int64_t planes = x.size(0) * x.size(1), h = x.size(2), w = x.size(3), oh = h / 2, ow = w / 2;
-    at::Tensor pooled = at::empty({x.size(0), x.size(1), oh, ow}, x.options());
-    at::Tensor winner = at::empty(pooled.sizes(), x.options().dtype(at::kByte));
-    const float* in = x.data_ptr<float>();
-    float* out = pooled.data_ptr<float>();
-    uint8_t* arg = winner.data_ptr<uint8_t>();
-    at::parallel_for(0, planes, 1, [&](int64_t first, int64_t last) {
-      for (int64_t p = first; p < last; ++p) {
-        for (int64_t i = 0; i < oh; ++i) {
-          const float* r0 = in + (p * h + 2 * i) * w;
-          const float* r1 = r0 + w;
-          float* o = out + (p * oh + i) * ow;
-          uint8_t* a = arg + (p * oh + i) * ow;
-          for (int64_t j = 0; j < ow; ++j) {
-            const float v[4] = {relu_value(r0[2 * j]), relu_value(r0[2 * j + 1]), relu_value(r1[2 * j]),
-                                relu_value(r1[2 * j + 1])};
-            float best = v[0];
-            uint8_t k = 0;
-            for (uint8_t t = 1; t < 4; ++t) {
-              if (v[t] > best || v[t] != v[t]) best = v[t], k = t;
-            }
-            o[j] = best;
-            a[j] = k;
-          }
-        }
-      }
-    });
+    auto [pooled, winner] = relu_max_pool_nchw(x);
     ctx->save_for_backward({pooled, winner});
-    ctx->saved_data["height"] = h;
-    ctx->saved_data["width"] = w;
+    ctx->saved_data["height"] = x.size(2);
+    ctx->saved_data["width"] = x.size(3);
     return pooled;
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list g) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor grad = g[0].to(at::kFloat).contiguous();
-    RECORD_FUNCTION("stylize::relu_max_pool_backward", std::vector<c10::IValue>({grad}));
-    const at::Tensor &pooled = saved[0], &winner = saved[1];
-    const int64_t h = ctx->saved_data["height"].toInt(), w = ctx->saved_data["width"].toInt();
-    const int64_t planes = pooled.size(0) * pooled.size(1), oh = pooled.size(2), ow = pooled.size(3);
-    at::Tensor dx = at::empty({pooled.size(0), pooled.size(1), h, w}, grad.options());
-    const float *gp = grad.data_ptr<float>(), *pv = pooled.data_ptr<float>();
-    const uint8_t* arg = winner.data_ptr<uint8_t>();
-    float* out = dx.data_ptr<float>();
-    at::parallel_for(0, planes, 1, [&](int64_t first, int64_t last) {
-      for (int64_t p = first; p < last; ++p) {
-        for (int64_t i = 0; i < oh; ++i) {
-          float* r0 = out + (p * h + 2 * i) * w;
-          float* r1 = r0 + w;
-          const int64_t base = (p * oh + i) * ow;
-          for (int64_t j = 0; j < ow; ++j) {
-            const float v = pv[base + j] <= 0 ? 0.f : gp[base + j];
-            const uint8_t k = arg[base + j];
-            r0[2 * j] = k == 0 ? v : 0.f;
-            r0[2 * j + 1] = k == 1 ? v : 0.f;
-            r1[2 * j] = k == 2 ? v : 0.f;
-            r1[2 * j + 1] = k == 3 ? v : 0.f;
-          }
-          if (w % 2) r0[w - 1] = r1[w - 1] = 0.f;
-        }
-        if (h % 2) std::fill(out + (p * h + h - 1) * w, out + (p + 1) * h * w, 0.f);
-      }
-    });
-    return {dx};
+    RECORD_FUNCTION("stylize::relu_max_pool_backward", std::vector<c10::IValue>({g[0]}));
+    return {relu_max_pool_nchw_backward(g[0], saved[0], saved[1], ctx->saved_data["height"].toInt(),
+                                        ctx->saved_data["width"].toInt())};
   }
 };
 

@@ -1,7 +1,7 @@
 #include "winograd.hpp"
 
 #include "bf16_matmul.hpp"
-#include "stylize/runtime.hpp"
+#include "vector_copies.hpp"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -69,13 +69,10 @@ struct Geometry {
 };
 
 // The four transforms below are plain loops over contiguous runs, so that the compiler vectorises
-// them, and each is compiled three times (AVX-512, AVX2, the baseline: transforms()). Written first
-// with stride-4 reads and writes, they took 60-75% of a 64- or 128-channel layer's time (2 threads,
-// Zen 5). A row is held in *phases*: ph[m·n + j] is the row's column 4j + m (m = 0..3), so that the
-// six columns 4j .. 4j+5 a tile reads are ph0[j] .. ph3[j], ph0[j+1], ph1[j+1]: contiguous runs. This
-// file is built with -ffp-contract=off (CMakeLists.txt): GCC would otherwise contract a*b+c into FMA
-// in the AVX-512 copy, and the copies would round differently from each other.
-#define STYLIZE_WINOGRAD_INLINE inline __attribute__((always_inline))
+// them, and each is compiled three times (vector_copies.hpp: AVX-512, AVX2, the baseline). Written
+// first with stride-4 reads and writes, they took 60-75% of a 64- or 128-channel layer's time (2
+// threads, Zen 5). A row is held in *phases*: ph[m·n + j] is the row's column 4j + m (m = 0..3), so
+// that the six columns 4j .. 4j+5 a tile reads are ph0[j] .. ph3[j], ph0[j+1], ph1[j+1]: contiguous runs.
 
 // One band of tile rows [row0, row1) of image `img`: what a transform reads (x, M, dy or F) and writes
 // (V, y, E or dx). The channels each call covers come with the call.
@@ -93,7 +90,7 @@ int64_t scratch_floats(const Geometry& g) { return 52 * (g.tw + 1); }
 
 // Row y of a plane (zero outside [0, h)), shifted right by `offset` columns, into the phases of n tiles:
 // ph[m·n + j] = plane[y][4j + m − offset], zero outside [0, w). `line`: scratch of 4n floats.
-STYLIZE_WINOGRAD_INLINE void load_phases(const float* plane, const Geometry& g, int64_t y, int64_t offset, int64_t n,
+STYLIZE_ALWAYS_INLINE void load_phases(const float* plane, const Geometry& g, int64_t y, int64_t offset, int64_t n,
                                          float* __restrict line, float* ph) {
   const int64_t width = 4 * n;
   if (y >= 0 && y < g.h) {
@@ -116,7 +113,7 @@ STYLIZE_WINOGRAD_INLINE void load_phases(const float* plane, const Geometry& g, 
 }
 
 // out[4j + e] = ph[e·n + j] for the columns within [0, w): a row of four phases of n tiles back in order.
-STYLIZE_WINOGRAD_INLINE void store_phases(const float* __restrict ph, int64_t n, float* __restrict out, int64_t w) {
+STYLIZE_ALWAYS_INLINE void store_phases(const float* __restrict ph, int64_t n, float* __restrict out, int64_t w) {
   const int64_t whole = std::min(n, w / kTile);
   for (int64_t j = 0; j < whole; ++j) {
     out[4 * j] = ph[j];
@@ -128,7 +125,7 @@ STYLIZE_WINOGRAD_INLINE void store_phases(const float* __restrict ph, int64_t n,
 }
 
 // Bᵀ down six rows d0..d5, n values each: o_a = Σ_b Bᵀ[a][b]·d_b.
-STYLIZE_WINOGRAD_INLINE void input_rows(const float* __restrict d0, const float* __restrict d1,
+STYLIZE_ALWAYS_INLINE void input_rows(const float* __restrict d0, const float* __restrict d1,
                                         const float* __restrict d2, const float* __restrict d3,
                                         const float* __restrict d4, const float* __restrict d5, float* __restrict o0,
                                         float* __restrict o1, float* __restrict o2, float* __restrict o3,
@@ -145,7 +142,7 @@ STYLIZE_WINOGRAD_INLINE void input_rows(const float* __restrict d0, const float*
 
 // V[p][c][t] = (Bᵀ d B)[p] for the tiles of the band, channels [first, last); t counts the band's tiles
 // row-major. Each channel reads its plane once and writes 36 contiguous runs per tile row.
-STYLIZE_WINOGRAD_INLINE void inputs_body(const Band& b, int64_t first, int64_t last, float* scratch) {
+STYLIZE_ALWAYS_INLINE void inputs_body(const Band& b, int64_t first, int64_t last, float* scratch) {
   const Geometry& g = *b.g;
   const int64_t n = g.tw + 1, band_tiles = (b.row1 - b.row0) * g.tw, stride = g.c * band_tiles;
   float* line = scratch;        // 4n
@@ -169,7 +166,7 @@ STYLIZE_WINOGRAD_INLINE void inputs_body(const Band& b, int64_t first, int64_t l
 }
 
 // Aᵀ down six rows s0..s5, n values each, plus `bias`: q_r = Σ_a Aᵀ[r][a]·s_a + bias.
-STYLIZE_WINOGRAD_INLINE void output_rows(const float* __restrict s0, const float* __restrict s1,
+STYLIZE_ALWAYS_INLINE void output_rows(const float* __restrict s0, const float* __restrict s1,
                                          const float* __restrict s2, const float* __restrict s3,
                                          const float* __restrict s4, const float* __restrict s5, float* __restrict q0,
                                          float* __restrict q1, float* __restrict q2, float* __restrict q3, int64_t n) {
@@ -185,7 +182,7 @@ STYLIZE_WINOGRAD_INLINE void output_rows(const float* __restrict s0, const float
 
 // y's rows of the band from M[p][k][t]: Aᵀ m A plus the bias, cut at the image's edge, channels
 // [first, last).
-STYLIZE_WINOGRAD_INLINE void outputs_body(const Band& b, int64_t first, int64_t last, float* scratch) {
+STYLIZE_ALWAYS_INLINE void outputs_body(const Band& b, int64_t first, int64_t last, float* scratch) {
   const Geometry& g = *b.g;
   const int64_t tw = g.tw, band_tiles = (b.row1 - b.row0) * tw;
   float* q = scratch;       // q[r][b][j] = (Aᵀ m)[r][b] of tile j: 24·tw
@@ -215,7 +212,7 @@ STYLIZE_WINOGRAD_INLINE void outputs_body(const Band& b, int64_t first, int64_t 
 }
 
 // A·y down four rows (the output transform's transpose), n values each: e_a = Σ_r Aᵀ[r][a]·y_r.
-STYLIZE_WINOGRAD_INLINE void output_adjoint(const float* __restrict y0, const float* __restrict y1,
+STYLIZE_ALWAYS_INLINE void output_adjoint(const float* __restrict y0, const float* __restrict y1,
                                             const float* __restrict y2, const float* __restrict y3, float* __restrict e0,
                                             float* __restrict e1, float* __restrict e2, float* __restrict e3,
                                             float* __restrict e4, float* __restrict e5, int64_t n) {
@@ -232,7 +229,7 @@ STYLIZE_WINOGRAD_INLINE void output_adjoint(const float* __restrict y0, const fl
 
 // E[p][k][t] = (A·dy·Aᵀ)[p] for the 4×4 output tiles of the band (zero beyond the image's edge, where
 // the forward pass wrote nothing), channels [first, last).
-STYLIZE_WINOGRAD_INLINE void adjoint_outputs_body(const Band& b, int64_t first, int64_t last, float* scratch) {
+STYLIZE_ALWAYS_INLINE void adjoint_outputs_body(const Band& b, int64_t first, int64_t last, float* scratch) {
   const Geometry& g = *b.g;
   const int64_t tw = g.tw, band_tiles = (b.row1 - b.row0) * tw, stride = g.k * band_tiles;
   float* line = scratch;          // 4·tw
@@ -256,7 +253,7 @@ STYLIZE_WINOGRAD_INLINE void adjoint_outputs_body(const Band& b, int64_t first, 
 }
 
 // Bᵀ's transpose down six rows f0..f5, n values each: o_r = Σ_a Bᵀ[a][r]·f_a.
-STYLIZE_WINOGRAD_INLINE void input_adjoint(const float* __restrict f0, const float* __restrict f1,
+STYLIZE_ALWAYS_INLINE void input_adjoint(const float* __restrict f0, const float* __restrict f1,
                                            const float* __restrict f2, const float* __restrict f3,
                                            const float* __restrict f4, const float* __restrict f5, float* __restrict o0,
                                            float* __restrict o1, float* __restrict o2, float* __restrict o3,
@@ -274,7 +271,7 @@ STYLIZE_WINOGRAD_INLINE void input_adjoint(const float* __restrict f0, const flo
 // dx += B·F·Bᵀ of each tile of the band, over the tile's 6×6 input patch (patches overlap by two rows
 // and columns; what falls on the padding is dropped), channels [first, last). A channel's plane is
 // written by its task alone.
-STYLIZE_WINOGRAD_INLINE void adjoint_inputs_body(const Band& b, int64_t first, int64_t last, float* scratch) {
+STYLIZE_ALWAYS_INLINE void adjoint_inputs_body(const Band& b, int64_t first, int64_t last, float* scratch) {
   const Geometry& g = *b.g;
   const int64_t tw = g.tw, band_tiles = (b.row1 - b.row0) * tw, pa = kPatch * g.c * band_tiles;
   float* q = scratch;         // q[r][b][j]: 36·tw
@@ -318,10 +315,9 @@ using TransformBody = void (*)(const Band&, int64_t first, int64_t last, float* 
 // The four transforms compiled for one instruction set.
 struct Transforms {
   TransformBody inputs, outputs, adjoint_outputs, adjoint_inputs;
-  const char* name;
 };
 
-#define STYLIZE_WINOGRAD_TRANSFORMS(name, label, attributes)                                                             \
+#define STYLIZE_WINOGRAD_TRANSFORMS(name, attributes)                                                                    \
   attributes void name##_inputs(const Band& b, int64_t f, int64_t l, float* s) { inputs_body(b, f, l, s); }            \
   attributes void name##_outputs(const Band& b, int64_t f, int64_t l, float* s) { outputs_body(b, f, l, s); }          \
   attributes void name##_adjoint_outputs(const Band& b, int64_t f, int64_t l, float* s) {                              \
@@ -330,48 +326,9 @@ struct Transforms {
   attributes void name##_adjoint_inputs(const Band& b, int64_t f, int64_t l, float* s) {                               \
     adjoint_inputs_body(b, f, l, s);                                                                                   \
   }                                                                                                                    \
-  constexpr Transforms name = {name##_inputs, name##_outputs, name##_adjoint_outputs, name##_adjoint_inputs, label};
+  constexpr Transforms name = {name##_inputs, name##_outputs, name##_adjoint_outputs, name##_adjoint_inputs};
 
-STYLIZE_WINOGRAD_TRANSFORMS(baseline_transforms, "baseline", )
-#if defined(__x86_64__) && defined(__GNUC__)
-#define STYLIZE_WINOGRAD_X86 1
-#ifdef __clang__  // Clang knows no prefer-vector-width in a target attribute (it would drop the whole attribute)
-#define STYLIZE_WINOGRAD_AVX512 "avx512f"
-#else
-#define STYLIZE_WINOGRAD_AVX512 "avx512f,prefer-vector-width=512"
-#endif
-STYLIZE_WINOGRAD_TRANSFORMS(avx2_transforms, "avx2", __attribute__((target("avx2"))))
-STYLIZE_WINOGRAD_TRANSFORMS(avx512_transforms, "avx512", __attribute__((target(STYLIZE_WINOGRAD_AVX512))))
-#endif
-
-// Whether this CPU may run `which` (engine_vector_features: what oneDNN is capped to, so that an
-// imitated AVX2 run transforms with AVX2 too).
-bool runs_here(WinogradTransforms which) {
-#ifdef STYLIZE_WINOGRAD_X86
-  static const CpuVectorFeatures f = engine_vector_features();
-  if (which == WinogradTransforms::avx512) return f.avx512;
-  if (which == WinogradTransforms::avx2) return f.avx2_fma;
-#else
-  if (which == WinogradTransforms::avx512 || which == WinogradTransforms::avx2) return false;
-#endif
-  return true;
-}
-
-const Transforms& transforms(WinogradTransforms which) {
-#ifdef STYLIZE_WINOGRAD_X86
-  if (which == WinogradTransforms::widest) {
-    which = runs_here(WinogradTransforms::avx512) ? WinogradTransforms::avx512
-            : runs_here(WinogradTransforms::avx2) ? WinogradTransforms::avx2
-                                                  : WinogradTransforms::baseline;
-  }
-  if (!runs_here(which)) throw std::invalid_argument("winograd: this CPU cannot run the transforms asked for");
-  if (which == WinogradTransforms::avx512) return avx512_transforms;
-  if (which == WinogradTransforms::avx2) return avx2_transforms;
-#else
-  if (!runs_here(which)) throw std::invalid_argument("winograd: this CPU cannot run the transforms asked for");
-#endif
-  return baseline_transforms;
-}
+STYLIZE_VECTOR_COPIES(Transforms, transforms, STYLIZE_WINOGRAD_TRANSFORMS)
 
 // Runs `body` over `channels` channels of one band on ATen's threads, a channel per task.
 void run_transform(TransformBody body, const Band& band, int64_t channels) {
@@ -427,12 +384,8 @@ void check_operands(const at::Tensor& x, const at::Tensor& u, int64_t channels, 
 
 at::Tensor winograd_weights(const at::Tensor& weight) { return transform_kernels(weight); }
 
-bool winograd_transforms_run_here(WinogradTransforms which) { return runs_here(which); }
-
-const char* winograd_transforms_name(WinogradTransforms which) { return transforms(which).name; }
-
 at::Tensor winograd_conv3x3(const at::Tensor& input, const at::Tensor& u, const at::Tensor& bias,
-                            WinogradTransforms which) {
+                            VectorCopy which) {
   check_operands(input, u, u.size(2), "winograd_conv3x3");
   const at::Tensor x = input.contiguous(), uc = u.contiguous();
   const Geometry g = geometry(x, uc.size(2), uc.size(1));
@@ -452,7 +405,7 @@ at::Tensor winograd_conv3x3(const at::Tensor& input, const at::Tensor& u, const 
   return y;
 }
 
-at::Tensor winograd_conv3x3_input_gradient(const at::Tensor& grad, const at::Tensor& u, WinogradTransforms which) {
+at::Tensor winograd_conv3x3_input_gradient(const at::Tensor& grad, const at::Tensor& u, VectorCopy which) {
   check_operands(grad, u, u.size(1), "winograd_conv3x3_input_gradient");
   const at::Tensor dy = grad.contiguous(), uc = u.contiguous();
   const Geometry g = geometry(dy, uc.size(2), uc.size(1));

@@ -8,19 +8,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "vector_copies.hpp"
+
 namespace stylize {
-
-// Which compiled copy of the input and output transforms runs: the widest vector set the engine may
-// use (engine_vector_features(): AVX-512, else AVX2, else the baseline), or one named. All round
-// alike, bit for bit (winograd.cpp is built with -ffp-contract=off); tests compare them.
-enum class WinogradTransforms { widest, avx512, avx2, baseline };
-
-// Whether this CPU (as capped for oneDNN) may run `which`; widest and baseline always can.
-bool winograd_transforms_run_here(WinogradTransforms which);
-
-// "avx512", "avx2" or "baseline": the copy `which` runs on this CPU. Throws std::invalid_argument
-// for a copy that cannot run here.
-const char* winograd_transforms_name(WinogradTransforms which);
 
 // The 3×3 kernels transformed once for the Winograd pass (U = G·g·Gᵀ per output/input channel pair):
 // 4x the kernels' memory. weight: [K, C, 3, 3], any float type, any device. Returns [36, K, C] fp32
@@ -32,16 +22,18 @@ at::Tensor winograd_weights(const at::Tensor& weight);
 // bias: [K] fp32 or undefined. Returns [N, K, H, W] fp32, NCHW-contiguous.
 // Rounding differs from a direct convolution's: relative error ~1e-5 of the output's largest value
 // (tests/test_engine.cpp, Winograd*), against ~1e-6 for oneDNN's direct kernels.
-// Throws std::invalid_argument on other shapes, types or devices, or transforms that cannot run here.
+// `which`: the copy of the transforms (vector_copies.hpp; all give the same bits). Throws
+// std::invalid_argument on other shapes, types or devices, or a copy this CPU cannot run.
 at::Tensor winograd_conv3x3(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias,
-                            WinogradTransforms which = WinogradTransforms::widest);
+                            VectorCopy which = VectorCopy::widest);
 
 // The gradient of winograd_conv3x3's output with respect to its input: the exact adjoint of the same
 // arithmetic (the transposed products with the same u, the transforms' transposes), so the gradient
 // is that of the function the forward computed, not of a differently rounded convolution.
 // dy: [N, K, H, W] fp32 CPU; u: [36, K, C]. Returns dx [N, C, H, W] fp32, NCHW-contiguous.
-// Throws std::invalid_argument on other shapes, types or devices, or transforms that cannot run here.
+// `which`: the copy of the transforms (vector_copies.hpp; all give the same bits). Throws
+// std::invalid_argument on other shapes, types or devices, or a copy this CPU cannot run.
 at::Tensor winograd_conv3x3_input_gradient(const at::Tensor& dy, const at::Tensor& u,
-                                           WinogradTransforms which = WinogradTransforms::widest);
+                                           VectorCopy which = VectorCopy::widest);
 
 }  // namespace stylize
