@@ -185,7 +185,7 @@ def backward_key(s, ss, i, seq_layer, h, w):
     if "ReluMaxPool" in node:  # named by the pooled activation's shape: the ReLU before that pool
         relu = "?"
         for d in descendants(ss, i):
-            # ATen's pooling backward or the engine's own (ReluMaxPoolNchw): both take the pooled gradient first
+            # ATen's pooling backward or the engine's own (ReluMaxPoolOnePass): both take the pooled gradient first
             if d["name"] in ("aten::max_pool2d_with_indices_backward", "stylize::relu_max_pool_backward") and d["shapes"]:
                 c, ph = d["shapes"][0][1], d["shapes"][0][2]
                 for name, kind, _, cout, lh, _ in layers(h, w):

@@ -118,8 +118,9 @@ void check_working_size(int width, int height, int last_index, const std::string
 
 // Peak host memory of a CPU run, estimated from measurements (BENCHMARKS.md "Memory limits"):
 // ~370 MiB fixed (670 in fp32: the Winograd kernels and bands, vgg19.hpp ConvAlgorithm) + activations
-// (~3000 bytes per output pixel in fp32, ~1700 in bf16: fitted 3209 and 1601 on 256..1024 px runs;
-// bf16 features go to the Gram products without fp32 copies) + the
+// (~3000 bytes per output pixel in fp32, ~1400 in bf16: fitted 3209 and ~1600 on 256..1024 px runs,
+// bf16 1319 since its fused ReLU + pool keeps less; bf16 features go to the Gram products without
+// fp32 copies) + the
 // optimiser's history (L-BFGS: 2 × history image-sized float tensors; Adam: 2 moments).
 uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& optimizer,
                                  Precision precision = Precision::fp32);

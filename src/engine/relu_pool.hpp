@@ -1,6 +1,6 @@
-// ReLU then 2×2 max pooling (stride 2) over a contiguous NCHW fp32 CPU activation in one pass each
-// way, for the network's fused ReLU + pool (src/engine/vgg19.cpp, ReluMaxPoolNchw). Internal to the
-// engine; kept out of the public headers.
+// ReLU then 2×2 max pooling (stride 2) over a CPU activation in one pass each way, for the network's
+// fused ReLU + pool (src/engine/vgg19.cpp, ReluMaxPoolOnePass): contiguous NCHW fp32 (the fp32 pass)
+// and channels-last bf16 (the bf16 pass). Internal to the engine; kept out of the public headers.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -25,6 +25,19 @@ std::pair<at::Tensor, at::Tensor> relu_max_pool_nchw(const at::Tensor& x, Vector
 // column. Returns [N, C, height, width] fp32, contiguous. Throws std::invalid_argument on shapes that
 // do not match, or a copy this CPU cannot run.
 at::Tensor relu_max_pool_nchw_backward(const at::Tensor& grad, const at::Tensor& pooled, const at::Tensor& winner,
+                                       int64_t height, int64_t width, VectorCopy which = VectorCopy::widest);
+
+// The same for x: [N, C, H, W] bf16 CPU, channels-last (NHWC in memory). Returns {pooled
+// [N, C, H/2, W/2] bf16, winner [N, C, H/2, W/2] uint8}, both channels-last; the pooled values are
+// input values or zeros as at::relu gives them (-0 stays -0), copied bit for bit; a NaN keeps its
+// payload (ATen's bf16 conversions rewrite it, the only bits that differ). Throws std::invalid_argument on another layout, type or
+// device, or a copy this CPU cannot run.
+std::pair<at::Tensor, at::Tensor> relu_max_pool_nhwc(const at::Tensor& x, VectorCopy which = VectorCopy::widest);
+
+// Its gradient, as relu_max_pool_nchw_backward's: `grad` any float type and layout (taken as bf16,
+// channels-last); returns [N, C, height, width] bf16, channels-last, each value a gradient value or +0.
+// Throws std::invalid_argument on shapes that do not match, or a copy this CPU cannot run.
+at::Tensor relu_max_pool_nhwc_backward(const at::Tensor& grad, const at::Tensor& pooled, const at::Tensor& winner,
                                        int64_t height, int64_t width, VectorCopy which = VectorCopy::widest);
 
 }  // namespace stylize

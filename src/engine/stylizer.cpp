@@ -203,7 +203,10 @@ uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& 
   // Image-sized optimiser state: L-BFGS's pairs (and backtracking's base point), Adam's two moments.
   const uint64_t history = optimizer.kind != OptimizerKind::lbfgs ? 2ull
                            : 2ull * optimizer.lbfgs_history + (optimizer.line_search == LineSearch::backtracking ? 1 : 0);
-  const uint64_t activations = precision == Precision::bf16 ? 1700ull : 3000ull;
+  // Activations per output pixel: fitted ~1600 (bf16) on peak RSS at 256 and 1024 px (BENCHMARKS.md,
+  // "Memory"), 1319 since the bf16 ReLU + pool keeps neither the activation nor int64 indices
+  // (2026-12-03, Zen 5: 1024×768 bf16 peak 1528 → 1272 MiB); kept ~6% above the fit, as before.
+  const uint64_t activations = precision == Precision::bf16 ? 1400ull : 3000ull;
   // fp32 adds the Winograd kernels (4x conv1_2 .. conv5_1's weights, ~207 MB) and its bands of
   // transformed tiles: measured +205, +254 and +345 MiB at 256, 512 and 1024 px with 32 MiB bands
   // (BENCHMARKS.md); the bands are 8 MiB now (512 px real weights: 89 MiB less), so this is generous.

@@ -148,6 +148,7 @@ bool cpu_prefers_channels_last(Precision precision) { return precision == Precis
 // the full activation, which ran at 2.5-3.8 GB/s on channels-last tensors (61 + 20 ms per 512 px
 // iteration at relu1_2 + relu2_2 on an AVX2 EPYC, 2 threads; BENCHMARKS.md "Where an iteration goes").
 // The ReLU runs in place on the convolution's output (nothing else keeps it), hence mark_dirty.
+// Now used only where ReluMaxPoolOnePass (below) does not apply: another layout or type.
 struct ReluMaxPool : torch::autograd::Function<ReluMaxPool> {
   static torch::autograd::tensor_list forward(torch::autograd::AutogradContext* ctx, at::Tensor x) {
     x.relu_();
@@ -179,30 +180,40 @@ struct ReluMaxPool : torch::autograd::Function<ReluMaxPool> {
   }
 };
 
-// The same for a contiguous NCHW fp32 activation (every fp32 pass on the CPU), where ATen's max
-// pooling is a scalar loop: 39 ms forward and 65 ms backward at relu1_2 + pool1, 512 px, 2 threads on
-// the AVX2 EPYC, at 3.5-4.2 GB/s. One pass each way (relu_pool.hpp, vectorised: 2.4 and 3.0 ms there
-// on Zen 5 capped to AVX2, about the copy rate): the forward reads the conv output once and writes the
-// pooled values and one byte per window naming its winner (the activation itself is neither written
-// nor kept), the backward writes each input gradient once. Winners as ATen picks them and ReLU's rule
-// on the pooled value: the same values as the separate ops.
-struct ReluMaxPoolNchw : torch::autograd::Function<ReluMaxPoolNchw> {
-  static bool applies(const at::Tensor& x) {
+// The same in one hand-written pass each way (relu_pool.hpp), for a contiguous NCHW fp32 activation
+// (every fp32 pass on the CPU) and a channels-last bf16 one (every bf16 pass on the CPU). In NCHW,
+// ATen's max pooling is a scalar loop: 39 ms forward and 65 ms backward at relu1_2 + pool1, 512 px,
+// 2 threads on the AVX2 EPYC, at 3.5-4.2 GB/s; vectorised, 2.4 and 3.0 ms on Zen 5 capped to AVX2,
+// about the copy rate. In bf16, ReluMaxPool's backward ran at ~4x the copy rate's time (10.8 ms at
+// relu1_2, 512 px, Zen 5) and it kept the activation and int64 indices (50 MB there). The forward
+// reads the conv output once and writes the pooled values and one byte per window naming its winner
+// (the activation itself is neither written nor kept), the backward writes each input gradient once.
+// Winners as ATen picks them and ReLU's rule on the pooled value: the same values as the separate ops.
+struct ReluMaxPoolOnePass : torch::autograd::Function<ReluMaxPoolOnePass> {
+  static bool nchw(const at::Tensor& x) {
     return x.is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();
   }
+  static bool nhwc(const at::Tensor& x) {
+    return x.is_cpu() && x.scalar_type() == at::kBFloat16 && x.dim() == 4 &&
+           x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  }
+  static bool applies(const at::Tensor& x) { return nchw(x) || nhwc(x); }
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
     RECORD_FUNCTION("stylize::relu_max_pool", std::vector<c10::IValue>({x}));  // named in profiles
-    auto [pooled, winner] = relu_max_pool_nchw(x);
+    const bool in_nhwc = nhwc(x);
+    auto [pooled, winner] = in_nhwc ? relu_max_pool_nhwc(x) : relu_max_pool_nchw(x);
     ctx->save_for_backward({pooled, winner});
     ctx->saved_data["height"] = x.size(2);
     ctx->saved_data["width"] = x.size(3);
+    ctx->saved_data["nhwc"] = in_nhwc;
     return pooled;
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list g) {
     const auto saved = ctx->get_saved_variables();
     RECORD_FUNCTION("stylize::relu_max_pool_backward", std::vector<c10::IValue>({g[0]}));
-    return {relu_max_pool_nchw_backward(g[0], saved[0], saved[1], ctx->saved_data["height"].toInt(),
-                                        ctx->saved_data["width"].toInt())};
+    const int64_t h = ctx->saved_data["height"].toInt(), w = ctx->saved_data["width"].toInt();
+    return {ctx->saved_data["nhwc"].toBool() ? relu_max_pool_nhwc_backward(g[0], saved[0], saved[1], h, w)
+                                              : relu_max_pool_nchw_backward(g[0], saved[0], saved[1], h, w)};
   }
 };
 
@@ -244,7 +255,7 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
   const at::ScalarType dtype = scalar_type(precision_);  // the weights' type
   at::Tensor h = channels_last ? x.to(at::TensorOptions().dtype(dtype), false, false, at::MemoryFormat::ChannelsLast)
                                : x.to(dtype);
-  // A ReLU fused with the max pool after it (ReluMaxPool): on the CPU, where it was measured, when
+  // A ReLU fused with the max pool after it (ReluMaxPoolOnePass, or ReluMaxPool in another layout): on the CPU, where it was measured, when
   // neither the conv output nor the ReLU output is a feature and the pool is within the pass.
   auto fuse_with_pool = [&](int relu_index) {
     const auto& all = vgg19_layers();
@@ -265,7 +276,7 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
       }
       case Vgg19Layer::Kind::relu:
         if (fuse_with_pool(l.index)) {
-          h = ReluMaxPoolNchw::applies(h) ? ReluMaxPoolNchw::apply(h) : ReluMaxPool::apply(h)[0];
+          h = ReluMaxPoolOnePass::applies(h) ? ReluMaxPoolOnePass::apply(h) : ReluMaxPool::apply(h)[0];
           capture(l.index + 1, h);  // the pool's output, in case it is a feature; the loop skips the pool
           break;
         }

@@ -1,0 +1,95 @@
+// The fused ReLU + 2×2 max pool (src/engine/relu_pool.hpp) one call at a time (#20): the engine's
+// one-pass loops against ATen's ops as the engine ran them before (relu_, max_pool2d_with_indices;
+// masked_fill_ then max_pool2d_with_indices_backward), and a plain copy of the activation, at the
+// pooled layers' shapes of a 512×384 pass (or --size): fp32 NCHW (the fp32 pass) and bf16
+// channels-last (the bf16 pass). Random data, best of 20 after a warm-up, ms; what BENCHMARKS.md
+// "bf16: the fused ReLU + max pool in one pass" quotes. The data stays in cache between repeats, so
+// these are lower than an iteration's cold passes (bench/iteration_profile.py).
+//
+//   stylize_relu_pool_bench [--size 512] [--threads 2]
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "../src/engine/relu_pool.hpp"
+#include "stylize/cpu_allocator.hpp"
+
+namespace {
+
+template <class F>
+double best_ms(F f) {
+  f();
+  double best = 1e30;
+  for (int r = 0; r < 20; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+void time_shape(int64_t c, int64_t h, int64_t w, bool bf16) {
+  const auto layout = bf16 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const auto type = bf16 ? at::kBFloat16 : at::kFloat;
+  const at::Tensor x = at::randn({1, c, h, w}).to(type).contiguous(layout);
+  const at::Tensor g = at::randn({1, c, h / 2, w / 2}).to(type).contiguous(layout);
+  auto forward = [&] { return bf16 ? stylize::relu_max_pool_nhwc(x) : stylize::relu_max_pool_nchw(x); };
+  const auto [pooled, winner] = forward();
+  const double f = best_ms(forward);
+  const double b = best_ms([&] {
+    return bf16 ? stylize::relu_max_pool_nhwc_backward(g, pooled, winner, h, w)
+                : stylize::relu_max_pool_nchw_backward(g, pooled, winner, h, w);
+  });
+  // ATen: the ReLU in place on a copy (the engine's ran on the conv output, which nothing else keeps),
+  // the copy's time taken off.
+  at::Tensor scratch = x.clone();
+  const double copy = best_ms([&] { scratch.copy_(x); });
+  const auto [aten_pooled, indices] = at::max_pool2d_with_indices(at::relu(x), {2, 2}, {2, 2});
+  const double af = best_ms([&] {
+    scratch.copy_(x);
+    scratch.relu_();
+    return at::max_pool2d_with_indices(scratch, {2, 2}, {2, 2});
+  }) - copy;
+  const double ab = best_ms([&] {
+    at::Tensor masked = g.clone();
+    masked.masked_fill_(aten_pooled.le(0), 0);
+    return at::max_pool2d_with_indices_backward(masked, x, {2, 2}, {2, 2}, {0, 0}, {1, 1}, false, indices);
+  });
+  std::printf("%s %3lld x %4lld x %-4lld  one pass %5.2f / %5.2f   ATen %5.2f / %5.2f   copy %5.2f   (forward / backward)\n",
+              bf16 ? "bf16 channels-last" : "fp32 NCHW         ", static_cast<long long>(c), static_cast<long long>(h),
+              static_cast<long long>(w), f, b, af, ab, copy);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int size = 512, threads = 2;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--size")) size = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "usage: stylize_relu_pool_bench [--size 512] [--threads 2]\n");
+      return 2;
+    }
+  }
+  if (argc % 2 == 0 || size < 32 || threads < 1) {
+    std::fprintf(stderr, "usage: stylize_relu_pool_bench [--size 512] [--threads 2] (--size from 32, --threads from 1)\n");
+    return 2;
+  }
+  at::set_num_threads(threads);
+  stylize::use_reusing_cpu_allocator();  // as `stylize` runs: no page faults on each new tensor
+  at::manual_seed(0);
+  std::printf("loops: %s; %d threads; ms, best of 20\n",
+              stylize::to_string(stylize::resolve_vector_copy(stylize::VectorCopy::widest)), threads);
+  // (channels, scale): relu1_2 + pool1, relu2_2 + pool2, relu3_4 + pool3, relu4_4 + pool4.
+  const int shapes[][2] = {{64, 1}, {128, 2}, {256, 4}, {512, 8}};
+  for (bool bf16 : {false, true}) {
+    for (const auto& s : shapes) time_shape(s[0], size * 3 / 4 / s[1], size / s[1], bf16);
+  }
+  return 0;
+}
