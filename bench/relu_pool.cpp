@@ -10,28 +10,15 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 
 #include "../src/engine/relu_pool.hpp"
+#include "layer_bench.hpp"
 #include "stylize/cpu_allocator.hpp"
 
 namespace {
 
-template <class F>
-double best_ms(F f) {
-  f();
-  double best = 1e30;
-  for (int r = 0; r < 20; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
+constexpr int kRepeats = 20;  // best of
 
 void time_shape(int64_t c, int64_t h, int64_t w, bool bf16) {
   const auto layout = bf16 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
@@ -40,22 +27,22 @@ void time_shape(int64_t c, int64_t h, int64_t w, bool bf16) {
   const at::Tensor g = at::randn({1, c, h / 2, w / 2}).to(type).contiguous(layout);
   auto forward = [&] { return bf16 ? stylize::relu_max_pool_nhwc(x) : stylize::relu_max_pool_nchw(x); };
   const auto [pooled, winner] = forward();
-  const double f = best_ms(forward);
-  const double b = best_ms([&] {
+  const double f = stylize_bench::best_ms(kRepeats, forward);
+  const double b = stylize_bench::best_ms(kRepeats, [&] {
     return bf16 ? stylize::relu_max_pool_nhwc_backward(g, pooled, winner, h, w)
                 : stylize::relu_max_pool_nchw_backward(g, pooled, winner, h, w);
   });
   // ATen: the ReLU in place on a copy (the engine's ran on the conv output, which nothing else keeps),
   // the copy's time taken off.
   at::Tensor scratch = x.clone();
-  const double copy = best_ms([&] { scratch.copy_(x); });
+  const double copy = stylize_bench::best_ms(kRepeats, [&] { scratch.copy_(x); });
   const auto [aten_pooled, indices] = at::max_pool2d_with_indices(at::relu(x), {2, 2}, {2, 2});
-  const double af = best_ms([&] {
+  const double af = stylize_bench::best_ms(kRepeats, [&] {
     scratch.copy_(x);
     scratch.relu_();
     return at::max_pool2d_with_indices(scratch, {2, 2}, {2, 2});
   }) - copy;
-  const double ab = best_ms([&] {
+  const double ab = stylize_bench::best_ms(kRepeats, [&] {
     at::Tensor masked = g.clone();
     masked.masked_fill_(aten_pooled.le(0), 0);
     return at::max_pool2d_with_indices_backward(masked, x, {2, 2}, {2, 2}, {0, 0}, {1, 1}, false, indices);
@@ -69,18 +56,7 @@ void time_shape(int64_t c, int64_t h, int64_t w, bool bf16) {
 
 int main(int argc, char** argv) {
   int size = 512, threads = 2;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--size")) size = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "usage: stylize_relu_pool_bench [--size 512] [--threads 2]\n");
-      return 2;
-    }
-  }
-  if (argc % 2 == 0 || size < 32 || threads < 1) {
-    std::fprintf(stderr, "usage: stylize_relu_pool_bench [--size 512] [--threads 2] (--size from 32, --threads from 1)\n");
-    return 2;
-  }
+  if (!stylize_bench::parse_size_and_threads(argc, argv, "stylize_relu_pool_bench", size, threads)) return 2;
   at::set_num_threads(threads);
   stylize::use_reusing_cpu_allocator();  // as `stylize` runs: no page faults on each new tensor
   at::manual_seed(0);

@@ -8,45 +8,19 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 
 #include "../src/engine/winograd.hpp"
+#include "layer_bench.hpp"
 #include "stylize/cpu_allocator.hpp"
 
 namespace {
-
-template <class F>
-double best_ms(F f) {
-  f();
-  double best = 1e30;
-  for (int r = 0; r < 5; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
-
+constexpr int kRepeats = 5;  // best of
 }  // namespace
 
 int main(int argc, char** argv) {
   int size = 512, threads = 2;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--size")) size = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "usage: stylize_winograd_bench [--size 512] [--threads 2]\n");
-      return 2;
-    }
-  }
-  if (size < 32 || threads < 1) {
-    std::fprintf(stderr, "stylize_winograd_bench: --size from 32, --threads from 1\n");
-    return 2;
-  }
+  if (!stylize_bench::parse_size_and_threads(argc, argv, "stylize_winograd_bench", size, threads)) return 2;
   at::set_num_threads(threads);
   stylize::use_reusing_cpu_allocator();  // as `stylize` runs: no page faults on each new tensor
   at::manual_seed(0);
@@ -59,10 +33,10 @@ int main(int argc, char** argv) {
     const int64_t c = s[0], k = s[1], w = size / s[2], h = size * 3 / 4 / s[2];
     const at::Tensor x = at::randn({1, c, h, w}), weight = at::randn({k, c, 3, 3}) * 0.05, bias = at::randn({k});
     const at::Tensor dy = at::randn({1, k, h, w}), u = stylize::winograd_weights(weight);
-    const double fw = best_ms([&] { stylize::winograd_conv3x3(x, u, bias); });
-    const double bw = best_ms([&] { stylize::winograd_conv3x3_input_gradient(dy, u); });
-    const double dfw = best_ms([&] { at::conv2d(x, weight, bias, 1, 1); });
-    const double dbw = best_ms([&] {
+    const double fw = stylize_bench::best_ms(kRepeats, [&] { stylize::winograd_conv3x3(x, u, bias); });
+    const double bw = stylize_bench::best_ms(kRepeats, [&] { stylize::winograd_conv3x3_input_gradient(dy, u); });
+    const double dfw = stylize_bench::best_ms(kRepeats, [&] { at::conv2d(x, weight, bias, 1, 1); });
+    const double dbw = stylize_bench::best_ms(kRepeats, [&] {
       at::convolution_backward(dy, x, weight, at::OptionalIntArrayRef(), {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1,
                                {true, false, false});
     });
