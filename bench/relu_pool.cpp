@@ -14,7 +14,6 @@
 
 #include "../src/engine/relu_pool.hpp"
 #include "layer_bench.hpp"
-#include "stylize/cpu_allocator.hpp"
 
 namespace {
 
@@ -56,10 +55,7 @@ void time_shape(int64_t c, int64_t h, int64_t w, bool bf16) {
 
 int main(int argc, char** argv) {
   int size = 512, threads = 2;
-  if (!stylize_bench::parse_size_and_threads(argc, argv, "stylize_relu_pool_bench", size, threads)) return 2;
-  at::set_num_threads(threads);
-  stylize::use_reusing_cpu_allocator();  // as `stylize` runs: no page faults on each new tensor
-  at::manual_seed(0);
+  if (!stylize_bench::set_up(argc, argv, "stylize_relu_pool_bench", size, threads)) return 2;
   std::printf("loops: %s; %d threads; ms, best of 20\n",
               stylize::to_string(stylize::resolve_vector_copy(stylize::VectorCopy::widest)), threads);
   // (channels, scale): relu1_2 + pool1, relu2_2 + pool2, relu3_4 + pool3, relu4_4 + pool4.

@@ -12,7 +12,6 @@
 
 #include "../src/engine/winograd.hpp"
 #include "layer_bench.hpp"
-#include "stylize/cpu_allocator.hpp"
 
 namespace {
 constexpr int kRepeats = 5;  // best of
@@ -20,10 +19,7 @@ constexpr int kRepeats = 5;  // best of
 
 int main(int argc, char** argv) {
   int size = 512, threads = 2;
-  if (!stylize_bench::parse_size_and_threads(argc, argv, "stylize_winograd_bench", size, threads)) return 2;
-  at::set_num_threads(threads);
-  stylize::use_reusing_cpu_allocator();  // as `stylize` runs: no page faults on each new tensor
-  at::manual_seed(0);
+  if (!stylize_bench::set_up(argc, argv, "stylize_winograd_bench", size, threads)) return 2;
   // (in, out, scale): conv1_1 (direct in the engine: its forward is transform-bound), conv1_2, conv2_1,
   // conv2_2, conv3_2..4, conv4_2..4 at the width `size`, 3:4 aspect.
   const int shapes[][3] = {{3, 64, 1}, {64, 64, 1}, {64, 128, 2}, {128, 128, 2}, {256, 256, 4}, {512, 512, 8}};
