@@ -49,13 +49,8 @@ atexit.register(shutil.rmtree, TMP, True)
 WEIGHTS = os.path.join(TMP, "vgg19-synthetic.safetensors")
 
 
-def has_avx512():
-    """The engine's cpu_vector_features().avx512 (F, BW, DQ, VL): it picks the fp32 layout by it."""
-    flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
-    return {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= set(flags)
-
-
-AVX512 = has_avx512()
+def cpu_flags():
+    return set(next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), []))
 
 
 def log(*a):
@@ -120,8 +115,9 @@ def vgg_flops(h, w, last=29):
 def network_floor_seconds(h, w, repeats=3, precision="fp32"):
     """The arithmetic of one iteration and nothing else: each conv layer up to conv5_1 run alone,
     forward and input gradient (torch's convolution_backward, input only), in the memory layout and
-    precision the engine uses for it (fp32: channels-last up to pool2 and NCHW after on AVX-512 CPUs,
-    NCHW throughout on others; bf16: channels-last throughout; see src/engine/vgg19.cpp), plus the
+    precision the engine uses for it (fp32: NCHW throughout; bf16: channels-last throughout; see
+    src/engine/vgg19.cpp), with oneDNN's direct kernels (the reference's: in fp32 the engine runs
+    conv1_2 … conv5_1 by Winograd instead, so an fp32 iteration can beat this floor), plus the
     Gram products of the five style layers (F·Fᵀ forward, one product backward; on bf16 operands in
     bf16, where torch.mm runs the same oneDNN kernel as stylize, but rounds its result to bf16: same
     time). What an iteration would cost if ReLU,
@@ -134,7 +130,7 @@ def network_floor_seconds(h, w, repeats=3, precision="fp32"):
 
     blocks, widths, cin, total = [2, 2, 4, 4, 4], [64, 128, 256, 512, 512], 3, 0.0
     for b, n in enumerate(blocks):
-        fmt = torch.channels_last if (b < 2 and AVX512) or precision == "bf16" else torch.contiguous_format
+        fmt = torch.channels_last if precision == "bf16" else torch.contiguous_format
         dt = torch.bfloat16 if precision == "bf16" else torch.float32
         for layer in range(n if b < 4 else 1):  # block 5 stops at conv5_1 (relu5_1 is the deepest loss layer)
             x = torch.randn(1, cin, h, w, dtype=dt).contiguous(memory_format=fmt)
@@ -377,23 +373,36 @@ def goals(table, ms):
              ", ".join(f"{k} {v:.0f}%" for k, v in share.items()) + ". " +
              met(all(v >= 85 for v in share.values())) + (" for every row" if all(v >= 85 for v in share.values())
                                                         else " where below 85%") + ".")
-    if any(v > 100 for v in share.values()):
-        L.append("  Above 100%: the floor, timed op by op from Python between the runs it is compared with, came "
-                 "out slower than stylize's whole iteration. This host's speed swings by tens of percent from one "
-                 "minute to the next (compare the machine rates of successive runs), more in bf16 on AMX than in "
-                 "fp32; read such a row as at the floor, within that noise.")
+    if any(v > 100 for k, v in share.items() if k.startswith("fp32")):
+        L.append("  Above 100% in fp32: the floor times oneDNN's direct convolutions (what the reference runs), and "
+                 "the engine runs conv1_2 … conv5_1 by Winograd's F(4×4, 3×3), 4x fewer multiplications "
+                 "(src/engine/winograd.hpp; BENCHMARKS.md \"Where an iteration goes\" times each layer both ways). "
+                 "The fp32 floor is a direct-kernel floor, not this engine's.")
+    if any(v > 100 for k, v in share.items() if not k.startswith("fp32")):
+        L.append("  Above 100% in bf16: the floor, timed op by op from Python between the runs it is compared with, "
+                 "came out slower than stylize's whole iteration. This host's speed swings by tens of percent from "
+                 "one minute to the next (compare the machine rates of successive runs); read such a row as at the "
+                 "floor, within that noise.")
     if any(v < 85 for v in share.values()):
         L.append("  Why: what the floor leaves out — ReLU, pooling, the elementwise loss terms, the L-BFGS "
                  "update, autograd — are memory-bound passes over full-resolution tensors; they weigh more in bf16, "
-                 "where the convolutions are ~3x faster on AMX, so bf16 sits further from its floor than fp32. "
+                 "where the convolutions run on bf16 dot products (AMX or AVX512-BF16), so bf16 sits further from "
+                 "its floor. "
                  "Short runs also pay the first iterations' one-off costs (oneDNN kernel creation, the allocator "
                  "filling its cache), which weigh most at 256 px. And the floor is timed apart from the runs, op by "
                  "op, on a host whose speed swings by tens of percent from minute to minute (compare the machine "
                  "rates above between runs of this script): a row moves by several points from run to run.")
+    below = [r for r in table if r["conv_share"] < 85]
     L.append("- Against the machine's measured 256-channel convolution rate (column *% of conv floor*): " +
-             ", ".join(f"{r['precision']} {r['w']}×{r['h']} {r['conv_share']:.0f}%" for r in table) + ": **not met**, and not reachable by this network's shapes: its full-"
-             "resolution layers (3→64, 64→64 channels) and the Gram products of 64 and 128 channels run far below "
-             "a 256→256 convolution's rate even alone (the *arithmetic alone* column is that ceiling).")
+             ", ".join(f"{r['precision']} {r['w']}×{r['h']} {r['conv_share']:.0f}%" for r in table) + ": " +
+             ("**met** for every row." if not below else
+              "**not met** for " + ", ".join(f"{r['precision']} {r['w']}×{r['h']}" for r in below) +
+              ", and not reachable by this network's shapes: its full-resolution layers (3→64, 64→64 channels) "
+              "and the Gram products of 64 and 128 channels run far below a 256→256 convolution's rate even alone "
+              "(the *arithmetic alone* column is that ceiling).") +
+             (" Above 100% in fp32: Winograd (above) does fewer multiplications than the GFLOP counted, which are "
+              "a direct convolution's." if any(r["conv_share"] > 100 and r["precision"] == "fp32" for r in table)
+              else ""))
     if ms["reached"]:
         share_ms = 100 * ms["t_multi"] / ms["t_single"]
         L.append(f"- Multi-scale reaches the single-scale {SINGLE_ITERS}-iteration loss at 512 px in ≤ 40% of its "
@@ -493,8 +502,9 @@ def main():
                 "CPU; stylize restarts itself with `OPENBLAS_CORETYPE` set, and so did this script)"
                 if os.environ.get("BENCH_OPENBLAS_DEFAULT") else "") + ".")
     L.append(f"stylize's default precision here (`--precision auto`): **{default_precision}**"
-             + (" (this CPU has AMX-BF16)." if default_precision == "bf16" else
-                " (no AMX-BF16 on this CPU, so the bf16 rows are not measured).") + "\n")
+             + ((" (this CPU has AMX-BF16)." if "amx_bf16" in cpu_flags() else
+                 " (this CPU has AVX512-BF16 dot products, no AMX).") if default_precision == "bf16" else
+                " (no bf16 dot products on this CPU, so the bf16 rows are not measured).") + "\n")
     L.extend(goals(table, ms))
     L.append("## Time per L-BFGS iteration\n")
     L.append("| precision | size | stylize s/it | reference s/it | ratio (stylize/ref) | GFLOP/it | stylize GFLOP/s "
