@@ -255,8 +255,9 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
   const at::ScalarType dtype = scalar_type(precision_);  // the weights' type
   at::Tensor h = channels_last ? x.to(at::TensorOptions().dtype(dtype), false, false, at::MemoryFormat::ChannelsLast)
                                : x.to(dtype);
-  // A ReLU fused with the max pool after it (ReluMaxPoolOnePass, or ReluMaxPool in another layout): on the CPU, where it was measured, when
-  // neither the conv output nor the ReLU output is a feature and the pool is within the pass.
+  // A ReLU fused with the max pool after it (ReluMaxPoolOnePass, or ReluMaxPool in another layout):
+  // on the CPU, where it was measured, when neither the conv output nor the ReLU output is a feature
+  // and the pool is within the pass.
   auto fuse_with_pool = [&](int relu_index) {
     const auto& all = vgg19_layers();
     return x.is_cpu() && pooling_ == Pooling::max && relu_index + 1 <= deepest &&
