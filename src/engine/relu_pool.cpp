@@ -206,15 +206,20 @@ struct NhwcLoops {
 // relu1_2's shape, 512 px (build/stylize_relu_pool_bench, Zen 5; 0.62 / 0.40 with the -0 rule).
 STYLIZE_VECTOR_COPIES_AVX512_AS(NhwcLoops, nhwc_loops, STYLIZE_RELU_POOL_NHWC_LOOPS, STYLIZE_TARGET_AVX512_BW)
 
-bool is_bf16_nhwc(const at::Tensor& t) {
-  return t.is_cpu() && t.scalar_type() == at::kBFloat16 && t.dim() == 4 &&
-         t.is_contiguous(at::MemoryFormat::ChannelsLast);
-}
 
 }  // namespace
 
+bool relu_max_pool_nchw_takes(const at::Tensor& x) {
+  return x.is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();
+}
+
+bool relu_max_pool_nhwc_takes(const at::Tensor& x) {
+  return x.is_cpu() && x.scalar_type() == at::kBFloat16 && x.dim() == 4 &&
+         x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 std::pair<at::Tensor, at::Tensor> relu_max_pool_nchw(const at::Tensor& x, VectorCopy which) {
-  if (!x.is_cpu() || x.scalar_type() != at::kFloat || x.dim() != 4 || !x.is_contiguous()) {
+  if (!relu_max_pool_nchw_takes(x)) {
     throw std::invalid_argument("relu_max_pool_nchw: needs a contiguous fp32 CPU tensor [N, C, H, W]");
   }
   const Loops& run = loops(which);
@@ -249,7 +254,7 @@ at::Tensor relu_max_pool_nchw_backward(const at::Tensor& grad_in, const at::Tens
 }
 
 std::pair<at::Tensor, at::Tensor> relu_max_pool_nhwc(const at::Tensor& x, VectorCopy which) {
-  if (!is_bf16_nhwc(x)) {
+  if (!relu_max_pool_nhwc_takes(x)) {
     throw std::invalid_argument("relu_max_pool_nhwc: needs a channels-last bf16 CPU tensor [N, C, H, W]");
   }
   const NhwcLoops& run = nhwc_loops(which);
@@ -274,7 +279,7 @@ std::pair<at::Tensor, at::Tensor> relu_max_pool_nhwc(const at::Tensor& x, Vector
 at::Tensor relu_max_pool_nhwc_backward(const at::Tensor& grad_in, const at::Tensor& pooled, const at::Tensor& winner,
                                        int64_t height, int64_t width, VectorCopy which) {
   const auto layout = at::MemoryFormat::ChannelsLast;
-  if (!is_bf16_nhwc(pooled) || winner.sizes() != pooled.sizes() || !winner.is_contiguous(layout) ||
+  if (!relu_max_pool_nhwc_takes(pooled) || winner.sizes() != pooled.sizes() || !winner.is_contiguous(layout) ||
       winner.scalar_type() != at::kByte || grad_in.sizes() != pooled.sizes() || height / 2 != pooled.size(2) ||
       width / 2 != pooled.size(3)) {
     throw std::invalid_argument("relu_max_pool_nhwc_backward: gradient, pooled values and winners must match");

@@ -19,6 +19,11 @@ namespace stylize {
 // bits). Throws std::invalid_argument on another layout, type or device, or a copy this CPU cannot run.
 std::pair<at::Tensor, at::Tensor> relu_max_pool_nchw(const at::Tensor& x, VectorCopy which = VectorCopy::widest);
 
+// What each takes: a contiguous NCHW fp32 CPU tensor [N, C, H, W] (relu_max_pool_nchw), a channels-last
+// bf16 one (relu_max_pool_nhwc).
+bool relu_max_pool_nchw_takes(const at::Tensor& x);
+bool relu_max_pool_nhwc_takes(const at::Tensor& x);
+
 // The gradient with respect to x of a loss over relu_max_pool_nchw's pooled output: `grad` (the
 // pooled output's gradient, any float type and layout) goes to each window's winner where the pooled
 // value is > 0 (ReLU's rule, threshold_backward's), zero elsewhere and on an odd size's last row or

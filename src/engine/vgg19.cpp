@@ -190,17 +190,10 @@ struct ReluMaxPool : torch::autograd::Function<ReluMaxPool> {
 // (the activation itself is neither written nor kept), the backward writes each input gradient once.
 // Winners as ATen picks them and ReLU's rule on the pooled value: the same values as the separate ops.
 struct ReluMaxPoolOnePass : torch::autograd::Function<ReluMaxPoolOnePass> {
-  static bool nchw(const at::Tensor& x) {
-    return x.is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();
-  }
-  static bool nhwc(const at::Tensor& x) {
-    return x.is_cpu() && x.scalar_type() == at::kBFloat16 && x.dim() == 4 &&
-           x.is_contiguous(at::MemoryFormat::ChannelsLast);
-  }
-  static bool applies(const at::Tensor& x) { return nchw(x) || nhwc(x); }
+  static bool applies(const at::Tensor& x) { return relu_max_pool_nchw_takes(x) || relu_max_pool_nhwc_takes(x); }
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
     RECORD_FUNCTION("stylize::relu_max_pool", std::vector<c10::IValue>({x}));  // named in profiles
-    const bool in_nhwc = nhwc(x);
+    const bool in_nhwc = relu_max_pool_nhwc_takes(x);
     auto [pooled, winner] = in_nhwc ? relu_max_pool_nhwc(x) : relu_max_pool_nchw(x);
     ctx->save_for_backward({pooled, winner});
     ctx->saved_data["height"] = x.size(2);
