@@ -636,6 +636,74 @@ TEST(Losses, GramOfBf16FeaturesIsTheFp32GramOfTheirValues) {
   at::set_num_threads(threads_before);
 }
 
+// The content term's own autograd node (losses.cpp ContentMse) runs ATen's mse_loss forward and
+// backward arithmetic, so its value and gradient must be at::mse_loss's bits; what it changes is
+// where the gradient lands: in the features' type and memory layout (autograd's comes back NCHW,
+// which the channels-last bf16 pass then meets on ATen's slow mixed-layout loops).
+TEST(Losses, ContentLossIsMseLossBitsWithTheGradientInTheFeaturesLayout) {
+  at::manual_seed(5);
+  const auto layouts = {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast};
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 5, 3, 7}, {1, 64, 24, 20}}) {
+    for (const auto type : {at::kFloat, at::kBFloat16}) {
+      const at::Tensor base = at::randn(shape).relu().to(type);
+      const at::Tensor target_values = at::randn(shape);
+      for (const auto f_layout : layouts) {
+        for (const auto p_layout : layouts) {
+          const at::Tensor target = target_values.contiguous(p_layout);
+          at::Tensor f_ref = base.contiguous(f_layout).detach().requires_grad_(true);
+          at::Tensor f = base.contiguous(f_layout).detach().requires_grad_(true);
+          // The gradient as the node hands it back: a leaf's .grad is restrided to the leaf's layout.
+          at::Tensor d;
+          f.register_hook([&d](const at::Tensor& g) { d = g; });
+          const at::Tensor ref = at::mse_loss(f_ref.to(at::kFloat), target) * 3.0;
+          const at::Tensor ours = content_loss(f, target) * 3.0;
+          ref.backward();
+          ours.backward();
+          ASSERT_TRUE(d.defined());
+          const std::string where = std::string("shape ") + std::to_string(shape[1]) + "x" +
+                                    std::to_string(shape[2]) + "x" + std::to_string(shape[3]) + " " +
+                                    c10::toString(type) + (f_layout == at::MemoryFormat::Contiguous ? " F NCHW" : " F NHWC") +
+                                    (p_layout == at::MemoryFormat::Contiguous ? " P NCHW" : " P NHWC");
+          ASSERT_EQ(ours.scalar_type(), at::kFloat) << where;
+          const float a = ref.item<float>(), b = ours.item<float>();
+          EXPECT_EQ(std::memcmp(&a, &b, sizeof a), 0) << where << ": " << a << " vs " << b;
+          EXPECT_EQ(d.scalar_type(), type) << where;
+          EXPECT_TRUE(d.is_contiguous(f_layout)) << where << ": the gradient keeps the features' layout";
+          const at::ScalarType bits = type == at::kFloat ? at::kInt : at::kShort;
+          EXPECT_TRUE(at::equal(d.contiguous().view(bits), f_ref.grad().contiguous().view(bits))) << where;
+          EXPECT_GT(d.abs().max().item<float>(), 0) << where;
+        }
+      }
+    }
+  }
+}
+
+// The content targets are kept in the features' layout (channels-last for a bf16 pass on the CPU),
+// fp32, so that the content term runs in one layout; the loss at the target is exactly zero.
+TEST(Losses, ContentTargetsKeepTheFeaturesLayoutAndTheirValues) {
+  const auto params = synthetic_vgg19(1);
+  const at::Tensor img = preprocess(stylize::synthetic_image(40, 32, 6), Preprocessing::caffe);  // relu4_2: 5×4
+  for (const auto precision : {Precision::fp32, Precision::bf16}) {
+    auto net = std::make_shared<Vgg19>(params, Pooling::max, 29, precision);
+    LossWeights w;
+    w.style_layers = {"relu1_1"};
+    const ContentTargets t = compute_content_targets(*net, w, img);
+    ASSERT_EQ(t.features.size(), 1u);
+    c10::NoGradGuard no_grad;
+    const at::Tensor f = net->forward(img, vgg19_layer_indices(w.content_layers))[0];
+    if (precision == Precision::bf16) {
+      ASSERT_FALSE(f.is_contiguous()) << "a bf16 pass on the CPU runs channels-last";
+    }
+    EXPECT_EQ(t.features[0].scalar_type(), at::kFloat);
+    EXPECT_EQ(t.features[0].suggest_memory_format(), f.suggest_memory_format());
+    EXPECT_TRUE(t.features[0].is_contiguous(f.suggest_memory_format()));
+    EXPECT_TRUE(at::equal(t.features[0], f.to(at::kFloat)));
+    EXPECT_NE(t.features[0].data_ptr(), f.data_ptr());
+    StyleLoss loss(net, w, t, compute_style_targets(*net, w, {img}, {}));
+    EXPECT_EQ(to_values(loss.evaluate(img)).content_sum(), 0.0);
+  }
+}
+
 TEST(Losses, StyleBlendIsNormalisedWeightedSumOfGrams) {
   auto net = tiny_net(8);
   LossWeights w;

@@ -32,6 +32,12 @@ int deepest_layer(const LossWeights& w);
 at::Tensor gram_matrix(const at::Tensor& features);
 at::Tensor gram_matrix(const at::Tensor& features, double scale);
 
+// mean((F − P)²), a 0-dim fp32 tensor: F a content layer's [1, C, H, W] features (fp32 or bf16, any
+// layout), P its fp32 target of the same shape. The value and F's gradient are the same bits as
+// at::mse_loss(F.to(kFloat), P); the gradient comes back in F's type and memory layout (autograd's
+// own comes back NCHW, slow to meet a channels-last network's gradients).
+at::Tensor content_loss(const at::Tensor& features, const at::Tensor& target);
+
 // Σ of squared neighbour differences over all channels, both directions.
 at::Tensor total_variation(const at::Tensor& x);
 
@@ -40,7 +46,8 @@ struct StyleTargets {
   std::vector<at::Tensor> grams;  // one per LossWeights::style_layers, on the network's device
 };
 
-// Content targets: per content layer, the content image's features.
+// Content targets: per content layer, the content image's features: fp32 [1, C, H, W] in the
+// features' own memory layout, on the network's device.
 struct ContentTargets {
   std::vector<at::Tensor> features;
 };
