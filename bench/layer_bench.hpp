@@ -1,5 +1,5 @@
-// What the one-layer benchmarks (bench/winograd_layers.cpp, bench/relu_pool.cpp) share: the best
-// time of repeated calls, their command line and set-up. Header-only, for bench programs.
+// What the small benchmarks (bench/winograd_layers.cpp, bench/relu_pool.cpp, bench/lbfgs_step.cpp)
+// share: the best time of repeated calls, their command line and set-up. Header-only, for bench programs.
 #pragma once
 
 #include <ATen/ATen.h>

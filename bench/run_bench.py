@@ -609,13 +609,13 @@ def main():
         L.append("")
         L.extend(gpu_section(gpu_results()))
     path = os.path.join(ROOT, "BENCHMARKS.md")
-    # bench/real_weights.py, print_size.py, fast_filters.py, job_store_choice.py, queue_load.py and
-    # iteration_profile.py own their sections, and "lbfgs-backtracking" and "speed-notes" are written by
+    # bench/real_weights.py, print_size.py, fast_filters.py, job_store_choice.py, queue_load.py,
+    # lbfgs_step.py and iteration_profile.py own their sections, and "lbfgs-backtracking" and "speed-notes" are written by
     # hand: carried over as they are.
     real = ""
     if os.path.exists(path):
         old = open(path).read()
-        for name in ("real-weights", "lbfgs-backtracking", "print-size", "fast-filters", "job-store", "queue-load", "iteration-profile",
+        for name in ("real-weights", "lbfgs-backtracking", "lbfgs-step", "print-size", "fast-filters", "job-store", "queue-load", "iteration-profile",
                      "iteration-profile-avx512-bf16", "iteration-profile-avx512", "iteration-profile-amx",
                      "iteration-profile-avx2-capped", "speed-notes"):
             begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

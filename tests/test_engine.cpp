@@ -26,6 +26,7 @@
 #include "stylize/transfer.hpp"
 #include "stylize/vgg19.hpp"
 #include "support.hpp"
+#include "../src/engine/lbfgs_passes.hpp"
 #include "../src/engine/relu_pool.hpp"
 #include "../src/engine/vector_copies.hpp"
 #include "../src/engine/winograd.hpp"
@@ -826,6 +827,95 @@ TEST(Lbfgs, FollowsTorchsLbfgsWhenTheHistoryRingWraps) {
     return x.grad().abs().max().item<double>();
   };
   EXPECT_LT(gradient_size(t.ours.back()), 1e-3 * gradient_size(t.ours.front())) << "16 steps near the minimum";
+}
+
+// SyncFreeLbfgs's two-loop recursion on the CPU in fp32 runs as fused passes (lbfgs_passes.hpp),
+// other dtypes and devices on ATen's ops. On a problem large enough for the passes to be split over
+// threads, and of a length that leaves a ragged last block, both fp32 paths must stay together to
+// within their own rounding (2.4e-6 measured) while each is ~2% from the double path (the rounding of
+// f, of its gradient and of the first step's length, not the passes); and a second run gives the
+// same bits.
+TEST(Lbfgs, Fp32FusedPassesFollowAtensOps) {
+  const int64_t n = kPassParallelFrom + kPassBlock + 37;
+  const at::Tensor scale = at::linspace(0.5, 4.0, n, at::kDouble);
+  auto f = [&](const at::Tensor& x) {
+    const at::Tensor s = scale.to(x.scalar_type());
+    return (s * (x - 1).pow(2)).sum() + 0.25 * x.pow(4).sum();
+  };
+  const at::Tensor start = at::linspace(-2.0, 3.0, n, at::kDouble);
+  auto path = [&](at::ScalarType type, bool fused) {
+    at::Tensor x = start.to(type, /*non_blocking=*/false, /*copy=*/true).set_requires_grad(true);
+    SyncFreeLbfgs opt(x, 5, 16, 1.0, true);
+    opt.set_fused_passes(fused);
+    std::vector<at::Tensor> points;
+    for (int i = 0; i < 16; ++i) {
+      if (x.grad().defined()) x.mutable_grad().zero_();
+      const at::Tensor v = f(x);
+      v.backward();
+      opt.step(x.grad(), v.detach());
+      points.push_back(x.detach().to(at::kDouble, /*non_blocking=*/false, /*copy=*/true));
+    }
+    return points;
+  };
+  const auto exact = path(at::kDouble, true), fused = path(at::kFloat, true), again = path(at::kFloat, true),
+             aten = path(at::kFloat, false);
+  double fused_error = 0, aten_error = 0, apart = 0;
+  for (size_t k = 0; k < exact.size(); ++k) {
+    const double size = exact[k].abs().max().item<double>();
+    fused_error = std::max(fused_error, (fused[k] - exact[k]).abs().max().item<double>() / size);
+    aten_error = std::max(aten_error, (aten[k] - exact[k]).abs().max().item<double>() / size);
+    apart = std::max(apart, (fused[k] - aten[k]).abs().max().item<double>() / size);
+    EXPECT_TRUE(at::equal(fused[k], again[k])) << "step " << k + 1 << ": a second run differs";
+  }
+  EXPECT_GT(apart, 0) << "the two paths must be different code";
+  EXPECT_LT(apart, 3e-5) << "from the double path: fused " << fused_error << ", ATen's ops " << aten_error;
+  EXPECT_GT(exact.back().sub(exact.front()).abs().max().item<double>(), 0.5) << "the path must go somewhere";
+}
+
+// One pass of the recursion (lbfgs_passes.hpp), every variant (from, v, w each there or not), every
+// copy this CPU runs, lengths around the lanes, blocks and the parallel threshold: the update within
+// fp32 rounding of the double formula and the same bits in every copy and thread count; the dot
+// within the error of its fp32 products of the double sum.
+TEST(Lbfgs, TwoLoopPassesMatchTheFormulaInEveryCopyAndThreadCount) {
+  const int before = at::get_num_threads();
+  at::manual_seed(6);
+  for (const int64_t n : {int64_t{0}, int64_t{5}, int64_t{16}, int64_t{33}, kPassBlock + 17, kPassParallelFrom + 1001}) {
+    const at::Tensor q0 = at::randn({n}), from = at::randn({n}), v = at::randn({n}), w = at::randn({n});
+    const float a = -1.25f, c = 0.375f, m = 1.5f;
+    for (int variant = 0; variant < 8; ++variant) {
+      const bool has_from = variant & 4, has_v = variant & 2, has_w = variant & 1;
+      const at::Tensor in = (has_from ? from : q0).to(at::kDouble);
+      at::Tensor expected = in * a;
+      if (has_v) expected = expected + v.to(at::kDouble) * c;
+      expected = expected * m;
+      const double expected_dot = has_w ? (expected * w.to(at::kDouble)).sum().item<double>() : 0.0;
+      const double dot_size = has_w ? (expected * w.to(at::kDouble)).abs().sum().item<double>() : 0.0;
+      at::Tensor first;
+      double first_dot = 0;
+      for (const VectorCopy copy : {VectorCopy::baseline, VectorCopy::avx2, VectorCopy::avx512}) {
+        if (!vector_copy_runs_here(copy)) continue;
+        for (const int threads : {1, 2}) {
+          at::set_num_threads(threads);
+          at::Tensor q = q0.clone();
+          const double dot = two_loop_pass(q.data_ptr<float>(), has_from ? from.data_ptr<float>() : nullptr, a,
+                                           has_v ? v.data_ptr<float>() : nullptr, c, m,
+                                           has_w ? w.data_ptr<float>() : nullptr, n, copy);
+          const std::string where = "n " + std::to_string(n) + ", variant " + std::to_string(variant) + ", " +
+                                    to_string(copy) + ", threads " + std::to_string(threads);
+          EXPECT_TRUE(at::allclose(q.to(at::kDouble), expected, 1e-6, 1e-6)) << where;
+          EXPECT_LE(std::abs(dot - expected_dot), 1e-6 * dot_size + 1e-12) << where;
+          if (!first.defined()) {
+            first = q;
+            first_dot = dot;
+          } else {
+            EXPECT_TRUE(at::equal(q, first)) << where << ": the update differs from the baseline's";
+            EXPECT_EQ(dot, first_dot) << where << ": the dot differs from the baseline's";
+          }
+        }
+      }
+    }
+  }
+  at::set_num_threads(before);
 }
 
 TEST(Lbfgs, PairsFailingTheCurvatureTestChangeNothing) {

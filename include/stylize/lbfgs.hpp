@@ -45,6 +45,11 @@ class SyncFreeLbfgs {
   // a true secant pair of the path.
   void project_into(const at::Tensor& lower, const at::Tensor& upper);
 
+  // fp32 on the CPU: the two-loop recursion in fused passes (src/engine/lbfgs_passes.hpp; the same
+  // arithmetic up to the order of the dot products' sums) unless turned off, for ATen's ops as on
+  // other devices (tests compare the two).
+  void set_fused_passes(bool on) { fused_passes_ = on; }
+
  private:
   at::Tensor x_;          // flat view of the parameter
   at::Tensor s_, y_;      // [slots, n]: steps and gradient differences, a ring
@@ -61,11 +66,14 @@ class SyncFreeLbfgs {
   bool backtrack_;
   int slots_;
   long steps_ = 0;        // steps taken; the pair of step k (1-based) lives in slot (k - 1) % slots
+  bool fused_passes_ = true;
 
   // s = L-BFGS's step from `from` (whose gradient is prev_grad_), projected into the bounds.
   void fresh_step(at::Tensor& s, const at::Tensor& from);
   // direction_ = −H g from the stored pairs, `newest` the slot of the latest.
   void two_loop(const at::Tensor& g, int newest);
+  // The same on the CPU in fp32, in fused passes (lbfgs_passes.hpp); `filled` pairs stored.
+  void two_loop_fused(const at::Tensor& g, int newest, int filled);
 };
 
 }  // namespace stylize
