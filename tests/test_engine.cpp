@@ -638,9 +638,10 @@ TEST(Losses, GramOfBf16FeaturesIsTheFp32GramOfTheirValues) {
 }
 
 // The content term's own autograd node (losses.cpp ContentMse) runs ATen's mse_loss forward and
-// backward arithmetic, so its value and gradient must be at::mse_loss's bits; what it changes is
-// where the gradient lands: in the features' type and memory layout (autograd's comes back NCHW,
-// which the channels-last bf16 pass then meets on ATen's slow mixed-layout loops).
+// backward arithmetic, so its value and gradient must be the bits of the term as it was, at::mse_loss
+// against an NCHW target, with the target now in either layout (it is stored in the features');
+// what it changes is where the gradient lands: in the features' type and memory layout (autograd's
+// comes back NCHW, which the channels-last bf16 pass then meets on ATen's slow mixed-layout loops).
 TEST(Losses, ContentLossIsMseLossBitsWithTheGradientInTheFeaturesLayout) {
   at::manual_seed(5);
   const auto layouts = {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast};
@@ -656,7 +657,8 @@ TEST(Losses, ContentLossIsMseLossBitsWithTheGradientInTheFeaturesLayout) {
           // The gradient as the node hands it back: a leaf's .grad is restrided to the leaf's layout.
           at::Tensor d;
           f.register_hook([&d](const at::Tensor& g) { d = g; });
-          const at::Tensor ref = at::mse_loss(f_ref.to(at::kFloat), target) * 3.0;
+          // The reference is the term as it was: the target NCHW whatever the features' layout.
+          const at::Tensor ref = at::mse_loss(f_ref.to(at::kFloat), target_values) * 3.0;
           const at::Tensor ours = content_loss(f, target) * 3.0;
           ref.backward();
           ours.backward();
@@ -872,7 +874,7 @@ TEST(Lbfgs, Fp32FusedPassesFollowAtensOps) {
   EXPECT_GT(exact.back().sub(exact.front()).abs().max().item<double>(), 0.5) << "the path must go somewhere";
 }
 
-// One pass of the recursion (lbfgs_passes.hpp), every variant (from, v, w each there or not), every
+// One pass of the recursion (lbfgs_passes.hpp), every variant (from, v, w each there or not; v = w), every
 // copy this CPU runs, lengths around the lanes, blocks and the parallel threshold: the update within
 // fp32 rounding of the double formula and the same bits in every copy and thread count; the dot
 // within the error of its fp32 products of the double sum.
@@ -882,14 +884,17 @@ TEST(Lbfgs, TwoLoopPassesMatchTheFormulaInEveryCopyAndThreadCount) {
   for (const int64_t n : {int64_t{0}, int64_t{5}, int64_t{16}, int64_t{33}, kPassBlock + 17, kPassParallelFrom + 1001}) {
     const at::Tensor q0 = at::randn({n}), from = at::randn({n}), v = at::randn({n}), w = at::randn({n});
     const float a = -1.25f, c = 0.375f, m = 1.5f;
-    for (int variant = 0; variant < 8; ++variant) {
-      const bool has_from = variant & 4, has_v = variant & 2, has_w = variant & 1;
+    for (int variant = 0; variant < 9; ++variant) {
+      // 0-7: from, v and w each there or not; 8: v and w the same array, as after the oldest pair.
+      const bool same = variant == 8;
+      const bool has_from = !same && (variant & 4), has_v = same || (variant & 2), has_w = same || (variant & 1);
+      const at::Tensor& wt = same ? v : w;
       const at::Tensor in = (has_from ? from : q0).to(at::kDouble);
       at::Tensor expected = in * a;
       if (has_v) expected = expected + v.to(at::kDouble) * c;
       expected = expected * m;
-      const double expected_dot = has_w ? (expected * w.to(at::kDouble)).sum().item<double>() : 0.0;
-      const double dot_size = has_w ? (expected * w.to(at::kDouble)).abs().sum().item<double>() : 0.0;
+      const double expected_dot = has_w ? (expected * wt.to(at::kDouble)).sum().item<double>() : 0.0;
+      const double dot_size = has_w ? (expected * wt.to(at::kDouble)).abs().sum().item<double>() : 0.0;
       at::Tensor first;
       double first_dot = 0;
       for (const VectorCopy copy : {VectorCopy::baseline, VectorCopy::avx2, VectorCopy::avx512}) {
@@ -899,7 +904,7 @@ TEST(Lbfgs, TwoLoopPassesMatchTheFormulaInEveryCopyAndThreadCount) {
           at::Tensor q = q0.clone();
           const double dot = two_loop_pass(q.data_ptr<float>(), has_from ? from.data_ptr<float>() : nullptr, a,
                                            has_v ? v.data_ptr<float>() : nullptr, c, m,
-                                           has_w ? w.data_ptr<float>() : nullptr, n, copy);
+                                           has_w ? wt.data_ptr<float>() : nullptr, n, copy);
           const std::string where = "n " + std::to_string(n) + ", variant " + std::to_string(variant) + ", " +
                                     to_string(copy) + ", threads " + std::to_string(threads);
           EXPECT_TRUE(at::allclose(q.to(at::kDouble), expected, 1e-6, 1e-6)) << where;

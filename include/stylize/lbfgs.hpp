@@ -46,8 +46,9 @@ class SyncFreeLbfgs {
   void project_into(const at::Tensor& lower, const at::Tensor& upper);
 
   // fp32 on the CPU: the two-loop recursion in fused passes (src/engine/lbfgs_passes.hpp; the same
-  // arithmetic up to the order of the dot products' sums) unless turned off, for ATen's ops as on
-  // other devices (tests compare the two).
+  // arithmetic but for the order of the dot products' sums and the scalars α, β, α − β, taken in
+  // double and rounded once) unless turned off, for ATen's ops as on other devices (tests compare
+  // the two).
   void set_fused_passes(bool on) { fused_passes_ = on; }
 
  private:

@@ -167,10 +167,14 @@ void SyncFreeLbfgs::two_loop(const at::Tensor& g, int newest) {
 // The same recursion in 2·filled + 1 passes (lbfgs_passes.hpp), each update fused with the next dot
 // product, the scalars read on the host (free on the CPU). With a full history of 100 pairs a 512 px
 // step took 60 ms by ATen's ops (a one-thread BLAS dot and an addcmul per vector per loop) and takes
-// 17-19 ms this way, where reading the pairs twice at the copy rate takes 12 (bench/lbfgs_step.cpp,
+// 17-21 ms this way, where reading the pairs twice at the copy rate takes 12-13 (bench/lbfgs_step.py,
 // Zen 5, 2 threads).
 void SyncFreeLbfgs::two_loop_fused(const at::Tensor& g, int newest, int filled) {
   auto slot = [&](int age) { return (newest - age + slots_) % slots_; };
+  // Raw pointers: every buffer is allocated contiguous here, and g is prev_grad_.
+  if (!g.is_contiguous() || !direction_.is_contiguous()) {
+    throw Error(ExitCode::internal, "L-BFGS: the fused passes need contiguous vectors");
+  }
   const int64_t n = g.numel();
   float* q = direction_.data_ptr<float>();
   const float* rho = rho_.data_ptr<float>();
@@ -185,7 +189,8 @@ void SyncFreeLbfgs::two_loop_fused(const at::Tensor& g, int newest, int filled) 
     const bool oldest = age + 1 == filled;
     // q −= α·y (after the oldest pair also q ·= H₀); then the next pair's s·q, or after the oldest
     // the second loop's first y·q.
-    dot = two_loop_pass(q, nullptr, 1.f, y(age), static_cast<float>(-a), oldest ? h : 1.f, oldest ? y(age) : s(age + 1), n);
+    dot = two_loop_pass(q, nullptr, 1.f, y(age), static_cast<float>(-a), oldest ? h : 1.f,
+                        oldest ? y(age) : s(age + 1), n);
   }
   for (int age = filled - 1; age >= 0; --age) {
     const double beta = rho[slot(age)] * dot;

@@ -145,8 +145,9 @@ struct GramFunction : torch::autograd::Function<GramFunction> {
 // gradient are the same bits as at::mse_loss(F.to(kFloat), P). Autograd's mse_loss_backward allocates its gradient NCHW
 // whatever the inputs' layout: for channels-last features (the bf16 CPU path) it then runs ATen's
 // strided mixed-layout loop (2.4 ms at relu4_2 for 512 px) and its NCHW gradient meets the next
-// convolution's channels-last one in the ReLU's backward (3.0 ms, against 0.1 in one layout). Here
-// the gradient is written in F's layout and type.
+// convolution's channels-last one in the ReLU's backward (3.0 ms, against 0.15 in one layout). Here
+// the gradient is written in F's layout and type. (No double backward: mse_loss_backward_out refuses
+// inputs that require grad, and nothing here asks for one.)
 struct ContentMse : torch::autograd::Function<ContentMse> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& features,
                             const at::Tensor& target) {
@@ -225,11 +226,9 @@ ContentTargets compute_content_targets(const Vgg19& net, const LossWeights& w, c
   ContentTargets t;
   const auto idx = vgg19_layer_indices(w.content_layers);
   if (idx.empty()) return t;
-  // In the features' own memory layout (channels-last on the bf16 CPU path, vgg19.cpp): against an
-  // NCHW target, mse_loss and its backward run ATen's strided mixed-layout loops and hand back an
-  // NCHW gradient, which then meets the next convolution's channels-last one in the ReLU's backward
-  // (3 ms at relu4_2 for 512 px, against 0.1). The loss sums in the output's memory order, channels-
-  // last either way, so its value and the gradient are the same bits.
+  // In the features' own memory layout (channels-last on the bf16 CPU path, vgg19.cpp), so that the
+  // content term runs in one layout (ContentMse above says why); the loss sums in the output's memory
+  // order, which follows the features either way, so the value is the same bits as against NCHW.
   for (auto& f : net.forward(content, idx)) {
     t.features.push_back(f.to(at::TensorOptions().dtype(at::kFloat), false, true, at::MemoryFormat::Preserve));
   }

@@ -1,6 +1,7 @@
 // Loops compiled more than once from one source: for AVX-512, for AVX2 and for the x86-64 baseline
 // (the build sets no -march), the widest copy the engine may use picked at run time. Internal to the
-// engine (src/engine/winograd.cpp, src/engine/relu_pool.cpp); kept out of the public headers.
+// engine (src/engine/winograd.cpp, src/engine/relu_pool.cpp, src/engine/lbfgs_passes.cpp); kept out of
+// the public headers.
 //
 // How: the loop is an always_inline body in plain C++ over contiguous arrays (so that the compiler
 // vectorises it); thin wrappers marked STYLIZE_TARGET_AVX512 / STYLIZE_TARGET_AVX2 / nothing inline
