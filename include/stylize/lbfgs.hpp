@@ -75,6 +75,8 @@ class SyncFreeLbfgs {
   void two_loop(const at::Tensor& g, int newest);
   // The same on the CPU in fp32, in fused passes (lbfgs_passes.hpp); `filled` pairs stored.
   void two_loop_fused(const at::Tensor& g, int newest, int filled);
+  // The ring slot of the pair `age` steps older than the one in slot `newest`.
+  int slot_of(int newest, int age) const { return (newest - age + slots_) % slots_; }
 };
 
 }  // namespace stylize

@@ -143,11 +143,11 @@ void SyncFreeLbfgs::fresh_step(at::Tensor& s, const at::Tensor& from) {
 void SyncFreeLbfgs::two_loop(const at::Tensor& g, int newest) {
   // Two-loop recursion over the stored pairs, newest first, then back.
   const int filled = static_cast<int>(std::min<long>(steps_, slots_));
-  auto slot = [&](int age) { return (newest - age + slots_) % slots_; };
   if (fused_passes_ && x_.is_cpu() && x_.scalar_type() == at::kFloat) {
     two_loop_fused(g, newest, filled);
     return;
   }
+  auto slot = [&](int age) { return slot_of(newest, age); };
   at::Tensor& q = direction_;
   at::neg_out(q, g);
   std::vector<at::Tensor> alpha(static_cast<size_t>(filled));
@@ -170,7 +170,7 @@ void SyncFreeLbfgs::two_loop(const at::Tensor& g, int newest) {
 // 17-21 ms this way, where reading the pairs twice at the copy rate takes 12-13 (bench/lbfgs_step.py,
 // Zen 5, 2 threads).
 void SyncFreeLbfgs::two_loop_fused(const at::Tensor& g, int newest, int filled) {
-  auto slot = [&](int age) { return (newest - age + slots_) % slots_; };
+  auto slot = [&](int age) { return slot_of(newest, age); };
   // Raw pointers: every buffer is allocated contiguous here, and g is prev_grad_.
   if (!g.is_contiguous() || !direction_.is_contiguous()) {
     throw Error(ExitCode::internal, "L-BFGS: the fused passes need contiguous vectors");
@@ -200,4 +200,3 @@ void SyncFreeLbfgs::two_loop_fused(const at::Tensor& g, int newest, int filled) 
 }
 
 }  // namespace stylize
-

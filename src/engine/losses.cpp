@@ -142,8 +142,9 @@ struct GramFunction : torch::autograd::Function<GramFunction> {
 };
 
 // content_loss (losses.hpp), with ATen's own forward and backward arithmetic, so that values and
-// gradient are the same bits as at::mse_loss(F.to(kFloat), P). Autograd's mse_loss_backward allocates its gradient NCHW
-// whatever the inputs' layout: for channels-last features (the bf16 CPU path) it then runs ATen's
+// gradient are the same bits as at::mse_loss(F.to(kFloat), P). Autograd's mse_loss_backward
+// allocates its gradient NCHW whatever the inputs' layout: for channels-last features (the bf16 CPU
+// path) it then runs ATen's
 // strided mixed-layout loop (2.4 ms at relu4_2 for 512 px) and its NCHW gradient meets the next
 // convolution's channels-last one in the ReLU's backward (3.0 ms, against 0.15 in one layout). Here
 // the gradient is written in F's layout and type. (No double backward: mse_loss_backward_out refuses
