@@ -192,7 +192,8 @@ def backward_key(s, ss, i, seq_layer, h, w):
                     if kind == "relu" and (cout, lh // 2) == (c, ph) and not name.endswith("_1"):
                         relu = name
                 return (relu, "relu + pool backward (fused)")
-    if "WinogradConv" in node:  # its backward names its layer (src/engine/vgg19.cpp WinogradConv)
+    # Their backward names its layer (src/engine/vgg19.cpp WinogradConv, DirectConvWinogradGradient)
+    if "WinogradConv" in node or "DirectConvWinogradGradient" in node:
         for d in descendants(ss, i):
             if d["name"].startswith("stylize::winograd_conv_input_gradient:"):
                 return (d["name"].rsplit(":", 1)[-1], "input gradient")
@@ -397,9 +398,11 @@ def main():
                                   "once with glibc keeping freed memory (`MALLOC_MMAP_MAX_=0`, `MALLOC_TRIM_THRESHOLD_` "
                                   "1 TiB), as stylize's own allocator does, so that the share of the lead that is "
                                   "memory reuse shows. Layers *alone* are timed with glibc keeping its memory. In fp32 the engine "
-                                  "runs the convolutions from 64 input channels (all but conv1_1) by Winograd (src/engine/winograd.hpp): their "
-                                  "GFLOP are a direct convolution's, so their GFLOP/s is an effective rate, and *alone* is "
-                                  "oneDNN's direct kernel, what the reference runs:", ""] + ratio_lines + ["", "Where it goes:", ""]
+                                  "runs the convolutions from 64 input channels (all but conv1_1) and conv1_1's input gradient by Winograd "
+                                  "(src/engine/winograd.hpp): their GFLOP are a direct convolution's, so their GFLOP/s is an "
+                                  "effective rate, and *alone* is oneDNN's direct kernel, what the reference runs. Its fp32 "
+                                  "Gram forward runs by SYRK (one triangle, half the multiplications; src/engine/losses.cpp), "
+                                  "*alone* by a general product, as the reference:", ""] + ratio_lines + ["", "Where it goes:", ""]
                      + head + [""] + lines[2:] + [f"Whole run: {(time.time() - started) / 60:.1f} min."])
     print(text)
     if a.markdown:

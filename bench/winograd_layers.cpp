@@ -20,8 +20,9 @@ constexpr int kRepeats = 5;  // best of
 int main(int argc, char** argv) {
   int size = 512, threads = 2;
   if (!stylize_bench::set_up(argc, argv, "stylize_winograd_bench", size, threads)) return 2;
-  // (in, out, scale): conv1_1 (direct in the engine: its forward is transform-bound), conv1_2, conv2_1,
-  // conv2_2, conv3_2..4, conv4_2..4 at the width `size`, 3:4 aspect.
+  // (in, out, scale): conv1_1 (in the engine its input gradient by Winograd, its forward direct: the
+  // forward is transform-bound), conv1_2, conv2_1, conv2_2, conv3_2..4, conv4_2..4 at the width
+  // `size`, 3:4 aspect.
   const int shapes[][3] = {{3, 64, 1}, {64, 64, 1}, {64, 128, 2}, {128, 128, 2}, {256, 256, 4}, {512, 512, 8}};
   std::printf("transforms: %s; %d threads; ms, best of 5\n",
               stylize::to_string(stylize::resolve_vector_copy(stylize::VectorCopy::widest)), threads);

@@ -457,6 +457,32 @@ TEST(Vgg19, WinogradPassGivesTheDirectPassFeaturesAndGradient) {
   }
 }
 
+// conv1_1 in fp32 (ConvAlgorithm::automatic): oneDNN's forward, so relu1_1 is the direct pass's to the
+// bit; Winograd's input gradient, so the image gradient of a loss on relu1_1 alone is the direct
+// pass's to Winograd's rounding and not the same bits (a pass that fell back to oneDNN's backward
+// would be). Odd sizes, batch of two (tiles cut at both edges, images apart).
+TEST(Vgg19, Conv1_1RunsDirectForwardAndWinogradInputGradient) {
+  const auto params = synthetic_vgg19(1);
+  const std::vector<int> relu1_1 = vgg19_layer_indices({"relu1_1"});
+  const at::Tensor image = at::cat({preprocess(stylize::synthetic_image(29, 37, 3), Preprocessing::caffe),
+                                    preprocess(stylize::synthetic_image(29, 37, 4), Preprocessing::caffe)});
+  const at::Tensor upstream = at::randn({2, 64, 29, 37});
+  at::Tensor features[2], grads[2];
+  for (int k = 0; k < 2; ++k) {
+    Vgg19 net(params, Pooling::max, 1, Precision::fp32);
+    net.set_conv_algorithm(k == 0 ? ConvAlgorithm::direct : ConvAlgorithm::automatic);
+    at::Tensor x = image.clone().set_requires_grad(true);
+    features[k] = net.forward(x, relu1_1)[0];
+    (features[k] * upstream).sum().backward();
+    grads[k] = x.grad();
+  }
+  EXPECT_TRUE(at::equal(features[1], features[0])) << "the forward is oneDNN's in both";
+  const double rel = ((grads[1] - grads[0]).abs().max() / grads[0].abs().max()).item<double>();
+  EXPECT_LT(rel, 1e-5) << "Winograd's input gradient is the convolution's";
+  EXPECT_GT(rel, 0.0) << "the automatic pass should take conv1_1's input gradient from Winograd";
+  std::printf("[ measured ] conv1_1 input gradient, Winograd against oneDNN: max |difference| %.2e of its largest\n", rel);
+}
+
 // CPUID read directly agrees with the kernel's own reading of it (/proc/cpuinfo's flags, which Linux
 // also clears for what the OS does not enable), feature by feature, on whatever CPU runs the test.
 TEST(Runtime, CpuFeaturesFromCpuidMatchTheKernelsFlags) {
@@ -585,23 +611,32 @@ TEST(Losses, GramAndItsGradientAreTheSameInEitherMemoryLayout) {
   at::set_num_threads(threads_before);
 }
 
-// The fp32 Gram products split their work over ATen's OpenMP threads (losses.cpp). Each worker
-// must run with grad mode off, as the calling thread does inside the autograd function: OpenMP's
-// threads start with it on, and mm_out then refuses inputs that require grad.
+// The fp32 Gram products split their work over ATen's OpenMP threads (losses.cpp): the forward by
+// SYRK on partial triangles, summed and mirrored; the backward by rows or columns. Each worker must
+// run with grad mode off, as the calling thread does inside the autograd function: OpenMP's threads
+// start with it on, and mm_out then refuses inputs that require grad.
 TEST(Losses, Fp32GramSplitOverThreadsMatchesTheDoubleGram) {
   const int before = at::get_num_threads();
   at::set_num_threads(2);
-  for (const auto& shape : {std::vector<int64_t>{1, 64, 96, 128}, std::vector<int64_t>{1, 256, 8, 16}}) {
-    at::Tensor f = at::randn(shape).set_requires_grad(true);  // long k, and m = n > k: both split paths
-    at::Tensor target = at::randn({shape[1], shape[1]});
-    at::Tensor g = gram_matrix(f);
-    at::mse_loss(g, target).backward();
-    at::Tensor fd = f.detach().to(at::kDouble).set_requires_grad(true);
-    at::Tensor m = fd.reshape({shape[1], -1});
-    at::Tensor gd = m.mm(m.t()) / static_cast<double>(f.numel());
-    at::mse_loss(gd, target.to(at::kDouble)).backward();
-    EXPECT_LT(relative_difference(g.to(at::kDouble), gd), 1e-5);
-    EXPECT_LT(relative_difference(f.grad().to(at::kDouble), fd.grad()), 1e-4);
+  at::manual_seed(5);
+  // Long k and m = n > k (both backward splits); odd m past one 32-row mirror block with odd k
+  // (split); k = 1, fewer columns than threads; a tiny one (not split).
+  const std::vector<std::vector<int64_t>> shapes{{1, 64, 96, 128}, {1, 256, 8, 16}, {1, 37, 67, 129},
+                                                 {1, 70, 1, 1}, {1, 3, 2, 5}};
+  for (const auto& shape : shapes) {
+    for (const auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+      at::Tensor f = at::randn(shape).contiguous(layout).set_requires_grad(true);
+      at::Tensor target = at::randn({shape[1], shape[1]});
+      at::Tensor g = gram_matrix(f);
+      at::mse_loss(g, target).backward();
+      at::Tensor fd = f.detach().to(at::kDouble).set_requires_grad(true);
+      at::Tensor m = fd.reshape({shape[1], -1});
+      at::Tensor gd = m.mm(m.t()) / static_cast<double>(f.numel());
+      at::mse_loss(gd, target.to(at::kDouble)).backward();
+      EXPECT_LT(relative_difference(g.to(at::kDouble), gd), 1e-5) << at::IntArrayRef(shape) << " " << layout;
+      EXPECT_LT(relative_difference(f.grad().to(at::kDouble), fd.grad()), 1e-4) << at::IntArrayRef(shape);
+      EXPECT_TRUE(at::equal(g, g.t())) << "G exactly symmetric " << at::IntArrayRef(shape) << " " << layout;
+    }
   }
   at::set_num_threads(before);
 }
@@ -614,25 +649,30 @@ TEST(Losses, GramOfBf16FeaturesIsTheFp32GramOfTheirValues) {
   const int threads_before = at::get_num_threads();
   at::set_num_threads(2);
   at::manual_seed(4);
-  const std::vector<int64_t> shape{1, 64, 96, 80};  // relu1_1-like: 64 channels, long and thin
-  const at::Tensor base = at::randn(shape).to(at::kBFloat16);
-  const int64_t c = shape[1], hw = shape[2] * shape[3];
-  const at::Tensor upstream = at::randn({c, c});
-  const at::Tensor f64 = base.to(at::kDouble).view({c, hw});
-  const at::Tensor g_expected = at::mm(f64, f64.t()).div(base.numel());
-  const at::Tensor d_expected = at::mm((upstream + upstream.t()).to(at::kDouble), f64).div(base.numel()).view(shape);
-  for (const auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
-    at::Tensor f = base.contiguous(layout).detach().requires_grad_(true);
-    at::Tensor g = gram_matrix(f);
-    ASSERT_EQ(g.scalar_type(), at::kFloat);
-    EXPECT_LT((g.to(at::kDouble) - g_expected).abs().max().item<double>(),
-              1e-5 * g_expected.abs().max().item<double>());
-    (g * upstream).sum().backward();
-    const at::Tensor d = f.grad();
-    EXPECT_EQ(d.scalar_type(), at::kBFloat16);
-    EXPECT_TRUE(d.is_contiguous(layout)) << "gradient keeps the activation's layout";
-    const double err = (d.to(at::kDouble) - d_expected).abs().max().item<double>();
-    EXPECT_LT(err, 0.02 * d_expected.abs().max().item<double>()) << "bf16 rounding of the gradient";
+  // relu1_1-like: 64 channels, long and thin (the inner dimension split over the threads, evenly and
+  // not); a tiny one (one product).
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 64, 96, 80}, {1, 70, 33, 65}, {1, 3, 2, 5}}) {
+    const at::Tensor base = at::randn(shape).to(at::kBFloat16);
+    const int64_t c = shape[1], hw = shape[2] * shape[3];
+    const at::Tensor upstream = at::randn({c, c});
+    const at::Tensor f64 = base.to(at::kDouble).view({c, hw});
+    const at::Tensor g_expected = at::mm(f64, f64.t()).div(base.numel());
+    const at::Tensor d_expected =
+        at::mm((upstream + upstream.t()).to(at::kDouble), f64).div(base.numel()).view(shape);
+    for (const auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+      at::Tensor f = base.contiguous(layout).detach().requires_grad_(true);
+      at::Tensor g = gram_matrix(f);
+      ASSERT_EQ(g.scalar_type(), at::kFloat);
+      EXPECT_LT((g.to(at::kDouble) - g_expected).abs().max().item<double>(),
+                1e-5 * g_expected.abs().max().item<double>())
+          << at::IntArrayRef(shape) << " " << layout;
+      (g * upstream).sum().backward();
+      const at::Tensor d = f.grad();
+      EXPECT_EQ(d.scalar_type(), at::kBFloat16);
+      EXPECT_TRUE(d.is_contiguous(layout)) << "gradient keeps the activation's layout";
+      const double err = (d.to(at::kDouble) - d_expected).abs().max().item<double>();
+      EXPECT_LT(err, 0.02 * d_expected.abs().max().item<double>()) << "bf16 rounding of the gradient";
+    }
   }
   at::set_num_threads(threads_before);
 }

@@ -25,8 +25,9 @@ std::string to_string(Precision p);
 
 // How the 3×3 convolutions run. automatic: on the CPU in fp32, those with >= 64 input channels (all
 // but conv1_1) by Winograd's F(4×4, 3×3) (36 multiplications per 4×4 tile instead of 144; measured
-// 1.5-3.4x faster than oneDNN's direct kernels there; relative error ~1e-5 against ~1e-6), everything
-// else by oneDNN's direct kernels. direct: oneDNN everywhere (the reference arithmetic, and CUDA's).
+// 1.5-3.4x faster than oneDNN's direct kernels there; relative error ~1e-5 against ~1e-6), and
+// conv1_1's input gradient too (its forward stays direct); everything else by oneDNN's direct
+// kernels. direct: oneDNN everywhere (the reference arithmetic, and CUDA's).
 enum class ConvAlgorithm { automatic, direct };
 
 struct Vgg19Layer {
@@ -76,7 +77,10 @@ class Vgg19 {
   Precision precision() const { return precision_; }
 
  private:
-  bool uses_winograd(const at::Tensor& x, int in_channels) const;
+  // Whether x's convolution runs Winograd at all: forward and input gradient from
+  // kWinogradForwardFrom input channels, the input gradient alone below (vgg19.cpp).
+  bool uses_winograd(const at::Tensor& x) const;
+  static constexpr int kWinogradForwardFrom = 64;
   const at::Tensor& winograd_weights_for(int index) const;
 
   std::map<int, std::pair<at::Tensor, at::Tensor>> conv_;  // index -> (weight, bias)

@@ -101,14 +101,14 @@ Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, i
 
 // Winograd where it was measured faster than oneDNN's direct kernels, per convolution alone and per
 // iteration (AMD EPYC Zen 5, 2 threads, native and capped to AVX2; BENCHMARKS.md "Winograd"): fp32 on
-// the CPU from 64 input channels (all but conv1_1), in NCHW. At 64 channels it pays since the
-// transforms run vectorised (conv1_2 at 512 px, capped to AVX2: 33.5/35.1 ms against oneDNN's 70.9/70.1 ms
-// forward/input gradient); conv1_1's 3 channels leave nothing to save. bf16 stays on oneDNN (no bf16
-// Winograd there, and its direct kernels are ~3x fp32's). The direct path stays the reference
-// (ConvAlgorithm::direct) and CUDA's.
-bool Vgg19::uses_winograd(const at::Tensor& x, int in_channels) const {
-  return algorithm_ == ConvAlgorithm::automatic && precision_ == Precision::fp32 && in_channels >= 64 &&
-         x.is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();
+// the CPU, in NCHW; forward and input gradient from 64 input channels (kWinogradForwardFrom: all but
+// conv1_1), where the transforms run vectorised (conv1_2 at 512 px, capped to AVX2: 33.5/35.1 ms
+// against oneDNN's 70.9/70.1 ms forward/input gradient), and conv1_1's input gradient alone
+// (DirectConvWinogradGradient). bf16 stays on oneDNN (no bf16 Winograd there, and its direct kernels
+// are ~3x fp32's). The direct path stays the reference (ConvAlgorithm::direct) and CUDA's.
+bool Vgg19::uses_winograd(const at::Tensor& x) const {
+  return algorithm_ == ConvAlgorithm::automatic && precision_ == Precision::fp32 && x.is_cpu() &&
+         x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();
 }
 
 // Transformed on first use (4x the kernels' memory: ~207 MB for conv1_2 .. conv5_1), so that a pass
@@ -210,6 +210,28 @@ struct ReluMaxPoolOnePass : torch::autograd::Function<ReluMaxPoolOnePass> {
   }
 };
 
+// conv1_1 in fp32 on the CPU: oneDNN's direct forward, Winograd's input gradient (winograd.hpp).
+// With 3 input channels the forward has little arithmetic to save and Winograd's transforms cost
+// more than it saves (512 px, 2 threads, Zen 5: 9.7 against 4.4 ms); the input gradient reads 64
+// channels and writes 3, where oneDNN's backward-data kernel runs at ~45 GFLOP/s (6.1 against 14.8
+// ms; capped to AVX2, 12.9 against 15.1; bench/winograd_layers.cpp). The gradient is the
+// convolution's to Winograd's rounding (~1e-5 relative), as in every other fp32 layer.
+struct DirectConvWinogradGradient : torch::autograd::Function<DirectConvWinogradGradient> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const at::Tensor& bias, const at::Tensor& u, int64_t layer) {
+    ctx->saved_data["u"] = u;
+    ctx->saved_data["layer"] = layer;
+    return at::conv2d(x, weight, bias, /*stride=*/1, /*padding=*/1);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    RECORD_FUNCTION("stylize::winograd_conv_input_gradient:" + vgg19_layers()[ctx->saved_data["layer"].toInt()].name,
+                    std::vector<c10::IValue>({grads[0]}));
+    return {winograd_conv3x3_input_gradient(grads[0], ctx->saved_data["u"].toTensor()), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
 // A 3×3 convolution by Winograd's F(4×4, 3×3) (winograd.hpp), forward and input gradient; the
 // weights are frozen, so nothing else has a gradient. Saves only the transformed kernels.
 struct WinogradConv : torch::autograd::Function<WinogradConv> {
@@ -264,8 +286,13 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
     switch (l.kind) {
       case Vgg19Layer::Kind::conv: {
         const auto& wb = conv_.at(l.index);
-        h = uses_winograd(h, l.in_channels) ? WinogradConv::apply(h, winograd_weights_for(l.index), wb.second, l.index)
-                                            : at::conv2d(h, wb.first, wb.second, /*stride=*/1, /*padding=*/1);
+        if (!uses_winograd(h)) {
+          h = at::conv2d(h, wb.first, wb.second, /*stride=*/1, /*padding=*/1);
+        } else if (l.in_channels >= kWinogradForwardFrom) {
+          h = WinogradConv::apply(h, winograd_weights_for(l.index), wb.second, l.index);
+        } else {
+          h = DirectConvWinogradGradient::apply(h, wb.first, wb.second, winograd_weights_for(l.index), l.index);
+        }
         break;
       }
       case Vgg19Layer::Kind::relu:
