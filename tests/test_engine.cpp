@@ -466,6 +466,7 @@ TEST(Vgg19, Conv1_1RunsDirectForwardAndWinogradInputGradient) {
   const std::vector<int> relu1_1 = vgg19_layer_indices({"relu1_1"});
   const at::Tensor image = at::cat({preprocess(stylize::synthetic_image(29, 37, 3), Preprocessing::caffe),
                                     preprocess(stylize::synthetic_image(29, 37, 4), Preprocessing::caffe)});
+  at::manual_seed(6);
   const at::Tensor upstream = at::randn({2, 64, 29, 37});
   at::Tensor features[2], grads[2];
   for (int k = 0; k < 2; ++k) {
@@ -478,7 +479,7 @@ TEST(Vgg19, Conv1_1RunsDirectForwardAndWinogradInputGradient) {
   }
   EXPECT_TRUE(at::equal(features[1], features[0])) << "the forward is oneDNN's in both";
   const double rel = ((grads[1] - grads[0]).abs().max() / grads[0].abs().max()).item<double>();
-  EXPECT_LT(rel, 1e-5) << "Winograd's input gradient is the convolution's";
+  EXPECT_LT(rel, 2e-5) << "Winograd's input gradient is the convolution's (2.6e-6 measured)";
   EXPECT_GT(rel, 0.0) << "the automatic pass should take conv1_1's input gradient from Winograd";
   std::printf("[ measured ] conv1_1 input gradient, Winograd against oneDNN: max |difference| %.2e of its largest\n", rel);
 }
@@ -619,10 +620,11 @@ TEST(Losses, Fp32GramSplitOverThreadsMatchesTheDoubleGram) {
   const int before = at::get_num_threads();
   at::set_num_threads(2);
   at::manual_seed(5);
+  ASSERT_TRUE(fp32_gram_by_syrk()) << "libblas.so.3 without ssyrk: the Gram products would fall back to sgemm";
   // Long k and m = n > k (both backward splits); odd m past one 32-row mirror block with odd k
-  // (split); k = 1, fewer columns than threads; a tiny one (not split).
+  // (split); k = 1, split though fewer columns than threads; a tiny one (not split).
   const std::vector<std::vector<int64_t>> shapes{{1, 64, 96, 128}, {1, 256, 8, 16}, {1, 37, 67, 129},
-                                                 {1, 70, 1, 1}, {1, 3, 2, 5}};
+                                                 {1, 2048, 1, 1}, {1, 3, 2, 5}};
   for (const auto& shape : shapes) {
     for (const auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
       at::Tensor f = at::randn(shape).contiguous(layout).set_requires_grad(true);
@@ -636,6 +638,7 @@ TEST(Losses, Fp32GramSplitOverThreadsMatchesTheDoubleGram) {
       EXPECT_LT(relative_difference(g.to(at::kDouble), gd), 1e-5) << at::IntArrayRef(shape) << " " << layout;
       EXPECT_LT(relative_difference(f.grad().to(at::kDouble), fd.grad()), 1e-4) << at::IntArrayRef(shape);
       EXPECT_TRUE(at::equal(g, g.t())) << "G exactly symmetric " << at::IntArrayRef(shape) << " " << layout;
+      EXPECT_NO_THROW(gram_matrix(f).mul_(2.0)) << "G is no view of a buffer: it can be changed in place";
     }
   }
   at::set_num_threads(before);

@@ -28,9 +28,14 @@ struct LossWeights {
 // Deepest layer index any loss uses: the network is cut after it. Validates layer names.
 int deepest_layer(const LossWeights& w);
 
-// [1, C, H, W] -> [C, C], normalised by C·H·W (or multiplied by `scale`). One matrix product.
+// [1, C, H, W] -> [C, C] fp32, normalised by C·H·W (or multiplied by `scale`). One matrix product
+// each way; fp32 features on the CPU by SYRK where the BLAS has it (exactly symmetric then), bf16
+// ones on oneDNN with fp32 accumulation.
 at::Tensor gram_matrix(const at::Tensor& features);
 at::Tensor gram_matrix(const at::Tensor& features, double scale);
+
+// Whether this process's BLAS has ssyrk, which the fp32 Gram products on the CPU then use (tests).
+bool fp32_gram_by_syrk();
 
 // mean((F − P)²), a 0-dim fp32 tensor: F a content layer's [1, C, H, W] features (fp32 or bf16, any
 // layout), P its fp32 target of the same shape. The value and F's gradient are the same bits as

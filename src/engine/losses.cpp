@@ -89,6 +89,12 @@ Ssyrk blas_ssyrk() {
   return f;
 }
 
+}  // namespace
+
+bool fp32_gram_by_syrk() { return blas_ssyrk() != nullptr; }
+
+namespace {
+
 // F·Fᵀ for an fp32 CPU matrix F (m×k) stored with unit stride along one of its dimensions, by SYRK:
 // one triangle, half the multiplications of a general product (OpenBLAS, one thread, Zen 5:
 // 64×196608 13.1 against 19.1 ms, 512×3072 9.1 against 16.0 ms), split over ATen's threads by the
@@ -100,15 +106,17 @@ at::Tensor parallel_syrk(const at::Tensor& f) {
   const bool rows = f.stride(1) == 1, columns = f.stride(0) == 1;  // row-major F, or Fᵀ row-major
   const int64_t ld = rows ? f.stride(0) : f.stride(1);
   if (!syrk || !f.is_cpu() || f.scalar_type() != at::kFloat || !(rows || columns) || m < 1 || k < 1 ||
-      std::max({m, k, ld}) > std::numeric_limits<int>::max()) {
+      ld < (rows ? k : m) || std::max({m, k, ld}) > std::numeric_limits<int>::max()) {
     return at::Tensor();
   }
-  const int64_t parts = m * m * k < (int64_t{1} << 22) ? 1 : std::max(1, at::get_num_threads());
+  const int64_t parts = m * m * k < (int64_t{1} << 22) ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, k);
   // Column-major, as BLAS sees it: a row-major F is Fᵀ (k×m, lda = ld) and G = (Fᵀ)ᵀ·Fᵀ ("T");
   // a row-major Fᵀ is F (m×k) and G = F·Fᵀ ("N"). "U" fills BLAS's upper triangle, our lower one.
   const char uplo = 'U', trans = rows ? 'T' : 'N';
   const float one = 1.0f, zero = 0.0f;
-  at::Tensor partial = at::zeros({parts, m, m}, f.options());  // zeros: the other triangle is summed too
+  // zeros: the other triangle is summed too. One part is G itself, not a view of a stack: a view
+  // returned from an autograd Function could not be modified in place later.
+  at::Tensor partial = parts == 1 ? at::zeros({m, m}, f.options()) : at::zeros({parts, m, m}, f.options());
   at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
     for (int64_t p = first; p < last; ++p) {
       const int64_t begin = k * p / parts, length = k * (p + 1) / parts - begin;
@@ -118,7 +126,7 @@ at::Tensor parallel_syrk(const at::Tensor& f) {
       syrk(&uplo, &trans, &n, &kk, &one, a, &lda, &zero, partial.data_ptr<float>() + p * m * m, &n);
     }
   });
-  at::Tensor g = parts == 1 ? partial[0] : partial.sum(0);
+  at::Tensor g = parts == 1 ? partial : partial.sum(0);
   float* gp = g.data_ptr<float>();  // upper from lower, in 32×32 blocks: the reads go down columns
   constexpr int64_t kBlock = 32;
   for (int64_t ib = 0; ib < m; ib += kBlock) {
@@ -157,10 +165,11 @@ at::Tensor feature_matrix(const at::Tensor& features) {
 at::Tensor product(const at::Tensor& a, const at::Tensor& b, at::ScalarType out_type) {
   if (a.scalar_type() != at::kBFloat16) return parallel_mm(a, b);
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
-  const int64_t parts = at::get_num_threads();
+  const int64_t parts = std::min<int64_t>(at::get_num_threads(), k);
   if (out_type == at::kFloat && parts > 1 && k >= m && k >= n && m * n * k >= (int64_t{1} << 22)) {
     at::Tensor partial = at::empty({parts, m, n}, a.options().dtype(at::kFloat));
     at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
+      c10::NoGradGuard no_grad;  // as in parallel_mm: no autograd views of features that require grad
       for (int64_t p = first; p < last; ++p) {
         const int64_t begin = k * p / parts, length = k * (p + 1) / parts - begin;
         at::Tensor slot = partial[p];
