@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 #include "bf16_matmul.hpp"
 #include "stylize/error.hpp"
@@ -34,6 +35,12 @@ int deepest_layer(const LossWeights& w) {
 
 namespace {
 
+// Part `part` of `parts` near-equal parts of [0, length): (first index, count).
+std::pair<int64_t, int64_t> part_of(int64_t length, int64_t part, int64_t parts) {
+  const int64_t begin = length * part / parts;
+  return {begin, length * (part + 1) / parts - begin};
+}
+
 // a·b with the work split over ATen's threads, by the longest of the three dimensions: rows of a,
 // columns of b, or the inner one (partial products, summed). BLAS runs single-threaded in this
 // program (configure_threads in stylizer.cpp), and the Gram products are long and thin (64×196608
@@ -42,10 +49,6 @@ at::Tensor parallel_mm(const at::Tensor& a, const at::Tensor& b) {
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
   const int64_t parts = at::get_num_threads();
   if (!a.is_cpu() || parts < 2 || m * n * k < (int64_t{1} << 22)) return at::mm(a, b);
-  auto range = [&](int64_t length, int64_t part) {
-    const int64_t begin = length * part / parts;
-    return std::make_pair(begin, length * (part + 1) / parts - begin);
-  };
   // Grad mode is per thread and OpenMP's workers start with it on: without the guard, mm_out on
   // features that require grad (the Gram's forward) refuses to run there.
   if (k >= m && k >= n) {
@@ -53,7 +56,7 @@ at::Tensor parallel_mm(const at::Tensor& a, const at::Tensor& b) {
     at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
       c10::NoGradGuard no_grad;
       for (int64_t p = first; p < last; ++p) {
-        const auto [begin, length] = range(k, p);
+        const auto [begin, length] = part_of(k, p, parts);
         at::Tensor slot = partial[p];
         at::mm_out(slot, a.narrow(1, begin, length), b.narrow(0, begin, length));
       }
@@ -66,11 +69,11 @@ at::Tensor parallel_mm(const at::Tensor& a, const at::Tensor& b) {
     c10::NoGradGuard no_grad;
     for (int64_t p = first; p < last; ++p) {
       if (by_rows) {
-        const auto [begin, length] = range(m, p);
+        const auto [begin, length] = part_of(m, p, parts);
         at::Tensor rows = out.narrow(0, begin, length);
         at::mm_out(rows, a.narrow(0, begin, length), b);
       } else {  // a column block of a row-major matrix: BLAS writes it in place with ldc = n
-        const auto [begin, length] = range(n, p);
+        const auto [begin, length] = part_of(n, p, parts);
         at::Tensor columns = out.narrow(1, begin, length);
         at::mm_out(columns, a, b.narrow(1, begin, length));
       }
@@ -119,7 +122,7 @@ at::Tensor parallel_syrk(const at::Tensor& f) {
   at::Tensor partial = parts == 1 ? at::zeros({m, m}, f.options()) : at::zeros({parts, m, m}, f.options());
   at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
     for (int64_t p = first; p < last; ++p) {
-      const int64_t begin = k * p / parts, length = k * (p + 1) / parts - begin;
+      const auto [begin, length] = part_of(k, p, parts);
       if (length == 0) continue;
       const int n = static_cast<int>(m), kk = static_cast<int>(length), lda = static_cast<int>(ld);
       const float* a = f.data_ptr<float>() + begin * (rows ? 1 : ld);
@@ -171,7 +174,7 @@ at::Tensor product(const at::Tensor& a, const at::Tensor& b, at::ScalarType out_
     at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
       c10::NoGradGuard no_grad;  // as in parallel_mm: no autograd views of features that require grad
       for (int64_t p = first; p < last; ++p) {
-        const int64_t begin = k * p / parts, length = k * (p + 1) / parts - begin;
+        const auto [begin, length] = part_of(k, p, parts);
         at::Tensor slot = partial[p];
         bf16_matmul(a.narrow(1, begin, length), b.narrow(0, begin, length), slot);
       }

@@ -210,6 +210,15 @@ struct ReluMaxPoolOnePass : torch::autograd::Function<ReluMaxPoolOnePass> {
   }
 };
 
+// The input gradient of a convolution whose node saved Winograd's kernels ("u") and its layer index.
+// The layer in the span's name: a custom node's backward has no forward op to be tied to by
+// sequence number, and conv3_2 .. conv3_4 (and conv4_2 .. conv4_4) have the same shapes.
+at::Tensor winograd_input_gradient(torch::autograd::AutogradContext* ctx, const at::Tensor& dy) {
+  RECORD_FUNCTION("stylize::winograd_conv_input_gradient:" + vgg19_layers()[ctx->saved_data["layer"].toInt()].name,
+                  std::vector<c10::IValue>({dy}));
+  return winograd_conv3x3_input_gradient(dy, ctx->saved_data["u"].toTensor());
+}
+
 // conv1_1 in fp32 on the CPU: oneDNN's direct forward, Winograd's input gradient (winograd.hpp).
 // With 3 input channels the forward has little arithmetic to save and Winograd's transforms cost
 // more than it saves (512 px, 2 threads, Zen 5: 9.7 against 4.4 ms); the input gradient reads 64
@@ -225,10 +234,7 @@ struct DirectConvWinogradGradient : torch::autograd::Function<DirectConvWinograd
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
-    RECORD_FUNCTION("stylize::winograd_conv_input_gradient:" + vgg19_layers()[ctx->saved_data["layer"].toInt()].name,
-                    std::vector<c10::IValue>({grads[0]}));
-    return {winograd_conv3x3_input_gradient(grads[0], ctx->saved_data["u"].toTensor()), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor()};
+    return {winograd_input_gradient(ctx, grads[0]), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -244,12 +250,7 @@ struct WinogradConv : torch::autograd::Function<WinogradConv> {
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
-    // The layer in the name: a custom node's backward has no forward op to be tied to by sequence
-    // number, and conv3_2 .. conv3_4 (and conv4_2 .. conv4_4) have the same shapes.
-    RECORD_FUNCTION("stylize::winograd_conv_input_gradient:" + vgg19_layers()[ctx->saved_data["layer"].toInt()].name,
-                    std::vector<c10::IValue>({grads[0]}));
-    return {winograd_conv3x3_input_gradient(grads[0], ctx->saved_data["u"].toTensor()), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    return {winograd_input_gradient(ctx, grads[0]), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
