@@ -192,10 +192,10 @@ def backward_key(s, ss, i, seq_layer, h, w):
                     if kind == "relu" and (cout, lh // 2) == (c, ph) and not name.endswith("_1"):
                         relu = name
                 return (relu, "relu + pool backward (fused)")
-    # Their backward names its layer (src/engine/vgg19.cpp WinogradConv, DirectConvWinogradGradient)
-    if "WinogradConv" in node or "DirectConvWinogradGradient" in node:
+    # Their backward names its layer (src/engine/vgg19.cpp WinogradConv, DirectConv3x3)
+    if "WinogradConv" in node or "DirectConv3x3" in node:
         for d in descendants(ss, i):
-            if d["name"].startswith("stylize::winograd_conv_input_gradient:"):
+            if d["name"].startswith(("stylize::winograd_conv_input_gradient:", "stylize::direct_conv_input_gradient:")):
                 return (d["name"].rsplit(":", 1)[-1], "input gradient")
     if "GramFunction" in node:
         for d in descendants(ss, i):

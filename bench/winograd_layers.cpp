@@ -10,6 +10,7 @@
 
 #include <cstdio>
 
+#include "../src/engine/direct_conv.hpp"
 #include "../src/engine/winograd.hpp"
 #include "layer_bench.hpp"
 
@@ -37,9 +38,15 @@ int main(int argc, char** argv) {
       at::convolution_backward(dy, x, weight, at::OptionalIntArrayRef(), {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1,
                                {true, false, false});
     });
-    std::printf("%3lld -> %3lld at %4lldx%-4lld  Winograd %6.1f / %6.1f   direct %6.1f / %6.1f   (forward / input gradient)\n",
+    std::printf("%3lld -> %3lld at %4lldx%-4lld  Winograd %6.1f / %6.1f   direct %6.1f / %6.1f",
                 static_cast<long long>(c), static_cast<long long>(k), static_cast<long long>(h),
                 static_cast<long long>(w), fw, bw, dfw, dbw);
+    if (c < 64) {  // the engine's own direct kernels, where it runs them (direct_conv.hpp: conv1_1)
+      const double hfw = stylize_bench::best_ms(kRepeats, [&] { stylize::direct_conv3x3(x, weight, bias); });
+      const double hbw = stylize_bench::best_ms(kRepeats, [&] { stylize::direct_conv3x3_input_gradient(dy, weight); });
+      std::printf("   hand-written direct %6.1f / %6.1f", hfw, hbw);
+    }
+    std::printf("   (forward / input gradient)\n");
   }
   return 0;
 }

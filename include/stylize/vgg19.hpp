@@ -77,9 +77,9 @@ class Vgg19 {
   Precision precision() const { return precision_; }
 
  private:
-  // Whether x's convolution runs Winograd at all: forward and input gradient from
-  // kWinogradForwardFrom input channels, the input gradient alone below (vgg19.cpp).
-  bool uses_winograd(const at::Tensor& x) const;
+  // Whether x's convolution runs on the engine's own kernels: Winograd from kWinogradForwardFrom
+  // input channels, the direct kernels for fewer (conv1_1), forward and input gradient (vgg19.cpp).
+  bool uses_own_kernels(const at::Tensor& x) const;
   static constexpr int kWinogradForwardFrom = 64;
   const at::Tensor& winograd_weights_for(int index) const;
 

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "stylize/error.hpp"
+#include "direct_conv.hpp"
 #include "relu_pool.hpp"
 #include "winograd.hpp"
 
@@ -103,10 +104,11 @@ Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, i
 // iteration (AMD EPYC Zen 5, 2 threads, native and capped to AVX2; BENCHMARKS.md "Winograd"): fp32 on
 // the CPU, in NCHW; forward and input gradient from 64 input channels (kWinogradForwardFrom: all but
 // conv1_1), where the transforms run vectorised (conv1_2 at 512 px, capped to AVX2: 33.5/35.1 ms
-// against oneDNN's 70.9/70.1 ms forward/input gradient), and conv1_1's input gradient alone
-// (DirectConvWinogradGradient). bf16 stays on oneDNN (no bf16 Winograd there, and its direct kernels
-// are ~3x fp32's). The direct path stays the reference (ConvAlgorithm::direct) and CUDA's.
-bool Vgg19::uses_winograd(const at::Tensor& x) const {
+// against oneDNN's 70.9/70.1 ms forward/input gradient). conv1_1 runs on the engine's own direct
+// kernels under the same condition (DirectConv3x3). bf16 stays on oneDNN (no bf16 Winograd there, and
+// its direct kernels are ~3x fp32's). oneDNN's direct path stays the reference (ConvAlgorithm::direct)
+// and CUDA's.
+bool Vgg19::uses_own_kernels(const at::Tensor& x) const {
   return algorithm_ == ConvAlgorithm::automatic && precision_ == Precision::fp32 && x.is_cpu() &&
          x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();
 }
@@ -219,22 +221,27 @@ at::Tensor winograd_input_gradient(torch::autograd::AutogradContext* ctx, const 
   return winograd_conv3x3_input_gradient(dy, ctx->saved_data["u"].toTensor());
 }
 
-// conv1_1 in fp32 on the CPU: oneDNN's direct forward, Winograd's input gradient (winograd.hpp).
-// With 3 input channels the forward has little arithmetic to save and Winograd's transforms cost
-// more than it saves (512 px, 2 threads, Zen 5: 9.7 against 4.4 ms); the input gradient reads 64
-// channels and writes 3, where oneDNN's backward-data kernel runs at ~45 GFLOP/s (6.1 against 14.8
-// ms; capped to AVX2, 12.9 against 15.1; bench/winograd_layers.cpp). The gradient is the
-// convolution's to Winograd's rounding (~1e-5 relative), as in every other fp32 layer.
-struct DirectConvWinogradGradient : torch::autograd::Function<DirectConvWinogradGradient> {
+// conv1_1 in fp32 on the CPU, forward and input gradient by the engine's own direct kernels
+// (direct_conv.hpp). With 3 input channels Winograd's transforms cost more than they save, and
+// oneDNN's kernels ran far from the FMA rate: 512 px, 2 threads, Zen 5, alone: forward 1.8 against
+// oneDNN's 4.0 ms, input gradient 4.5 against Winograd's 9.0 and oneDNN's 15.0; capped to AVX2 3.5
+// against 5.5, and 4.7 against 11.0 and 13.0 (bench/winograd_layers.cpp). The real AVX2 EPYC once
+// ran oneDNN's conv1_1 forward at 8-12 GFLOP/s (BENCHMARKS.md). Rounding: each output a plain fp32
+// sum, ~1e-7 relative; different bits from oneDNN's.
+struct DirectConv3x3 : torch::autograd::Function<DirectConv3x3> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            const at::Tensor& bias, const at::Tensor& u, int64_t layer) {
-    ctx->saved_data["u"] = u;
+                            const at::Tensor& bias, int64_t layer) {
+    RECORD_FUNCTION("stylize::direct_conv", std::vector<c10::IValue>({x}));  // named in profiles
+    ctx->saved_data["weight"] = weight;
     ctx->saved_data["layer"] = layer;
-    return at::conv2d(x, weight, bias, /*stride=*/1, /*padding=*/1);
+    return direct_conv3x3(x, weight, bias);
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
-    return {winograd_input_gradient(ctx, grads[0]), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    RECORD_FUNCTION("stylize::direct_conv_input_gradient:" + vgg19_layers()[ctx->saved_data["layer"].toInt()].name,
+                    std::vector<c10::IValue>({grads[0]}));
+    return {direct_conv3x3_input_gradient(grads[0], ctx->saved_data["weight"].toTensor()), at::Tensor(), at::Tensor(),
+            at::Tensor()};
   }
 };
 
@@ -287,12 +294,12 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
     switch (l.kind) {
       case Vgg19Layer::Kind::conv: {
         const auto& wb = conv_.at(l.index);
-        if (!uses_winograd(h)) {
+        if (!uses_own_kernels(h)) {
           h = at::conv2d(h, wb.first, wb.second, /*stride=*/1, /*padding=*/1);
         } else if (l.in_channels >= kWinogradForwardFrom) {
           h = WinogradConv::apply(h, winograd_weights_for(l.index), wb.second, l.index);
         } else {
-          h = DirectConvWinogradGradient::apply(h, wb.first, wb.second, winograd_weights_for(l.index), l.index);
+          h = DirectConv3x3::apply(h, wb.first, wb.second, l.index);
         }
         break;
       }
