@@ -54,7 +54,8 @@ class PaddedRows {
       : inputs_(inputs), width_(width), stride_((width + chunk - 1) / chunk * chunk + 2),
         values_(inputs * 3 * stride_, 0.0f), zeros_(stride_, 0.0f), pointers_(inputs * 3) {}
 
-  // pointers()[i·3 + ky]: input channel i's row y - 1 + ky of image n, padded (index 0 is column -1).
+  // Returns p with p[i·3 + ky]: input channel i's row y - 1 + ky of image n, padded (index 0 is
+  // column -1).
   const float* const* rows_for(const float* in, int64_t n, int64_t y, int64_t h) {
     for (int ky = 0; ky < 3; ++ky) {
       const int64_t yy = y - 1 + ky;
