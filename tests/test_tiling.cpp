@@ -176,8 +176,8 @@ TEST(Tiling, ThePlanTilesWhenAWholeRunDoesNotFitAndRefusesWhenNothingDoes) {
   EXPECT_GT(sp.tile, 0);
   EXPECT_LT(sp.tile, 1024);
   EXPECT_LE(sp.estimated_peak_bytes, r.max_memory);
-  EXPECT_EQ(sp.sweeps, 3) << "250 iterations at 100 per visit";
-  EXPECT_EQ(sp.tile_iterations, 100);
+  EXPECT_EQ(sp.sweeps, 4) << "250 iterations at 100 per visit would make 3; at least 4 while visits keep 10";
+  EXPECT_EQ(sp.tile_iterations, 63);
   EXPECT_NE(sp.tiling_reason.find("a whole 1024x768 run needs about"), std::string::npos) << sp.tiling_reason;
   r.max_memory = 300ull << 20;
   EXPECT_NE(error_of<ResourceError>([&] { plan(r, at::kCPU, Precision::fp32); }).find("even a tiled one"),
@@ -191,6 +191,30 @@ TEST(Tiling, ThePlanTilesWhenAWholeRunDoesNotFitAndRefusesWhenNothingDoes) {
   r.tile = 64;
   r.tile_overlap = 64;
   EXPECT_EQ(error_of<FieldError>([&] { validate(r); }), "`tile_overlap` must be smaller than `tile` (64), got 64");
+}
+
+// A tiled scale sweeps at least 4 times while each visit keeps 10 iterations (recipe.cpp: in one
+// sweep the first tiles take the whole picture's style deficit and the last ones stay the photo),
+// never more than tile_iterations per visit, about n iterations per pixel in all.
+TEST(Tiling, ThePlanSweepsAtLeastFourTimesWhileVisitsKeepTenIterations) {
+  StylizeRequest r = request_defaults(Preprocessing::caffe);
+  r.content = at::zeros({1, 3, 48, 64});
+  r.styles = {at::zeros({1, 3, 64, 64})};
+  r.size = 64;
+  r.tile = 32;
+  r.tile_overlap = 8;
+  // (n, tile_iterations) -> (sweeps, iterations per visit)
+  const int cases[][4] = {{100, 100, 4, 25}, {1000, 100, 10, 100}, {250, 100, 4, 63}, {20, 100, 2, 10},
+                          {39, 100, 3, 13},  {3, 3, 1, 3},          {6, 3, 2, 3},      {200, 25, 8, 25},
+                          {0, 100, 0, 0}};
+  for (const auto& c : cases) {
+    r.iterations = {c[0]};
+    r.tile_iterations = c[1];
+    const ScalePlan sp = plan(r, at::kCPU, Precision::fp32).scales.back();
+    ASSERT_GT(sp.tile, 0);
+    EXPECT_EQ(sp.sweeps, c[2]) << "-n " << c[0] << " --tile-iterations " << c[1];
+    EXPECT_EQ(sp.tile_iterations, c[3]) << "-n " << c[0] << " --tile-iterations " << c[1];
+  }
 }
 
 TEST(Tiling, TheRecipeTilesAScaleAndReportsItsLastGrid) {

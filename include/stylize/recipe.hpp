@@ -28,7 +28,8 @@ struct ScalePlan {
   int iterations = 0;
   int style_longest = 0;                         // style images' longest side at this scale
   std::vector<std::pair<int, int>> style_sizes;  // (width, height) per style image
-  // Tiled (tiling.hpp) when tile > 0: `sweeps` sweeps of `tile_iterations` iterations per tile visit.
+  // Tiled (tiling.hpp) when tile > 0: `sweeps` sweeps of `tile_iterations` iterations per tile visit
+  // (request.hpp: at most the request's tile_iterations, at least 4 sweeps where visits keep 10).
   int tile = 0, sweeps = 0, tile_iterations = 0;
   std::string tiling_reason;                     // why it is tiled, for the log ("" = untiled)
   uint64_t estimated_peak_bytes = 0;             // CPU host memory, the model of stylizer.hpp / tiling.hpp

@@ -59,7 +59,9 @@ struct StylizeRequest {
   // Print size (tiling.hpp): tile a scale whose image is larger than `tile` px (0: only when a whole
   // run would not fit in memory); `tile_overlap` px of context around each tile; each tile visit runs
   // up to `tile_iterations` iterations, and a tiled scale of n iterations makes ceil(n / tile_iterations)
-  // sweeps, so every pixel gets about n iterations however the image is cut.
+  // sweeps, and at least 4 where each visit still gets 10 (recipe.cpp: one sweep leaves the last
+  // tiles unpainted), about n / sweeps iterations each, so every pixel gets about n iterations
+  // however the image is cut.
   int tile = 0;
   int tile_overlap = 64;
   int tile_iterations = 100;

@@ -197,7 +197,8 @@ const std::vector<FieldEntry>& entries() {
        [](R& r, S n, S t) { r.tile_overlap = to_int(n, t); }, [](const R& r) { return std::to_string(r.tile_overlap); },
        [](const R& r) -> std::vector<double> { return {double(r.tile_overlap)}; }},
       {{"tile_iterations", "N",
-        "Iterations per tile visit; a tiled scale of N iterations sweeps the image ceil(N / this) times", false, false,
+        "Most iterations per tile visit; a tiled scale of N iterations sweeps the image ceil(N / this) times, and at "
+        "least 4 times while each visit keeps 10", false, false,
         {true, 1, 1e6, false}},
        [](R& r, S n, S t) { r.tile_iterations = to_int(n, t); },
        [](const R& r) { return std::to_string(r.tile_iterations); },
