@@ -41,6 +41,16 @@ double whole_loss(const at::Tensor& content, const StyleTargets& t, const at::Te
 
 double relative(double a, double b) { return std::abs(a - b) / std::abs(b); }
 
+// A request for plan() alone, which reads only the images' shapes: a blank content of height × width
+// and a blank 512 px style, output `size` px.
+StylizeRequest blank_request(int64_t height, int64_t width, int size) {
+  StylizeRequest r = request_defaults(Preprocessing::caffe);
+  r.content = at::zeros({1, 3, height, width});
+  r.styles = {at::zeros({1, 3, 512, 512})};
+  r.size = size;
+  return r;
+}
+
 }  // namespace
 
 TEST(Tiling, GridInteriorsPartitionTheImageAndCropsAddTheOverlap) {
@@ -165,10 +175,7 @@ TEST(Tiling, SmallTilesFollowTheGlobalGramMatricesNotTheirOwn) {
 }
 
 TEST(Tiling, ThePlanTilesWhenAWholeRunDoesNotFitAndRefusesWhenNothingDoes) {
-  StylizeRequest r = request_defaults(Preprocessing::caffe);
-  r.content = at::zeros({1, 3, 768, 1024});
-  r.styles = {at::zeros({1, 3, 512, 512})};
-  r.size = 1024;
+  StylizeRequest r = blank_request(768, 1024, 1024);
   r.iterations = {250};
   r.max_memory = 2000ull << 20;
   StylizePlan p = plan(r, at::kCPU, Precision::fp32);
@@ -197,10 +204,7 @@ TEST(Tiling, ThePlanTilesWhenAWholeRunDoesNotFitAndRefusesWhenNothingDoes) {
 // sweep the first tiles take the whole picture's style deficit and the last ones stay the photo),
 // never more than tile_iterations per visit, about n iterations per pixel in all.
 TEST(Tiling, ThePlanSweepsAtLeastFourTimesWhileVisitsKeepTenIterations) {
-  StylizeRequest r = request_defaults(Preprocessing::caffe);
-  r.content = at::zeros({1, 3, 48, 64});
-  r.styles = {at::zeros({1, 3, 64, 64})};
-  r.size = 64;
+  StylizeRequest r = blank_request(48, 64, 64);
   r.tile = 32;
   r.tile_overlap = 8;
   // (n, tile_iterations) -> (sweeps, iterations per visit)
