@@ -132,32 +132,29 @@ STYLIZE_ALWAYS_INLINE void conv_block(const float* const* rows, int64_t x0, int6
   }
 }
 
-// Output rows [first, last) of N·H, all outputs: CB outputs at a time (then one at a time for what
-// is left), each across the row chunk by chunk.
+// Outputs [o, o + CB) of one output row, chunk by chunk; out: the row of output 0.
+template <class V, int XV, int CB>
+STYLIZE_ALWAYS_INLINE void conv_outputs(const Geometry& g, const float* const* rows, float* out, int64_t o) {
+  constexpr int64_t chunk = XV * lanes<V>();
+  const int64_t plane = g.h * g.width, wstride = g.inputs * 9;
+  for (int64_t x0 = 0; x0 < g.width; x0 += chunk) {
+    conv_block<V, XV, CB>(rows, x0, g.inputs, g.w + o * wstride, wstride, g.bias != nullptr ? g.bias + o : nullptr,
+                          out + o * plane + x0, plane, std::min(chunk, g.width - x0));
+  }
+}
+
+// Output rows [first, last) of N·H, all outputs: CB outputs at a time, then one at a time for what
+// is left.
 template <class V, int XV, int CB>
 STYLIZE_ALWAYS_INLINE void conv_rows(const Geometry& g, int64_t first, int64_t last) {
-  constexpr int64_t chunk = XV * lanes<V>();
-  const int64_t chunks = (g.width + chunk - 1) / chunk, plane = g.h * g.width, wstride = g.inputs * 9;
-  PaddedRows padded(g.inputs, g.width, chunk);
+  PaddedRows padded(g.inputs, g.width, XV * lanes<V>());
   for (int64_t row = first; row < last; ++row) {
     const int64_t n = row / g.h, y = row % g.h;
     const float* const* rows = padded.rows_for(g.in, n, y, g.h);
-    float* out = g.out + n * g.outputs * plane + y * g.width;
+    float* out = g.out + n * g.outputs * g.h * g.width + y * g.width;
     int64_t o = 0;
-    for (; o + CB <= g.outputs; o += CB) {
-      for (int64_t c = 0; c < chunks; ++c) {
-        conv_block<V, XV, CB>(rows, c * chunk, g.inputs, g.w + o * wstride, wstride,
-                              g.bias != nullptr ? g.bias + o : nullptr, out + o * plane + c * chunk, plane,
-                              std::min(chunk, g.width - c * chunk));
-      }
-    }
-    for (; o < g.outputs; ++o) {
-      for (int64_t c = 0; c < chunks; ++c) {
-        conv_block<V, XV, 1>(rows, c * chunk, g.inputs, g.w + o * wstride, wstride,
-                             g.bias != nullptr ? g.bias + o : nullptr, out + o * plane + c * chunk, plane,
-                             std::min(chunk, g.width - c * chunk));
-      }
-    }
+    for (; o + CB <= g.outputs; o += CB) conv_outputs<V, XV, CB>(g, rows, out, o);
+    for (; o < g.outputs; ++o) conv_outputs<V, XV, 1>(g, rows, out, o);
   }
 }
 
