@@ -1241,6 +1241,24 @@ TEST(Transfer, LbfgsLowersTheLossAndRunsExactlyTheIterationsAsked) {
   EXPECT_EQ(r.initial.content_sum(), 0.0) << "started from the content image";
 }
 
+// Progress reports the lowest loss so far: unguarded steps this long overshoot, and a log that
+// jumps up reads as divergence although the best image is kept.
+TEST(Transfer, ProgressReportsTheLowestLossSoFar) {
+  Problem p;
+  OptimizerOptions o;
+  o.iterations = 12;
+  o.line_search = LineSearch::none;
+  o.learning_rate = 50;
+  std::vector<double> losses;
+  TransferCallbacks cb;
+  cb.on_progress = [&](const Progress& pr) { losses.push_back(pr.loss); };
+  TransferResult r = optimize_image(p.loss, p.content, o, cb);
+  ASSERT_EQ(losses.size(), 12u);
+  EXPECT_DOUBLE_EQ(losses[0], r.initial.total);
+  for (size_t i = 1; i < losses.size(); ++i) EXPECT_LE(losses[i], losses[i - 1]) << "at evaluation " << i + 1;
+  EXPECT_LE(r.final.total, losses.back() * (1 + 1e-6)) << "the result is at least as good as the last report";
+}
+
 TEST(Transfer, Bf16NetworkStartsAtZeroContentLossAndEndsNearTheFp32Loss) {
   Problem exact;
   Problem fast;

@@ -65,7 +65,7 @@ TEST(Request, TextThatIsNotOfTheFieldsTypeIsASyntaxError) {
   FieldError e("", FieldError::syntax, "");
   for (const auto& [name, text] : std::vector<std::pair<std::string, std::string>>{
            {"size", "12px"}, {"size", ""}, {"iterations", "1,,2"}, {"iterations", "3.5"}, {"style_weight", "nan"},
-           {"optimizer", "LBFGS"}, {"seed", "-1"}, {"original_colors", "yes"}}) {
+           {"optimizer", "LBFGS"}, {"seed", "-1"}, {"seed", "18446744073709551616"}, {"original_colors", "yes"}}) {
     SCOPED_TRACE(name + " = " + text);
     StylizeRequest r;
     const FieldError* got = refusal([&] { set_field(r, name, text); }, e);
@@ -95,6 +95,7 @@ TEST(Request, ValidateNamesTheFieldAndTheRangeItAccepts) {
       {"style_layer_weights", "1,2", "`style_layer_weights` has 2 weights for 5 style layers"},
       {"style_blend", "0", "`style_blend` must be weights with a sum above 0, got 0"},
       {"content_layers", "relu9_1", "`content_layers`: unknown VGG19 layer 'relu9_1'"},
+      {"style_layers", "relu1_1,relu2_1,relu1_1", "`style_layers` names relu1_1 twice; name each layer once"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.field + " = " + c.text);
@@ -116,6 +117,8 @@ TEST(Request, ValidateNamesTheFieldAndTheRangeItAccepts) {
   r.iterations = {1, 2, 3};
   r.size = 64;
   EXPECT_EQ(error_of<FieldError>([&] { validate(r); }).rfind("`scales` 3 makes the first scale 16 px", 0), 0u);
+  // Far beyond an int: refused as typed, not clamped first and then reported as the clamped number.
+  EXPECT_EQ(error_of<FieldError>([&] { set_field(r, "size", "99999999999"); }), "`size` must be in 16..16384, got 99999999999");
 }
 
 TEST(Recipe, PlanSizesEveryScaleAndRefusesTooSmallImagesBeforeAnyWork) {

@@ -36,7 +36,7 @@ inline bool keeps_in_range(const OptimizerOptions& o) { return o.keep_in_range &
 struct Progress {
   int iteration = 0;   // 1-based count of completed loss evaluations (= iterations, except with strong_wolfe)
   int total = 0;
-  double loss = 0;     // total loss at this evaluation
+  double loss = 0;     // lowest total loss evaluated so far (that of the image a stop would return)
   double seconds = 0;  // since the optimisation started
 };
 

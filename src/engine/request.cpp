@@ -1,6 +1,7 @@
 #include "stylize/request.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
@@ -48,8 +49,16 @@ int64_t to_integer(const std::string& name, const std::string& text) {
 
 int to_int(const std::string& name, const std::string& text) {
   const int64_t v = to_integer(name, text);
-  // Far outside every range: keep it representable so validate() names the real value.
-  return static_cast<int>(std::clamp<int64_t>(v, -2'000'000'000, 2'000'000'000));
+  // Far outside every int field's range (all within 0..16384 or 1e6): refused here, where the value
+  // as typed is still known, rather than clamped and then reported as the clamped number.
+  if (v < -2'000'000'000 || v > 2'000'000'000) {
+    std::string rule = "within an int";
+    for (const RequestField& f : request_fields()) {  // built by now: a field is parsed only through it
+      if (f.name == name && f.range.numeric) rule = (std::isfinite(f.range.max) ? "in " : "") + to_string(f.range);
+    }
+    out_of_range(name, rule, text);
+  }
+  return static_cast<int>(v);
 }
 
 template <class T, class F>
@@ -183,8 +192,11 @@ const std::vector<FieldEntry>& entries() {
       {{"seed", "N", "Random seed (random init); same seed + same threads = same bytes on CPU", false, false, {}},
        [](R& r, S n, S t) {
          char* end = nullptr;
+         errno = 0;
          const unsigned long long v = t.empty() || t[0] == '-' ? 0 : std::strtoull(t.c_str(), &end, 10);
-         if (t.empty() || t[0] == '-' || end != t.c_str() + t.size()) bad_syntax(n, "a whole number >= 0", t);
+         if (t.empty() || t[0] == '-' || end != t.c_str() + t.size() || errno == ERANGE) {
+           bad_syntax(n, "a whole number from 0 to 18446744073709551615", t);  // beyond: strtoull saturates
+         }
          r.seed = v;
        },
        [](const R& r) { return std::to_string(r.seed); }, {}},
@@ -218,11 +230,16 @@ const FieldEntry& entry(const std::string& name) {
 }
 
 void check_layers(const std::string& name, const std::vector<std::string>& layers) {
-  for (const auto& layer : layers) {
+  for (auto it = layers.begin(); it != layers.end(); ++it) {
     try {
-      vgg19_layer_index(layer);
+      vgg19_layer_index(*it);
     } catch (const UsageError& e) {
       throw FieldError(name, FieldError::range, field(name) + ": " + e.what());
+    }
+    // Named twice, a layer would silently count twice: its weight is what says how much it counts.
+    if (std::find(layers.begin(), it, *it) != it) {
+      throw FieldError(name, FieldError::range, field(name) + " names " + *it + " twice; name each layer once" +
+                                                    (name == "style_layers" ? " (weigh it with " + field("style_layer_weights") + ")" : ""));
     }
   }
 }

@@ -70,7 +70,9 @@ TransferResult optimize_image(const StyleLoss& loss, const at::Tensor& init, con
       Progress p;
       p.iteration = evals;
       p.total = opts.iterations;
-      p.loss = evals == 1 ? result.initial.total : total.item<double>();
+      // The lowest so far, not this evaluation's: a step the line search retries (or, with none, an
+      // overshoot) is no result, and a log that jumps up reads as divergence.
+      p.loss = evals == 1 ? result.initial.total : best_loss.item<double>();
       p.seconds = std::chrono::duration<double>(Clock::now() - start).count();
       cb.on_progress(p);
     }
