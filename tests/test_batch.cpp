@@ -254,3 +254,46 @@ TEST_F(Batch, ShardsPartitionTheJobListWhateverTheListingOrder) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("is not K/N"), std::string::npos) << r.err;
 }
+
+// Nothing a batch writes may be something it reads: the content folder as --out-dir would feed this
+// run's outputs to the next run as content, and a --name that names an input would replace it. A
+// --name whose extension no encoder writes is refused before any work too.
+TEST_F(Batch, NothingItWritesIsSomethingItReads) {
+  const std::string photo = stylize::test::read_text(dir / "photos/p1.png");
+  auto r = batch({dir / "photos", "--style", dir / "starry.png", "--out-dir", dir / "photos", "-s", "32", "-n", "1"});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("the folder '" + dir / "photos" + "' the images are read from"), std::string::npos) << r.err;
+  std::filesystem::create_directories(dir / "photos/styled");
+  r = batch({dir / "photos", "-r", "--style", dir / "starry.png", "--out-dir", dir / "photos/styled", "-s", "32", "-n", "1"});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("is inside the folder"), std::string::npos) << r.err;
+  r = batch({dir / "photos/p1.png", "--style", dir / "starry.png", "--out-dir", dir / "photos", "--name", "{content}.png",
+             "--overwrite", "-s", "32", "-n", "1"});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("the output of job 1 '" + dir / "photos/p1.png" + "' is the content image of job 1"), std::string::npos) << r.err;
+  EXPECT_EQ(stylize::test::read_text(dir / "photos/p1.png"), photo);
+  r = batch({dir / "photos/p1.png", "--style", dir / "starry.png", "--out-dir", dir / "out", "--report", dir / "starry.png"});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("--report '" + dir / "starry.png" + "' is a style image of job 1"), std::string::npos) << r.err;
+  r = batch({dir / "photos/p1.png", "--style", dir / "starry.png", "--out-dir", dir / "out", "--name", "{content}.gif"});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("'.gif' is no image format this build writes"), std::string::npos) << r.err;
+  EXPECT_TRUE(outputs().empty());
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+// A job-file line may name any layer the weights file serves, deeper than the flags' layers: the
+// network is loaded as deep as the file goes, not only as deep as the flags need.
+TEST_F(Batch, AJobLineMayUseLayersDeeperThanTheFlags) {
+  {
+    std::ofstream jobs(dir / "jobs.jsonl");
+    jobs << R"({"content": ")" << dir / "photos/p1.png" << R"(", "style": ")" << dir / "starry.png"
+         << R"(", "style_layers": "relu1_1,relu3_4", "content_layers": "pool3", "output": "deep.png"})" << "\n";
+  }
+  const std::vector<std::string> args = {"--job-file", dir / "jobs.jsonl", "--out-dir", dir / "out", "-s", "32", "-n", "2",
+                                         "--weights", stylize::test::synthetic_prefix_weights_file(),
+                                         "--content-layers", "relu2_1", "--style-layers", "relu1_1", "-q"};
+  auto r = batch(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(outputs(), (std::vector<std::string>{"deep.png"}));
+}

@@ -213,6 +213,24 @@ TEST_F(Cli, BadOutputsAreOutputErrors) {
   }
 }
 
+// An output that would replace an input, or another output, is refused before any work and the
+// input stays as it was (a user's photo is not the place for a stylised copy or a JSON report).
+TEST_F(Cli, AnOutputThatIsAnInputIsRefusedAndTheInputKept) {
+  const std::string photo = stylize::test::read_text(dir / "content.png");
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "content.png", "-s", "32", "-n", "1"});
+  expect_clean_failure(r, 5, "-o '" + dir / "content.png" + "' is the content image");
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "../" + std::filesystem::path(dir.path()).filename().string() +
+                                                                 "/content.png", "-s", "32", "-n", "1"});
+  expect_clean_failure(r, 5, "is the content image");
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--report", dir / "style.jpg"});
+  expect_clean_failure(r, 5, "--report '" + dir / "style.jpg" + "' is style image 1");
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--report", dir / "out.png"});
+  expect_clean_failure(r, 5, "--report '" + dir / "out.png" + "' is also -o");
+  EXPECT_EQ(stylize::test::read_text(dir / "content.png"), photo);
+  std::filesystem::create_directories(dir / "folder");
+  expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "folder"}), 5, "it is a folder");
+}
+
 TEST_F(Cli, BadWeightsAreWeightsErrors) {
   stylize::test::write_bytes(dir / "bad.safetensors", {1, 2, 3, 4, 5, 6, 7, 8, 9});
   auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--weights", dir / "bad.safetensors"});

@@ -230,6 +230,11 @@ TEST_F(FastFilters, BadInputsGetOneLineAndTheirExitCode) {
       {"apply", {"--filter", dir / "missing.safetensors", dir / "starry.png", "-o", dir / "x.png"}, 4, ""},
       {"apply", {"--filter", f, dir / "starry.png", dir / "photos/a.png", "-o", dir / "x.png"}, 2, "use --out-dir"},
       {"apply", {"--filter", f, dir / "starry.png", "-o", dir / "x.gif"}, 5, ""},
+      // Outputs that would replace what is read: the photo itself, or the photos' own folder.
+      {"apply", {"--filter", f, dir / "starry.png", "-o", dir / "starry.png"}, 5, "-o '" + dir / "starry.png" + "' is an input"},
+      {"apply", {"--filter", f, dir / "photos", "--out-dir", dir / "photos"}, 5, "the images are read from"},
+      {"apply", {"--filter", f, dir / "photos/a.png", "--out-dir", dir / "photos"}, 5,
+       "the output '" + dir / "photos/a.png" + "' is an input: writing it would destroy that file; give another --out-dir or --ext"},
   };
   for (const auto& c : cases) {
     const RunResult r = stylize(c.sub, c.args);

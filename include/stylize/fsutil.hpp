@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace stylize {
@@ -16,6 +17,17 @@ inline void write_file_atomic(const std::string& path, const std::string& text) 
 
 // Throws OutputError unless the folder that would hold `path` exists and is writable.
 void check_output_folder(const std::string& path);
+
+// Whether two paths name one file: the same device and inode where both exist, otherwise the same
+// absolute path once '.', '..' and the symbolic links of its existing folders are resolved.
+bool same_file(const std::string& a, const std::string& b);
+
+// Throws OutputError when one of `outputs` would overwrite one of `inputs` or another output. Each
+// entry is (what, path) — ("-o", "out.png"), ("the content image", "photo.jpg") — and the message
+// names both sides by their `what`. Empty paths are skipped. O((n + m) log) file lookups.
+using NamedPaths = std::vector<std::pair<std::string, std::string>>;
+// `fix` ends the message (default: "give <what> another path").
+void check_outputs_spare_inputs(const NamedPaths& outputs, const NamedPaths& inputs, const std::string& fix = "");
 
 // Reads a whole file into `out`. On failure returns false and sets `why` ("no such file", ...),
 // so that each caller throws the error class (input, weights) that fits its context.

@@ -101,6 +101,10 @@ struct RunCallbacks {
   std::function<void(int iteration, const at::Tensor& rgb)> on_snapshot;
 };
 
+// Throws UsageError, naming the layer and where the network ends, when a loss layer of `r` is deeper
+// than `stylizer`'s network (its weights file stops before it).
+void check_network_reaches(const Stylizer& stylizer, const StylizeRequest& r);
+
 // Runs the request on `stylizer`: plan(), then per scale the style targets (from `cache` when given
 // and the request has a style_key), the start (the content, noise, the first style image, init_image,
 // or the previous scale's result enlarged) and the optimisation. Throws what plan() throws, UsageError

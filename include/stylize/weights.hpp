@@ -47,6 +47,9 @@ std::string describe_vgg19_prefix(int convolutions);
 
 // The deepest layer a prefix of `convolutions` convolutions can serve (its last ReLU; relu3_4 for 8).
 std::string deepest_usable_layer(int convolutions);
+// The index of the deepest layer such a prefix runs: the last before the next convolution (18, pool3,
+// for 8; 36, pool5, for all 16).
+int deepest_usable_index(int convolutions);
 
 // Loads and validates the VGG19 conv tensors up to layer `last_index`. The file may stop after any
 // convolution at or beyond the last one that index needs; the rest of the file is checked as a
@@ -57,5 +60,10 @@ Vgg19Weights load_vgg19_weights(const std::string& path, int last_index = 36);
 
 // The same for whatever prefix the file holds (`weights info`): every convolution it has is loaded.
 Vgg19Weights load_vgg19_prefix(const std::string& path);
+
+// As load_vgg19_weights(path, last_index), with its checks and errors, but keeping every convolution
+// the file holds: for a process whose jobs may each name any layer the file serves (serve, worker,
+// batch), not only the layers of its defaults.
+Vgg19Weights load_vgg19_weights_whole(const std::string& path, int last_index);
 
 }  // namespace stylize

@@ -73,16 +73,23 @@ void check_destination(const ApplyOptions& o, size_t inputs) {
   check_output_image_path(output_for(o, "x"));
 }
 
-// Two inputs with one stem (a.jpg, a.png) would write one output twice: refused before any work.
+// Two inputs with one stem (a.jpg, a.png) would write one output twice, an output named as an input
+// (--out-dir the photos' own folder, --ext their own) would replace the photo, and a rerun would
+// filter the outputs of the last: all refused before any work.
 void check_distinct_outputs(const ApplyOptions& o, const std::vector<std::string>& inputs) {
   std::map<std::string, std::string> seen;
+  NamedPaths written, read = {{"the filter", o.filter}};
   for (const auto& in : inputs) {
     const auto [it, fresh] = seen.emplace(output_for(o, in), in);
     if (!fresh) {
       throw UsageError("inputs " + in_quotes(it->second) + " and " + in_quotes(in) + " would both write " +
                        in_quotes(it->first) + "; rename one or run them separately");
     }
+    written.push_back({o.output.empty() ? "the output" : "-o", it->first});
+    read.push_back({"an input", in});
   }
+  if (!o.out_dir.empty()) check_out_dir_outside_inputs(o.out_dir, o.inputs, o.recursive);
+  check_outputs_spare_inputs(written, read, o.output.empty() ? "give another --out-dir or --ext" : "");
 }
 
 // One photo through the filter and onto disk; the seconds the filter itself took.

@@ -140,6 +140,22 @@ std::vector<Job> read_job_file(const std::string& path, const BatchOptions& o) {
   return jobs;
 }
 
+// Nothing a batch writes may be something it reads: an output folder among the content folders
+// would feed each run's outputs to the next as new content, and an output named as an input would
+// replace it. Throws OutputError before any work.
+void check_batch_outputs(const BatchOptions& o, const std::vector<Job>& jobs) {
+  check_out_dir_outside_inputs(o.out_dir, o.inputs, o.recursive);
+  NamedPaths inputs = {{"the --init image", o.engine.init_file}}, outputs = {{"--report", o.report}};
+  for (const auto& job : jobs) {
+    const std::string n = std::to_string(job.index);
+    inputs.push_back({"the content image of job " + n, job.content});
+    for (const auto& path : job.styles) inputs.push_back({"a style image of job " + n, path});
+    inputs.push_back({"the filter of job " + n, job.filter});
+    outputs.push_back({"the output of job " + n, job.output});
+  }
+  check_outputs_spare_inputs(outputs, inputs);
+}
+
 std::vector<Job> make_jobs(const BatchOptions& o) {
   std::vector<Job> jobs;
   if (!o.job_file.empty()) {
@@ -176,6 +192,12 @@ std::vector<Job> make_jobs(const BatchOptions& o) {
     job.index = static_cast<int>(i + 1);
     if (job.output.empty() && job.setup_error.empty()) {
       job.output = apply_template(o.name, job, o.ext, job.size);
+      const std::string ext = file_extension(job.output);
+      if (!is_writable_image_extension(ext)) {
+        throw OutputError("--name " + in_quotes(o.name) + " makes " + in_quotes(job.output) + ", and " +
+                          in_quotes(ext.empty() ? std::string("(no extension)") : "." + ext) +
+                          " is no image format this build writes; end it in {ext} or .png, .jpg, .webp, .tif, .bmp");
+      }
     }
     if (!job.output.empty()) job.output = (fs::path(o.out_dir) / job.output).string();
   }
@@ -387,7 +409,7 @@ void setup(CLI::App& app, BatchOptions& o) {
   app.add_option("--job-file", o.job_file,
                  "JSON lines, one job each: {\"content\": F, \"style\": F | \"styles\": [F..], \"output\": NAME, "
                  "and any setting by its field name, over the flags: \"size\": N, \"iterations\": N | [N..], "
-                 "\"style_weight\": B, \"style_blend\": [w..], \"scales\": N, ... (README \"Settings\")}");
+                 "\"style_weight\": B, \"style_blend\": [w..], \"scales\": N, ... (README \"Usage\")}");
   app.add_flag("--from-stdin", o.from_stdin, "Also read content paths from standard input, one per line");
   app.add_flag("-r,--recursive", o.recursive, "Look for images in subfolders too");
   app.add_option("--name", o.name, "Output name template: {content} {style} (stems) {ext} {index} {size}")
@@ -478,6 +500,9 @@ int run(BatchOptions& o) {
   }
   std::error_code ec;
   if (!fs::is_directory(o.out_dir, ec)) {
+    if (fs::exists(o.out_dir, ec)) {
+      throw OutputError("--out-dir " + in_quotes(o.out_dir) + " is a file, not a folder; give a folder for the outputs");
+    }
     throw OutputError("output folder " + in_quotes(o.out_dir) + " does not exist; create it first (mkdir -p " +
                       o.out_dir + ")");
   }
@@ -487,6 +512,7 @@ int run(BatchOptions& o) {
   const Shard shard = o.shard.empty() ? Shard{} : parse_shard(o.shard);
   std::vector<Job> jobs = make_jobs(o);
   if (jobs.empty()) throw UsageError("no jobs: no content images found in the inputs");
+  check_batch_outputs(o, jobs);
   if (shard.n > 1) {
     const size_t all = jobs.size();
     jobs = select_shard(std::move(jobs), shard);
@@ -509,7 +535,8 @@ int run(BatchOptions& o) {
 
   // The VGG19 is loaded only for jobs that optimise: a batch of filter jobs never reads it.
   const bool optimises = std::any_of(jobs.begin(), jobs.end(), [](const Job& j) { return j.filter.empty(); });
-  Engine engine = optimises ? load_engine(f, deepest_layer(request_from_flags(f, Preprocessing::caffe).loss))
+  // Every layer the file serves: a job-file line may name deeper layers than the flags.
+  Engine engine = optimises ? load_engine(f, deepest_layer(request_from_flags(f, Preprocessing::caffe).loss), true)
                             : filter_only_engine(f);
   FilterCache filters(f);
   for (const auto& path : o.filters) filters.get(path);  // a bad --filter file: exit 4 before any job

@@ -206,4 +206,33 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs, b
   return out;
 }
 
+namespace {
+
+// Whether `inner` is `folder` or lies below it, both resolved to absolute paths without links.
+bool within(const std::string& inner, const std::string& folder) {
+  std::error_code ec;
+  const fs::path f = fs::weakly_canonical(fs::absolute(folder, ec), ec);
+  if (ec) return false;
+  for (fs::path p = fs::weakly_canonical(fs::absolute(inner, ec), ec); !ec && !p.empty(); p = p.parent_path()) {
+    if (p == f) return true;
+    if (p == p.parent_path()) break;
+  }
+  return false;
+}
+
+}  // namespace
+
+void check_out_dir_outside_inputs(const std::string& out_dir, const std::vector<std::string>& inputs, bool recursive) {
+  for (const auto& input : inputs) {
+    std::error_code ec;
+    if (!fs::is_directory(input, ec)) continue;
+    const bool same = same_file(out_dir, input);
+    if (same || (recursive && within(out_dir, input))) {
+      throw OutputError("--out-dir " + in_quotes(out_dir) + " is " + (same ? "" : "inside ") + "the folder " +
+                        in_quotes(input) + " the images are read from: the next run would take this run's outputs "
+                        "as inputs; give another --out-dir");
+    }
+  }
+}
+
 }  // namespace stylize::cli

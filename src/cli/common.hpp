@@ -70,6 +70,10 @@ double peak_rss_mib();
 // Whether a file name ends in an image extension this build reads (jpg jpeg png webp tif tiff bmp).
 bool has_image_extension(const std::filesystem::path& p);
 
+// Throws OutputError when `out_dir` is one of the folders among `inputs` (or, `recursive`, inside
+// one): the next run would take this run's outputs as inputs.
+void check_out_dir_outside_inputs(const std::string& out_dir, const std::vector<std::string>& inputs, bool recursive);
+
 // Files as given; folders expanded to their images, sorted (recursively when `recursive`). A folder
 // without images is a warning; a missing file stays in the list (its reader reports it).
 std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs, bool recursive);

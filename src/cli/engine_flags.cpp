@@ -137,10 +137,10 @@ uint64_t max_memory_bytes(const EngineFlags& f) {
   return static_cast<uint64_t>(v * it->second);
 }
 
-VggWeights load_vgg_weights(const EngineFlags& f, int last_index) {
+VggWeights load_vgg_weights(const EngineFlags& f, int last_index, bool whole) {
   VggWeights v;
   v.path = locate_weights(f.weights);
-  v.weights = load_vgg19_weights(v.path, last_index);
+  v.weights = whole ? load_vgg19_weights_whole(v.path, last_index) : load_vgg19_weights(v.path, last_index);
   if (f.preprocess != "auto") {
     v.preprocessing = parse_preprocessing(f.preprocess);
   } else if (v.weights.preprocessing) {
@@ -151,13 +151,14 @@ VggWeights load_vgg_weights(const EngineFlags& f, int last_index) {
   return v;
 }
 
-Engine load_engine(const EngineFlags& f, int last_index) {
+Engine load_engine(const EngineFlags& f, int last_index, bool whole) {
   const auto t0 = std::chrono::steady_clock::now();
   Engine e;
   e.device = resolve_device(f.device);
   e.threads = configure_threads(f.threads);
   use_reusing_cpu_allocator();
-  const VggWeights v = load_vgg_weights(f, last_index);
+  const VggWeights v = load_vgg_weights(f, last_index, whole);
+  if (whole) last_index = deepest_usable_index(v.weights.convolutions);
   e.weights_path = v.path;
   e.weights_metadata = v.weights.metadata;
   e.preprocessing = v.preprocessing;

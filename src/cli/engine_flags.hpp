@@ -67,10 +67,13 @@ struct VggWeights {
   Vgg19Weights weights;
   Preprocessing preprocessing = Preprocessing::caffe;
 };
-VggWeights load_vgg_weights(const EngineFlags& f, int last_index);
+// `whole`: keep every convolution the file holds (it must still reach `last_index`).
+VggWeights load_vgg_weights(const EngineFlags& f, int last_index, bool whole = false);
 
-// Loads the weights and cuts the network after `last_index` (deepest_layer of the request's losses).
-Engine load_engine(const EngineFlags& f, int last_index);
+// Loads the weights and cuts the network after `last_index` (deepest_layer of the request's losses),
+// or, `whole`, after the deepest layer the file serves: for serve, worker and batch, whose jobs may
+// name their own layers (throws WeightsError when the file does not reach `last_index`).
+Engine load_engine(const EngineFlags& f, int last_index, bool whole = false);
 
 // The precision the engine will run in (--precision on --device), for plan() before loading.
 Precision planned_precision(const EngineFlags& f);

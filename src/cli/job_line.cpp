@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "stylize/error.hpp"
+#include "stylize/fsutil.hpp"
+#include "stylize/image/image.hpp"
 
 namespace stylize::cli {
 namespace {
@@ -57,6 +59,10 @@ JobLine parse_job_line(const std::string& line, StylizeRequest r, const std::vec
   validate(r);
   check_style_blend_count(r, job.styles.size());
   if (job.output.find('/') != std::string::npos) throw UsageError("output must be a file name, not a path");
+  if (!job.output.empty() && !is_writable_image_extension(file_extension(job.output))) {
+    throw UsageError("output " + in_quotes(job.output) + " has no image extension this build writes; use .png, .jpg, "
+                     ".webp, .tif or .bmp");
+  }
   job.size = r.size;
   return job;
 }

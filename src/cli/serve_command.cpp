@@ -145,7 +145,10 @@ int run(ServeCommandOptions& o) {
   o.server.max_pixels = static_cast<int64_t>(o.engine.max_megapixels * 1e6);
   // A pure API loads no network: the workers check a job's plan against their own device.
   std::optional<Engine> engine;
-  if (o.server.workers > 0) engine = load_engine(o.engine, deepest_layer(request_from_flags(o.engine, Preprocessing::caffe).loss));
+  // Every layer the file serves: a job may name deeper layers than the defaults.
+  if (o.server.workers > 0) {
+    engine = load_engine(o.engine, deepest_layer(request_from_flags(o.engine, Preprocessing::caffe).loss), true);
+  }
   if (o.server.filters_only) spdlog::info("filters only: no VGG19 network loaded; the job endpoints answer 404");
   const Preprocessing pre = engine ? engine->preprocessing : Preprocessing::caffe;
   serve::Server server(engine ? engine->stylizer.get() : nullptr, request_from_flags(o.engine, pre), o.server);
@@ -193,7 +196,7 @@ int run_worker(WorkerCommandOptions& o) {
   serve::parse_redis_url(o.server.queue_url);
   o.server.quality = o.engine.quality;
   o.server.max_pixels = static_cast<int64_t>(o.engine.max_megapixels * 1e6);
-  Engine engine = load_engine(o.engine, deepest_layer(request_from_flags(o.engine, Preprocessing::caffe).loss));
+  Engine engine = load_engine(o.engine, deepest_layer(request_from_flags(o.engine, Preprocessing::caffe).loss), true);
   serve::JobRunner runner(engine.stylizer.get(), request_from_flags(o.engine, engine.preprocessing), o.server);
   std::unique_ptr<serve::JobService> jobs;
   jobs = serve::make_redis_jobs(

@@ -159,6 +159,9 @@ int run(const StylizeOptions& o) {
   // Everything that can be checked cheaply is checked before the slow parts.
   check_output_image_path(o.output);
   if (!o.report.empty()) check_output_folder(o.report);
+  NamedPaths inputs = {{"the content image", o.images[0]}, {"the --init image", o.engine.init_file}};
+  for (size_t i = 1; i < o.images.size(); ++i) inputs.push_back({"style image " + std::to_string(i), o.images[i]});
+  check_outputs_spare_inputs({{"-o", o.output}, {"--report", o.report}}, inputs);
   StylizeRequest r = request_from_flags(o.engine, Preprocessing::caffe);
   validate(r);
   const at::Device device = resolve_device(o.engine.device);  // a missing CUDA: exit 6 before any image is read

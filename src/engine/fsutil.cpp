@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "stylize/error.hpp"
 
@@ -39,6 +41,42 @@ void check_output_folder(const std::string& path) {
   }
   if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
     throw OutputError("cannot write " + in_quotes(path) + ": it is a folder; give a file name");
+  }
+}
+
+namespace {
+
+// What makes a file itself: its device and inode where it exists, else its resolved absolute path.
+std::string file_identity(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) == 0) {
+    return "inode " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  }
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  return "path " + (ec ? path : p.string());
+}
+
+}  // namespace
+
+bool same_file(const std::string& a, const std::string& b) { return file_identity(a) == file_identity(b); }
+
+void check_outputs_spare_inputs(const NamedPaths& outputs, const NamedPaths& inputs, const std::string& fix) {
+  std::map<std::string, const std::string*> read, written;  // identity -> what
+  for (const auto& [what, path] : inputs) {
+    if (!path.empty()) read.emplace(file_identity(path), &what);
+  }
+  for (const auto& [what, path] : outputs) {
+    if (path.empty()) continue;
+    const std::string id = file_identity(path);
+    if (auto it = read.find(id); it != read.end()) {
+      throw OutputError(what + " " + in_quotes(path) + " is " + *it->second + ": writing it would destroy that file; " +
+                        (fix.empty() ? "give " + what + " another path" : fix));
+    }
+    if (auto [it, fresh] = written.emplace(id, &what); !fresh) {
+      throw OutputError(what + " " + in_quotes(path) + " is also " + *it->second + "; give each its own file");
+    }
   }
 }
 

@@ -246,14 +246,21 @@ int StyleTargetCache::computations() const {
   return computations_;
 }
 
+void check_network_reaches(const Stylizer& s, const StylizeRequest& r) {
+  const int last = deepest_layer(r.loss);
+  if (last > s.last_index()) {
+    const auto& layers = vgg19_layers();
+    throw UsageError("layer " + layers[static_cast<size_t>(last)].name + " is deeper than the loaded network, which ends at " +
+                     layers[static_cast<size_t>(s.last_index())].name + "; use layers up to " +
+                     layers[static_cast<size_t>(s.last_index())].name + ", or weights that reach " +
+                     layers[static_cast<size_t>(last)].name + " (the full VGG19: 'stylize weights fetch')");
+  }
+}
+
 StylizeResult run(const Stylizer& s, const StylizeRequest& request, const RunCallbacks& cb, StyleTargetCache* cache) {
+  check_network_reaches(s, request);
   StylizeResult res;
   res.plan = plan(request, s.device(), s.precision());
-  if (res.plan.last_index > s.last_index()) {
-    throw UsageError("layer " + vgg19_layers()[static_cast<size_t>(res.plan.last_index)].name +
-                     " is deeper than the loaded network, which ends at " +
-                     vgg19_layers()[static_cast<size_t>(s.last_index())].name + "; use shallower layers");
-  }
   StylizeRequest r = request;
   shrink_to_output(r);  // every scale is made from the output-size images
   at::Tensor previous;

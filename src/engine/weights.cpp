@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cstdlib>
 
 #include "stylize/error.hpp"
@@ -128,6 +129,14 @@ std::string describe_vgg19_prefix(int convolutions) {
 
 std::string deepest_usable_layer(int convolutions) { return "relu" + last_conv(convolutions).name.substr(4); }
 
+int deepest_usable_index(int convolutions) {
+  int last = 0;
+  for (const auto& l : vgg19_layers()) {
+    if (convolutions_up_to(l.index) <= convolutions) last = l.index;
+  }
+  return last;
+}
+
 std::string default_weights_install_path() {
   std::string base = env("XDG_DATA_HOME");
   if (base.empty()) base = env("HOME") + "/.local/share";
@@ -146,8 +155,10 @@ std::vector<std::string> weights_search_path(const std::string& explicit_path) {
 std::string locate_weights(const std::string& explicit_path) {
   if (!explicit_path.empty()) {
     if (!is_file(explicit_path)) {
+      std::error_code ec;
+      const bool folder = std::filesystem::is_directory(explicit_path, ec);
       throw WeightsError("cannot read weights file " + in_quotes(explicit_path) + " given by " + field("weights") +
-                         ": no such file");
+                         (folder ? ": it is a folder; give the .safetensors file in it" : ": no such file"));
     }
     return explicit_path;
   }
@@ -197,8 +208,12 @@ Vgg19Weights load_checked(const SafetensorsFile& file, int depth, int last_index
 
 }  // namespace
 
-Vgg19Weights load_vgg19_weights(const std::string& path, int last_index) {
-  const SafetensorsFile file = read_safetensors_header(path);
+namespace {
+
+// The file's prefix depth, after checking that it reaches `last_index` (throws WeightsError saying
+// what is missing and what to do).
+int depth_reaching(const SafetensorsFile& file, int last_index) {
+  const std::string& path = file.path;
   const int depth = check_vgg19_prefix(file);
   const int needed = convolutions_up_to(last_index);
   if (needed > depth) {
@@ -212,7 +227,20 @@ Vgg19Weights load_vgg19_weights(const std::string& path, int last_index) {
                        "); get the full VGG19 with 'stylize weights fetch', or use loss layers up to " +
                        deepest_usable_layer(depth));
   }
-  return load_checked(file, depth, last_index);
+  return depth;
+}
+
+}  // namespace
+
+Vgg19Weights load_vgg19_weights(const std::string& path, int last_index) {
+  const SafetensorsFile file = read_safetensors_header(path);
+  return load_checked(file, depth_reaching(file, last_index), last_index);
+}
+
+Vgg19Weights load_vgg19_weights_whole(const std::string& path, int last_index) {
+  const SafetensorsFile file = read_safetensors_header(path);
+  const int depth = depth_reaching(file, last_index);
+  return load_checked(file, depth, deepest_usable_index(depth));
 }
 
 Vgg19Weights load_vgg19_prefix(const std::string& path) {

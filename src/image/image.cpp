@@ -263,13 +263,13 @@ bool is_writable_image_extension(const std::string& ext) {
 }
 
 void check_output_image_path(const std::string& path) {
+  check_output_folder(path);  // first: a folder given as the output is said to be one
   const std::string ext = file_extension(path);
   if (!is_writable_image_extension(ext)) {
     throw OutputError("cannot write " + in_quotes(path) + ": unknown image extension " +
                       in_quotes(ext.empty() ? std::string("(none)") : "." + ext) +
                       "; use .png, .jpg, .webp, .tif or .bmp");
   }
-  check_output_folder(path);
 }
 
 std::vector<uint8_t> encode_image(const at::Tensor& rgb, const std::string& ext, int quality) {
