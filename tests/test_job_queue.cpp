@@ -327,10 +327,44 @@ TEST(JobQueue, DurableResultsComeFromDiskAndADrainLeavesUnfinishedJobsThere) {
   const auto all = s.load();
   ASSERT_EQ(all.size(), 4u);
   EXPECT_EQ(find_in(all, "a")->job.state, "done");
-  EXPECT_EQ(find_in(all, "b")->job.state, "running") << "stopped by the drain: runs again at the next start";
+  EXPECT_EQ(find_in(all, "b")->job.state, "queued") << "stopped by the drain: runs again at the next start";
+  EXPECT_EQ(find_in(all, "b")->job.attempt, 1) << "as the same attempt: a drain is no crash";
   EXPECT_EQ(find_in(all, "c")->job.state, "queued");
   EXPECT_EQ(find_in(all, "x")->job.state, "cancelled");
   EXPECT_EQ(find_in(all, "c")->form.at("content").content, sample_form("c").at("content").content);
+}
+
+// A client's cancel of a running job is on disk before the job reaches its next step: a crash in
+// between must not run it again at the next start.
+TEST(JobQueue, ACancelOfARunningDurableJobIsOnDiskBeforeTheJobStops) {
+  test::TempDir dir;
+  JobQueueOptions o{1, 8, 3600};
+  o.store = std::make_shared<JobStore>(dir.path());
+  std::mutex mu;
+  std::condition_variable cv;
+  bool released = false;
+  JobQueue q(
+      [&](Job& j) {  // a long step: it sees the cancel only when released
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return released; });
+        return JobQueue::Outcome{j.cancel.load(), {}};
+      },
+      o);
+  auto r = job("r");
+  r->durable = true;
+  r->form = sample_form("r");
+  q.submit(r);
+  ASSERT_TRUE(eventually([&] { return q.status(*r).state == JobState::running; }));
+  q.cancel(r);
+  EXPECT_EQ(q.status(*r).state, JobState::running) << "it stops at its next step";
+  EXPECT_EQ(find_in(o.store->load(), "r")->job.state, "cancelled") << "but the cancel is stored already";
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    released = true;
+  }
+  cv.notify_all();
+  EXPECT_EQ(q.wait(r), JobState::cancelled);
+  EXPECT_EQ(find_in(o.store->load(), "r")->job.state, "cancelled");
 }
 
 TEST(JobQueue, StoredResultsOverTheCapAreDroppedOldestFirst) {

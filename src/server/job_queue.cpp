@@ -128,19 +128,19 @@ void JobQueue::cancel(const std::shared_ptr<Job>& job) {
     if (is_terminal(job->state)) return;
     job->user_cancel = true;
     job->cancel = true;
+    store_it = job->durable;  // a running job stops at its next iteration: on disk now, in case of a crash first
     if (job->state == JobState::queued) {
       queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
       job->state = JobState::cancelled;
       job->finished = Clock::now();
       job->request = StylizeRequest();
       ++counts_.cancelled;
-      store_it = job->durable;
       done_cv_.notify_all();
     }
   }
   if (store_it) {
     try {
-      opt_.store->finish(job->id, "cancelled", "", {}, job->ext);
+      opt_.store->cancel(job->id);
     } catch (const std::exception& e) {
       spdlog::error("job {}: {}", job->id, e.what());  // cancelled here; at a restart it would run again
     }
@@ -296,10 +296,17 @@ void JobQueue::store_end(Job& job, JobState& end, std::string& error, const std:
 }
 
 void JobQueue::finish(Job& job, JobState end, std::string error, std::vector<uint8_t> bytes) {
-  // Stopped by a drain or the destructor, not by its client: its record still says running, so
-  // the next start runs it again as its next attempt.
+  // Stopped by a drain or the destructor, not by its client: its record goes back to queued, so the
+  // next start runs it again as the same attempt.
   const bool stays_on_disk = job.durable && end == JobState::cancelled && !job.user_cancel;
   if (job.durable && !stays_on_disk) store_end(job, end, error, bytes);
+  if (stays_on_disk) {
+    try {  // an orderly stop is no failed attempt: --max-attempts counts crashes and kills only
+      opt_.store->set_queued(job.id, job.attempt);
+    } catch (const std::exception& e) {
+      spdlog::error("job {}: {}", job.id, e.what());  // the next start counts it as an interrupted attempt
+    }
+  }
   std::vector<std::string> dropped;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -162,6 +162,10 @@ std::shared_ptr<Job> JobRunner::parse(const Form& req, bool sync) {
   for (int& n : r.iterations) n = std::min(n, max_iter);
   if (r.init == InitFrom::image) r.init = InitFrom::content;  // an --init FILE is for the command line
   read_fields(req, r, max_size, max_iter);
+  if (r.init == InitFrom::image) {
+    throw FormError{400, "bad_field", "field 'init' must be content, random or style here (an image file as the start "
+                                      "is for the command line's --init FILE)"};
+  }
   std::string text;
   if (form_field(req, "format", text)) {
     if (text != "png" && text != "jpg" && text != "jpeg" && text != "webp") {
@@ -171,9 +175,15 @@ std::shared_ptr<Job> JobRunner::parse(const Form& req, bool sync) {
   }
   if (!req.count("content")) throw FormError{400, "missing_field", "the 'content' image is missing"};
   try {
+    if (stylizer_) check_network_reaches(*stylizer_, r);  // a layer deeper than the weights: now, not in the queue
     r.content = decode_upload(req.at("content"), "content image", opt_.max_pixels).rgb;
     if (req.count("style")) {
-      r.styles = {decode_upload(req.at("style"), "style image", opt_.max_pixels).rgb};
+      r.styles.clear();
+      for (int k = 1; req.count(k == 1 ? "style" : "style_" + std::to_string(k)); ++k) {  // read_form's names
+        const FormPart& part = req.at(k == 1 ? "style" : "style_" + std::to_string(k));
+        r.styles.push_back(decode_upload(part, "style image", opt_.max_pixels).rgb);
+      }
+      validate(r);  // style_blend's count against the styles
     } else if (form_field(req, "style_id", text)) {
       if (styles_.count(text) == 0) {
         throw FormError{400, "unknown_style", "no style '" + text.substr(0, 64) + "'; see GET /v1/styles"};
@@ -196,6 +206,8 @@ std::shared_ptr<Job> JobRunner::parse(const Form& req, bool sync) {
     }
   } catch (const InputError& e) {
     throw FormError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
+  } catch (const FieldError& e) {
+    throw FormError{400, e.kind == FieldError::range ? "out_of_range" : "bad_field", render_fields(e.what(), FieldWords::key)};
   } catch (const UsageError& e) {
     throw FormError{400, "bad_field", render_fields(e.what(), FieldWords::key)};
   } catch (const ResourceError& e) {

@@ -263,6 +263,16 @@ void JobStore::finish(const std::string& id, const std::string& state, const std
   discard(id);
 }
 
+void JobStore::cancel(const std::string& id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Statement st(db_, "UPDATE jobs SET state='cancelled', finished=? WHERE id=? AND state IN ('queued','running')",
+                 dir_ + "/jobs.db");
+    st.bind(1, unix_seconds()).bind(2, id).step();
+  }
+  discard(id);
+}
+
 bool JobStore::read_result(const std::string& id, const std::string& ext, std::vector<uint8_t>& bytes, std::string& why) {
   return read_file((fs::path(dir_) / "results" / (id + "." + ext)).string(), bytes, why);
 }

@@ -75,6 +75,9 @@ class JobStore {
 
   void set_running(const std::string& id, int attempt);
   void set_queued(const std::string& id, int attempt);  // recovery: an interrupted job waits again
+  // A client's cancel, on disk at once: a job still queued or running ends cancelled (its uploads go),
+  // so that a crash before it stops cannot run it again; a job that ended meanwhile keeps its end.
+  void cancel(const std::string& id);
   // The job ends: its uploads go; a done job's bytes become DIR/results/ID.EXT first. `iteration`
   // and `loss`: its progress at the end, shown again after a restart.
   void finish(const std::string& id, const std::string& state, const std::string& error,

@@ -13,12 +13,12 @@ nlohmann::json openapi_document(const StylizeRequest& defaults);
 
 inline constexpr const char* kOpenApi = R"JSON({
   "openapi": "3.0.3",
-  "info": {"title": "stylize", "version": "1", "description": "Neural style transfer (Gatys et al.) as jobs. With --api-key-file every request needs 'Authorization: Bearer <key>'. Errors are JSON {error, detail}."},
+  "info": {"title": "stylize", "version": "1", "description": "Neural style transfer (Gatys et al.) as jobs. With --api-key-file every request needs 'Authorization: Bearer <key>'. Errors are JSON {error, detail}: 400 for a form field no endpoint takes or one given twice, 404 for an unknown path or job, 405 (with Allow) for a method a path does not take, 411 for a POST without a Content-Length (chunked uploads are refused: the size is checked before the body is read)."},
   "components": {
     "schemas": {
       "JobRequest": {"type": "object", "required": ["content"], "properties": {
         "content": {"type": "string", "format": "binary", "description": "the photo"},
-        "style": {"type": "string", "format": "binary", "description": "a style image (or style_id)"},
+        "style": {"type": "string", "format": "binary", "description": "a style image (or style_id); send the part several times (up to 16) to blend styles, weighted by style_blend in the order sent"},
         "style_id": {"type": "string", "description": "a style from GET /v1/styles"},
         "format": {"type": "string", "enum": ["png", "jpg", "webp"]}}},
       "Job": {"type": "object", "properties": {
@@ -32,13 +32,13 @@ inline constexpr const char* kOpenApi = R"JSON({
   },
   "paths": {
     "/v1/jobs": {"post": {"summary": "Submit a job", "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
-      "responses": {"202": {"description": "queued: {id, status_url, result_url}"}, "400": {"description": "malformed fields or images"}, "401": {"description": "API key missing or wrong"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over this server's limit, or too large for its memory"}, "429": {"description": "queue full (Retry-After)"}, "503": {"description": "shutting down, or the job could not be stored (storage_failed)"}}}},
+      "responses": {"202": {"description": "queued: {id, status_url, result_url}"}, "400": {"description": "malformed fields or images, an unknown or repeated field, a layer deeper than this server's weights"}, "401": {"description": "API key missing or wrong"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over this server's limit, or too large for its memory"}, "429": {"description": "queue full (Retry-After)"}, "503": {"description": "shutting down, or the job could not be stored (storage_failed)"}}}},
     "/v1/jobs/{id}": {
       "get": {"summary": "Job status and progress", "responses": {"200": {"description": "the job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}, "404": {"description": "unknown or expired"}}},
       "delete": {"summary": "Cancel", "responses": {"200": {"description": "the job after the request"}, "404": {"description": "unknown"}}}},
     "/v1/jobs/{id}/result": {"get": {"summary": "The image", "responses": {"200": {"description": "image/png, image/jpeg or image/webp"}, "409": {"description": "not done yet (or failed)"}, "404": {"description": "unknown or expired"}}}},
     "/v1/stylize": {"post": {"summary": "Synchronous, for small jobs: returns the image", "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
-      "responses": {"200": {"description": "the image"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over the synchronous limit"}, "429": {"description": "queue full"}}}},
+      "responses": {"200": {"description": "the image"}, "400": {"description": "as POST /v1/jobs"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over the synchronous limit"}, "429": {"description": "queue full"}}}},
     "/v1/styles": {"get": {"summary": "Named styles from --styles-dir", "responses": {"200": {"description": "{styles: [{id}]}"}}}},
     "/v1/filters": {"get": {"summary": "Fast filters from --filters-dir", "responses": {"200": {"description": "{filters: [{id, style, width, steps, images_seen, created_by}]}"}}}},
     "/v1/filter": {"post": {"summary": "A photo through a fast filter: one pass, returns the image", "requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object", "required": ["content", "filter"], "properties": {

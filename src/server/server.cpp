@@ -46,6 +46,9 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 
 thread_local Clock::time_point t_request_start;
 
+// What a client sent, echoed in an answer at most 64 characters long.
+std::string clipped(const std::string& text) { return text.size() > 64 ? text.substr(0, 64) + "..." : text; }
+
 }  // namespace
 
 bool constant_time_equal(const std::string& a, const std::string& b) {
@@ -99,6 +102,12 @@ int Server::bind() {
 void Server::run() { http_->listen_after_bind(); }
 
 std::shared_ptr<Job> Server::find(const std::string& id) {
+  const bool well_formed = id.size() == 32 && std::all_of(id.begin(), id.end(), [](char c) {
+                             return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                           });
+  if (!well_formed) {
+    throw HttpError{404, "not_found", "no job '" + clipped(id) + "': a job id is the 32 hex digits POST /v1/jobs answered"};
+  }
   auto job = jobs_->find(id);
   if (!job) throw HttpError{404, "not_found", "no job " + id + " (unknown, or its result expired)"};
   return job;
@@ -114,6 +123,7 @@ std::shared_ptr<Job> Server::recovered_job(const JobStore::Recovered& r) {
   job->durable = true;
   std::string why;
   if (job->attempt > opt_.max_attempts) {
+    job->attempt = rec.attempt;  // the attempts made, as the record keeps them
     why = "the server stopped during each of its " + std::to_string(rec.attempt) + " attempts (a crash or a kill); not run again";
   } else if (!r.missing.empty()) {
     why = "its uploaded '" + r.missing + "' is gone from the data dir";
@@ -195,18 +205,46 @@ void Server::recover(JobQueue& queue) {
   }
 }
 
-Form read_form(const httplib::Request& req) {
+namespace {
+
+constexpr int kMaxStyles = 16;  // style images per job: each costs its own targets
+
+// The fields a job endpoint takes (POST /v1/jobs, /v1/stylize) and the filter endpoint's.
+const std::vector<std::string>& job_form_names() {
   static const std::vector<std::string> names = [] {
-    std::vector<std::string> n = {"content", "style", "style_id", "format", "filter"};
+    std::vector<std::string> n = {"content", "style", "style_id", "format"};
     for (const RequestField& f : request_fields()) n.push_back(f.name);
     return n;
   }();
+  return names;
+}
+
+const std::vector<std::string> kFilterFormNames = {"content", "filter", "format", "size"};
+
+}  // namespace
+
+Form read_form(const httplib::Request& req, const std::vector<std::string>& names) {
   Form form;
-  for (const auto& name : names) {
-    if (!req.has_file(name)) continue;
-    const auto& part = req.get_file_value(name);
+  int styles = 0;
+  for (const auto& [name, part] : req.files) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      throw HttpError{400, "unknown_field", "form field '" + clipped(name) +
+                                                "' is not one this endpoint takes; GET /openapi.json lists its fields"};
+    }
     const bool image = name == "content" || name == "style";
-    form[name] = {image && part.filename.empty() ? name : part.filename, part.content};
+    std::string key = name;
+    if (name == "style" && ++styles > 1) {
+      if (styles > kMaxStyles) {
+        throw HttpError{400, "bad_field", "at most " + std::to_string(kMaxStyles) + " 'style' images per job"};
+      }
+      key = "style_" + std::to_string(styles);  // the 2nd, 3rd, ... in the order sent (for style_blend)
+    } else if (form.count(name)) {
+      throw HttpError{400, "bad_field", "field '" + name + "' is given more than once; send it once"};
+    }
+    form[key] = {image && part.filename.empty() ? name : clipped(part.filename), part.content};
+  }
+  if (styles > 0 && form.count("style_id")) {
+    throw HttpError{400, "bad_field", "give 'style' images or a 'style_id', not both"};
   }
   return form;
 }
@@ -258,7 +296,7 @@ void Server::require_network() const {
 void Server::post_job(const httplib::Request& req, httplib::Response& res) {
   require_network();
   require_multipart(req, kJobForm);
-  Form form = read_form(req);
+  Form form = read_form(req, job_form_names());
   auto job = parse(form, false);
   job->form = std::move(form);
   job->durable = true;  // with a --data-dir: on disk before the 202
@@ -298,7 +336,7 @@ void Server::delete_job(const httplib::Request& req, httplib::Response& res) {
 void Server::post_stylize(const httplib::Request& req, httplib::Response& res) {
   require_network();
   require_multipart(req, kJobForm);
-  Form form = read_form(req);
+  Form form = read_form(req, job_form_names());
   auto job = parse(form, true);  // not on disk: its client waits on this connection
   job->form = std::move(form);   // what a Redis worker reads; a local queue drops it at submit
   submit(job);
@@ -339,6 +377,10 @@ void Server::load_filters() {
     filters_.emplace(e.path().stem().string(), std::move(f));
   }
   spdlog::info("{} filter(s) from {}", filters_.size(), opt_.filters_dir);
+  if (filters_.empty()) {
+    spdlog::warn("no filter (*.safetensors) in {}: POST /v1/filter has nothing to apply; 'stylize train' makes one",
+                 opt_.filters_dir);
+  }
 }
 
 void Server::get_filters(const httplib::Request&, httplib::Response& res) {
@@ -358,7 +400,7 @@ void Server::get_filters(const httplib::Request&, httplib::Response& res) {
 // --max-size (the longer side), or at the form's `size`.
 void Server::post_filter(const httplib::Request& req, httplib::Response& res) {
   require_multipart(req, "a 'content' image and a 'filter' id");
-  const Form form = read_form(req);
+  const Form form = read_form(req, kFilterFormNames);
   std::string id, ext = "png", text;
   if (!form_field(form, "filter", id)) throw HttpError{400, "missing_field", "the 'filter' id is missing; see GET /v1/filters"};
   auto it = filters_.find(id);
@@ -469,7 +511,7 @@ void Server::get_openapi(const httplib::Request&, httplib::Response& res) {
 void Server::routes() {
   auto& http = *http_;
   const size_t max_upload = static_cast<size_t>(opt_.max_upload_mb * 1024 * 1024);
-  http.set_payload_max_length(max_upload);  // also catches chunked uploads without Content-Length
+  http.set_payload_max_length(max_upload);  // bodies with a Content-Length; refuse_before_reading() refuses the rest
   http.set_pre_routing_handler([this, max_upload](const httplib::Request& req, httplib::Response& res) {
     return before_routing(req, res, max_upload) ? httplib::Server::HandlerResponse::Handled
                                                 : httplib::Server::HandlerResponse::Unhandled;
@@ -483,7 +525,7 @@ void Server::routes() {
     send_json(res, res.status, {{"error", code}, {"detail", detail}});
   });
   http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-    spdlog::info("{} {} {} {:.1f} ms", req.method, req.path, res.status,
+    spdlog::info("{} {} {} {:.1f} ms", clipped(req.method), clipped(req.path), res.status,
                  seconds_between(t_request_start, Clock::now()) * 1000);
   });
   // Every handler's HttpError becomes its status and JSON error; anything else a 500.
@@ -503,18 +545,29 @@ void Server::routes() {
       }
     };
   };
-  const std::string id = "([0-9a-f]{32})";
-  http.Post("/v1/jobs", guarded(&Server::post_job));
-  http.Get("/v1/jobs/" + id, guarded(&Server::get_job));
-  http.Get("/v1/jobs/" + id + "/result", guarded(&Server::get_result));
-  http.Delete("/v1/jobs/" + id, guarded(&Server::delete_job));
-  http.Post("/v1/stylize", guarded(&Server::post_stylize));
-  http.Get("/v1/styles", guarded(&Server::get_styles));
-  http.Get("/v1/filters", guarded(&Server::get_filters));
-  http.Post("/v1/filter", guarded(&Server::post_filter));
-  http.Get("/healthz", guarded(&Server::get_health));
-  http.Get("/metrics", guarded(&Server::get_metrics));
-  http.Get("/openapi.json", guarded(&Server::get_openapi));
+  // One table for the handlers and for the 404s and 405s before_routing() answers.
+  const std::string id = "([^/]+)";  // find() answers a malformed id as an unknown one
+  const std::vector<std::tuple<std::string, std::string, Handler>> table = {
+      {"POST", "/v1/jobs", &Server::post_job},
+      {"GET", "/v1/jobs/" + id, &Server::get_job},
+      {"DELETE", "/v1/jobs/" + id, &Server::delete_job},
+      {"GET", "/v1/jobs/" + id + "/result", &Server::get_result},
+      {"POST", "/v1/stylize", &Server::post_stylize},
+      {"GET", "/v1/styles", &Server::get_styles},
+      {"GET", "/v1/filters", &Server::get_filters},
+      {"POST", "/v1/filter", &Server::post_filter},
+      {"GET", "/healthz", &Server::get_health},
+      {"GET", "/metrics", &Server::get_metrics},
+      {"GET", "/openapi.json", &Server::get_openapi},
+  };
+  for (const auto& [method, pattern, handler] : table) {
+    if (method == "GET") http.Get(pattern, guarded(handler));
+    if (method == "POST") http.Post(pattern, guarded(handler));
+    if (method == "DELETE") http.Delete(pattern, guarded(handler));
+    auto it = std::find_if(methods_.begin(), methods_.end(), [&](const auto& m) { return m.pattern == pattern; });
+    if (it == methods_.end()) it = methods_.insert(methods_.end(), {pattern, std::regex(pattern), ""});
+    it->allow += (it->allow.empty() ? "" : ", ") + method + (method == "GET" ? ", HEAD" : "");
+  }
 }
 
 bool Server::before_routing(const httplib::Request& req, httplib::Response& res, size_t max_upload) {
@@ -529,7 +582,36 @@ bool Server::before_routing(const httplib::Request& req, httplib::Response& res,
       return true;
     }
   }
-  // Refuse an oversized upload from its Content-Length, before reading the body.
+  return refuse_before_reading(req, res, max_upload);
+}
+
+// What can be refused from the request line and headers alone, before its body is read: a path no
+// route has (404), a method the path does not take (405, with Allow), a body whose size is not
+// announced (411: cpp-httplib would read a chunked or unframed body whole, whatever --max-upload-mb
+// says) or is over the cap (413). True when it answered.
+bool Server::refuse_before_reading(const httplib::Request& req, httplib::Response& res, size_t max_upload) {
+  auto route = std::find_if(methods_.begin(), methods_.end(), [&](const auto& m) { return std::regex_match(req.path, m.regex); });
+  if (route == methods_.end()) {
+    res.set_header("Connection", "close");  // a body, if any, is never read
+    send_error(res, {404, "not_found", "no endpoint " + clipped(req.path) + "; GET /openapi.json lists them"});
+    return true;
+  }
+  const std::string& allow = route->allow;
+  const bool allowed = (", " + allow + ",").find(", " + req.method + ",") != std::string::npos;
+  if (!allowed) {
+    res.set_header("Allow", allow);
+    res.set_header("Connection", "close");
+    send_error(res, {405, "method_not_allowed", clipped(req.method) + " is not a method of " + clipped(req.path) + "; it takes " + allow});
+    return true;
+  }
+  if (req.method != "POST") return false;
+  if (req.has_header("Transfer-Encoding") || !req.has_header("Content-Length")) {
+    res.set_header("Connection", "close");
+    send_error(res, {411, "length_required", "send the body with a Content-Length header (not chunked): this server checks an "
+                                             "upload's size against its limit of " + std::to_string(max_upload) +
+                                             " bytes (--max-upload-mb) before reading it"});
+    return true;
+  }
   const auto len = req.get_header_value<uint64_t>("Content-Length");
   if (len > max_upload) {
     res.set_header("Connection", "close");

@@ -8,7 +8,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <regex>
 #include <string>
+#include <vector>
 
 #include "job_queue.hpp"
 #include "job_runner.hpp"
@@ -44,8 +46,9 @@ class Server {
 
  private:
   void routes();
-  // Auth and the upload cap, before a handler runs; true when it answered already.
+  // Auth, routes, methods and the upload cap, before a handler runs; true when it answered already.
   bool before_routing(const httplib::Request& req, httplib::Response& res, size_t max_upload);
+  bool refuse_before_reading(const httplib::Request& req, httplib::Response& res, size_t max_upload);
   // The handlers: each reads a request and answers, or throws an HttpError (routes() sends it).
   void require_network() const;  // HttpError 404 on a --filters-only server
   void post_job(const httplib::Request& req, httplib::Response& res);
@@ -74,6 +77,12 @@ class Server {
   ServeOptions opt_;
   JobRunner runner_;
   std::unique_ptr<httplib::Server> http_;
+  struct Methods {
+    std::string pattern;
+    std::regex regex;
+    std::string allow;  // "GET, HEAD, DELETE"
+  };
+  std::vector<Methods> methods_;  // per route path, the methods it answers (written by routes() only)
 
   std::map<std::string, LoadedFilter> filters_;  // filter id -> network (read-only after start)
   // One filter pass at a time: each uses every core, and two at once only slow both down. Decoding,
@@ -86,10 +95,11 @@ class Server {
   std::unique_ptr<JobService> jobs_;  // last: its workers stop before the members they use go
 };
 
-// The parts of a multipart request that the server reads (request fields by name, the images,
-// style_id, format, filter), the first of each name; others are ignored. An image part without a
-// file name is given its field name, so that it is stored (and reported) as a file.
-Form read_form(const httplib::Request& req);
+// The parts of a multipart request, each of `names`. Throws HttpError 400 for a part of another name,
+// a name given twice, more than 16 'style' images, or 'style' images with a 'style_id'. Several
+// 'style' images become style, style_2, style_3, ... in the order sent. An image part without a file
+// name is given its field name, so that it is stored (and reported) as a file; file names are cut to 64.
+Form read_form(const httplib::Request& req, const std::vector<std::string>& names);
 
 // Constant-time comparison (the API key check must not leak how many characters matched).
 bool constant_time_equal(const std::string& a, const std::string& b);
