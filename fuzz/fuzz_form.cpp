@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     start = i + 1;
     if (want_name) {
       name = std::move(piece);
-    } else if (!form.count(name)) {  // the first of each name, as read_form()
+    } else if (!form.count(name)) {  // read_form() refuses a repeated name: keep the first; style_2 ... come as named
       const bool image = name == "content" || name == "style";
       form[name] = {image ? name + ".png" : "", std::move(piece)};
     }
