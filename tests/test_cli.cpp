@@ -226,7 +226,12 @@ TEST_F(Cli, AnOutputThatIsAnInputIsRefusedAndTheInputKept) {
   expect_clean_failure(r, 5, "--report '" + dir / "style.jpg" + "' is style image 1");
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--report", dir / "out.png"});
   expect_clean_failure(r, 5, "--report '" + dir / "out.png" + "' is also -o");
+  const std::string& weights = stylize::test::synthetic_weights_file();
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--report", weights});
+  expect_clean_failure(r, 5, "--report '" + weights + "' is the weights file");
   EXPECT_EQ(stylize::test::read_text(dir / "content.png"), photo);
+  // An input that is not there cannot be lost: that it is missing is the error (exit 3), not the output.
+  expect_clean_failure(stylize({dir / "missing.png", dir / "style.jpg", "-o", dir / "missing.png"}), 3, "missing.png");
   std::filesystem::create_directories(dir / "folder");
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "folder"}), 5, "it is a folder");
 }

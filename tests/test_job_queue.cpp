@@ -365,6 +365,10 @@ TEST(JobQueue, ACancelOfARunningDurableJobIsOnDiskBeforeTheJobStops) {
   cv.notify_all();
   EXPECT_EQ(q.wait(r), JobState::cancelled);
   EXPECT_EQ(find_in(o.store->load(), "r")->job.state, "cancelled");
+  // A worker's or a drain's write that comes after a client's cancel does not undo it.
+  o.store->set_running("r", 2);
+  o.store->set_queued("r", 2);
+  EXPECT_EQ(find_in(o.store->load(), "r")->job.state, "cancelled");
 }
 
 TEST(JobQueue, StoredResultsOverTheCapAreDroppedOldestFirst) {

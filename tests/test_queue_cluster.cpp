@@ -116,6 +116,16 @@ TEST(QueueCluster, KilledWorkerCancelAndApiRestartLoseNothing) {
     return nlohmann::json::parse(r->body)["id"].get<std::string>();
   };
   for (int i = 0; i < 6; ++i) sizes[submit(32 + 2 * i, 40, i + 1)] = 32 + 2 * i;
+  // Two style images blended: their uploads travel through Redis as style and style_2.
+  httplib::MultipartFormDataItems blend = {{"content", png(40, 48, 60), "c.png", "image/png"},
+                                           {"style", png(32, 32, 61), "s1.png", "image/png"},
+                                           {"style", png(32, 32, 62), "s2.png", "image/png"},
+                                           {"style_blend", "3,1", "", ""},
+                                           {"size", "40", "", ""},
+                                           {"iterations", "3", "", ""}};
+  auto blended = c->Post("/v1/jobs", blend);
+  ASSERT_TRUE(blended && blended->status == 202) << (blended ? blended->body : "no answer");
+  const std::string blended_id = nlohmann::json::parse(blended->body)["id"];
 
   // Kill worker 1 while it runs one of them.
   std::string killed;
@@ -160,13 +170,21 @@ TEST(QueueCluster, KilledWorkerCancelAndApiRestartLoseNothing) {
     const LoadedImage img = decode_image(std::vector<uint8_t>(res->body.begin(), res->body.end()), "r", "result");
     EXPECT_EQ(std::max(img.width, img.height), size) << "the result of " << id << " is its own job's";
   }
+  const auto b = poll(*c, blended_id, [](const nlohmann::json& j) { return j["status"] == "done" || j["status"] == "failed"; }, 120);
+  EXPECT_EQ(b["status"], "done") << b.dump();
+  // An ended job keeps no upload in its hash (every up:* field goes, style_2 too).
+  const std::string port_text = k.url.substr(k.url.rfind(':') + 1);
+  const auto keys = stylize::test::run_command({"/usr/bin/redis-cli", "-p", port_text, "HKEYS", "stylize:job:" + blended_id}, {});
+  EXPECT_EQ(keys.out.find("up:"), std::string::npos) << keys.out;
+  EXPECT_NE(keys.out.find("state"), std::string::npos) << keys.out << keys.err;
+
   // None ran to its end twice: each job's "done on" line appears once over both workers' logs.
   const std::string logs = stylize::test::read_text(k.dir / "w1.log") + stylize::test::read_text(k.dir / "w2.log");
   for (const auto& [id, size] : sizes) EXPECT_EQ(stylize::test::count_of(logs, "job " + id + " done on"), 1u) << id;
   EXPECT_EQ(stylize::test::count_of(logs, "job " + killed + " claimed again"), 1u) << logs;
   const auto metrics = c->Get("/metrics");
   ASSERT_TRUE(metrics);
-  EXPECT_NE(metrics->body.find("stylize_jobs{status=\"done\"} 12"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("stylize_jobs{status=\"done\"} 13"), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("stylize_jobs{status=\"cancelled\"} 1"), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("stylize_queue_depth 0"), std::string::npos) << metrics->body;
 

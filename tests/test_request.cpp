@@ -143,8 +143,19 @@ TEST(Recipe, PlanSizesEveryScaleAndRefusesTooSmallImagesBeforeAnyWork) {
   EXPECT_EQ(p.last_index, deepest_layer(r.loss));
   // relu5_1 needs 16 px per side: at style_scale 0.5 the coarse scale's style image is 8x16.
   r.style_scale = 0.5;
-  EXPECT_NE(error_of<UsageError>([&] { plan(r, at::kCPU, Precision::fp32); }).find("the style image at its working size is 8x16 px"),
-            std::string::npos);
+  const std::string small_style = error_of<UsageError>([&] { plan(r, at::kCPU, Precision::fp32); });
+  EXPECT_NE(small_style.find("the style image at its working size is 8x16 px"), std::string::npos) << small_style;
+  EXPECT_NE(small_style.find("use a larger `style_scale` or `size`"), std::string::npos) << small_style;
+  // The output too small: its size is the fix, not the style's scale.
+  r.style_scale = 1;
+  r.scales = 1;
+  r.iterations = {10};
+  r.size = 15 + 1;
+  r.loss.style_layers = {"relu5_1"};
+  r.content = at::zeros({1, 3, 12, 48});
+  const std::string small_output = error_of<UsageError>([&] { plan(r, at::kCPU, Precision::fp32); });
+  EXPECT_NE(small_output.find("the output is 16x4 px"), std::string::npos) << small_output;
+  EXPECT_NE(small_output.find("use a larger `size`, or shallower layers"), std::string::npos) << small_output;
   r.styles.clear();
   EXPECT_NE(error_of<UsageError>([&] { plan(r, at::kCPU, Precision::fp32); }).find("no style image"), std::string::npos);
 }

@@ -24,7 +24,8 @@ bool same_file(const std::string& a, const std::string& b);
 
 // Throws OutputError when one of `outputs` would overwrite one of `inputs` or another output. Each
 // entry is (what, path) — ("-o", "out.png"), ("the content image", "photo.jpg") — and the message
-// names both sides by their `what`. Empty paths are skipped. O((n + m) log) file lookups.
+// names both sides by their `what`. Empty paths and inputs that do not exist are skipped. O((n + m)
+// log) file lookups.
 using NamedPaths = std::vector<std::pair<std::string, std::string>>;
 // `fix` ends the message (default: "give <what> another path").
 void check_outputs_spare_inputs(const NamedPaths& outputs, const NamedPaths& inputs, const std::string& fix = "");

@@ -145,7 +145,9 @@ std::vector<Job> read_job_file(const std::string& path, const BatchOptions& o) {
 // replace it. Throws OutputError before any work.
 void check_batch_outputs(const BatchOptions& o, const std::vector<Job>& jobs) {
   check_out_dir_outside_inputs(o.out_dir, o.inputs, o.recursive);
-  NamedPaths inputs = {{"the --init image", o.engine.init_file}}, outputs = {{"--report", o.report}};
+  NamedPaths inputs = {{"the --init image", o.engine.init_file}, {"the --job-file", o.job_file},
+                       {"the weights file", weights_path_if_any(o.engine)}};
+  NamedPaths outputs = {{"--report", o.report}};
   for (const auto& job : jobs) {
     const std::string n = std::to_string(job.index);
     inputs.push_back({"the content image of job " + n, job.content});
@@ -397,7 +399,7 @@ void setup(CLI::App& app, BatchOptions& o) {
       "Stylises many images in one process: every content x style pair is a job. The network loads once and\n"
       "each style's targets are computed once per size. Outputs appear only when complete; a rerun skips\n"
       "finished jobs. Exit codes: 0 all done, 8 some jobs failed, 9 none could run, 130 interrupted\n"
-      "(plus 2 usage, 4 weights, 5 output folder, 6 device, as for 'stylize').");
+      "(plus 1 internal, 2 usage, 3 job file, 4 weights, 5 outputs, 6 device, 7 memory, as for 'stylize').");
   app.add_option("inputs", o.inputs, "Content images and folders of them")->type_name("PATH");
   app.add_option("--style", o.styles, "Style image (repeat for several: each makes its own jobs)")->type_name("FILE");
   app.add_option("--filter", o.filters,

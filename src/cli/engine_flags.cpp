@@ -137,6 +137,14 @@ uint64_t max_memory_bytes(const EngineFlags& f) {
   return static_cast<uint64_t>(v * it->second);
 }
 
+std::string weights_path_if_any(const EngineFlags& f) {
+  try {
+    return locate_weights(f.weights);
+  } catch (const WeightsError&) {
+    return "";
+  }
+}
+
 VggWeights load_vgg_weights(const EngineFlags& f, int last_index, bool whole) {
   VggWeights v;
   v.path = locate_weights(f.weights);

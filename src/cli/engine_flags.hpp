@@ -67,6 +67,10 @@ struct VggWeights {
   Vgg19Weights weights;
   Preprocessing preprocessing = Preprocessing::caffe;
 };
+// The weights file the flags name or the search path finds; "" when there is none (load_engine says
+// why later). For the list of what a command reads.
+std::string weights_path_if_any(const EngineFlags& f);
+
 // `whole`: keep every convolution the file holds (it must still reach `last_index`).
 VggWeights load_vgg_weights(const EngineFlags& f, int last_index, bool whole = false);
 

@@ -33,7 +33,7 @@ void setup(CLI::App& app, StylizeOptions& o) {
       "Repaints a photo in the style of one or more paintings (Gatys et al. neural style transfer on VGG19).\n"
       "Subcommands: 'stylize batch --help' (many images), 'stylize weights --help' (get weights),\n"
       "'stylize train --help' (make a fast filter for a style), 'stylize apply --help' (use one).\n"
-      "Exit codes: 0 ok, 2 usage, 3 input image, 4 weights, 5 output, 6 device, 7 memory, 130 interrupted.");
+      "Exit codes: 0 ok, 1 internal (a bug), 2 usage, 3 input image, 4 weights, 5 output, 6 device, 7 memory, 130 interrupted.");
   app.add_option("images", o.images, "CONTENT STYLE [STYLE...]: the photo, then one or more style images")
       ->required()
       ->expected(2, 1 << 20)
@@ -159,7 +159,8 @@ int run(const StylizeOptions& o) {
   // Everything that can be checked cheaply is checked before the slow parts.
   check_output_image_path(o.output);
   if (!o.report.empty()) check_output_folder(o.report);
-  NamedPaths inputs = {{"the content image", o.images[0]}, {"the --init image", o.engine.init_file}};
+  NamedPaths inputs = {{"the content image", o.images[0]}, {"the --init image", o.engine.init_file},
+                       {"the weights file", weights_path_if_any(o.engine)}};
   for (size_t i = 1; i < o.images.size(); ++i) inputs.push_back({"style image " + std::to_string(i), o.images[i]});
   check_outputs_spare_inputs({{"-o", o.output}, {"--report", o.report}}, inputs);
   StylizeRequest r = request_from_flags(o.engine, Preprocessing::caffe);

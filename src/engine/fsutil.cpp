@@ -64,8 +64,9 @@ bool same_file(const std::string& a, const std::string& b) { return file_identit
 
 void check_outputs_spare_inputs(const NamedPaths& outputs, const NamedPaths& inputs, const std::string& fix) {
   std::map<std::string, const std::string*> read, written;  // identity -> what
-  for (const auto& [what, path] : inputs) {
-    if (!path.empty()) read.emplace(file_identity(path), &what);
+  struct stat st {};
+  for (const auto& [what, path] : inputs) {  // one that is not there cannot be lost: its reader says it is missing
+    if (!path.empty() && stat(path.c_str(), &st) == 0) read.emplace(file_identity(path), &what);
   }
   for (const auto& [what, path] : outputs) {
     if (path.empty()) continue;

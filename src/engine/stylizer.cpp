@@ -35,10 +35,13 @@ void check_working_size(int width, int height, int last_index, const std::string
   const int need = vgg19_min_side(last_index);
   if (height < need || width < need) {
     const std::string layer = vgg19_layers()[static_cast<size_t>(last_index)].name;
+    // The fix that grows this image: the tile's own size, the style's scale, or the output's size.
+    const std::string larger = what.find("tile") != std::string::npos    ? field("tile")
+                               : what.find("style") != std::string::npos ? field("style_scale") + " or " + field("size")
+                                                                         : field("size");
     throw UsageError(what + " is " + std::to_string(width) + "x" + std::to_string(height) + " px, but layer " + layer +
-                     " needs at least " + std::to_string(need) +
-                     " px on each side; use a larger " + field("size") + " (or " + field("style_scale") +
-                     "), or shallower layers");
+                     " needs at least " + std::to_string(need) + " px on each side; use a larger " + larger +
+                     ", or shallower layers");
   }
 }
 
@@ -59,7 +62,7 @@ StyleTargets Stylizer::style_targets(const LossWeights& loss, const std::vector<
   if (large) return style_targets_tiled(loss, style_rgbs, blend, kStyleTile, kStyleTileOverlap);
   std::vector<at::Tensor> inputs;
   for (const auto& s : style_rgbs) {
-    check_size(s, last_index(), "the style image at its working size");
+    check_size(s, deepest_layer(loss), "the style image at its working size");
     inputs.push_back(preprocess(s.to(device_), preprocessing_));
   }
   return compute_style_targets(*net_, loss, inputs, blend);
@@ -77,7 +80,7 @@ StyleTargets Stylizer::style_targets_tiled(const LossWeights& loss, const std::v
   t.grams.resize(idx.size());
   for (size_t k = 0; k < style_rgbs.size(); ++k) {
     const at::Tensor& style = style_rgbs[k];
-    check_size(style, last_index(), "the style image at its working size");
+    check_size(style, deepest_layer(loss), "the style image at its working size");
     // Per layer: Σ over tiles of F·Fᵀ over the interior's features, then / (C · Σ interior pixels):
     // the whole image's Gram matrix up to the features near tile borders (which see the margin).
     std::vector<at::Tensor> sums(idx.size());
@@ -114,7 +117,7 @@ at::Tensor Stylizer::to_rgb(const at::Tensor& input, const at::Tensor& content_r
 }
 
 void Stylizer::prepare_memory(const at::Tensor& content_rgb, const StylizeParams& params) const {
-  check_size(content_rgb, last_index(), "the output");
+  check_size(content_rgb, deepest_layer(params.loss), "the output");  // the request's depth, not the network's
   if (device_.is_cuda()) return;
   const int width = static_cast<int>(content_rgb.size(3)), height = static_cast<int>(content_rgb.size(2));
   check_cpu_memory(width, height, params.optimizer, precision());

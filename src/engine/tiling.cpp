@@ -164,7 +164,9 @@ TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_r
   at::Tensor image = start.to(at::kCPU).clone();
   const at::Tensor content = content_rgb.to(at::kCPU);
   // Crops start on the deepest layer's pooling grid, so a tile's features are the whole image's.
-  const int align = vgg19_min_side(stylizer.last_index());
+  // The request's deepest layer, not the network's: a server loads every layer its file holds.
+  const int deepest = deepest_layer(params.loss);
+  const int align = vgg19_min_side(deepest);
   const std::vector<Tile> first = tile_grid(width, height, tile, overlap, seed, 0, align);
   const size_t per_sweep = first.size();
   // One tile covering everything is the untiled run itself; otherwise every visit optimises the
@@ -175,7 +177,7 @@ TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_r
     whole = whole_sums(stylizer, content, image, style, params.loss, first);
     res.initial = loss_values(params.loss, style, whole);
   }
-  const int radius = receptive_radius(stylizer.last_index());
+  const int radius = receptive_radius(deepest);
   const int band = std::min(radius, overlap / 2);
   const int reach = std::max(0, overlap - 2 * radius);
   size_t tiles_run = 0;

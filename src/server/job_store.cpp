@@ -235,13 +235,15 @@ std::vector<JobStore::Recovered> JobStore::load() {
 
 void JobStore::set_running(const std::string& id, int attempt) {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement st(db_, "UPDATE jobs SET state='running', attempt=? WHERE id=?", dir_ + "/jobs.db");
+  // Only from queued: a client's cancel stored meanwhile (cancel()) stays.
+  Statement st(db_, "UPDATE jobs SET state='running', attempt=? WHERE id=? AND state='queued'", dir_ + "/jobs.db");
   st.bind(1, int64_t{attempt}).bind(2, id).step();
 }
 
 void JobStore::set_queued(const std::string& id, int attempt) {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement st(db_, "UPDATE jobs SET state='queued', attempt=? WHERE id=?", dir_ + "/jobs.db");
+  Statement st(db_, "UPDATE jobs SET state='queued', attempt=? WHERE id=? AND state IN ('queued','running')",
+               dir_ + "/jobs.db");
   st.bind(1, int64_t{attempt}).bind(2, id).step();
 }
 

@@ -73,8 +73,9 @@ class JobStore {
   };
   std::vector<Recovered> load();
 
-  void set_running(const std::string& id, int attempt);
-  void set_queued(const std::string& id, int attempt);  // recovery: an interrupted job waits again
+  // Neither overwrites a job that ended (a client's cancel stored while a worker took the job).
+  void set_running(const std::string& id, int attempt);  // from queued only
+  void set_queued(const std::string& id, int attempt);   // recovery, or a drain: the job waits again
   // A client's cancel, on disk at once: a job still queued or running ends cancelled (its uploads go),
   // so that a crash before it stops cannot run it again; a job that ended meanwhile keeps its end.
   void cancel(const std::string& id);

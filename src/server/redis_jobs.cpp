@@ -184,7 +184,8 @@ local s = redis.call('HGET', KEYS[1], 'state')
 if s ~= 'queued' and s ~= 'running' then return -1 end
 if redis.call('HGET', KEYS[1], 'cancel') == '1' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[2])
-  redis.call('HDEL', KEYS[1], 'fields', 'files', 'up:content', 'up:style')
+  redis.call('HDEL', KEYS[1], 'fields', 'files')
+  for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do if k:sub(1, 3) == 'up:' then redis.call('HDEL', KEYS[1], k) end end
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
   return -1
@@ -200,7 +201,8 @@ local s = redis.call('HGET', KEYS[1], 'state')
 if not s then return false end
 if s == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[1])
-  redis.call('HDEL', KEYS[1], 'fields', 'files', 'up:content', 'up:style')
+  redis.call('HDEL', KEYS[1], 'fields', 'files')
+  for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do if k:sub(1, 3) == 'up:' then redis.call('HDEL', KEYS[1], k) end end
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
   return 'cancelled'
@@ -217,7 +219,8 @@ if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or redis.call('HGET', KEYS[1
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'error', ARGV[4], 'iteration', ARGV[5], 'loss', ARGV[6], 'finished', ARGV[7])
-redis.call('HDEL', KEYS[1], 'fields', 'files', 'up:content', 'up:style')
+redis.call('HDEL', KEYS[1], 'fields', 'files')
+for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do if k:sub(1, 3) == 'up:' then redis.call('HDEL', KEYS[1], k) end end
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 if ARGV[3] == 'done' then
   redis.call('SET', KEYS[2], ARGV[9], 'EX', ARGV[8])

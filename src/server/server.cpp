@@ -33,7 +33,9 @@ using HttpError = FormError;
 
 void send_json(httplib::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  // Replace, not throw: an answer may echo a client's bytes (a decoded path, a field name) that are
+  // not UTF-8, and a throw here would turn a 4xx into a 500.
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
 void send_error(httplib::Response& res, const HttpError& e) {
@@ -46,8 +48,13 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 
 thread_local Clock::time_point t_request_start;
 
-// What a client sent, echoed in an answer at most 64 characters long.
-std::string clipped(const std::string& text) { return text.size() > 64 ? text.substr(0, 64) + "..." : text; }
+// What a client sent, echoed in an answer: at most 64 bytes, cut before a UTF-8 continuation byte.
+std::string clipped(const std::string& text) {
+  if (text.size() <= 64) return text;
+  size_t end = 64;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return text.substr(0, end) + "...";
+}
 
 }  // namespace
 
@@ -106,7 +113,7 @@ std::shared_ptr<Job> Server::find(const std::string& id) {
                              return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
                            });
   if (!well_formed) {
-    throw HttpError{404, "not_found", "no job '" + clipped(id) + "': a job id is the 32 hex digits POST /v1/jobs answered"};
+    throw HttpError{404, "not_found", "no job '" + clipped(id) + "': a job id is the 32 lower-case hex digits POST /v1/jobs answered"};
   }
   auto job = jobs_->find(id);
   if (!job) throw HttpError{404, "not_found", "no job " + id + " (unknown, or its result expired)"};
@@ -604,8 +611,8 @@ bool Server::refuse_before_reading(const httplib::Request& req, httplib::Respons
     send_error(res, {405, "method_not_allowed", clipped(req.method) + " is not a method of " + clipped(req.path) + "; it takes " + allow});
     return true;
   }
-  if (req.method != "POST") return false;
-  if (req.has_header("Transfer-Encoding") || !req.has_header("Content-Length")) {
+  // Any method: cpp-httplib reads a DELETE's chunked body too, and leaves a GET's unread on the connection.
+  if (req.has_header("Transfer-Encoding") || (req.method == "POST" && !req.has_header("Content-Length"))) {
     res.set_header("Connection", "close");
     send_error(res, {411, "length_required", "send the body with a Content-Length header (not chunked): this server checks an "
                                              "upload's size against its limit of " + std::to_string(max_upload) +
