@@ -95,7 +95,7 @@ std::shared_ptr<Job> JobQueue::find(const std::string& id) {
 
 JobStatus JobQueue::status(const Job& j) {
   std::lock_guard<std::mutex> lock(mu_);
-  JobStatus s{j.id, j.state, j.iteration, j.total, j.loss, j.error, j.attempt, -1, ""};
+  JobStatus s{j.id, j.state, j.iteration, j.total, j.loss, j.error, j.attempt, -1, "", j.state == JobState::running && j.user_cancel};
   if (j.state == JobState::running && j.iteration > 0) {
     const double rate = j.iteration / std::max(1e-9, seconds_between(j.started, Clock::now()));
     s.eta_seconds = (j.total - j.iteration) / rate;

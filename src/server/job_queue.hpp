@@ -63,6 +63,7 @@ struct JobStatus {
   int attempt = 1;
   double eta_seconds = -1;  // running jobs with progress only
   std::string worker;       // Redis: who runs or ran it
+  bool cancel_requested = false;  // running, and a client's cancel waits for its next iteration
 };
 
 struct JobQueueOptions {

@@ -25,6 +25,7 @@ inline constexpr const char* kOpenApi = R"JSON({
         "id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
         "attempt": {"type": "integer", "description": "1, or more when the server stopped (a crash, a kill, a deploy) while an earlier attempt ran and ran it again"},
         "worker": {"type": "string", "description": "with --queue: the worker (host:pid:thread) that runs or ran it"},
+        "cancel_requested": {"type": "boolean", "description": "present (true) while a running job's DELETE waits for its next iteration"},
         "progress": {"type": "object", "properties": {"iteration": {"type": "integer"}, "total": {"type": "integer"}, "loss": {"type": "number"}, "eta_seconds": {"type": "number"}}},
         "error": {"type": "string"}, "result_url": {"type": "string"}}},
       "Error": {"type": "object", "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}

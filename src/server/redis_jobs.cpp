@@ -375,7 +375,7 @@ class RedisJobs : public JobService {
 
   std::shared_ptr<Job> find(const std::string& id) override {
     const Value v = pool_.run({"HMGET", job_key(id), "state", "attempt", "ext", "total", "iteration", "loss", "error",
-                               "started", "finished", "worker"});
+                               "started", "finished", "worker", "cancel"});
     if (v.items.empty() || v.items[0].is_nil()) return nullptr;
     auto job = std::make_shared<Job>();
     job->id = id;
@@ -387,6 +387,7 @@ class RedisJobs : public JobService {
     job->loss = to_double(v.items[5]);
     job->error = v.items[6].str;
     job->worker = v.items[9].str;
+    job->user_cancel = v.items.size() > 10 && v.items[10].str == "1";
     const double started = to_double(v.items[7]);  // Unix seconds, as this machine's clock for the ETA
     job->started = Clock::now() - std::chrono::duration_cast<Clock::duration>(
                                       std::chrono::duration<double>(std::max(0.0, unix_seconds() - started)));
@@ -394,7 +395,8 @@ class RedisJobs : public JobService {
   }
 
   JobStatus status(const Job& j) override {
-    JobStatus s{j.id, j.state, j.iteration, j.total, j.loss, j.error, j.attempt, -1, j.worker};
+    JobStatus s{j.id, j.state, j.iteration, j.total, j.loss, j.error, j.attempt, -1, j.worker,
+                j.state == JobState::running && j.user_cancel};
     if (j.state == JobState::running && j.iteration > 0) {
       const double rate = j.iteration / std::max(1e-9, std::chrono::duration<double>(Clock::now() - j.started).count());
       s.eta_seconds = (j.total - j.iteration) / rate;

@@ -277,6 +277,7 @@ nlohmann::json status_json(const JobStatus& j) {
   nlohmann::json out = {{"id", j.id}, {"status", to_string(j.state)}, {"attempt", j.attempt}, {"progress", progress}};
   if (!j.error.empty()) out["error"] = j.error;
   if (!j.worker.empty()) out["worker"] = j.worker;
+  if (j.cancel_requested) out["cancel_requested"] = true;
   if (j.state == JobState::done) out["result_url"] = "/v1/jobs/" + j.id + "/result";
   return out;
 }
@@ -427,9 +428,9 @@ void Server::post_filter(const httplib::Request& req, httplib::Response& res) {
       used = 0;
     }
     if (used == 0 || used != text.size()) throw HttpError{400, "bad_field", "field 'size' must be a whole number of px"};
-    if (size < kFilterMinSide || size > opt_.max_size) {
-      throw HttpError{422, "out_of_range", "field 'size' is " + text + "; this server accepts " +
-                                               std::to_string(kFilterMinSide) + " to " + std::to_string(opt_.max_size)};
+    if (size < kFilterMinSide || size > opt_.max_size) {  // as /v1/jobs: 400 below what any server takes, 422 over this one's
+      throw HttpError{size < kFilterMinSide ? 400 : 422, "out_of_range", "field 'size' is " + text + "; this server accepts " +
+                                                                           std::to_string(kFilterMinSide) + " to " + std::to_string(opt_.max_size)};
     }
   }
   if (!form.count("content")) throw HttpError{400, "missing_field", "the 'content' image is missing"};
