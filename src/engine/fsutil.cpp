@@ -46,12 +46,16 @@ void check_output_folder(const std::string& path) {
 
 namespace {
 
+// An existing file's device and inode ("" when there is no such file).
+std::string inode_of(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return "";
+  return "inode " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
 // What makes a file itself: its device and inode where it exists, else its resolved absolute path.
 std::string file_identity(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) == 0) {
-    return "inode " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
-  }
+  if (std::string inode = inode_of(path); !inode.empty()) return inode;
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
@@ -64,9 +68,8 @@ bool same_file(const std::string& a, const std::string& b) { return file_identit
 
 void check_outputs_spare_inputs(const NamedPaths& outputs, const NamedPaths& inputs, const std::string& fix) {
   std::map<std::string, const std::string*> read, written;  // identity -> what
-  struct stat st {};
   for (const auto& [what, path] : inputs) {  // one that is not there cannot be lost: its reader says it is missing
-    if (!path.empty() && stat(path.c_str(), &st) == 0) read.emplace(file_identity(path), &what);
+    if (std::string inode = path.empty() ? "" : inode_of(path); !inode.empty()) read.emplace(inode, &what);
   }
   for (const auto& [what, path] : outputs) {
     if (path.empty()) continue;

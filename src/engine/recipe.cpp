@@ -249,11 +249,10 @@ int StyleTargetCache::computations() const {
 void check_network_reaches(const Stylizer& s, const StylizeRequest& r) {
   const int last = deepest_layer(r.loss);
   if (last > s.last_index()) {
-    const auto& layers = vgg19_layers();
-    throw UsageError("layer " + layers[static_cast<size_t>(last)].name + " is deeper than the loaded network, which ends at " +
-                     layers[static_cast<size_t>(s.last_index())].name + "; use layers up to " +
-                     layers[static_cast<size_t>(s.last_index())].name + ", or weights that reach " +
-                     layers[static_cast<size_t>(last)].name + " (the full VGG19: 'stylize weights fetch')");
+    const std::string& wanted = vgg19_layers()[static_cast<size_t>(last)].name;
+    const std::string& end = vgg19_layers()[static_cast<size_t>(s.last_index())].name;
+    throw UsageError("layer " + wanted + " is deeper than the loaded network, which ends at " + end + "; use layers up to " +
+                     end + ", or weights that reach " + wanted + " (the full VGG19: 'stylize weights fetch')");
   }
 }
 

@@ -206,10 +206,6 @@ Vgg19Weights load_checked(const SafetensorsFile& file, int depth, int last_index
   return w;
 }
 
-}  // namespace
-
-namespace {
-
 // The file's prefix depth, after checking that it reaches `last_index` (throws WeightsError saying
 // what is missing and what to do).
 int depth_reaching(const SafetensorsFile& file, int last_index) {

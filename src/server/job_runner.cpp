@@ -179,9 +179,9 @@ std::shared_ptr<Job> JobRunner::parse(const Form& req, bool sync) {
     r.content = decode_upload(req.at("content"), "content image", opt_.max_pixels).rgb;
     if (req.count("style")) {
       r.styles.clear();
-      for (int k = 1; req.count(k == 1 ? "style" : "style_" + std::to_string(k)); ++k) {  // read_form's names
-        const FormPart& part = req.at(k == 1 ? "style" : "style_" + std::to_string(k));
-        r.styles.push_back(decode_upload(part, "style image", opt_.max_pixels).rgb);
+      auto part_name = [](int k) { return k == 1 ? std::string("style") : "style_" + std::to_string(k); };  // read_form's
+      for (int k = 1; req.count(part_name(k)); ++k) {
+        r.styles.push_back(decode_upload(req.at(part_name(k)), "style image", opt_.max_pixels).rgb);
       }
       validate(r);  // style_blend's count against the styles
     } else if (form_field(req, "style_id", text)) {

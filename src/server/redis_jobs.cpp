@@ -176,6 +176,14 @@ redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
 return 0
 )";
 
+// A job that ends drops its form: the fields, the file names and every upload (up:content,
+// up:style, up:style_2, ...). Spliced into the scripts below as Lua text.
+#define STYLIZE_DROP_FORM                                                \
+  "redis.call('HDEL', KEYS[1], 'fields', 'files')\n"                    \
+  "for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do\n"                \
+  "  if k:sub(1, 3) == 'up:' then redis.call('HDEL', KEYS[1], k) end\n" \
+  "end\n"
+
 // Claim: a queued job (or a running one whose worker died) becomes this worker's next attempt; a
 // cancelled or vanished one is not run, and one cancelled while its worker was dead ends here.
 // KEYS: job, counts. ARGV: worker, now, ttl. Returns the attempt, or -1.
@@ -184,9 +192,7 @@ local s = redis.call('HGET', KEYS[1], 'state')
 if s ~= 'queued' and s ~= 'running' then return -1 end
 if redis.call('HGET', KEYS[1], 'cancel') == '1' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[2])
-  redis.call('HDEL', KEYS[1], 'fields', 'files')
-  for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do if k:sub(1, 3) == 'up:' then redis.call('HDEL', KEYS[1], k) end end
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
+)" STYLIZE_DROP_FORM R"(  redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
   return -1
 end
@@ -201,9 +207,7 @@ local s = redis.call('HGET', KEYS[1], 'state')
 if not s then return false end
 if s == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[1])
-  redis.call('HDEL', KEYS[1], 'fields', 'files')
-  for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do if k:sub(1, 3) == 'up:' then redis.call('HDEL', KEYS[1], k) end end
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
+)" STYLIZE_DROP_FORM R"(  redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
   return 'cancelled'
 end
@@ -219,9 +223,7 @@ if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or redis.call('HGET', KEYS[1
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'error', ARGV[4], 'iteration', ARGV[5], 'loss', ARGV[6], 'finished', ARGV[7])
-redis.call('HDEL', KEYS[1], 'fields', 'files')
-for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do if k:sub(1, 3) == 'up:' then redis.call('HDEL', KEYS[1], k) end end
-redis.call('EXPIRE', KEYS[1], ARGV[8])
+)" STYLIZE_DROP_FORM R"(redis.call('EXPIRE', KEYS[1], ARGV[8])
 if ARGV[3] == 'done' then
   redis.call('SET', KEYS[2], ARGV[9], 'EX', ARGV[8])
   redis.call('ZADD', KEYS[3], ARGV[7], ARGV[12])
@@ -231,6 +233,7 @@ redis.call('XDEL', KEYS[4], ARGV[10])
 redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
 return 1
 )";
+#undef STYLIZE_DROP_FORM
 
 // Back to the queue (this worker is shutting down): a new entry, the old one acknowledged.
 // KEYS: job, stream. ARGV: worker, attempt, entry, group, id.

@@ -599,8 +599,10 @@ bool Server::before_routing(const httplib::Request& req, httplib::Response& res,
 // says) or is over the cap (413). True when it answered.
 bool Server::refuse_before_reading(const httplib::Request& req, httplib::Response& res, size_t max_upload) {
   auto route = std::find_if(methods_.begin(), methods_.end(), [&](const auto& m) { return std::regex_match(req.path, m.regex); });
+  // Each refusal asks the client to close: its body is not read (cpp-httplib 0.11 ignores the header
+  // itself, and reads what follows as its next requests, up to its keep-alive limit).
   if (route == methods_.end()) {
-    res.set_header("Connection", "close");  // a body, if any, is never read
+    res.set_header("Connection", "close");
     send_error(res, {404, "not_found", "no endpoint " + clipped(req.path) + "; GET /openapi.json lists them"});
     return true;
   }
