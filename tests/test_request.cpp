@@ -117,6 +117,18 @@ TEST(Request, ValidateNamesTheFieldAndTheRangeItAccepts) {
   r.iterations = {1, 2, 3};
   r.size = 64;
   EXPECT_EQ(error_of<FieldError>([&] { validate(r); }).rfind("`scales` 3 makes the first scale 16 px", 0), 0u);
+  // An L-BFGS setting beside adam would be ignored: refused, whichever it is.
+  for (const auto& [name, text] : std::vector<std::pair<std::string, std::string>>{{"line_search", "strong-wolfe"},
+                                                                                     {"line_search", "none"},
+                                                                                     {"lbfgs_history", "5"}}) {
+    StylizeRequest a = request_defaults(Preprocessing::caffe);
+    set_field(a, "optimizer", "adam");
+    set_field(a, name, text);
+    EXPECT_EQ(error_of<FieldError>([&] { validate(a); }),
+              "`" + name + "` applies to `optimizer` lbfgs only, not adam; drop `" + name + "` or use `optimizer` lbfgs");
+    set_field(a, "optimizer", "lbfgs");
+    EXPECT_NO_THROW(validate(a));
+  }
   // Far beyond an int: refused as typed, not clamped first and then reported as the clamped number.
   EXPECT_EQ(error_of<FieldError>([&] { set_field(r, "size", "99999999999"); }), "`size` must be in 16..16384, got 99999999999");
 }

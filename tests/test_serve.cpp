@@ -638,6 +638,12 @@ TEST(Serve, RequestsAreRefusedFromTheirHeadersAlone) {
   EXPECT_NE(malformed->body.find("a job id is the 32 lower-case hex digits"), std::string::npos) << malformed->body;
   expect_error(c.Get("/v1/jobs/deadbeef/result"), 404, "not_found");
   expect_error(c.Post("/v2/jobs", "x", "text/plain"), 404, "not_found");
+  // A query string would look like settings and be ignored: refused on what changes things.
+  const auto query = c.Post("/v1/stylize?size=64", "x", "text/plain");
+  expect_error(query, 400, "unknown_field");
+  EXPECT_NE(query->body.find("query parameter 'size' is not read by /v1/stylize"), std::string::npos) << query->body;
+  expect_error(c.Delete(("/v1/jobs/" + id + "?force=1").c_str()), 400, "unknown_field");
+  EXPECT_EQ(c.Get("/healthz?t=123")->status, 200) << "a GET's cache-buster changes nothing and passes";
   // Bytes that are not UTF-8, echoed back: still the 404, its JSON valid (not a 500 from the encoder).
   expect_error(c.Get("/v1/jobs/%FF%FE"), 404, "not_found");
   expect_error(c.Get("/%C3"), 404, "not_found");

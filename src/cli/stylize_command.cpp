@@ -36,7 +36,7 @@ void setup(CLI::App& app, StylizeOptions& o) {
       "Exit codes: 0 ok, 1 internal (a bug), 2 usage, 3 input image, 4 weights, 5 output, 6 device, 7 memory, 130 interrupted.");
   app.add_option("images", o.images, "CONTENT STYLE [STYLE...]: the photo, then one or more style images")
       ->required()
-      ->expected(2, 1 << 20)
+      ->expected(2, CLI::detail::expected_max_vector_size)
       ->type_name("FILE");
   app.add_option("-o,--output", o.output, "Output image; format from the extension (.png .jpg .webp .tif .bmp)")
       ->capture_default_str();

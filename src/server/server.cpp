@@ -594,7 +594,8 @@ bool Server::before_routing(const httplib::Request& req, httplib::Response& res,
 }
 
 // What can be refused from the request line and headers alone, before its body is read: a path no
-// route has (404), a method the path does not take (405, with Allow), a body whose size is not
+// route has (404), a method the path does not take (405, with Allow), a query string where no
+// endpoint reads one (400), a body whose size is not
 // announced (411: cpp-httplib would read a chunked or unframed body whole, whatever --max-upload-mb
 // says) or is over the cap (413). True when it answered.
 bool Server::refuse_before_reading(const httplib::Request& req, httplib::Response& res, size_t max_upload) {
@@ -612,6 +613,15 @@ bool Server::refuse_before_reading(const httplib::Request& req, httplib::Respons
     res.set_header("Allow", allow);
     res.set_header("Connection", "close");
     send_error(res, {405, "method_not_allowed", clipped(req.method) + " is not a method of " + clipped(req.path) + "; it takes " + allow});
+    return true;
+  }
+  // No endpoint reads a query string: on a POST or DELETE a `?size=64` would look like a setting and
+  // be ignored. (A GET's, a cache-buster, changes nothing and is let through.)
+  if (!req.params.empty() && req.method != "GET" && req.method != "HEAD") {
+    res.set_header("Connection", "close");
+    send_error(res, {400, "unknown_field", "query parameter '" + clipped(req.params.begin()->first) + "' is not read by " +
+                                               clipped(req.path) + "; send settings as multipart form fields "
+                                               "(GET /openapi.json lists them)"});
     return true;
   }
   // Any method: cpp-httplib reads a DELETE's chunked body too, and leaves a GET's unread on the connection.
