@@ -84,6 +84,16 @@ TEST(Tiling, GridInteriorsPartitionTheImageAndCropsAddTheOverlap) {
   EXPECT_NE(xs(tile_grid(300, 200, 64, 8, 3, 1)), xs(tile_grid(300, 200, 64, 8, 3, 2)));
   EXPECT_EQ(tile_grid(300, 200, 64, 8, 3, 0)[1].interior.x, 64);
   EXPECT_EQ(tile_grid(48, 40, 48, 8, 3, 5).size(), 1u);
+  // Both ends short (401 px, 200 px tiles, offset ~105): merged into one piece of up to 2 tiles,
+  // then cut at its middle, so that no interior passes 1.5 tiles (the memory estimate's crop).
+  for (int w = 380; w <= 420; ++w) {
+    for (int sweep = 0; sweep < 40; ++sweep) {
+      for (const Tile& t : tile_grid(w, 10, 200, 8, 1, sweep, 16)) {
+        ASSERT_LE(t.interior.width, 300) << w << " px, sweep " << sweep;
+        ASSERT_GE(t.interior.width, 100) << w << " px, sweep " << sweep;
+      }
+    }
+  }
   // Aligned to a pooling stride: every cut and crop origin on it, the crops still holding the overlap.
   for (int sweep = 0; sweep < 6; ++sweep) {
     std::vector<int> covered(300 * 203, 0);
@@ -149,6 +159,27 @@ TEST(Tiling, SeveralTilesReduceTheLossOfTheWholeImage) {
   // The reported loss is the whole image's (a last pass over the tiles), not a sum of tile losses.
   EXPECT_LT(relative(tiled.final.total, after), 1e-3) << tiled.final.total << " vs " << after;
   EXPECT_LT(relative(tiled.initial.total, before), 1e-3) << tiled.initial.total << " vs " << before;
+}
+
+TEST(Tiling, ASweepOfOneTileAmongSweepsOfSeveralStillOptimisesTheWholeImage) {
+  // 72x56 in 52 px tiles: sweep 0 merges its 20 px sliver (one tile), a later offset cuts two. Each
+  // of those visits optimises the whole image's objective, not its crop as an image of its own
+  // (which painted each crop to its own Gram matrices, pasted its margin over the neighbour's and
+  // reported the last crop's loss).
+  const at::Tensor content = synthetic_image(56, 72, 3), style = synthetic_image(40, 40, 4);
+  const StylizeParams p = small_params(8);
+  const int align = vgg19_min_side(vgg19_layer_index("relu2_1"));
+  ASSERT_EQ(tile_grid(72, 56, 52, 8, 5, 0, align).size(), 1u);
+  int sweeps = 1;
+  while (sweeps < 20 && tile_grid(72, 56, 52, 8, 5, sweeps, align).size() == 1) ++sweeps;
+  ASSERT_LT(sweeps, 20) << "some sweep cuts several tiles";
+  ++sweeps;  // the last sweep is one of several tiles
+  const StyleTargets t = stylizer().style_targets(p.loss, {style}, {});
+  const TiledResult tiled = optimize_tiled(stylizer(), content, content, t, p, 52, 8, sweeps, 5);
+  EXPECT_GE(tiled.last_grid.size(), 2u);
+  const double before = whole_loss(content, t, content), after = whole_loss(content, t, tiled.rgb);
+  EXPECT_LT(after, before);
+  EXPECT_LT(relative(tiled.final.total, after), 1e-3) << tiled.final.total << " vs " << after;
 }
 
 TEST(Tiling, SmallTilesFollowTheGlobalGramMatricesNotTheirOwn) {

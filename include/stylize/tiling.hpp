@@ -66,7 +66,7 @@ struct TiledResult {
   int sweeps = 0;                // completed (an interrupted one counts when some tile ran)
   int iterations = 0, evaluations = 0;
   bool interrupted = false;
-  LossValues initial;            // the whole image's loss at the start (one tile: that run's own)
+  LossValues initial;            // the whole image's loss at the start (one tile in every sweep: that run's own)
   LossValues final;              // the whole image's loss at the end, from a last pass over the tiles
                                  // (interrupted: the sums kept up visit by visit)
   double seconds = 0;

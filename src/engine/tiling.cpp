@@ -10,7 +10,8 @@ namespace stylize {
 namespace {
 
 // Cut positions along one side: 0, offset, offset + tile, ..., length, with every piece between
-// tile/2 and 1.5·tile (a piece shorter than tile/2 is merged into its neighbour).
+// tile/2 and 1.5·tile (a piece shorter than tile/2 is merged into its neighbour; where both ends were
+// short and merged into one piece of up to 2·tile, it is cut again at its middle).
 std::vector<int> cuts(int length, int tile, int offset, int align) {
   std::vector<int> b{0};
   for (int p = offset; p < length; p += tile) {
@@ -23,6 +24,13 @@ std::vector<int> cuts(int length, int tile, int offset, int align) {
       b.erase(b.begin() + static_cast<long>(i));
     } else {
       ++i;
+    }
+  }
+  // Pieces past 1.5·tile would break the memory estimate (estimate_tiled_peak_bytes' largest crop).
+  for (size_t i = 1; i < b.size(); ++i) {
+    if (b[i] - b[i - 1] > tile * 3 / 2) {
+      const int mid = (b[i - 1] + (b[i] - b[i - 1]) / 2) / align * align;
+      if (mid > b[i - 1] && mid < b[i]) b.insert(b.begin() + static_cast<long>(i), mid);
     }
   }
   return b;
@@ -167,11 +175,19 @@ TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_r
   // The request's deepest layer, not the network's: a server loads every layer its file holds.
   const int deepest = deepest_layer(params.loss);
   const int align = vgg19_min_side(deepest);
-  const std::vector<Tile> first = tile_grid(width, height, tile, overlap, seed, 0, align);
-  const size_t per_sweep = first.size();
-  // One tile covering everything is the untiled run itself; otherwise every visit optimises the
-  // whole image's objective restricted to its crop (LossRegion), from the whole image's sums.
-  const bool untiled = per_sweep == 1;
+  // Every sweep's grid up front: a later sweep's offset can cut more tiles than sweep 0 has.
+  std::vector<std::vector<Tile>> grids;
+  size_t visits = 0;
+  for (int s = 0; s < sweeps; ++s) {
+    grids.push_back(tile_grid(width, height, tile, overlap, seed, s, align));
+    visits += grids.back().size();
+  }
+  // One tile covering everything in every sweep is the untiled run itself; otherwise every visit
+  // optimises the whole image's objective restricted to its crop (LossRegion), from the whole
+  // image's sums — a sweep of one tile included (its crop the whole image), so that no visit ever
+  // optimises a crop as an image of its own.
+  const std::vector<Tile> first = sweeps > 0 ? grids[0] : tile_grid(width, height, tile, overlap, seed, 0, align);
+  const bool untiled = first.size() == 1 && std::all_of(grids.begin(), grids.end(), [](const auto& g) { return g.size() == 1; });
   LossSums whole;
   if (!untiled) {
     whole = whole_sums(stylizer, content, image, style, params.loss, first);
@@ -182,12 +198,12 @@ TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_r
   const int reach = std::max(0, overlap - 2 * radius);
   size_t tiles_run = 0;
   for (int s = 0; s < sweeps && !res.interrupted; ++s) {
-    const std::vector<Tile> grid = tile_grid(width, height, tile, overlap, seed, s, align);
+    const std::vector<Tile>& grid = grids[static_cast<size_t>(s)];
     for (size_t i = 0; i < grid.size(); ++i) {
       const Tile& t = grid[i];
       if (cb.on_tile) {
         const double elapsed = seconds_since(t0);
-        const double left = static_cast<double>(per_sweep * static_cast<size_t>(sweeps) - tiles_run);
+        const double left = static_cast<double>(visits - tiles_run);
         cb.on_tile({s + 1, sweeps, static_cast<int>(i + 1), static_cast<int>(grid.size()), t, elapsed,
                     tiles_run > 0 ? elapsed / static_cast<double>(tiles_run) * left : -1.0});
       }
