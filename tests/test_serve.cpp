@@ -171,6 +171,9 @@ TEST(Serve, BadRequestsGetJsonErrors) {
   expect_error(c.Post("/v1/jobs", form({{"iterations", "1e9"}})), 422, "out_of_range");
   expect_error(c.Post("/v1/jobs", form({{"style_weight", "-3"}})), 400, "out_of_range");
   expect_error(c.Post("/v1/jobs", form({{"format", "gif"}})), 400, "bad_field");
+  const auto ignored = c.Post("/v1/jobs", form({{"optimizer", "adam"}, {"line_search", "none"}}));
+  expect_error(ignored, 400, "out_of_range");  // adam would ignore it
+  EXPECT_NE(ignored->body.find("'line_search' applies to 'optimizer' lbfgs only"), std::string::npos) << ignored->body;
   expect_error(c.Post("/v1/jobs", form({{"tile", "24"}, {"tile_overlap", "8"}})), 422, "too_large");  // tiled jobs are off by default
   expect_error(c.Post("/v1/jobs", form({{"style", "<drop>"}, {"style_id", "../../etc/passwd"}})), 400, "unknown_style");
   expect_error(c.Get("/v1/jobs/0123456789abcdef0123456789abcdef"), 404, "not_found");

@@ -119,6 +119,11 @@ std::string field_text(const StylizeRequest& r, const std::string& name);
 // init_image). Throws FieldError (range). Needs no images: front-ends call it before reading any.
 void validate(const StylizeRequest& r);
 
+// Throws FieldError (range) when a setting named in `given` — the fields one layer of settings set
+// (the command line's flags, a job-file line, a form) over the ones below it — would have no effect
+// on `r`: line_search or lbfgs_history when `r` runs adam. An inherited one is a default and passes.
+void check_given_fields_apply(const StylizeRequest& r, const std::vector<std::string>& given);
+
 // Longest side of scale k (0 = coarsest) of a coarse-to-fine run: size / 2^(scales-1-k), rounded.
 int scale_size(const StylizeRequest& r, int k);
 

@@ -109,7 +109,9 @@ void add_engine_flags(CLI::App& app, EngineFlags& f) {
 
 StylizeRequest request_from_flags(const EngineFlags& f, Preprocessing p) {
   StylizeRequest r = request_defaults(p);
-  for (const auto& [name, text] : f.fields) set_field(r, name, text);
+  std::vector<std::string> given;
+  for (const auto& [name, text] : f.fields) set_field(r, name, text), given.push_back(name);
+  check_given_fields_apply(r, given);
   r.resize = resize_image;
   r.max_memory = max_memory_bytes(f);
   return r;

@@ -57,6 +57,9 @@ JobLine parse_job_line(const std::string& line, StylizeRequest r, const std::vec
     throw UsageError("no style given (set \"style\" or \"filter\", or give --style or --filter)");
   }
   validate(r);
+  std::vector<std::string> given;
+  for (const auto& [name, text] : job.fields) given.push_back(name);
+  check_given_fields_apply(r, given);  // the flags' L-BFGS settings under a line's adam are defaults
   check_style_blend_count(r, job.styles.size());
   if (job.output.find('/') != std::string::npos) throw UsageError("output must be a file name, not a path");
   if (!job.output.empty() && !is_writable_image_extension(file_extension(job.output))) {

@@ -261,21 +261,6 @@ void check_counts(const StylizeRequest& r) {
   }
 }
 
-// Adam has no history and takes every step: an L-BFGS setting beside it would be ignored without a
-// word. Only a setting that differs from its default can be told apart from "not given", so that is
-// what is refused.
-void check_optimizer_settings(const StylizeRequest& r) {
-  if (r.optimizer != OptimizerKind::adam) return;
-  const StylizeRequest defaults;
-  for (const char* name : {"line_search", "lbfgs_history"}) {
-    if (field_text(r, name) != field_text(defaults, name)) {
-      throw FieldError(name, FieldError::range,
-                       field(name) + " applies to " + field("optimizer") + " lbfgs only, not adam; drop " + field(name) +
-                           " or use " + field("optimizer") + " lbfgs");
-    }
-  }
-}
-
 }  // namespace
 
 std::string to_string(const FieldRange& range) {
@@ -336,7 +321,6 @@ void validate(const StylizeRequest& r) {
   check_layers("style_layers", r.loss.style_layers);
   check_counts(r);
   deepest_layer(r.loss);  // at least one layer
-  check_optimizer_settings(r);
   if (r.tile > 0 && r.tile_overlap >= r.tile) {
     throw FieldError("tile_overlap", FieldError::range,
                      field("tile_overlap") + " must be smaller than " + field("tile") + " (" + std::to_string(r.tile) +
@@ -347,6 +331,17 @@ void validate(const StylizeRequest& r) {
     throw FieldError("scales", FieldError::range,
                      field("scales") + " " + std::to_string(r.scales) + " makes the first scale " + std::to_string(first) +
                          " px; use fewer scales or a larger " + field("size") + " (>= 32 px)");
+  }
+}
+
+void check_given_fields_apply(const StylizeRequest& r, const std::vector<std::string>& given) {
+  if (r.optimizer != OptimizerKind::adam) return;  // adam has no history and takes every step
+  for (const char* name : {"line_search", "lbfgs_history"}) {
+    if (std::find(given.begin(), given.end(), name) != given.end()) {
+      throw FieldError(name, FieldError::range,
+                       field(name) + " applies to " + field("optimizer") + " lbfgs only, not adam; drop " + field(name) +
+                           " or use " + field("optimizer") + " lbfgs");
+    }
   }
 }
 

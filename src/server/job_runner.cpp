@@ -41,10 +41,11 @@ void read_fields(const Form& req, StylizeRequest& r, int max_size, int max_itera
   auto bad = [](const UsageError& e, const char* code) {
     return FormError{400, code, render_fields(e.what(), FieldWords::key)};
   };
+  std::vector<std::string> given;
   try {
     for (const RequestField& f : request_fields()) {
       std::string text;
-      if (form_field(req, f.name, text)) set_field(r, f.name, text);
+      if (form_field(req, f.name, text)) set_field(r, f.name, text), given.push_back(f.name);
     }
   } catch (const UsageError& e) {
     throw bad(e, "bad_field");
@@ -62,6 +63,7 @@ void read_fields(const Form& req, StylizeRequest& r, int max_size, int max_itera
   }
   try {
     validate(r);
+    check_given_fields_apply(r, given);  // the server's L-BFGS flags under a form's adam are defaults
   } catch (const FieldError& e) {
     throw bad(e, e.kind == FieldError::range ? "out_of_range" : "bad_field");
   } catch (const UsageError& e) {
