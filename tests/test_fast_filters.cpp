@@ -217,8 +217,21 @@ TEST_F(FastFilters, BadInputsGetOneLineAndTheirExitCode) {
     }
     return a;
   };
+  test::write_bytes(dir / "w.safetensors", test::read_bytes(test::synthetic_prefix_weights_file()));
+  test::write_bytes(dir / "w.ckpt.safetensors", test::read_bytes(test::synthetic_prefix_weights_file()));
+  save_image(dir / "thin.png", synthetic_image(6, 200, 5), 95);
+  const auto style_bytes = test::read_bytes(dir / "starry.png");
   const std::vector<Case> cases = {
       {"train", train_with({}, dir / "empty"), 3, "holds no usable photo"},
+      // What a run writes never replaces what it reads, nor lands where the next run reads photos.
+      {"train", train_with({"-o", dir / "photos/f.safetensors"}), 5, "the folder of -o '" + dir / "photos" + "' is the folder"},
+      {"train", train_with({"--log", dir / "starry.png"}), 5, "--log '" + dir / "starry.png" + "' is the style image"},
+      {"train", train_with({"--weights", dir / "w.safetensors", "-o", dir / "w.safetensors"}), 5, "is the weights file"},
+      {"train", train_with({"--weights", dir / "w.ckpt.safetensors", "-o", dir / "w.safetensors", "--force"}), 5,
+       "the checkpoint '" + dir / "w.ckpt.safetensors" + "' is the weights file"},
+      {"train", train_with({"--style-layer-weights", "2x,1,1"}), 2, "--style-layer-weights must be comma-separated numbers"},
+      {"train", train_with({"--style", dir / "thin.png", "--style-size", "16", "--style-layers", "relu3_1"}), 2,
+       "needs at least 4 px on each side; use a larger --style-size"},
       {"train", train_with({}, dir / "nothing"), 3, "is not a folder"},
       {"train", train_with({"-o", dir / "out/f.png"}), 2, "a filter file ends in .safetensors"},
       {"train", train_with({"--crop-size", "30"}), 2, "--crop-size must be a multiple of 4"},
@@ -250,6 +263,32 @@ TEST_F(FastFilters, BadInputsGetOneLineAndTheirExitCode) {
     EXPECT_FALSE(exists(dir / "x.png"));
     EXPECT_FALSE(exists(f));
   }
+  EXPECT_EQ(test::read_bytes(dir / "starry.png"), style_bytes);
+  EXPECT_EQ(test::read_bytes(dir / "w.safetensors"), test::read_bytes(test::synthetic_prefix_weights_file()));
+  EXPECT_EQ(test::read_bytes(dir / "w.ckpt.safetensors"), test::read_bytes(test::synthetic_prefix_weights_file()));
+}
+
+// A fresh run over a finished training (its checkpoint or filter) is refused unless --force says so;
+// --resume with nothing left to train says so and writes the filter as it stands.
+TEST_F(FastFilters, AFreshRunDoesNotReplaceATrainingUnasked) {
+  const std::string f = dir / "out/f.safetensors";
+  ASSERT_EQ(stylize("train", train_args(f, 4)).exit_code, 0);
+  const auto ckpt = test::read_bytes(dir / "out/f.ckpt.safetensors");
+  const RunResult again = stylize("train", train_args(f, 2));
+  EXPECT_EQ(again.exit_code, 5);
+  EXPECT_NE(again.err.find("f.ckpt.safetensors' exists: a fresh run would replace it; continue its training with "
+                           "--resume, start anew with --force"), std::string::npos) << again.err;
+  EXPECT_EQ(test::read_bytes(dir / "out/f.ckpt.safetensors"), ckpt);
+  auto resume = train_args(f, 2);
+  resume.push_back("--resume");
+  const RunResult nothing = stylize("train", resume);
+  EXPECT_EQ(nothing.exit_code, 0) << nothing.err;
+  EXPECT_NE(nothing.err.find("the checkpoint is at step 4, --steps is 2: nothing left to train"), std::string::npos)
+      << nothing.err;
+  auto force = train_args(f, 2);
+  force.push_back("--force");
+  ASSERT_EQ(stylize("train", force).exit_code, 0);
+  EXPECT_EQ(load_filter(f).info.training.at("steps"), "2");
 }
 
 }  // namespace

@@ -113,8 +113,9 @@ class Stylizer {
 int style_longest_side(int size, double style_scale);
 
 // The network halves the image at each pooling layer, so an image smaller than 2^(pools before the
-// deepest loss layer) fails deep inside LibTorch. This says so in words: UsageError naming `what`.
-void check_working_size(int width, int height, int last_index, const std::string& what);
+// deepest loss layer) fails deep inside LibTorch. This says so in words: UsageError naming `what`
+// and the field that grows it (`larger`; "" = the one `what` suggests: tile, style_scale or size).
+void check_working_size(int width, int height, int last_index, const std::string& what, const std::string& larger = "");
 
 // Peak host memory of a CPU run, estimated from measurements (BENCHMARKS.md "Memory limits"):
 // ~370 MiB fixed (670 in fp32: the Winograd kernels and bands, vgg19.hpp ConvAlgorithm) + activations

@@ -222,15 +222,16 @@ bool within(const std::string& inner, const std::string& folder) {
 
 }  // namespace
 
-void check_out_dir_outside_inputs(const std::string& out_dir, const std::vector<std::string>& inputs, bool recursive) {
+void check_out_dir_outside_inputs(const std::string& out_dir, const std::vector<std::string>& inputs, bool recursive,
+                                  const std::string& what, const std::string& fix) {
   for (const auto& input : inputs) {
     std::error_code ec;
     if (!fs::is_directory(input, ec)) continue;
     const bool same = same_file(out_dir, input);
     if (same || (recursive && within(out_dir, input))) {
-      throw OutputError("--out-dir " + in_quotes(out_dir) + " is " + (same ? "" : "inside ") + "the folder " +
+      throw OutputError(what + " " + in_quotes(out_dir) + " is " + (same ? "" : "inside ") + "the folder " +
                         in_quotes(input) + " the images are read from: the next run would take this run's outputs "
-                        "as inputs; give another --out-dir");
+                        "as inputs; " + fix);
     }
   }
 }

@@ -71,8 +71,10 @@ double peak_rss_mib();
 bool has_image_extension(const std::filesystem::path& p);
 
 // Throws OutputError when `out_dir` is one of the folders among `inputs` (or, `recursive`, inside
-// one): the next run would take this run's outputs as inputs.
-void check_out_dir_outside_inputs(const std::string& out_dir, const std::vector<std::string>& inputs, bool recursive);
+// one): the next run would take this run's outputs as inputs. `what` names `out_dir` in the message
+// ("--out-dir"; "the folder of -o"), and `fix` ends it ("give another --out-dir").
+void check_out_dir_outside_inputs(const std::string& out_dir, const std::vector<std::string>& inputs, bool recursive,
+                                  const std::string& what = "--out-dir", const std::string& fix = "give another --out-dir");
 
 // Files as given; folders expanded to their images, sorted (recursively when `recursive`). A folder
 // without images is a warning; a missing file stays in the list (its reader reports it).

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -32,7 +34,7 @@ struct TrainOptions {
   TrainRequest request = train_defaults();
   std::string content_layers, style_layers, style_layer_weights;  // comma-separated, "" = the defaults
   int checkpoint_every = 500, preview_every = 500, print_every = 50;
-  bool resume = false;
+  bool resume = false, force = false;
   EngineFlags engine;
 };
 
@@ -68,10 +70,12 @@ void setup(CLI::App& app, TrainOptions& o) {
       ->check(CLI::Range(0, 10000000))
       ->capture_default_str();
   app.add_flag("--resume", o.resume, "Continue from F.ckpt.safetensors (same settings; the data may change)");
+  app.add_flag("--force", o.force, "Start anew over an existing F or F.ckpt.safetensors (refused without it)");
   app.add_option("--preview-every", o.preview_every, "Write F.preview.png every N steps (0 = only at the end)")
       ->check(CLI::Range(0, 10000000))
       ->capture_default_str();
-  app.add_option("--log", o.log, "Append each step's losses to this JSON-lines file")->type_name("FILE.jsonl");
+  app.add_option("--log", o.log, "Write each step's losses to this JSON-lines file (a fresh run starts it anew; --resume keeps "
+                 "the lines up to the checkpoint and appends)")->type_name("FILE.jsonl");
   app.add_option("--print-every", o.print_every, "Log a line every N steps when not on a terminal (0 = never)")
       ->check(CLI::Range(0, 10000000))
       ->capture_default_str();
@@ -103,11 +107,16 @@ void apply_lists(TrainOptions& o) {
   if (!o.style_layer_weights.empty()) {
     o.request.loss.style_layer_weights.clear();
     for (const auto& w : split_list(o.style_layer_weights)) {
+      size_t used = 0;
+      double v = NAN;
       try {
-        o.request.loss.style_layer_weights.push_back(std::stod(w));
+        v = std::stod(w, &used);
       } catch (const std::exception&) {
+      }
+      if (used != w.size() || !std::isfinite(v)) {  // "2x" and "inf" are not weights
         throw UsageError("--style-layer-weights must be comma-separated numbers, got " + in_quotes(w));
       }
+      o.request.loss.style_layer_weights.push_back(v);
     }
   }
 }
@@ -331,15 +340,26 @@ void resume_from_checkpoint(Run& run) {
                      (key.find("sha256") == std::string::npos ? ", this run asks for " + in_quotes(value) : "") +
                      "; resume with the same settings (--learning-rate and --steps may change) or start anew");
   }
-  int step = 0;
+  long long step = -1;
+  size_t used = 0;
+  const auto steps = ckpt.info.training.find("steps");
   try {
-    step = std::stoi(ckpt.info.training.at("steps"));
+    if (steps != ckpt.info.training.end()) step = std::stoll(steps->second, &used);
   } catch (const std::exception&) {
-    throw WeightsError("checkpoint " + in_quotes(path) + " does not say its step ('steps' metadata)");
   }
-  run.trainer.resume(ckpt.net, ckpt.extra, step);
-  if (!run.o.log.empty()) reload_log(run, step);
-  spdlog::info("resuming from step {} of {}", step, run.o.request.steps);
+  // A negative or partly numeric step would seed Adam's bias correction with nonsense (1 - 0.9^0 = 0).
+  if (steps == ckpt.info.training.end() || used != steps->second.size() || step < 0 || step > 10'000'000) {
+    throw WeightsError("checkpoint " + in_quotes(path) + " does not say its step ('steps' metadata: a whole number in "
+                       "0..10000000); start anew without --resume");
+  }
+  run.trainer.resume(ckpt.net, ckpt.extra, static_cast<int>(step));
+  if (!run.o.log.empty()) reload_log(run, static_cast<int>(step));
+  if (step >= run.o.request.steps) {
+    spdlog::warn("the checkpoint is at step {}, --steps is {}: nothing left to train; writing the filter as it stands "
+                 "(a larger --steps trains on)", step, run.o.request.steps);
+  } else {
+    spdlog::info("resuming from step {} of {}", step, run.o.request.steps);
+  }
 }
 
 void show_progress(const Run& run, const TrainStepResult& s, double images_per_second, double seconds) {
@@ -359,12 +379,33 @@ void show_progress(const Run& run, const TrainStepResult& s, double images_per_s
   }
 }
 
+// A run failing for another reason than divergence (a photo that can no longer be read, memory, a
+// full disk) first keeps the steps done so far for --resume. A checkpoint that cannot be written
+// either is a warning: the first failure is the one to report.
+void keep_progress(const Run& run) noexcept {
+  try {
+    if (run.trainer.steps_done() > 0 && weights_finite(run.trainer.net())) write_checkpoint(run);
+  } catch (const std::exception& e) {
+    spdlog::warn("could not write a checkpoint either: {}", e.what());
+  }
+}
+
+std::ofstream open_log(const TrainOptions& o) {
+  std::ofstream log;
+  if (o.log.empty()) return log;
+  // A fresh run starts its log anew; a resumed one continues the lines reload_log kept.
+  log.open(o.log, o.resume ? std::ios::app : std::ios::trunc);
+  if (!log) {
+    throw OutputError("cannot write the --log file " + in_quotes(o.log) + ": " + std::strerror(errno) +
+                      "; give another --log");
+  }
+  return log;
+}
+
 // The loop: a step, its log line, checkpoints and previews when due; Ctrl-C ends it after the step.
 bool train_loop(Run& run) {
   const TrainOptions& o = run.o;
-  std::ofstream log;
-  // A fresh run starts its log anew; a resumed one continues the lines reload_log kept.
-  if (!o.log.empty()) log.open(o.log, o.resume ? std::ios::app : std::ios::trunc);
+  std::ofstream log = open_log(o);
   const PhotoSource source = run.photos.source();
   const auto t0 = std::chrono::steady_clock::now();
   double compute = 0;
@@ -373,9 +414,8 @@ bool train_loop(Run& run) {
     TrainStepResult s;
     try {
       s = run.trainer.step(source);
-    } catch (const Error&) {
-      // A photo that can no longer be read, say: keep the steps done so far for --resume.
-      if (run.trainer.steps_done() > 0 && weights_finite(run.trainer.net())) write_checkpoint(run);
+    } catch (...) {
+      keep_progress(run);
       throw;
     }
     compute += s.seconds;
@@ -386,16 +426,25 @@ bool train_loop(Run& run) {
                         {"tv", s.loss.tv}, {"total", s.loss.total}, {"images_per_second", ips},
                         {"seconds", seconds}};
     run.record(j);
-    if (log.is_open()) log << j.dump() << "\n" << std::flush;
     show_progress(run, s, ips, seconds);
     if (!std::isfinite(s.loss.total) || !weights_finite(run.trainer.net())) {
+      if (log.is_open()) log << j.dump() << "\n" << std::flush;
       // The last checkpoint stays as it was: it is the state to go back to.
       throw UsageError("training diverged at step " + std::to_string(s.step) + " (loss " +
                        fmt::format("{}", s.loss.total) + "); lower --learning-rate or the loss weights, and --resume " +
                        "from the last checkpoint or start anew");
     }
-    if (o.checkpoint_every > 0 && s.step % o.checkpoint_every == 0 && s.step < o.request.steps) write_checkpoint(run);
-    if (o.preview_every > 0 && s.step % o.preview_every == 0) write_preview(run);
+    try {
+      if (log.is_open() && !(log << j.dump() << "\n" << std::flush)) {
+        throw OutputError("could not append to the --log file " + in_quotes(o.log) + " (disk full?); free space or "
+                          "give another --log, and --resume");
+      }
+      if (o.checkpoint_every > 0 && s.step % o.checkpoint_every == 0 && s.step < o.request.steps) write_checkpoint(run);
+      if (o.preview_every > 0 && s.step % o.preview_every == 0) write_preview(run);
+    } catch (...) {
+      keep_progress(run);
+      throw;
+    }
     if (interrupt_requested()) return false;
   }
   spdlog::debug("{} steps in {:.1f} s of compute", done_here, compute);
@@ -411,25 +460,54 @@ std::map<std::string, std::string> identity_of(const TrainOptions& o, const VggW
   return id;
 }
 
+// What a run writes never replaces what it reads, and never lands where a later run would read it:
+// the preview and loss plot are images, so inside --data they would become training photos.
+void check_outputs(const TrainOptions& o) {
+  check_output_folder(o.output);
+  if (!o.log.empty()) check_output_folder(o.log);
+  const std::string folder = fs::path(o.output).parent_path().empty() ? "." : fs::path(o.output).parent_path().string();
+  check_out_dir_outside_inputs(folder, {o.data}, true, "the folder of -o",
+                               "write the filter outside --data (its preview and loss plot are images)");
+  check_outputs_spare_inputs({{"-o", o.output},
+                              {"the checkpoint", checkpoint_path(o.output)},
+                              {"the preview", side_path(o.output, "preview")},
+                              {"the loss plot", side_path(o.output, "losses")},
+                              {"--log", o.log}},
+                             {{"the style image", o.style}, {"the weights file", weights_path_if_any(o.engine)}},
+                             "give -o (or --log) another path");
+  // Hours of training sit in a checkpoint: a fresh run does not replace one (or a finished filter) unasked.
+  std::error_code ec;
+  if (!o.resume && !o.force) {
+    for (const std::string& p : {checkpoint_path(o.output), o.output}) {
+      if (fs::exists(p, ec)) {
+        throw OutputError(in_quotes(p) + " exists: a fresh run would replace it; continue its training with --resume, "
+                          "start anew with --force, or give another -o");
+      }
+    }
+  }
+}
+
 int run(TrainOptions& o) {
   apply_lists(o);
   validate(o.request);
   if (file_extension(o.output) != "safetensors") {
     throw UsageError("-o " + in_quotes(o.output) + ": a filter file ends in .safetensors");
   }
-  check_output_folder(o.output);
-  if (!o.log.empty()) check_output_folder(o.log);
+  check_outputs(o);
   const at::Device device = resolve_device(o.engine.device);
+  configure_threads(o.engine.threads);  // before the photos: their resizing runs on ATen's threads
   const LoadedImage style = read_image(o.style, "style image", o.engine);
+  const auto [sw, sh] = fit_longest(style.width, style.height, o.request.style_size);
+  check_working_size(sw, sh, deepest_layer(o.request.loss),
+                     "the style image " + in_quotes(o.style) + " at --style-size " + std::to_string(o.request.style_size),
+                     field("style_size"));
   PhotoSet photos(o.data, o.request.crop_size, o.engine);
 
-  configure_threads(o.engine.threads);
   const VggWeights vgg = load_vgg_weights(o.engine, deepest_layer(o.request.loss));
   const Precision precision = resolve_precision(o.engine.precision, device, engine_vector_features());
   auto net = std::make_shared<Vgg19>(vgg.weights.params, o.engine.pooling == "avg" ? Pooling::avg : Pooling::max,
                                      deepest_layer(o.request.loss), precision);
   net->to(device);
-  const auto [sw, sh] = fit_longest(style.width, style.height, o.request.style_size);
   FilterTrainer trainer(net, vgg.preprocessing, o.request, resize_image(style.rgb, sw, sh), device);
   spdlog::info("training a width-{} filter on {}, {} arithmetic in the loss network, {} steps of {} crops of {} px",
                o.request.arch.width, device.str(), to_string(precision), o.request.steps, o.request.batch_size,

@@ -31,12 +31,13 @@ int style_longest_side(int size, double style_scale) {
   return std::max(16, static_cast<int>(std::lround(size * style_scale)));
 }
 
-void check_working_size(int width, int height, int last_index, const std::string& what) {
+void check_working_size(int width, int height, int last_index, const std::string& what, const std::string& grows) {
   const int need = vgg19_min_side(last_index);
   if (height < need || width < need) {
     const std::string layer = vgg19_layers()[static_cast<size_t>(last_index)].name;
     // The fix that grows this image: the tile's own size, the style's scale, or the output's size.
-    const std::string larger = what.find("tile") != std::string::npos    ? field("tile")
+    const std::string larger = !grows.empty()                              ? grows
+                               : what.find("tile") != std::string::npos  ? field("tile")
                                : what.find("style") != std::string::npos ? field("style_scale") + " or " + field("size")
                                                                          : field("size");
     throw UsageError(what + " is " + std::to_string(width) + "x" + std::to_string(height) + " px, but layer " + layer +
