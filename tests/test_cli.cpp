@@ -229,6 +229,14 @@ TEST_F(Cli, AnOutputThatIsAnInputIsRefusedAndTheInputKept) {
   const std::string& weights = stylize::test::synthetic_weights_file();
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--report", weights});
   expect_clean_failure(r, 5, "--report '" + weights + "' is the weights file");
+  // --save-every's numbered snapshots (OUT_N.ext) count as outputs too.
+  std::filesystem::copy_file(dir / "content.png", dir / "c_2.png");
+  r = stylize({dir / "c_2.png", dir / "style.jpg", "-o", dir / "c.png", "--save-every", "2", "-s", "32", "-n", "3"});
+  expect_clean_failure(r, 5, "--save-every writes snapshots '" + dir / "c_N.png" + "' beside -o, and the content image '" +
+                                 dir / "c_2.png" + "' is named like one");
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "q.png", "--save-every", "1", "--report", dir / "q_1.png"});
+  expect_clean_failure(r, 5, "--report '" + dir / "q_1.png" + "' is named like one");
+  EXPECT_EQ(stylize::test::read_text(dir / "c_2.png"), photo);
   EXPECT_EQ(stylize::test::read_text(dir / "content.png"), photo);
   // An input that is not there cannot be lost: that it is missing is the error (exit 3), not the output.
   expect_clean_failure(stylize({dir / "missing.png", dir / "style.jpg", "-o", dir / "missing.png"}), 3, "missing.png");

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
@@ -16,6 +17,8 @@
 #include "stylize/report.hpp"
 #include "stylize/runtime.hpp"
 #include "stylize/stylizer.hpp"
+
+namespace fs = std::filesystem;
 
 namespace stylize::cli {
 namespace {
@@ -154,6 +157,30 @@ void write_report(const StylizeOptions& o, const StylizeRequest& r, const Inputs
   write_file_atomic(o.report, report.dump(2) + "\n");
 }
 
+// --save-every writes OUT_N.ext beside -o (N: an iteration of the last scale, or a tiled sweep's
+// end): a file among `files` named so would be replaced or would replace the snapshot. Any N is
+// refused, since which ones are written depends on the plan.
+void check_snapshots_spare(const StylizeOptions& o, const NamedPaths& files) {
+  if (o.save_every <= 0) return;
+  const std::string first = numbered_path(o.output, 0);  // ".../out_0.png": its folder, prefix and suffix
+  const std::string prefix = first.substr(0, first.rfind("_0") + 1), suffix = first.substr(first.rfind("_0") + 2);
+  const std::string name_prefix = fs::path(prefix).filename().string();
+  for (const auto& [what, path] : files) {
+    if (path.empty()) continue;
+    const std::string name = fs::path(path).filename().string();
+    if (name.size() <= name_prefix.size() + suffix.size() || name.rfind(name_prefix, 0) != 0 ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      continue;
+    }
+    const std::string digits = name.substr(name_prefix.size(), name.size() - name_prefix.size() - suffix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const fs::path folder = fs::path(path).parent_path(), out_folder = fs::path(prefix).parent_path();
+    if (!same_file(folder.empty() ? "." : folder.string(), out_folder.empty() ? "." : out_folder.string())) continue;
+    throw OutputError("--save-every writes snapshots " + in_quotes(prefix + "N" + suffix) + " beside -o, and " + what +
+                      " " + in_quotes(path) + " is named like one: a snapshot would replace it; give -o another name");
+  }
+}
+
 int run(const StylizeOptions& o) {
   const auto t_start = std::chrono::steady_clock::now();
   // Everything that can be checked cheaply is checked before the slow parts.
@@ -163,6 +190,8 @@ int run(const StylizeOptions& o) {
                        {"the weights file", weights_path_if_any(o.engine)}};
   for (size_t i = 1; i < o.images.size(); ++i) inputs.push_back({"style image " + std::to_string(i), o.images[i]});
   check_outputs_spare_inputs({{"-o", o.output}, {"--report", o.report}}, inputs);
+  inputs.push_back({"--report", o.report});
+  check_snapshots_spare(o, inputs);
   StylizeRequest r = request_from_flags(o.engine, Preprocessing::caffe);
   validate(r);
   const at::Device device = resolve_device(o.engine.device);  // a missing CUDA: exit 6 before any image is read
