@@ -158,7 +158,7 @@ def main():
     amx = "amx_bf16" in flags
     native_bf16 = amx or "avx512_bf16" in flags  # what --precision auto picks bf16 on (src/engine/runtime.cpp)
     synth = os.path.join(TMP, "vgg19-synth.safetensors")
-    run([BIN, "weights", "synth", "-o", synth])
+    run([BIN, "weights", "synth", "--force", "-o", synth])
     precisions = ["fp32"] + (["bf16"] if native_bf16 else [])
     result = {"cpu": cpu, "amx": amx, "native_bf16": native_bf16, "date": time.strftime("%Y-%m-%d"), "apply": [], "train": {}}
     filters = {w: untrained_filter(w, a.data) for w in (32, 16)}

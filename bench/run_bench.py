@@ -439,7 +439,7 @@ def goals(table, ms):
 
 
 def main():
-    subprocess.run([BIN, "weights", "synth", "-o", WEIGHTS, "-q"], check=True)
+    subprocess.run([BIN, "weights", "synth", "--force", "-o", WEIGHTS, "-q"], check=True)
     blas_core, default_precision = same_blas_kernels_as_stylize()
     keep_freed_memory_in_the_heap()
     subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "reference.py"), "--check"], check=True,

@@ -22,7 +22,7 @@ elif [ -f "$shallow" ]; then
 else
   echo "demo: no pretrained weights and no download possible here; using SYNTHETIC weights" >&2
   echo "demo: (the result shows the pipeline working, not a real painting style)" >&2
-  ./build/stylize weights synth -o demo/vgg19-synthetic.safetensors
+  ./build/stylize weights synth --force -o demo/vgg19-synthetic.safetensors
   weights=(--weights demo/vgg19-synthetic.safetensors)
 fi
 ./build/stylize "$images/tubingen.jpg" "$images/starry_night.jpg" -o demo/tubingen_starry.png \

@@ -321,6 +321,37 @@ TEST(WeightsCli, FetchInfoThenStylizeFindsTheWeights) {
                         vars);
   EXPECT_EQ(r.exit_code, 10) << r.err;
   EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
+  // A checksum that cannot be one is refused before anything is downloaded.
+  r = test::run_command({STYLIZE_BIN, "weights", "fetch", "--force", "--url", server.url("/vgg19.h5"), "--md5", "zz"}, vars);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--md5 must be 32 hexadecimal digits, got 'zz'"), std::string::npos) << r.err;
+}
+
+// Weights files written here replace nothing unasked; synthetic weights stay marked through convert;
+// a word that is no subcommand is named.
+TEST(WeightsCli, WritersReplaceNothingUnaskedAndSyntheticStaysMarked) {
+  FetchEnv env;
+  const std::string w = env.dir / "w.safetensors";
+  auto r = test::run_command({STYLIZE_BIN, "weights", "synth", "-o", w, "--seed", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto first = stylize::test::read_bytes(w);
+  r = test::run_command({STYLIZE_BIN, "weights", "synth", "-o", w, "--seed", "4"});
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_NE(r.err.find("it exists; pass --force to replace it"), std::string::npos) << r.err;
+  EXPECT_EQ(stylize::test::read_bytes(w), first);
+  r = test::run_command({STYLIZE_BIN, "weights", "synth", "-o", env.dir / "w.jpg"});
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_NE(r.err.find("a weights file ends in .safetensors"), std::string::npos) << r.err;
+  r = test::run_command({STYLIZE_BIN, "weights", "convert", w, w, "--force"});
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_NE(r.err.find("OUT '" + w + "' is the input IN"), std::string::npos) << r.err;
+  r = test::run_command({STYLIZE_BIN, "weights", "convert", w, env.dir / "c.safetensors"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_command({STYLIZE_BIN, "weights", "info", env.dir / "c.safetensors"});
+  EXPECT_NE(r.out.find("source:        synthetic (seed 3), for tests only (via " + w + ")"), std::string::npos) << r.out;
+  r = test::run_command({STYLIZE_BIN, "weights", "inspect", w});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown subcommand 'inspect'; use fetch, convert, info or synth"), std::string::npos) << r.err;
 }
 
 // SIGKILL in the middle of a download (the process gets no chance to clean up): the next run

@@ -40,7 +40,29 @@ struct SynthOptions {
   std::string out;
   uint32_t seed = 1;
   std::string preprocess = "caffe";
+  bool force = false;
 };
+
+// What a weights file written here must be: a .safetensors path not already there (unless --force),
+// in a folder that exists.
+void check_weights_output(const std::string& path, bool force, const std::string& flag) {
+  if (file_extension(path) != "safetensors") {
+    throw OutputError(flag + " " + in_quotes(path) + ": a weights file ends in .safetensors; give " + flag +
+                      " a .safetensors path");
+  }
+  if (!force && access(path.c_str(), F_OK) == 0) {
+    throw OutputError("cannot write " + in_quotes(path) + ": it exists; pass --force to replace it");
+  }
+  check_output_folder(path);
+}
+
+// A checksum given by hand is checked before the download it would be compared with.
+void check_hex(const std::string& value, size_t digits, const std::string& flag) {
+  if (value.empty()) return;
+  if (value.size() != digits || value.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+    throw UsageError(flag + " must be " + std::to_string(digits) + " hexadecimal digits, got " + in_quotes(value));
+  }
+}
 
 std::string megabytes(uint64_t bytes) {
   char buf[32];
@@ -58,6 +80,8 @@ int run_fetch(const FetchOptions& o, bool quiet) {
   req.force = o.force;
   req.download.stall_timeout_s = o.timeout;
   req.download.connect_timeout_s = std::min(30L, o.timeout);
+  check_hex(o.md5, 32, "--md5");
+  check_hex(o.sha256, 64, "--sha256");
   if (!o.out.empty()) check_output_folder(o.out);
   ProgressDisplay bar(0, quiet, "download ");
   install_interrupt_handler();
@@ -76,20 +100,25 @@ int run_fetch(const FetchOptions& o, bool quiet) {
   }
   if (!r.md5.empty()) spdlog::info("verified: md5 {} sha256 {}", r.md5, r.sha256);
   if (r.ranged) spdlog::info("fetched only the features.* tensors ({}) with range requests", megabytes(r.bytes));
-  spdlog::info("wrote {} ({} preprocessing); 'stylize' will now find it", r.out, src.preprocessing);
+  spdlog::info("wrote {} ({} preprocessing); {}", r.out, src.preprocessing,
+               o.out.empty() ? "'stylize' will now find it" : "give it to 'stylize' with --weights or $STYLIZE_WEIGHTS");
   return 0;
 }
 
 int run_convert(const ConvertOptions& o) {
-  if (!o.force && access(o.out.c_str(), F_OK) == 0) {
-    throw OutputError("cannot write " + in_quotes(o.out) + ": it exists; pass --force to replace it");
-  }
-  check_output_folder(o.out);
+  check_outputs_spare_inputs({{"OUT", o.out}}, {{"the input IN", o.in}}, "give OUT another path");
+  check_weights_output(o.out, o.force, "OUT");
   std::string preprocessing;
   NamedTensors tensors = read_vgg19_any(o.in, preprocessing);
   const FileDigests d = digest_file(o.in);
+  // A stylize file keeps the source it names (synthetic weights stay marked "for tests only").
+  std::string source = o.in;
+  if (file_extension(o.in) == "safetensors") {
+    const auto meta = read_safetensors_header(o.in).metadata;
+    if (auto it = meta.find("source"); it != meta.end() && !it->second.empty()) source = it->second + " (via " + o.in + ")";
+  }
   write_stylize_weights(o.out, tensors,
-                        {{"source", o.in}, {"source_md5", d.md5}, {"source_sha256", d.sha256},
+                        {{"source", source}, {"source_md5", d.md5}, {"source_sha256", d.sha256},
                          {"preprocessing", preprocessing}});
   spdlog::info("converted {} -> {} ({} tensors, {} preprocessing)", o.in, o.out, tensors.size(), preprocessing);
   return 0;
@@ -123,6 +152,7 @@ int run_info(const InfoOptions& o) {
 }
 
 int run_synth(const SynthOptions& o) {
+  check_weights_output(o.out, o.force, "-o");
   const auto params = synthetic_vgg19(o.seed);
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& name : vgg19_parameter_names()) tensors.emplace_back(name, params.at(name));
@@ -175,12 +205,22 @@ int weights_main(int argc, char** argv) {
   SynthOptions synth;
   auto* synth_cmd = app.add_subcommand("synth", "Write seeded synthetic (random, NOT pretrained) VGG19 weights, "
                                                  "for tests and benchmarks");
-  synth_cmd->add_option("-o,--out", synth.out, "Output file")->required();
+  synth_cmd->add_option("-o,--out", synth.out, "Output file (.safetensors)")->required();
+  synth_cmd->add_flag("--force", synth.force, "Replace the output if it exists");
   synth_cmd->add_option("--seed", synth.seed, "Seed")->capture_default_str();
   synth_cmd->add_option("--preprocess", synth.preprocess, "Preprocessing recorded in the metadata")
       ->check(CLI::IsMember({"caffe", "torchvision"}))
       ->capture_default_str();
 
+  // CLI11 answers a word that is no subcommand with "A subcommand is required": name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string word = argv[1];
+    if (word != "fetch" && word != "convert" && word != "info" && word != "synth") {
+      std::fprintf(stderr, "error: unknown subcommand '%s'; use fetch, convert, info or synth; see 'stylize weights --help'\n",
+                   word.c_str());
+      return static_cast<int>(ExitCode::usage);
+    }
+  }
   const int parsed = parse_or_exit(app, argc, argv);
   if (parsed >= 0) return parsed;
   init_logging(quiet > 0 ? -1 : verbose);
