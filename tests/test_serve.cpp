@@ -152,7 +152,7 @@ TEST(Serve, TiledJobsRunWhereTheServerAllowsThem) {
   o.max_output_mp = 0.001;  // 1000 px: the 32x26 default output fits (832 px), 40x32 does not
   Running s(o);
   auto c = s.client();
-  auto r = c.Post("/v1/stylize", form({{"tile", "16"}, {"tile_overlap", "8"}, {"iterations", "2"}, {"tile_iterations", "1"}}));
+  auto r = c.Post("/v1/stylize", form({{"tile", "16"}, {"tile_overlap", "8"}, {"iterations", "2"}, {"tile_iterations", "2"}}));
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(decode_image(std::vector<uint8_t>(r->body.begin(), r->body.end()), "r", "result").width, 32);
   const auto big = c.Post("/v1/jobs", form({{"size", "40"}}));

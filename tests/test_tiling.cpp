@@ -280,6 +280,42 @@ TEST(Tiling, TheRecipeTilesAScaleAndReportsItsLastGrid) {
   EXPECT_GT(tiles_seen, static_cast<int>(sr.tiles.size())) << "two sweeps";
   EXPECT_EQ(res.rgb.size(3), 64);
   EXPECT_EQ(res.iterations, 3 * tiles_seen);
+  // With the content's colours kept, the written image is another image: scored tile by tile as the
+  // optimised one was, not reported as the optimised one's loss.
+  r.original_colors = true;
+  const StylizeResult kept = run(stylizer(), r, {});
+  const StyleTargets targets = stylizer().style_targets(r.loss, {r.styles[0]}, {});
+  const double written = whole_loss(r.content, targets, kept.rgb);
+  EXPECT_LT(relative(kept.written.total, written), 1e-3) << kept.written.total << " vs " << written;
+  EXPECT_GT(relative(kept.written.total, kept.final.total), 1e-3) << "the colours changed the loss";
+}
+
+TEST(Tiling, AContextNarrowerThanTheReceptiveFieldIsWidenedToIt) {
+  // Overlap 0 with relu2_1 (radius 5): crops cut at the interiors would make the features along
+  // every border see the crop's edge (measured on real weights: seams, and a reported loss 2.2x the
+  // image's). Each crop gets the radius as context, so the sums are the image's own.
+  const int radius = receptive_radius(vgg19_layer_index("relu2_1"));
+  EXPECT_EQ(radius, 5);
+  EXPECT_EQ(receptive_radius(vgg19_layer_index("relu5_1")), 85);
+  const at::Tensor content = synthetic_image(56, 72, 3), style = synthetic_image(40, 40, 4);
+  const StylizeParams p = small_params(6);
+  const StyleTargets t = stylizer().style_targets(p.loss, {style}, {});
+  const TiledResult tiled = optimize_tiled(stylizer(), content, content, t, p, 24, 0, 2, 1);
+  ASSERT_GE(tiled.last_grid.size(), 4u);
+  for (const Tile& tile : tiled.last_grid) {
+    if (tile.interior.x > 0) EXPECT_GE(tile.interior.x - tile.crop.x, radius);
+    if (tile.interior.y > 0) EXPECT_GE(tile.interior.y - tile.crop.y, radius);
+  }
+  EXPECT_LT(relative(tiled.initial.total, whole_loss(content, t, content)), 1e-3);
+  EXPECT_LT(relative(tiled.final.total, whole_loss(content, t, tiled.rgb)), 1e-3);
+  // The plan says the same context, and sizes memory by it.
+  StylizeRequest r = blank_request(48, 64, 64);
+  r.loss = p.loss;
+  r.tile = 32;
+  r.tile_overlap = 0;
+  EXPECT_EQ(plan(r, at::kCPU, Precision::fp32).scales.back().tile_overlap, radius);
+  r.tile_overlap = 8;
+  EXPECT_EQ(plan(r, at::kCPU, Precision::fp32).scales.back().tile_overlap, 8);
 }
 
 

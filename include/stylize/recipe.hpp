@@ -31,6 +31,7 @@ struct ScalePlan {
   // Tiled (tiling.hpp) when tile > 0: `sweeps` sweeps of `tile_iterations` iterations per tile visit
   // (request.hpp: at most the request's tile_iterations, at least 4 sweeps where visits keep 10).
   int tile = 0, sweeps = 0, tile_iterations = 0;
+  int tile_overlap = 0;                          // each tile's context: the request's, at least the receptive radius
   std::string tiling_reason;                     // why it is tiled, for the log ("" = untiled)
   uint64_t estimated_peak_bytes = 0;             // CPU host memory, the model of stylizer.hpp / tiling.hpp
 };

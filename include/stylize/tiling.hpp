@@ -10,6 +10,8 @@
 // (README "Print size").
 #pragma once
 
+#include <algorithm>
+
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -35,6 +37,14 @@ struct Tile {
 // origins fall on multiples of `align` (a network's pooling stride: then a crop's features are the
 // whole image's, not a shifted pooling of it), crops reaching at least `overlap` px past the interior.
 std::vector<Tile> tile_grid(int width, int height, int tile, int overlap, uint64_t seed, int sweep, int align = 1);
+
+// How far (input px) a feature at VGG19 layer `last_index` sees: its receptive field's radius
+// (relu3_2: 17, relu5_1: 85). A tile's context narrower than this leaves the features along its
+// border seeing the crop's edge instead of the image: seams, and sums that are not the image's.
+int receptive_radius(int last_index);
+
+// The context a tile gets: the request's overlap, at least the deepest layer's receptive radius.
+inline int tile_context(int overlap, int last_index) { return std::max(overlap, receptive_radius(last_index)); }
 
 // Peak host memory of a tiled CPU run: one tile's run at its largest crop (1.5·tile + 2·overlap per
 // side) plus the whole image's buffers (image, content, start: 3 float RGB copies).
@@ -73,7 +83,7 @@ struct TiledResult {
 };
 
 // Optimises `start` (RGB 0-255 at the content's size) toward `content_rgb` and the global `style`
-// targets: `sweeps` sweeps, each giving every tile `params.optimizer.iterations` iterations from a
+// targets, each tile with tile_context(overlap) px of context: `sweeps` sweeps, each giving every tile `params.optimizer.iterations` iterations from a
 // fresh optimiser. Besides the visits, two passes of forward passes over the tiles (start and end)
 // and two forward passes per visit keep the whole image's sums. params.init/init_image and original_colors are ignored (the start is `start`;
 // colours are the caller's). One tile covering everything with one sweep is exactly
@@ -81,5 +91,11 @@ struct TiledResult {
 TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_rgb, const at::Tensor& start,
                            const StyleTargets& style, const StylizeParams& params, int tile, int overlap, int sweeps,
                            uint64_t seed, const TiledCallbacks& callbacks = {});
+
+// The whole image's loss terms of `rgb` (RGB 0-255, content's size), tile by tile over `grid` (a
+// forward pass per tile; exact where each crop holds the receptive radius as context, as
+// optimize_tiled's grids do): how a tiled scale scores an image it cannot evaluate whole.
+LossValues tiled_loss(const Stylizer& stylizer, const at::Tensor& content_rgb, const at::Tensor& rgb,
+                      const StyleTargets& style, const LossWeights& loss, const std::vector<Tile>& grid);
 
 }  // namespace stylize

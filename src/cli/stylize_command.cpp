@@ -93,8 +93,14 @@ RunCallbacks callbacks(const StylizeOptions& o, const StylizeRequest& r, Display
     spdlog::info("{}stylising {}x{} with {} style image(s), {} {} iterations", d.label, sp.width, sp.height,
                  r.styles.size(), sp.iterations, to_string(r.optimizer));
     if (sp.tile > 0) {
-      spdlog::info("{}tiled by {} px, {} px overlap: {}; {} sweep(s) of {} iterations per tile", d.label, sp.tile,
-                   r.tile_overlap, render_fields(sp.tiling_reason, FieldWords::flag), sp.sweeps, sp.tile_iterations);
+      const std::string raised = sp.tile_overlap > r.tile_overlap
+                                     ? " (--tile-overlap " + std::to_string(r.tile_overlap) + " raised to " +
+                                           vgg19_layers()[static_cast<size_t>(plan.last_index)].name +
+                                           "'s receptive radius: less would show the tiles' borders)"
+                                     : "";
+      spdlog::info("{}tiled by {} px, {} px overlap{}: {}; {} sweep(s) of {} iterations per tile", d.label, sp.tile,
+                   sp.tile_overlap, raised, render_fields(sp.tiling_reason, FieldWords::flag), sp.sweeps,
+                   sp.tile_iterations);
     }
     d.progress = std::make_unique<ProgressDisplay>(o.engine.print_every, o.engine.quiet > 0, d.label);
   };

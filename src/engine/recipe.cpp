@@ -117,16 +117,17 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
   const uint64_t budget = r.max_memory > 0 ? r.max_memory : available_memory_bytes();
   const uint64_t whole = estimate_cpu_peak_bytes(sp.width, sp.height, opt, precision);
   const std::string run = "a whole " + std::to_string(sp.width) + "x" + std::to_string(sp.height) + " run";
+  const int overlap = tile_context(r.tile_overlap, last_index);  // what optimize_tiled gives each tile
   if (r.tile > 0 && r.tile < longest) {
     sp.tile = r.tile;
     sp.tiling_reason = "asked for (" + field("tile") + " " + std::to_string(r.tile) + ")";
   } else if (!device.is_cuda() && budget > 0 && whole > budget) {
     const int min_tile = std::max(64, vgg19_min_side(last_index));
-    sp.tile = largest_fitting_tile(sp.width, sp.height, r.tile_overlap, min_tile, opt, precision, budget);
+    sp.tile = largest_fitting_tile(sp.width, sp.height, overlap, min_tile, opt, precision, budget);
     if (sp.tile == 0) {
       throw ResourceError(run + " needs about " + gigabytes(whole) + " of memory and even a tiled one (" +
                           std::to_string(min_tile) + " px tiles) needs about " +
-                          gigabytes(estimate_tiled_peak_bytes(sp.width, sp.height, min_tile, r.tile_overlap, opt, precision)) +
+                          gigabytes(estimate_tiled_peak_bytes(sp.width, sp.height, min_tile, overlap, opt, precision)) +
                           ", but " + gigabytes(budget) + " is available; use a smaller `size` or `tile_overlap`");
     }
     sp.tiling_reason = run + " needs about " + gigabytes(whole) + " of memory, " + gigabytes(budget) + " is available";
@@ -138,11 +139,12 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
   }
   check_working_size(sp.tile, sp.tile, last_index, "the tile");
   // An interior can be as small as tile/2 (tiling.hpp) and its crop adds the overlap on one side at least.
-  check_working_size(sp.tile / 2 + r.tile_overlap, sp.tile / 2 + r.tile_overlap, last_index,
+  sp.tile_overlap = overlap;
+  check_working_size(sp.tile / 2 + overlap, sp.tile / 2 + overlap, last_index,
                      "the smallest tile with its overlap (" + field("tile") + "/2 + " + field("tile_overlap") + ")");
   sp.sweeps = tile_sweeps(sp.iterations, r.tile_iterations);
   sp.tile_iterations = sp.sweeps == 0 ? 0 : (sp.iterations + sp.sweeps - 1) / sp.sweeps;
-  sp.estimated_peak_bytes = estimate_tiled_peak_bytes(sp.width, sp.height, sp.tile, r.tile_overlap, opt, precision);
+  sp.estimated_peak_bytes = estimate_tiled_peak_bytes(sp.width, sp.height, sp.tile, overlap, opt, precision);
   if (!device.is_cuda() && budget > 0 && sp.estimated_peak_bytes > budget) {
     throw ResourceError("a run tiled by " + std::to_string(sp.tile) + " px needs about " +
                         gigabytes(sp.estimated_peak_bytes) + " of memory, but " + gigabytes(budget) +
@@ -174,7 +176,7 @@ StylizeOutput tiled_scale(const Stylizer& s, const StylizeRequest& r, const Scal
       cb.on_snapshot(sweep * sp.tile_iterations, r.original_colors ? transfer_luminance(rgb, content) : rgb);
     };
   }
-  const TiledResult t = optimize_tiled(s, content, start, targets, p, sp.tile, r.tile_overlap, sp.sweeps,
+  const TiledResult t = optimize_tiled(s, content, start, targets, p, sp.tile, sp.tile_overlap, sp.sweeps,
                                        r.seed + static_cast<uint64_t>(k), tc);
   StylizeOutput out;
   out.rgb = r.original_colors ? transfer_luminance(t.rgb, content) : t.rgb;
@@ -184,7 +186,11 @@ StylizeOutput tiled_scale(const Stylizer& s, const StylizeRequest& r, const Scal
   out.transfer.initial = t.initial;
   out.transfer.final = t.final;
   out.transfer.seconds_loop = t.seconds;
-  out.written = t.final;  // the whole image is never evaluated at once at a tiled scale
+  // The whole image is never evaluated at once at a tiled scale: the written image (its colours
+  // transferred) is scored tile by tile, as the optimised one was.
+  out.written = r.original_colors && !t.last_grid.empty()
+                    ? tiled_loss(s, content, out.rgb, targets, params.loss, t.last_grid)
+                    : t.final;
   out.seconds_optimise = t.seconds;
   tiles = t.last_grid;
   return out;

@@ -39,6 +39,10 @@ nlohmann::json settings_json(const StylizeRequest& r, const Stylizer& s) {
           {"init", to_string(r.init)},
           {"seed", r.seed},
           {"original_colors", r.original_colors},
+          {"tile", r.tile},
+          {"tile_overlap", r.tile_overlap},
+          {"tile_iterations", r.tile_iterations},
+          {"max_memory_bytes", r.max_memory},
           {"device", s.device().str()},
           {"precision", to_string(s.precision())}};
 }
@@ -61,7 +65,7 @@ nlohmann::json scales_json(const StylizeResult& result, const LossWeights& w) {
       for (const Tile& tile : sr.tiles) {
         rects.push_back({tile.interior.x, tile.interior.y, tile.interior.width, tile.interior.height});
       }
-      out.back()["tiling"] = {{"tile", sr.plan.tile}, {"sweeps", sr.plan.sweeps},
+      out.back()["tiling"] = {{"tile", sr.plan.tile}, {"overlap", sr.plan.tile_overlap}, {"sweeps", sr.plan.sweeps},
                               {"tile_iterations", sr.plan.tile_iterations}, {"reason", sr.plan.tiling_reason},
                               {"last_sweep_tiles", rects}};
     }

@@ -204,14 +204,16 @@ const std::vector<FieldEntry>& entries() {
         false, false, {true, 0, 16384, false}},
        [](R& r, S n, S t) { r.tile = to_int(n, t); }, [](const R& r) { return std::to_string(r.tile); },
        [](const R& r) -> std::vector<double> { return {double(r.tile)}; }},
-      {{"tile_overlap", "PX", "Context around each tile, px: it goes through the network and is blended in, fading to 0 at the edge", false, false,
+      {{"tile_overlap", "PX", "Context around each tile, px (raised to the deepest layer's receptive radius): the network "
+                              "sees it, and its inner part (the overlap less twice that radius) moves too, fading to 0", false, false,
         {true, 0, 4096, false}},
        [](R& r, S n, S t) { r.tile_overlap = to_int(n, t); }, [](const R& r) { return std::to_string(r.tile_overlap); },
        [](const R& r) -> std::vector<double> { return {double(r.tile_overlap)}; }},
       {{"tile_iterations", "N",
         "Most iterations per tile visit; a tiled scale of N iterations sweeps the image ceil(N / this) times, and at "
-        "least 4 times while each visit keeps 10", false, false,
-        {true, 1, 1e6, false}},
+        "least 4 times while each visit keeps 10 (at least 2: a visit's first L-BFGS step is a probe that moves "
+        "nothing)", false, false,
+        {true, 2, 1e6, false}},
        [](R& r, S n, S t) { r.tile_iterations = to_int(n, t); },
        [](const R& r) { return std::to_string(r.tile_iterations); },
        [](const R& r) -> std::vector<double> { return {double(r.tile_iterations)}; }},

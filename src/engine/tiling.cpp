@@ -112,18 +112,17 @@ int largest_fitting_tile(int width, int height, int overlap, int min_tile, const
   return 0;
 }
 
-namespace {
-
-// How far (input px) a feature at layer `last` sees: its receptive field's radius.
-int receptive_radius(int last) {
+int receptive_radius(int last_index) {
   int radius = 0, jump = 1;
   for (const Vgg19Layer& l : vgg19_layers()) {
-    if (l.index > last) break;
+    if (l.index > last_index) break;
     if (l.kind == Vgg19Layer::Kind::conv || l.kind == Vgg19Layer::Kind::pool) radius += jump;
     if (l.kind == Vgg19Layer::Kind::pool) jump *= 2;
   }
   return radius;
 }
+
+namespace {
 
 LossRegion region_in_crop(const TileRect& r, const Tile& t, int width, int height) {
   LossRegion g;
@@ -163,9 +162,14 @@ LossSums whole_sums(const Stylizer& stylizer, const at::Tensor& content, const a
 
 }  // namespace
 
+LossValues tiled_loss(const Stylizer& stylizer, const at::Tensor& content_rgb, const at::Tensor& rgb,
+                      const StyleTargets& style, const LossWeights& loss, const std::vector<Tile>& grid) {
+  return loss_values(loss, style, whole_sums(stylizer, content_rgb.to(at::kCPU), rgb.to(at::kCPU), style, loss, grid));
+}
+
 TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_rgb, const at::Tensor& start,
-                           const StyleTargets& style, const StylizeParams& params, int tile, int overlap, int sweeps,
-                           uint64_t seed, const TiledCallbacks& cb) {
+                           const StyleTargets& style, const StylizeParams& params, int tile, int requested_overlap,
+                           int sweeps, uint64_t seed, const TiledCallbacks& cb) {
   const auto t0 = std::chrono::steady_clock::now();
   const int width = static_cast<int>(content_rgb.size(3)), height = static_cast<int>(content_rgb.size(2));
   TiledResult res;
@@ -175,6 +179,9 @@ TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_r
   // The request's deepest layer, not the network's: a server loads every layer its file holds.
   const int deepest = deepest_layer(params.loss);
   const int align = vgg19_min_side(deepest);
+  // Less context than the receptive radius: features along a border would see the crop's edge
+  // (measured, real weights, overlap 0: seams, and a reported loss 2.2x the image's own).
+  const int overlap = tile_context(requested_overlap, deepest);
   // Every sweep's grid up front: a later sweep's offset can cut more tiles than sweep 0 has.
   std::vector<std::vector<Tile>> grids;
   size_t visits = 0;
