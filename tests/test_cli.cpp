@@ -248,6 +248,8 @@ TEST_F(Cli, BadWeightsAreWeightsErrors) {
   stylize::test::write_bytes(dir / "bad.safetensors", {1, 2, 3, 4, 5, 6, 7, 8, 9});
   auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--weights", dir / "bad.safetensors"});
   expect_clean_failure(r, 4, "invalid weights file '" + dir / "bad.safetensors" + "'");
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--weights", dir / "style.jpg"});
+  expect_clean_failure(r, 4, "invalid weights file '" + dir / "style.jpg" + "': it is a JPEG image, not safetensors");
   r = run_command({STYLIZE_BIN, dir / "content.png", dir / "style.jpg", "-o", dir / "out.png"},
                   {"STYLIZE_WEIGHTS=", "HOME=" + dir.path(), "XDG_DATA_HOME=" + dir / "xdg"});
   expect_clean_failure(r, 4, "no VGG19 weights found");
@@ -312,12 +314,16 @@ TEST_F(Cli, ATiledRunReportsTilesThatCoverTheImage) {
                     "--tile-overlap", "8", "--tile-iterations", "2", "--seed", "3", "--threads", "2", "--report",
                     dir / "r.json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("tiled by 24 px, 8 px overlap: asked for (--tile 24); 2 sweep(s) of 2 iterations per tile"),
+  // The default layers reach relu5_1, whose features see 85 px: an 8 px context is widened to that.
+  EXPECT_NE(r.err.find("tiled by 24 px, 85 px overlap (--tile-overlap 8 raised to relu5_1's receptive radius: less "
+                       "would show the tiles' borders): asked for (--tile 24); 2 sweep(s) of 2 iterations per tile"),
             std::string::npos) << r.err;
   std::ifstream in(dir / "r.json");
   const auto rep = nlohmann::json::parse(in);
   const auto& tiling = rep["scales"][0]["tiling"];
   EXPECT_EQ(tiling["sweeps"], 2);
+  EXPECT_EQ(tiling["overlap"], 85);
+  EXPECT_EQ(rep["settings"]["tile_overlap"], 8);
   const int w = rep["output"]["width"], h = rep["output"]["height"];
   std::vector<int> covered(static_cast<size_t>(w * h), 0);
   for (const auto& t : tiling["last_sweep_tiles"]) {

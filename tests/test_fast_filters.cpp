@@ -171,6 +171,15 @@ TEST_F(FastFilters, ApplyToAFolderWritesTheGoodAndReportsTheBad) {
   EXPECT_TRUE(exists(dir / "styled/b.png"));
   EXPECT_TRUE(exists(dir / "styled/tiny.png"));  // 60x20 is big enough to filter
   EXPECT_FALSE(exists(dir / "styled/cut.png"));
+  // --ext as -o's extension is read: any case, a leading dot allowed; one it cannot write is an output error.
+  const RunResult jpg = stylize("apply", {"--filter", dir / "out/f.safetensors", dir / "photos/a.png", "--out-dir",
+                                          dir / "styled", "--ext", ".JPG"});
+  EXPECT_EQ(jpg.exit_code, 0) << jpg.err;
+  EXPECT_TRUE(exists(dir / "styled/a.jpg"));
+  const RunResult gif = stylize("apply", {"--filter", dir / "out/f.safetensors", dir / "photos/a.png", "--out-dir",
+                                          dir / "styled", "--ext", "gif"});
+  EXPECT_EQ(gif.exit_code, 5) << gif.err;
+  EXPECT_NE(gif.err.find("--ext 'gif' is not a format this build writes"), std::string::npos) << gif.err;
 }
 
 TEST_F(FastFilters, BatchRunsFilterJobsWithoutTheNetworkAndMatchesApply) {
@@ -240,7 +249,10 @@ TEST_F(FastFilters, BadInputsGetOneLineAndTheirExitCode) {
       {"train", train_with({"--resume"}), 2, "--resume: no checkpoint"},
       {"apply", {"--filter", test::synthetic_prefix_weights_file(), dir / "starry.png", "-o", dir / "x.png"}, 4,
        "is not a filter file"},
-      {"apply", {"--filter", dir / "missing.safetensors", dir / "starry.png", "-o", dir / "x.png"}, 4, ""},
+      {"apply", {"--filter", dir / "missing.safetensors", dir / "starry.png", "-o", dir / "x.png"}, 4,
+       "cannot read filter file '" + dir / "missing.safetensors" + "': no such file"},
+      {"apply", {"--filter", dir / "starry.png", dir / "starry.png", "-o", dir / "x.png"}, 4,
+       "invalid filter file '" + dir / "starry.png" + "': it is a PNG image, not safetensors"},
       {"apply", {"--filter", f, dir / "starry.png", dir / "photos/a.png", "-o", dir / "x.png"}, 2, "use --out-dir"},
       {"apply", {"--filter", f, dir / "starry.png", "-o", dir / "x.gif"}, 5, ""},
       // Outputs that would replace what is read: the photo itself, or the photos' own folder.

@@ -228,7 +228,7 @@ TEST(Tiling, ThePlanTilesWhenAWholeRunDoesNotFitAndRefusesWhenNothingDoes) {
             std::string::npos);
   r.tile = 64;
   r.tile_overlap = 64;
-  EXPECT_EQ(error_of<FieldError>([&] { validate(r); }), "`tile_overlap` must be smaller than `tile` (64), got 64");
+  EXPECT_EQ(error_of<FieldError>([&] { validate(r); }), "`tile_overlap` must be smaller than `tile` (64), got 64 (its default); give a smaller `tile_overlap` or a larger `tile`");
 }
 
 // A tiled scale sweeps at least 4 times while each visit keeps 10 iterations (recipe.cpp: in one
@@ -303,8 +303,12 @@ TEST(Tiling, AContextNarrowerThanTheReceptiveFieldIsWidenedToIt) {
   const TiledResult tiled = optimize_tiled(stylizer(), content, content, t, p, 24, 0, 2, 1);
   ASSERT_GE(tiled.last_grid.size(), 4u);
   for (const Tile& tile : tiled.last_grid) {
-    if (tile.interior.x > 0) EXPECT_GE(tile.interior.x - tile.crop.x, radius);
-    if (tile.interior.y > 0) EXPECT_GE(tile.interior.y - tile.crop.y, radius);
+    if (tile.interior.x > 0) {
+      EXPECT_GE(tile.interior.x - tile.crop.x, radius);
+    }
+    if (tile.interior.y > 0) {
+      EXPECT_GE(tile.interior.y - tile.crop.y, radius);
+    }
   }
   EXPECT_LT(relative(tiled.initial.total, whole_loss(content, t, content)), 1e-3);
   EXPECT_LT(relative(tiled.final.total, whole_loss(content, t, tiled.rgb)), 1e-3);

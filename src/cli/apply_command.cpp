@@ -35,13 +35,15 @@ struct ApplyOptions {
 void setup(CLI::App& app, ApplyOptions& o) {
   app.description(
       "Stylises photos with a filter made by 'stylize train': one pass of a small network per photo.\n"
-      "Exit codes: 0 ok, 2 usage, 3 input image, 4 filter file, 5 output, 6 device, 7 memory,\n"
+      "Exit codes: 0 ok, 1 internal (a bug), 2 usage, 3 input image, 4 filter file, 5 output, 6 device, 7 memory,\n"
       "8 some photos failed (the others were written), 9 none could be done.");
   app.add_option("--filter", o.filter, "The filter file (.safetensors from 'stylize train')")->required()->type_name("FILE");
   app.add_option("inputs", o.inputs, "Photos, or folders of photos")->required()->type_name("IN");
   app.add_option("-o,--output", o.output, "Output image for a single input; format from the extension");
   app.add_option("--out-dir", o.out_dir, "Folder for the outputs, named after the inputs (IN stem + .ext)");
-  app.add_option("--ext", o.ext, "Format of the --out-dir outputs: png, jpg, webp, tif, bmp")->capture_default_str();
+  app.add_option("--ext", o.ext, "Format of the --out-dir outputs: png, jpg, webp, tif, bmp")
+      ->transform(extension_word())
+      ->capture_default_str();
   app.add_option("-s,--size", o.size, "Longest side of the output, px (0 = the input's size)")
       ->check(CLI::Range(0, 65536))
       ->capture_default_str();
@@ -67,8 +69,8 @@ void check_destination(const ApplyOptions& o, size_t inputs) {
   }
   std::error_code ec;
   if (!fs::is_directory(o.out_dir, ec)) throw OutputError("--out-dir " + in_quotes(o.out_dir) + " is not a folder");
-  if (!is_writable_image_extension(o.ext)) {
-    throw UsageError("--ext " + in_quotes(o.ext) + " is not a format this build writes (png, jpg, webp, tif, bmp)");
+  if (!is_writable_image_extension(o.ext)) {  // an output, as -o's unknown extension is (exit 5)
+    throw OutputError("--ext " + in_quotes(o.ext) + " is not a format this build writes; use png, jpg, webp, tif or bmp");
   }
   check_output_image_path(output_for(o, "x"));
 }

@@ -417,6 +417,7 @@ void setup(CLI::App& app, BatchOptions& o) {
   app.add_option("--name", o.name, "Output name template: {content} {style} (stems) {ext} {index} {size}")
       ->capture_default_str();
   app.add_option("--ext", o.ext, "Output format for {ext}")
+      ->transform(extension_word())
       ->check(CLI::IsMember({"png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"}))
       ->capture_default_str();
   auto* skip = app.add_flag("--skip-existing", o.skip_existing, "Skip jobs whose output already exists (the default)");

@@ -3,6 +3,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cctype>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -69,6 +71,18 @@ double peak_rss_mib();
 
 // Whether a file name ends in an image extension this build reads (jpg jpeg png webp tif tiff bmp).
 bool has_image_extension(const std::filesystem::path& p);
+
+// For --ext: ".PNG" and "JPG" mean png and jpg, as -o's extension does (case-insensitive, a leading
+// dot allowed). A CLI11 transform: it rewrites the value before the option's checks run.
+inline CLI::Validator extension_word() {
+  return CLI::Validator(
+      [](std::string& s) {
+        if (!s.empty() && s[0] == '.') s.erase(0, 1);
+        for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return std::string();
+      },
+      "");
+}
 
 // Throws OutputError when `out_dir` is one of the folders among `inputs` (or, `recursive`, inside
 // one): the next run would take this run's outputs as inputs. `what` names `out_dir` in the message

@@ -136,6 +136,9 @@ uint64_t max_memory_bytes(const EngineFlags& f) {
   if (used == 0 || it == scale.end() || !(v > 0) || v * it->second < 1048576.0) {
     throw UsageError("--max-memory must be a size of at least 1M such as 8G or 512M, got " + in_quotes(t));
   }
+  if (v * it->second > 1e18) {  // ~900 PB: beyond it the byte count would not fit (and no machine has it)
+    throw UsageError("--max-memory must be at most 900000T, got " + in_quotes(t));
+  }
   return static_cast<uint64_t>(v * it->second);
 }
 

@@ -44,7 +44,7 @@ void setup(CLI::App& app, StylizeOptions& o) {
   app.add_option("-o,--output", o.output, "Output image; format from the extension (.png .jpg .webp .tif .bmp)")
       ->capture_default_str();
   add_engine_flags(app, o.engine);
-  app.add_option("--save-every", o.save_every, "Also write OUT_N.ext every N iterations (0 = never)")
+  app.add_option("--save-every", o.save_every, "Also write OUT_N.ext every N iterations of the last scale (tiled: after each sweep) (0 = never)")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   app.add_option("--report", o.report, "Write a JSON summary of the run to this file");
@@ -73,7 +73,16 @@ Inputs read_inputs(const StylizeOptions& o, StylizeRequest& r) {
     in.styles.push_back(read_image(o.images[i], "style image", o.engine));
     r.styles.push_back(in.styles.back().rgb);
   }
-  if (!o.engine.init_file.empty()) r.init_image = read_image(o.engine.init_file, "init image", o.engine).rgb;
+  if (!o.engine.init_file.empty()) {
+    const LoadedImage init = read_image(o.engine.init_file, "init image", o.engine);
+    r.init_image = init.rgb;
+    // It is resized to the output's shape: another aspect ratio is stretched, which the user should know.
+    const double ratio = (static_cast<double>(init.width) / init.height) / (static_cast<double>(in.content.width) / in.content.height);
+    if (ratio > 1.02 || ratio < 1 / 1.02) {
+      spdlog::warn("the --init image '{}' is {}x{} and the content {}x{}: it is stretched to the content's shape",
+                   o.engine.init_file, init.width, init.height, in.content.width, in.content.height);
+    }
+  }
   in.seconds = seconds_since(t);
   return in;
 }

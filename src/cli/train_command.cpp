@@ -44,8 +44,8 @@ void setup(CLI::App& app, TrainOptions& o) {
       "Trains a fast filter for one style (Johnson et al.'s feed-forward network, the Gatys losses on VGG19)\n"
       "on random crops of the photos in a folder; 'stylize apply --filter F' then stylises any photo in one pass.\n"
       "Writes F (at the end), F.ckpt.safetensors (every --checkpoint-every steps and on Ctrl-C), F.preview.png\n"
-      "and F.losses.png. Exit codes: 0 ok, 2 usage, 3 style image or no usable photo, 4 weights or checkpoint,\n"
-      "5 output, 6 device, 7 memory, 130 interrupted (checkpoint written; rerun with --resume).");
+      "and F.losses.png. Exit codes: 0 ok, 1 internal (a bug), 2 usage, 3 style image or no usable photo,\n"
+      "4 weights or checkpoint, 5 output, 6 device, 7 memory, 130 interrupted (checkpoint written; rerun with --resume).");
   app.add_option("--style", o.style, "The style image")->required()->type_name("FILE");
   app.add_option("--data", o.data, "Folder of photos to train on (searched recursively)")->required()->type_name("DIR");
   app.add_option("-o,--output", o.output, "The filter file to write (.safetensors)")->required()->type_name("FILE");

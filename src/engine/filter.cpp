@@ -240,8 +240,24 @@ FilterArch check_filter_metadata(const SafetensorsFile& f) {
 
 }  // namespace
 
+namespace {
+
+// The safetensors reader speaks of a "weights file"; here the file is a filter.
+template <class F>
+auto as_filter_file(F&& read) {
+  try {
+    return read();
+  } catch (const WeightsError& e) {
+    std::string message = e.what();
+    if (const size_t at = message.find("weights file"); at != std::string::npos) message.replace(at, 12, "filter file");
+    throw WeightsError(message);
+  }
+}
+
+}  // namespace
+
 LoadedFilter load_filter(const std::string& path, const std::string& allow_extra_prefix) {
-  const SafetensorsFile f = read_safetensors_header(path);
+  const SafetensorsFile f = as_filter_file([&] { return read_safetensors_header(path); });
   const FilterArch arch = check_filter_metadata(f);
   const auto shapes = filter_parameter_shapes(arch);
   std::map<std::string, at::Tensor> params, extra;
@@ -265,7 +281,7 @@ LoadedFilter load_filter(const std::string& path, const std::string& allow_extra
                          " (not part of a width-" + std::to_string(arch.width) + " network with " +
                          std::to_string(arch.residual_blocks) + " residual blocks)");
     }
-    at::Tensor t = read_safetensors_tensor(f, name);  // non-float dtypes and truncation throw here
+    at::Tensor t = as_filter_file([&] { return read_safetensors_tensor(f, name); });  // non-float dtypes, truncation
     if (!at::isfinite(t).all().item<bool>()) {
       throw WeightsError("tensor " + in_quotes(name) + " in filter file " + in_quotes(path) +
                          " holds NaN or infinite values");

@@ -105,8 +105,15 @@ TransferCallbacks scale_callbacks(const Stylizer& s, const RunCallbacks& cb, int
 
 std::string gigabytes(uint64_t bytes) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GB", static_cast<double>(bytes) / 1e9);
+  // Two decimals: "needs about 0.41 GB, 0.40 GB is available" must not read as the same number twice.
+  std::snprintf(buf, sizeof buf, "%.2f GB", static_cast<double>(bytes) / 1e9);
   return buf;
+}
+
+// The other way to fit, a request's own: the optimiser's history is 2 images per entry. (A limit a
+// front-end set, --max-memory, is its own to mention: a server's client cannot change it.)
+std::string more_memory(const StylizeRequest& r) {
+  return r.optimizer == OptimizerKind::lbfgs ? ", or a smaller `lbfgs_history` (or `optimizer` adam)" : "";
 }
 
 // Whether scale `sp` is tiled and how: the request's tile when smaller than the image; on the CPU,
@@ -128,7 +135,8 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
       throw ResourceError(run + " needs about " + gigabytes(whole) + " of memory and even a tiled one (" +
                           std::to_string(min_tile) + " px tiles) needs about " +
                           gigabytes(estimate_tiled_peak_bytes(sp.width, sp.height, min_tile, overlap, opt, precision)) +
-                          ", but " + gigabytes(budget) + " is available; use a smaller `size` or `tile_overlap`");
+                          ", but " + gigabytes(budget) + " is available; use a smaller `size` or `tile_overlap`" +
+                          more_memory(r));
     }
     sp.tiling_reason = run + " needs about " + gigabytes(whole) + " of memory, " + gigabytes(budget) + " is available";
   }
@@ -148,7 +156,7 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
   if (!device.is_cuda() && budget > 0 && sp.estimated_peak_bytes > budget) {
     throw ResourceError("a run tiled by " + std::to_string(sp.tile) + " px needs about " +
                         gigabytes(sp.estimated_peak_bytes) + " of memory, but " + gigabytes(budget) +
-                        " is available; use a smaller `tile` or `tile_overlap`");
+                        " is available; use a smaller `tile` or `tile_overlap`" + more_memory(r));
   }
 }
 

@@ -30,6 +30,20 @@ int64_t dtype_size(const std::string& dtype) {
   return it == sizes.end() ? 0 : it->second;
 }
 
+// What a file that is not safetensors is, from its first bytes, so that the message can say so
+// (a photo passed as --weights, a PyTorch pickle, a Keras file): "" when nothing is recognised.
+// Read as a safetensors header length each signature is over 64 MB (or the one value
+// 0x04034B50 for a zip), so no real file is mistaken for one.
+std::string known_kind(const unsigned char* b) {
+  if (b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF && b[3] >= 0xC0) return "a JPEG image";
+  if (b[0] == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G') return "a PNG image";
+  if (std::memcmp(b, "GIF8", 4) == 0) return "a GIF image";
+  if (std::memcmp(b, "RIFF", 4) == 0) return "a RIFF file (WebP image?)";
+  if (std::memcmp(b, "PK\x03\x04", 4) == 0) return "a zip archive (a PyTorch .pth? 'stylize weights convert' says how to re-save it)";
+  if (std::memcmp(b, "\x89HDF", 4) == 0) return "an HDF5 file (Keras: convert it with 'stylize weights convert')";
+  return "";
+}
+
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -58,6 +72,7 @@ SafetensorsFile read_safetensors_header(const std::string& path) {
   in.read(reinterpret_cast<char*>(len_bytes), 8);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
+  if (const std::string kind = known_kind(len_bytes); !kind.empty()) bad(path, "it is " + kind + ", not safetensors");
   if (header_len > f.file_size - 8) {
     bad(path, "header length " + std::to_string(header_len) + " exceeds the file size " +
                   std::to_string(f.file_size) + " (truncated or not a safetensors file)");
