@@ -213,11 +213,11 @@ int weights_main(int argc, char** argv) {
       ->capture_default_str();
 
   // CLI11 answers a word that is no subcommand with "A subcommand is required": name it instead.
-  if (argc > 1 && argv[1][0] != '-') {
-    const std::string word = argv[1];
+  if (argc == 1 || argv[1][0] != '-') {
+    const std::string word = argc > 1 ? argv[1] : "";
     if (word != "fetch" && word != "convert" && word != "info" && word != "synth") {
-      std::fprintf(stderr, "error: unknown subcommand '%s'; use fetch, convert, info or synth; see 'stylize weights --help'\n",
-                   word.c_str());
+      const std::string what = word.empty() ? "no subcommand" : "unknown subcommand '" + word + "'";
+      std::fprintf(stderr, "error: %s; use fetch, convert, info or synth; see 'stylize weights --help'\n", what.c_str());
       return static_cast<int>(ExitCode::usage);
     }
   }
