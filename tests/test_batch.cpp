@@ -278,6 +278,9 @@ TEST_F(Batch, NothingItWritesIsSomethingItReads) {
   r = batch({dir / "photos/p1.png", "--style", dir / "starry.png", "--out-dir", dir / "out", "--name", "{content}.gif"});
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_NE(r.err.find("'.gif' is no image format this build writes"), std::string::npos) << r.err;
+  r = batch({dir / "photos/p1.png", "--style", dir / "starry.png", "--out-dir", dir / "out", "--ext", "gif"});
+  EXPECT_EQ(r.exit_code, 5) << r.err;  // as apply's --ext and stylize's -o
+  EXPECT_NE(r.err.find("--ext 'gif' is not a format this build writes"), std::string::npos) << r.err;
   EXPECT_TRUE(outputs().empty());
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }

@@ -242,7 +242,7 @@ TEST_F(FastFilters, BadInputsGetOneLineAndTheirExitCode) {
       {"train", train_with({"--style", dir / "thin.png", "--style-size", "16", "--style-layers", "relu3_1"}), 2,
        "needs at least 4 px on each side; use a larger --style-size"},
       {"train", train_with({}, dir / "nothing"), 3, "is not a folder"},
-      {"train", train_with({"-o", dir / "out/f.png"}), 2, "a filter file ends in .safetensors"},
+      {"train", train_with({"-o", dir / "out/f.png"}), 5, "a filter file ends in .safetensors"},
       {"train", train_with({"--crop-size", "30"}), 2, "--crop-size must be a multiple of 4"},
       {"train", train_with({"--style-layers", "relu9_9"}), 2, "unknown VGG19 layer 'relu9_9'"},
       {"train", train_with({"--style-layers", "relu4_1"}), 4, ""},  // beyond the conv1-3 weights file

@@ -352,6 +352,12 @@ TEST(WeightsCli, WritersReplaceNothingUnaskedAndSyntheticStaysMarked) {
   r = test::run_command({STYLIZE_BIN, "weights", "inspect", w});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("unknown subcommand 'inspect'; use fetch, convert, info or synth"), std::string::npos) << r.err;
+  r = test::run_command({STYLIZE_BIN, "weights", "-q", "inspect"});
+  EXPECT_NE(r.err.find("unknown subcommand 'inspect'"), std::string::npos) << r.err;
+  r = test::run_command({STYLIZE_BIN, "weights"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("no subcommand; use fetch, convert, info or synth"), std::string::npos) << r.err;
+  EXPECT_EQ(test::run_command({STYLIZE_BIN, "weights", "--help"}).exit_code, 0);
 }
 
 // SIGKILL in the middle of a download (the process gets no chance to clean up): the next run

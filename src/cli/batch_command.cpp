@@ -416,9 +416,8 @@ void setup(CLI::App& app, BatchOptions& o) {
   app.add_flag("-r,--recursive", o.recursive, "Look for images in subfolders too");
   app.add_option("--name", o.name, "Output name template: {content} {style} (stems) {ext} {index} {size}")
       ->capture_default_str();
-  app.add_option("--ext", o.ext, "Output format for {ext}")
+  app.add_option("--ext", o.ext, "Output format for {ext}: png, jpg, webp, tif, bmp")
       ->transform(extension_word())
-      ->check(CLI::IsMember({"png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"}))
       ->capture_default_str();
   auto* skip = app.add_flag("--skip-existing", o.skip_existing, "Skip jobs whose output already exists (the default)");
   app.add_flag("--overwrite", o.overwrite, "Replace existing outputs instead of skipping those jobs")->excludes(skip);
@@ -511,6 +510,9 @@ int run(BatchOptions& o) {
   }
   check_output_folder((fs::path(o.out_dir) / "x").string());
   if (!o.report.empty()) check_output_folder(o.report);
+  if (!is_writable_image_extension(o.ext)) {  // an output's format: exit 5, as apply's --ext and stylize's -o
+    throw OutputError("--ext " + in_quotes(o.ext) + " is not a format this build writes; use png, jpg, webp, tif or bmp");
+  }
   validate(request_from_flags(f, Preprocessing::caffe));
   const Shard shard = o.shard.empty() ? Shard{} : parse_shard(o.shard);
   std::vector<Job> jobs = make_jobs(o);

@@ -111,6 +111,7 @@ StylizeRequest request_from_flags(const EngineFlags& f, Preprocessing p) {
   StylizeRequest r = request_defaults(p);
   std::vector<std::string> given;
   for (const auto& [name, text] : f.fields) set_field(r, name, text), given.push_back(name);
+  validate(r);  // first, as a job line and a form are: a value out of range is the error to report
   check_given_fields_apply(r, given);
   r.resize = resize_image;
   r.max_memory = max_memory_bytes(f);

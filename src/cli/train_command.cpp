@@ -490,8 +490,8 @@ void check_outputs(const TrainOptions& o) {
 int run(TrainOptions& o) {
   apply_lists(o);
   validate(o.request);
-  if (file_extension(o.output) != "safetensors") {
-    throw UsageError("-o " + in_quotes(o.output) + ": a filter file ends in .safetensors");
+  if (file_extension(o.output) != "safetensors") {  // an output's name: exit 5, as every writer's
+    throw OutputError("-o " + in_quotes(o.output) + ": a filter file ends in .safetensors; give -o a .safetensors path");
   }
   check_outputs(o);
   const at::Device device = resolve_device(o.engine.device);
@@ -533,8 +533,9 @@ int run(TrainOptions& o) {
     spdlog::warn("interrupted at step {}; continue with the same command and --resume", trainer.steps_done());
     return static_cast<int>(ExitCode::interrupted);
   }
+  // The checkpoint first: if F cannot be written, --resume (nothing left to train) writes it then.
+  write_checkpoint(r);  // and a later run can train on: --steps N --resume
   save_filter(o.output, trainer.net(), info_of(r));
-  write_checkpoint(r);  // so that a later run can train on: --steps N --resume
   write_preview(r);
   write_plot(r);
   spdlog::info("wrote {} after {} steps ({} images)", o.output, trainer.steps_done(), trainer.images_seen());

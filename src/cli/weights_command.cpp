@@ -5,8 +5,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 #include "commands.hpp"
 #include "common.hpp"
@@ -113,7 +115,7 @@ int run_convert(const ConvertOptions& o) {
   const FileDigests d = digest_file(o.in);
   // A stylize file keeps the source it names (synthetic weights stay marked "for tests only").
   std::string source = o.in;
-  if (file_extension(o.in) == "safetensors") {
+  if (detect_weights_format(o.in) == WeightsFormat::safetensors) {
     const auto meta = read_safetensors_header(o.in).metadata;
     if (auto it = meta.find("source"); it != meta.end() && !it->second.empty()) source = it->second + " (via " + o.in + ")";
   }
@@ -213,8 +215,12 @@ int weights_main(int argc, char** argv) {
       ->capture_default_str();
 
   // CLI11 answers a word that is no subcommand with "A subcommand is required": name it instead.
-  if (argc == 1 || argv[1][0] != '-') {
-    const std::string word = argc > 1 ? argv[1] : "";
+  // The global options before it (-q, -v, -h) take no value: the first other word is the subcommand.
+  int first = 1;
+  while (first < argc && argv[first][0] == '-') ++first;
+  const bool help = std::any_of(argv + 1, argv + argc, [](const char* a) { return !std::strcmp(a, "-h") || !std::strcmp(a, "--help"); });
+  if (!(first == argc && help)) {
+    const std::string word = first < argc ? argv[first] : "";
     if (word != "fetch" && word != "convert" && word != "info" && word != "synth") {
       const std::string what = word.empty() ? "no subcommand" : "unknown subcommand '" + word + "'";
       std::fprintf(stderr, "error: %s; use fetch, convert, info or synth; see 'stylize weights --help'\n", what.c_str());

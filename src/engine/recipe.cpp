@@ -116,6 +116,11 @@ std::string more_memory(const StylizeRequest& r) {
   return r.optimizer == OptimizerKind::lbfgs ? ", or a smaller `lbfgs_history` (or `optimizer` adam)" : "";
 }
 
+// A smaller overlap helps only down to the receptive radius (tile_context raises it to that).
+std::string smaller_overlap(const StylizeRequest& r, int last_index) {
+  return r.tile_overlap > receptive_radius(last_index) ? " or `tile_overlap`" : "";
+}
+
 // Whether scale `sp` is tiled and how: the request's tile when smaller than the image; on the CPU,
 // the largest tile that fits when a whole run does not. Throws ResourceError when nothing fits.
 void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const at::Device& device, Precision precision) {
@@ -135,8 +140,8 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
       throw ResourceError(run + " needs about " + gigabytes(whole) + " of memory and even a tiled one (" +
                           std::to_string(min_tile) + " px tiles) needs about " +
                           gigabytes(estimate_tiled_peak_bytes(sp.width, sp.height, min_tile, overlap, opt, precision)) +
-                          ", but " + gigabytes(budget) + " is available; use a smaller `size` or `tile_overlap`" +
-                          more_memory(r));
+                          ", but " + gigabytes(budget) + " is available; use a smaller `size`" +
+                          smaller_overlap(r, last_index) + more_memory(r));
     }
     sp.tiling_reason = run + " needs about " + gigabytes(whole) + " of memory, " + gigabytes(budget) + " is available";
   }
@@ -156,7 +161,7 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
   if (!device.is_cuda() && budget > 0 && sp.estimated_peak_bytes > budget) {
     throw ResourceError("a run tiled by " + std::to_string(sp.tile) + " px needs about " +
                         gigabytes(sp.estimated_peak_bytes) + " of memory, but " + gigabytes(budget) +
-                        " is available; use a smaller `tile` or `tile_overlap`" + more_memory(r));
+                        " is available; use a smaller `tile`" + smaller_overlap(r, last_index) + more_memory(r));
   }
 }
 
@@ -194,10 +199,11 @@ StylizeOutput tiled_scale(const Stylizer& s, const StylizeRequest& r, const Scal
   out.transfer.initial = t.initial;
   out.transfer.final = t.final;
   out.transfer.seconds_loop = t.seconds;
-  // The whole image is never evaluated at once at a tiled scale: the written image (its colours
-  // transferred) is scored tile by tile, as the optimised one was.
-  out.written = r.original_colors && !t.last_grid.empty()
-                    ? tiled_loss(s, content, out.rgb, targets, params.loss, t.last_grid)
+  // The whole image is never evaluated at once at a tiled scale: the image as written (8 bits, its
+  // colours transferred) is scored tile by tile, as the optimised one was — one forward pass per
+  // tile, skipped when interrupted (the person is waiting for the image).
+  out.written = !t.interrupted && !t.last_grid.empty()
+                    ? tiled_loss(s, content, out.rgb.round(), targets, params.loss, t.last_grid)
                     : t.final;
   out.seconds_optimise = t.seconds;
   tiles = t.last_grid;

@@ -326,9 +326,8 @@ void validate(const StylizeRequest& r) {
   if (r.tile > 0 && r.tile_overlap >= r.tile) {
     throw FieldError("tile_overlap", FieldError::range,
                      field("tile_overlap") + " must be smaller than " + field("tile") + " (" + std::to_string(r.tile) +
-                         "), got " + std::to_string(r.tile_overlap) +
-                         (r.tile_overlap == StylizeRequest{}.tile_overlap ? " (its default)" : "") + "; give a smaller " +
-                         field("tile_overlap") + " or a larger " + field("tile"));
+                         "), got " + std::to_string(r.tile_overlap) + "; give a smaller " + field("tile_overlap") +
+                         " (default " + std::to_string(StylizeRequest{}.tile_overlap) + ") or a larger " + field("tile"));
   }
   const int first = scale_size(r, 0);
   if (r.scales > 1 && first < 32) {

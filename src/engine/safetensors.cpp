@@ -30,17 +30,16 @@ int64_t dtype_size(const std::string& dtype) {
   return it == sizes.end() ? 0 : it->second;
 }
 
-// What a file that is not safetensors is, from its first bytes, so that the message can say so
+// What a file that failed as safetensors is, from its first bytes, so that the message can say so
 // (a photo passed as --weights, a PyTorch pickle, a Keras file): "" when nothing is recognised.
-// Read as a safetensors header length each signature is over 64 MB (or the one value
-// 0x04034B50 for a zip), so no real file is mistaken for one.
+// Asked only once the header length has failed: a valid file is never named something else.
 std::string known_kind(const unsigned char* b) {
-  if (b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF && b[3] >= 0xC0) return "a JPEG image";
-  if (b[0] == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G') return "a PNG image";
-  if (std::memcmp(b, "GIF8", 4) == 0) return "a GIF image";
-  if (std::memcmp(b, "RIFF", 4) == 0) return "a RIFF file (WebP image?)";
-  if (std::memcmp(b, "PK\x03\x04", 4) == 0) return "a zip archive (a PyTorch .pth? 'stylize weights convert' says how to re-save it)";
-  if (std::memcmp(b, "\x89HDF", 4) == 0) return "an HDF5 file (Keras: convert it with 'stylize weights convert')";
+  if (b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return "it is a JPEG image, not safetensors";
+  if (b[0] == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G') return "it is a PNG image, not safetensors";
+  if (std::memcmp(b, "GIF8", 4) == 0) return "it is a GIF image, not safetensors";
+  if (std::memcmp(b, "RIFF", 4) == 0) return "it is a RIFF file (a WebP image?), not safetensors";
+  if (std::memcmp(b, "PK\x03\x04", 4) == 0) return "it is a zip archive (a PyTorch .pth?), not safetensors";
+  if (std::memcmp(b, "\x89HDF", 4) == 0) return "it is an HDF5 file (Keras?), not safetensors";
   return "";
 }
 
@@ -72,17 +71,24 @@ SafetensorsFile read_safetensors_header(const std::string& path) {
   in.read(reinterpret_cast<char*>(len_bytes), 8);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
-  if (const std::string kind = known_kind(len_bytes); !kind.empty()) bad(path, "it is " + kind + ", not safetensors");
+  const std::string kind = known_kind(len_bytes);
+  if (header_len > f.file_size - 8 && !kind.empty()) bad(path, kind);
   if (header_len > f.file_size - 8) {
     bad(path, "header length " + std::to_string(header_len) + " exceeds the file size " +
                   std::to_string(f.file_size) + " (truncated or not a safetensors file)");
   }
   if (header_len > kMaxHeaderBytes || header_len < 2) {
+    if (!kind.empty()) bad(path, kind);
     bad(path, "header length " + std::to_string(header_len) + " is implausible (not a safetensors file)");
   }
   std::string header(header_len, '\0');
   if (!in.read(header.data(), static_cast<std::streamsize>(header_len))) bad(path, "cannot read header");
-  return parse_safetensors_header(header, f.file_size, path);
+  try {
+    return parse_safetensors_header(header, f.file_size, path);
+  } catch (const WeightsError&) {
+    if (!kind.empty()) bad(path, kind);  // a zip's signature reads as a plausible 67 MB header
+    throw;
+  }
 }
 
 SafetensorsFile parse_safetensors_header(const std::string& header, uint64_t file_size, const std::string& path) {

@@ -182,19 +182,22 @@ TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_r
   // Less context than the receptive radius: features along a border would see the crop's edge
   // (measured, real weights, overlap 0: seams, and a reported loss 2.2x the image's own).
   const int overlap = tile_context(requested_overlap, deepest);
-  // Every sweep's grid up front: a later sweep's offset can cut more tiles than sweep 0 has.
-  std::vector<std::vector<Tile>> grids;
+  // Every sweep's tile count up front (a later sweep's offset can cut more tiles than sweep 0 has);
+  // the grids themselves are made again when their sweep comes (cheap; up to 500000 sweeps).
+  auto grid_of = [&](int sweep) { return tile_grid(width, height, tile, overlap, seed, sweep, align); };
+  const std::vector<Tile> first = grid_of(0);
   size_t visits = 0;
+  bool one_tile_each = true;
   for (int s = 0; s < sweeps; ++s) {
-    grids.push_back(tile_grid(width, height, tile, overlap, seed, s, align));
-    visits += grids.back().size();
+    const size_t n = s == 0 ? first.size() : grid_of(s).size();
+    visits += n;
+    one_tile_each = one_tile_each && n == 1;
   }
   // One tile covering everything in every sweep is the untiled run itself; otherwise every visit
   // optimises the whole image's objective restricted to its crop (LossRegion), from the whole
   // image's sums — a sweep of one tile included (its crop the whole image), so that no visit ever
   // optimises a crop as an image of its own.
-  const std::vector<Tile> first = sweeps > 0 ? grids[0] : tile_grid(width, height, tile, overlap, seed, 0, align);
-  const bool untiled = first.size() == 1 && std::all_of(grids.begin(), grids.end(), [](const auto& g) { return g.size() == 1; });
+  const bool untiled = first.size() == 1 && one_tile_each;
   LossSums whole;
   if (!untiled) {
     whole = whole_sums(stylizer, content, image, style, params.loss, first);
@@ -205,7 +208,7 @@ TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_r
   const int reach = std::max(0, overlap - 2 * radius);
   size_t tiles_run = 0;
   for (int s = 0; s < sweeps && !res.interrupted; ++s) {
-    const std::vector<Tile>& grid = grids[static_cast<size_t>(s)];
+    const std::vector<Tile> grid = s == 0 ? first : grid_of(s);
     for (size_t i = 0; i < grid.size(); ++i) {
       const Tile& t = grid[i];
       if (cb.on_tile) {

@@ -145,21 +145,31 @@ TrainStepResult FilterTrainer::step(const PhotoSource& photos) {
   for (auto& p : net_.parameters()) p.mutable_grad() = at::Tensor();
   const LossTerms terms = losses(rgb, net_.forward(rgb));
   terms.total.backward();
-  ++step_;
   // Adam (Kingma & Ba), with bias correction; written out so its moments are ours to checkpoint.
+  // Computed aside and committed only when every tensor is done: a failure (memory) mid-update
+  // leaves the network, the moments and the step as they were, so the run's last checkpoint written
+  // on that failure is a true state (the same operations as in place: the same bytes).
   constexpr double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  const double c1 = 1.0 - std::pow(beta1, step_), c2 = 1.0 - std::pow(beta2, step_);
+  const int t = step_ + 1;
+  const double c1 = 1.0 - std::pow(beta1, t), c2 = 1.0 - std::pow(beta2, t);
   {
     c10::NoGradGuard no_grad;
     auto& params = net_.parameters();
+    std::vector<at::Tensor> m(params.size()), v(params.size()), p(params.size());
     for (size_t i = 0; i < params.size(); ++i) {
       const at::Tensor& g = params[i].grad();
-      m_[i].mul_(beta1).add_(g, 1.0 - beta1);
-      v_[i].mul_(beta2).addcmul_(g, g, 1.0 - beta2);
-      const at::Tensor denom = (v_[i] / c2).sqrt_().add_(eps);
-      params[i].addcdiv_(m_[i], denom, -request_.learning_rate / c1);
+      m[i] = m_[i].mul(beta1).add_(g, 1.0 - beta1);
+      v[i] = v_[i].mul(beta2).addcmul_(g, g, 1.0 - beta2);
+      const at::Tensor denom = (v[i] / c2).sqrt_().add_(eps);
+      p[i] = params[i].addcdiv(m[i], denom, -request_.learning_rate / c1);
+    }
+    for (size_t i = 0; i < params.size(); ++i) {
+      m_[i].copy_(m[i]);
+      v_[i].copy_(v[i]);
+      params[i].copy_(p[i]);
     }
   }
+  step_ = t;
   TrainStepResult r;
   r.step = step_;
   r.loss = to_values(terms);

@@ -620,8 +620,8 @@ bool Server::refuse_before_reading(const httplib::Request& req, httplib::Respons
   if (!req.params.empty() && req.method != "GET" && req.method != "HEAD") {
     res.set_header("Connection", "close");
     send_error(res, {400, "unknown_field", "query parameter '" + clipped(req.params.begin()->first) + "' is not read by " +
-                                               clipped(req.path) + "; send settings as multipart form fields "
-                                               "(GET /openapi.json lists them)"});
+                                               clipped(req.path) + (req.method == "POST" ? "; send settings as multipart "
+                                               "form fields (GET /openapi.json lists them)" : "; send it without one")});
     return true;
   }
   // Any method: cpp-httplib reads a DELETE's chunked body too, and leaves a GET's unread on the connection.
