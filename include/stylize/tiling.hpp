@@ -83,8 +83,8 @@ struct TiledResult {
 };
 
 // Optimises `start` (RGB 0-255 at the content's size) toward `content_rgb` and the global `style`
-// targets, each tile with tile_context(overlap) px of context: `sweeps` sweeps, each giving every tile `params.optimizer.iterations` iterations from a
-// fresh optimiser. Besides the visits, two passes of forward passes over the tiles (start and end)
+// targets, each tile with tile_context(overlap) px of context: `sweeps` sweeps, each giving every
+// tile `params.optimizer.iterations` iterations from a fresh optimiser. Besides the visits, two passes of forward passes over the tiles (start and end)
 // and two forward passes per visit keep the whole image's sums. params.init/init_image and original_colors are ignored (the start is `start`;
 // colours are the caller's). One tile covering everything with one sweep is exactly
 // Stylizer::stylize from `start`.

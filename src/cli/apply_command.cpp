@@ -69,9 +69,7 @@ void check_destination(const ApplyOptions& o, size_t inputs) {
   }
   std::error_code ec;
   if (!fs::is_directory(o.out_dir, ec)) throw OutputError("--out-dir " + in_quotes(o.out_dir) + " is not a folder");
-  if (!is_writable_image_extension(o.ext)) {  // an output, as -o's unknown extension is (exit 5)
-    throw OutputError("--ext " + in_quotes(o.ext) + " is not a format this build writes; use png, jpg, webp, tif or bmp");
-  }
+  check_ext_writable(o.ext);
   check_output_image_path(output_for(o, "x"));
 }
 

@@ -510,10 +510,8 @@ int run(BatchOptions& o) {
   }
   check_output_folder((fs::path(o.out_dir) / "x").string());
   if (!o.report.empty()) check_output_folder(o.report);
-  if (!is_writable_image_extension(o.ext)) {  // an output's format: exit 5, as apply's --ext and stylize's -o
-    throw OutputError("--ext " + in_quotes(o.ext) + " is not a format this build writes; use png, jpg, webp, tif or bmp");
-  }
-  validate(request_from_flags(f, Preprocessing::caffe));
+  check_ext_writable(o.ext);
+  request_from_flags(f, Preprocessing::caffe);  // validates the flags before any job is made
   const Shard shard = o.shard.empty() ? Shard{} : parse_shard(o.shard);
   std::vector<Job> jobs = make_jobs(o);
   if (jobs.empty()) throw UsageError("no jobs: no content images found in the inputs");

@@ -17,6 +17,7 @@
 
 #include "stylize/error.hpp"
 #include "stylize/fsutil.hpp"
+#include "stylize/image/image.hpp"
 
 namespace stylize::cli {
 
@@ -221,6 +222,12 @@ bool within(const std::string& inner, const std::string& folder) {
 }
 
 }  // namespace
+
+void check_ext_writable(const std::string& ext) {
+  if (!is_writable_image_extension(ext)) {
+    throw OutputError("--ext " + in_quotes(ext) + " is not a format this build writes; use png, jpg, webp, tif or bmp");
+  }
+}
 
 void check_out_dir_outside_inputs(const std::string& out_dir, const std::vector<std::string>& inputs, bool recursive,
                                   const std::string& what, const std::string& fix) {

@@ -84,6 +84,10 @@ inline CLI::Validator extension_word() {
       "");
 }
 
+// Throws OutputError (exit 5, as -o's unknown extension) unless this build writes `ext` (after
+// extension_word()): --ext of apply and batch.
+void check_ext_writable(const std::string& ext);
+
 // Throws OutputError when `out_dir` is one of the folders among `inputs` (or, `recursive`, inside
 // one): the next run would take this run's outputs as inputs. `what` names `out_dir` in the message
 // ("--out-dir"; "the folder of -o"), and `fix` ends it ("give another --out-dir").

@@ -45,8 +45,9 @@ void add_engine_flags(CLI::App& app, EngineFlags& f);
 void add_network_flags(CLI::App& app, EngineFlags& f);
 void add_device_flags(CLI::App& app, EngineFlags& f);
 
-// The request the flags describe, over request_defaults(p); images not set. Throws FieldError
-// (syntax). validate() it before loading anything.
+// The request the flags describe, over request_defaults(p); images not set. Validated (validate(),
+// then check_given_fields_apply() for the flags given): throws FieldError, so a front-end calls it
+// before loading anything.
 StylizeRequest request_from_flags(const EngineFlags& f, Preprocessing p);
 
 // A loaded network plus what the report says about it.

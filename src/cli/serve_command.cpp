@@ -118,7 +118,7 @@ std::thread on_interrupt(F shutdown) {
 }
 
 int run(ServeCommandOptions& o) {
-  validate(request_from_flags(o.engine, Preprocessing::caffe));
+  request_from_flags(o.engine, Preprocessing::caffe);  // validates the flags before anything is loaded
   if (!o.api_key_file.empty()) {
     std::ifstream in(o.api_key_file);
     if (!in) throw UsageError("cannot read --api-key-file " + in_quotes(o.api_key_file));
@@ -192,7 +192,7 @@ void setup_worker(CLI::App& app, WorkerCommandOptions& o) {
 }
 
 int run_worker(WorkerCommandOptions& o) {
-  validate(request_from_flags(o.engine, Preprocessing::caffe));
+  request_from_flags(o.engine, Preprocessing::caffe);  // validates the flags before anything is loaded
   serve::parse_redis_url(o.server.queue_url);
   o.server.quality = o.engine.quality;
   o.server.max_pixels = static_cast<int64_t>(o.engine.max_megapixels * 1e6);

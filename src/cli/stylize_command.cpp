@@ -207,8 +207,7 @@ int run(const StylizeOptions& o) {
   check_outputs_spare_inputs({{"-o", o.output}, {"--report", o.report}}, inputs);
   inputs.push_back({"--report", o.report});
   check_snapshots_spare(o, inputs);
-  StylizeRequest r = request_from_flags(o.engine, Preprocessing::caffe);
-  validate(r);
+  StylizeRequest r = request_from_flags(o.engine, Preprocessing::caffe);  // validated
   const at::Device device = resolve_device(o.engine.device);  // a missing CUDA: exit 6 before any image is read
   Inputs in = read_inputs(o, r);
   plan(r, device, planned_precision(o.engine));  // sizes at every scale, memory

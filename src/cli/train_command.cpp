@@ -402,6 +402,14 @@ std::ofstream open_log(const TrainOptions& o) {
   return log;
 }
 
+// One step's line in the --log file, flushed (a kill loses no step), or OutputError.
+void append_log(std::ofstream& log, const TrainOptions& o, const nlohmann::json& line) {
+  if (log.is_open() && !(log << line.dump() << "\n" << std::flush)) {
+    throw OutputError("could not append to the --log file " + in_quotes(o.log) + " (disk full?); free space or give "
+                      "another --log, and --resume");
+  }
+}
+
 // The loop: a step, its log line, checkpoints and previews when due; Ctrl-C ends it after the step.
 bool train_loop(Run& run) {
   const TrainOptions& o = run.o;
@@ -428,17 +436,14 @@ bool train_loop(Run& run) {
     run.record(j);
     show_progress(run, s, ips, seconds);
     if (!std::isfinite(s.loss.total) || !weights_finite(run.trainer.net())) {
-      if (log.is_open()) log << j.dump() << "\n" << std::flush;
+      append_log(log, o, j);
       // The last checkpoint stays as it was: it is the state to go back to.
       throw UsageError("training diverged at step " + std::to_string(s.step) + " (loss " +
                        fmt::format("{}", s.loss.total) + "); lower --learning-rate or the loss weights, and --resume " +
                        "from the last checkpoint or start anew");
     }
     try {
-      if (log.is_open() && !(log << j.dump() << "\n" << std::flush)) {
-        throw OutputError("could not append to the --log file " + in_quotes(o.log) + " (disk full?); free space or "
-                          "give another --log, and --resume");
-      }
+      append_log(log, o, j);
       if (o.checkpoint_every > 0 && s.step % o.checkpoint_every == 0 && s.step < o.request.steps) write_checkpoint(run);
       if (o.preview_every > 0 && s.step % o.preview_every == 0) write_preview(run);
     } catch (...) {

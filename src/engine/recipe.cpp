@@ -201,8 +201,9 @@ StylizeOutput tiled_scale(const Stylizer& s, const StylizeRequest& r, const Scal
   out.transfer.seconds_loop = t.seconds;
   // The whole image is never evaluated at once at a tiled scale: the image as written (8 bits, its
   // colours transferred) is scored tile by tile, as the optimised one was — one forward pass per
-  // tile, skipped when interrupted (the person is waiting for the image).
-  out.written = !t.interrupted && !t.last_grid.empty()
+  // tile, at the last scale only (a coarser scale's is never reported), and not when interrupted
+  // (the person is waiting for the image).
+  out.written = last && !t.interrupted && !t.last_grid.empty()
                     ? tiled_loss(s, content, out.rgb.round(), targets, params.loss, t.last_grid)
                     : t.final;
   out.seconds_optimise = t.seconds;
