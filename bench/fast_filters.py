@@ -24,6 +24,7 @@ import time
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_flags, cpu_kind, cpu_name  # noqa: E402
 from paths import BIN, CONTENT, REAL_WEIGHTS as REAL, ROOT, SHARED, STYLE  # noqa: E402,F401
 TMP = tempfile.mkdtemp(prefix="stylize-filters-")
 atexit.register(shutil.rmtree, TMP, True)
@@ -153,8 +154,8 @@ def main():
             return write_section(json.load(f))
     if not a.data:
         ap.error("--data DIR is required")
-    flags = open("/proc/cpuinfo").read()
-    cpu = next(l.split(":", 1)[1].strip() for l in flags.splitlines() if l.startswith("model name"))
+    flags = cpu_flags()
+    cpu = f"{cpu_name()} ({cpu_kind()})"
     amx = "amx_bf16" in flags
     native_bf16 = amx or "avx512_bf16" in flags  # what --precision auto picks bf16 on (src/engine/runtime.cpp)
     synth = os.path.join(TMP, "vgg19-synth.safetensors")

@@ -21,7 +21,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,8 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sections import replace_section  # noqa: E402
 from timing import timed  # noqa: E402
+import machine  # noqa: E402
+from machine import cpu_name  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "build", "stylize_engine_bench")
@@ -61,24 +62,14 @@ def log(*a):
     print("profile:", *a, file=sys.stderr, flush=True)
 
 
-def cpu_name():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def capped_to_avx2():
     return all(os.environ.get(k) == v for k, v in AVX2_CAP.items())
 
 
 def cpu_flags():
     """The CPU's flags; with --as-avx2 less every AVX-512 and AMX one, as the capped kernels see it."""
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return {f for f in flags if not f.startswith(("avx512", "amx"))} if capped_to_avx2() else flags
-    return set()
+    flags = machine.cpu_flags()
+    return {f for f in flags if not f.startswith(("avx512", "amx"))} if capped_to_avx2() else flags
 
 
 def layers(h, w):
@@ -364,7 +355,7 @@ def main():
     started = time.time()
     bw = copy_rate()
     lines = [f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {cpu_name()} "
-             f"({'AMX-BF16' if 'amx_bf16' in flags else 'AVX-512' if 'avx512f' in flags else 'AVX2, no AVX-512'}"
+             f"({machine.cpu_kind(flags)}"
              f"{'; oneDNN, ATen and OpenBLAS capped to AVX2 by ' + ', '.join(f'{k}={v}' for k, v in AVX2_CAP.items()) if capped_to_avx2() else ''}), "
              f"{a.threads} threads, by `bench/iteration_profile.py` (LibTorch {torch.__version__}); "
              f"copy rate {bw:.1f} GB/s.", ""]
@@ -398,9 +389,10 @@ def main():
                                   "once with glibc keeping freed memory (`MALLOC_MMAP_MAX_=0`, `MALLOC_TRIM_THRESHOLD_` "
                                   "1 TiB), as stylize's own allocator does, so that the share of the lead that is "
                                   "memory reuse shows. Layers *alone* are timed with glibc keeping its memory. In fp32 the engine "
-                                  "runs the convolutions from 64 input channels (all but conv1_1) and conv1_1's input gradient by Winograd "
-                                  "(src/engine/winograd.hpp): their GFLOP are a direct convolution's, so their GFLOP/s is an "
-                                  "effective rate, and *alone* is oneDNN's direct kernel, what the reference runs. Its fp32 "
+                                  "runs the convolutions from 64 input channels (all but conv1_1) by Winograd (src/engine/winograd.hpp): "
+                                  "their GFLOP are a direct convolution's, so their GFLOP/s is an effective rate, and *alone* "
+                                  "is oneDNN's direct kernel, what the reference runs; conv1_1, forward and input gradient, on "
+                                  "the engine's own direct kernels (src/engine/direct_conv.hpp). Its fp32 "
                                   "Gram forward runs by SYRK (one triangle, half the multiplications; src/engine/losses.cpp), "
                                   "*alone* by a general product, as the reference:", ""] + ratio_lines + ["", "Where it goes:", ""]
                      + head + [""] + lines[2:] + [f"Whole run: {(time.time() - started) / 60:.1f} min."])

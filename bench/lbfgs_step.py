@@ -23,17 +23,11 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_kind, cpu_name  # noqa: E402
 from sections import replace_section  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "build", "stylize_lbfgs_bench")
-
-
-def cpu_name():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def torch_step_ms(n, pairs, curvature):
@@ -83,7 +77,7 @@ def main():
     curvature = torch.logspace(-4, 0, n)
     ref = {p: torch_step_ms(n, p, curvature) for p in (1, 10, 100)}
     L = ["<!-- lbfgs-step:begin -->", "## One L-BFGS step against the reference's (`bench/lbfgs_step.py`)", "",
-         f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {cpu_name()}, {a.threads} threads, by "
+         f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {cpu_name()} ({cpu_kind()}), {a.threads} threads, by "
          f"`bench/lbfgs_step.py` (torch {torch.__version__}); {head}.", "",
          "Time between two evaluations once the pairs are stored (the evaluations excluded), median of 10: "
          "torch.optim.LBFGS as neural-style-pt runs it (history 100, no line search) against stylize's "

@@ -18,7 +18,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -30,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from load_test import multipart  # noqa: E402
+from machine import cpu_name  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "stylize")
@@ -65,13 +65,6 @@ def request(port, method, path, body=None, ctype=None):
     data = r.read()
     c.close()
     return r.status, data
-
-
-def cpu_name():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 class Cluster:

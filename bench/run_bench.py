@@ -11,7 +11,6 @@ import atexit
 import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -24,6 +23,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_flags, cpu_kind, cpu_name  # noqa: E402
 from timing import timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,10 +47,6 @@ STARTED = float(os.environ.setdefault("BENCH_STARTED", str(time.time())))
 # same_blas_kernels_as_stylize removes the folder itself first.
 atexit.register(shutil.rmtree, TMP, True)
 WEIGHTS = os.path.join(TMP, "vgg19-synthetic.safetensors")
-
-
-def cpu_flags():
-    return set(next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), []))
 
 
 def log(*a):
@@ -483,11 +479,7 @@ def main():
         return side
 
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except Exception:
-        pass
+    cpu = f"{cpu_name()} ({cpu_kind()})"
     L = []
     L.append("# Benchmarks\n")
     L.append(f"Measured {now} on {cpu}, {THREADS} threads, by `scripts/bench.sh` (rerun it to regenerate this file).")

@@ -1,0 +1,39 @@
+"""What the benchmark scripts say about the CPU they ran on. "AMD EPYC" alone names both this
+project's AVX2-only Zen 1 VMs and its AVX-512 Zen 5 ones (3x apart per iteration), so the family and
+model numbers and the vector ISA go with the name."""
+import platform
+
+
+def _cpuinfo():
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+def cpu_flags():
+    return set(_cpuinfo().get("flags", "").split())
+
+
+def cpu_name():
+    """The model name with its family and model numbers: 'AMD EPYC family 23 model 1'."""
+    info = _cpuinfo()
+    name = info.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in info and "model" in info:
+        name += f" family {info['cpu family']} model {info['model']}"
+    return name
+
+
+def cpu_kind(flags=None):
+    """The vector ISA that decides stylize's CPU plan: AMX-BF16, AVX512-BF16, AVX-512 or AVX2."""
+    flags = cpu_flags() if flags is None else flags
+    return ("AMX-BF16" if "amx_bf16" in flags else "AVX512-BF16, no AMX" if "avx512_bf16" in flags
+            else "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2")
