@@ -1,5 +1,5 @@
 """What the benchmark scripts say about the CPU they ran on. "AMD EPYC" alone names both this
-project's AVX2-only Zen 1 VMs and its AVX-512 Zen 5 ones (3x apart per iteration), so the family and
+project's AVX2-only Zen 1 VMs and its AVX-512 Zen 5 ones (~5x apart per iteration), so the family and
 model numbers and the vector ISA go with the name."""
 import platform
 

@@ -21,6 +21,9 @@ import time
 
 from PIL import Image, ImageDraw, ImageFont
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+from machine import cpu_flags, cpu_kind, cpu_name  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
 IMAGES = os.path.join(SHARED, "images")
@@ -43,9 +46,11 @@ else:
 RUNS = []
 
 
-def has_amx():
-    with open("/proc/cpuinfo") as f:
-        return "amx_bf16" in f.read()
+def bf16_default():
+    """Whether `--precision auto` picks bf16 here: bf16 dot products, AMX or AVX512-BF16
+    (src/engine/runtime.cpp)."""
+    flags = cpu_flags()
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def stylize(name, content, styles, extra=(), iterations=None):
@@ -179,8 +184,8 @@ def main():
         cells.append(cell(out, [f"--scales 3 -n 400,300,{fine}", seconds(rep)]))
     sheet("scales.jpg", f"One scale against --scales 3 ({SIZE} px)", [inputs + cells])
 
-    # 4. fp32 against bf16 (only where bf16 is the default: a CPU with AMX).
-    if has_amx():
+    # 4. fp32 against bf16 (only where bf16 is the default: a CPU with AMX or AVX512-BF16).
+    if bf16_default():
         out, rep = stylize("fp32", photo, [style], ["--precision", "fp32"])
         sheet("precision.jpg", f"Network arithmetic ({base})",
               [inputs + [cell(out, ["--precision fp32", seconds(rep)]), default_cell("--precision bf16 (auto here)")]])
@@ -233,10 +238,9 @@ def main():
         cells.append(cell(out, [f"content {c}", f"style {s}", seconds(rep)]))
     sheet("layers.jpg", f"Loss layers the shallow file offers ({base})", [inputs + cells])
 
-    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True,
-                         text=True).stdout.strip()
+    cpu = f"{cpu_name()} ({cpu_kind()})"
     with open(os.path.join(OUT, "runs.json"), "w") as f:
-        json.dump({"size": SIZE, "iterations": ITERATIONS, "cpu": cpu, "amx": has_amx(), "runs": RUNS}, f, indent=1)
+        json.dump({"size": SIZE, "iterations": ITERATIONS, "cpu": cpu, "bf16_default": bf16_default(), "runs": RUNS}, f, indent=1)
     total = sum(os.path.getsize(os.path.join(OUT, n)) for n in os.listdir(OUT) if n.endswith(".jpg"))
     print(f"gallery: {len(RUNS)} runs, sheets {total / 1e6:.2f} MB in {OUT}", file=sys.stderr)
 
