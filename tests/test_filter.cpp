@@ -7,6 +7,7 @@
 
 #include "stylize/error.hpp"
 #include "stylize/filter.hpp"
+#include "stylize/runtime.hpp"
 #include "stylize/safetensors.hpp"
 #include "stylize/synthetic.hpp"
 #include "stylize/train.hpp"
@@ -44,7 +45,13 @@ TEST(Filter, Bf16ApplyRunsAndStaysCloseToFp32) {
   ASSERT_EQ(bf16.sizes(), x.sizes());
   ASSERT_EQ(bf16.scalar_type(), at::kFloat);
   const double diff = (bf16 - fp32).abs().mean().item<double>();
-  EXPECT_LT(diff, 3.0) << "levels of 255 on average";
+  // With bf16 dot products (AMX, AVX512-BF16) oneDNN sums in fp32 and rounds each output once. On a
+  // CPU without them LibTorch 1.13 runs other bf16 kernels: on an AVX2-only AMD EPYC (Zen 1,
+  // 2026-12-04) a 32-channel 3x3 convolution erred 12x its output's own rounding (0.071 against
+  // 0.0057 mean), and this network's output 4.2 levels from fp32. --precision auto picks fp32 there.
+  const CpuVectorFeatures cpu = engine_vector_features();
+  const double bound = cpu.amx_bf16 || cpu.avx512_bf16 ? 3.0 : 8.0;
+  EXPECT_LT(diff, bound) << "levels of 255 on average";
   EXPECT_GT(diff, 0.0) << "the bf16 weights were used";
 }
 
