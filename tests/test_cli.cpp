@@ -127,14 +127,15 @@ TEST_F(Cli, AutoPrecisionFollowsOnednnsIsaCap) {
 
 TEST_F(Cli, PeakMemoryIsTheProgramsOwnNotItsParents) {
   // Linux carries getrusage's ru_maxrss over exec: started from this test process with 1 GiB
-  // resident, stylize used to report at least that as its own peak.
-  std::vector<char> ballast(size_t{1} << 30, 1);  // filled, so every page is resident
+  // resident, stylize used to report at least that as its own peak. 2 GiB of it: a 32 px fp32 run
+  // under ASan (its shadow memory) peaked at 774 MiB on an AVX2 EPYC, over the 700 a 1 GiB parent allowed.
+  std::vector<char> ballast(size_t{2} << 30, 1);  // filled, so every page is resident
   const nlohmann::json rep = tiny_run_report();
   ASSERT_TRUE(rep.contains("peak_memory_mib"));
   EXPECT_EQ(ballast[ballast.size() / 2], 1);
   const double peak = rep["peak_memory_mib"].get<double>();
   EXPECT_GT(peak, 10.0);
-  EXPECT_LT(peak, 700.0) << "a 32 px run needs a few hundred MiB; 1024+ is the parent's size";
+  EXPECT_LT(peak, 1500.0) << "a 32 px run needs a few hundred MiB (under ASan up to ~800); 2048+ is the parent's size";
 }
 
 TEST_F(Cli, SameSeedGivesTheSameBytes) {
