@@ -24,7 +24,7 @@ import time
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import cpu_flags, cpu_kind, cpu_name  # noqa: E402
+from machine import bf16_default, cpu_description, cpu_flags  # noqa: E402
 from paths import BIN, CONTENT, REAL_WEIGHTS as REAL, ROOT, SHARED, STYLE  # noqa: E402,F401
 TMP = tempfile.mkdtemp(prefix="stylize-filters-")
 atexit.register(shutil.rmtree, TMP, True)
@@ -155,9 +155,9 @@ def main():
     if not a.data:
         ap.error("--data DIR is required")
     flags = cpu_flags()
-    cpu = f"{cpu_name()} ({cpu_kind()})"
+    cpu = cpu_description()
     amx = "amx_bf16" in flags
-    native_bf16 = amx or "avx512_bf16" in flags  # what --precision auto picks bf16 on (src/engine/runtime.cpp)
+    native_bf16 = bf16_default(flags)
     synth = os.path.join(TMP, "vgg19-synth.safetensors")
     run([BIN, "weights", "synth", "--force", "-o", synth])
     precisions = ["fp32"] + (["bf16"] if native_bf16 else [])

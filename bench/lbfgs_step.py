@@ -23,7 +23,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import cpu_kind, cpu_name  # noqa: E402
+from machine import cpu_description  # noqa: E402
 from sections import replace_section  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,7 +77,7 @@ def main():
     curvature = torch.logspace(-4, 0, n)
     ref = {p: torch_step_ms(n, p, curvature) for p in (1, 10, 100)}
     L = ["<!-- lbfgs-step:begin -->", "## One L-BFGS step against the reference's (`bench/lbfgs_step.py`)", "",
-         f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {cpu_name()} ({cpu_kind()}), {a.threads} threads, by "
+         f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {cpu_description()}, {a.threads} threads, by "
          f"`bench/lbfgs_step.py` (torch {torch.__version__}); {head}.", "",
          "Time between two evaluations once the pairs are stored (the evaluations excluded), median of 10: "
          "torch.optim.LBFGS as neural-style-pt runs it (history 100, no line search) against stylize's "

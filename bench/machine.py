@@ -37,3 +37,15 @@ def cpu_kind(flags=None):
     flags = cpu_flags() if flags is None else flags
     return ("AMX-BF16" if "amx_bf16" in flags else "AVX512-BF16, no AMX" if "avx512_bf16" in flags
             else "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2")
+
+
+def cpu_description():
+    """Name and ISA, as the benchmark sections print it: 'AMD EPYC family 23 model 1 (AVX2, no AVX-512)'."""
+    return f"{cpu_name()} ({cpu_kind()})"
+
+
+def bf16_default(flags=None):
+    """Whether `--precision auto` picks bf16 here: bf16 dot products, AMX or AVX512-BF16
+    (src/engine/runtime.cpp)."""
+    flags = cpu_flags() if flags is None else flags
+    return "amx_bf16" in flags or "avx512_bf16" in flags

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import cpu_kind, cpu_name  # noqa: E402
+from machine import cpu_description  # noqa: E402
 from paths import BIN, CONTENT, REAL_WEIGHTS as WEIGHTS, ROOT, SHARED, STYLE  # noqa: E402,F401
 LAYERS = ["--content-layers", "relu3_2", "--style-layers", "relu1_1,relu2_1,relu3_1"]
 TMP = tempfile.mkdtemp(prefix="stylize-print-")
@@ -92,7 +92,7 @@ def main():
     if not os.path.exists(WEIGHTS):
         raise SystemExit(f"print_size: {WEIGHTS} not found (set SHARED=...)")
     t0 = time.time()
-    cpu = f"{cpu_name()} ({cpu_kind()})"
+    cpu = cpu_description()
     L = [BEGIN, "## Print size", "",
          f"`/usr/bin/python3 bench/print_size.py` on {cpu}, 2 threads, {time.strftime('%Y-%m-%d')}: real VGG19 "
          "conv1_1 … conv3_4, content relu3_2, style relu1_1, relu2_1, relu3_1, Tübingen × The Starry Night, "

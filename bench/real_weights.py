@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import gallery  # noqa: E402  (contact sheets, and the same inputs and layers)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from machine import cpu_kind, cpu_name  # noqa: E402
+from machine import cpu_description  # noqa: E402
 
 BIN = os.path.join(ROOT, "build", "stylize")
 SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
@@ -227,7 +227,7 @@ def main():
         raise SystemExit(f"real_weights: {WEIGHTS} not found (set SHARED=…)")
     t0 = time.time()
     os.makedirs(gallery.OUT, exist_ok=True)
-    cpu = f"{cpu_name()} ({cpu_kind()})"
+    cpu = cpu_description()
     gap = range_gap(); log("range gap", gap)
     st = starts(); log("starts", {k: v["losses"] for k, v in st.items()})
     ms = multiscale(st["content"]); log("multiscale", [(f, l, s) for f, l, s, _ in ms])

@@ -23,7 +23,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import cpu_flags, cpu_kind, cpu_name  # noqa: E402
+from machine import cpu_description, cpu_flags  # noqa: E402
 from timing import timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -479,7 +479,7 @@ def main():
         return side
 
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    cpu = f"{cpu_name()} ({cpu_kind()})"
+    cpu = cpu_description()
     L = []
     L.append("# Benchmarks\n")
     L.append(f"Measured {now} on {cpu}, {THREADS} threads, by `scripts/bench.sh` (rerun it to regenerate this file).")

@@ -22,7 +22,7 @@ import time
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
-from machine import cpu_flags, cpu_kind, cpu_name  # noqa: E402
+from machine import bf16_default, cpu_description  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
@@ -44,13 +44,6 @@ else:
     TMP = tempfile.mkdtemp(prefix="stylize-gallery-")
     atexit.register(shutil.rmtree, TMP, True)
 RUNS = []
-
-
-def bf16_default():
-    """Whether `--precision auto` picks bf16 here: bf16 dot products, AMX or AVX512-BF16
-    (src/engine/runtime.cpp)."""
-    flags = cpu_flags()
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def stylize(name, content, styles, extra=(), iterations=None):
@@ -238,7 +231,7 @@ def main():
         cells.append(cell(out, [f"content {c}", f"style {s}", seconds(rep)]))
     sheet("layers.jpg", f"Loss layers the shallow file offers ({base})", [inputs + cells])
 
-    cpu = f"{cpu_name()} ({cpu_kind()})"
+    cpu = cpu_description()
     with open(os.path.join(OUT, "runs.json"), "w") as f:
         json.dump({"size": SIZE, "iterations": ITERATIONS, "cpu": cpu, "bf16_default": bf16_default(), "runs": RUNS}, f, indent=1)
     total = sum(os.path.getsize(os.path.join(OUT, n)) for n in os.listdir(OUT) if n.endswith(".jpg"))
