@@ -20,6 +20,14 @@
 //
 // --inputs-out writes the weights and both images to a safetensors file for bench/reference.py
 // --inputs, so that the reference optimises exactly the same problem.
+//
+// A real run instead of the synthetic one (bench/gpu.sh's picture on the GPU machine, which has no
+// image library): --weights FILE (a VGG19 safetensors file, a prefix such as the shallow conv1-3 one
+// will do), --images FILE (safetensors holding "content" and "style", RGB 0-255 float32 [1, 3, H, W],
+// written by `gpu.sh --prepare`), --style-layers / --content-layers (comma lists, the CLI's defaults
+// otherwise) and --image-out FILE.ppm (the result, 8-bit binary PPM). Both images are resized here so
+// that their longest side is --size (bicubic; the CLI averages areas down): the resized ones are what
+// --inputs-out writes, so the reference still solves the very same problem.
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <nlohmann/json.hpp>
@@ -34,9 +42,11 @@
 
 #include "stylize/cpu_allocator.hpp"
 #include "stylize/error.hpp"
+#include "stylize/request.hpp"
 #include "stylize/safetensors.hpp"
 #include "stylize/stylizer.hpp"
 #include "stylize/synthetic.hpp"
+#include "stylize/weights.hpp"
 
 using namespace stylize;
 
@@ -44,6 +54,7 @@ namespace {
 
 struct Args {
   std::string device = "auto", precision = "fp32", inputs_out, profile_out, allocator = "reusing", conv = "automatic";
+  std::string weights, images, style_layers, content_layers, image_out;
   int size = 512, iterations = 500, history = 100, threads = 0;
 };
 
@@ -51,7 +62,8 @@ struct Args {
   std::fprintf(stderr,
                "error: %s\nusage: stylize_engine_bench [--device D] [--size PX] [--iterations N] "
                "[--precision fp32|bf16] [--history N] [--threads N] [--inputs-out FILE] "
-               "[--profile-out FILE] [--allocator reusing|c10] [--conv automatic|direct]\n",
+               "[--profile-out FILE] [--allocator reusing|c10] [--conv automatic|direct] [--weights FILE] "
+               "[--images FILE] [--style-layers L,L] [--content-layers L,L] [--image-out FILE.ppm]\n",
                why.c_str());
   std::exit(2);
 }
@@ -78,6 +90,11 @@ Args parse(int argc, char** argv) {
     else if (flag == "--profile-out") a.profile_out = value;
     else if (flag == "--allocator") a.allocator = value;
     else if (flag == "--conv") a.conv = value;
+    else if (flag == "--weights") a.weights = value;
+    else if (flag == "--images") a.images = value;
+    else if (flag == "--style-layers") a.style_layers = value;
+    else if (flag == "--content-layers") a.content_layers = value;
+    else if (flag == "--image-out") a.image_out = value;
     else if (flag == "--size") a.size = number();
     else if (flag == "--iterations") a.iterations = number();
     else if (flag == "--history") a.history = number();
@@ -88,7 +105,37 @@ Args parse(int argc, char** argv) {
   if (a.allocator != "reusing" && a.allocator != "c10") usage("--allocator: reusing or c10");
   if (a.conv != "automatic" && a.conv != "direct") usage("--conv: automatic or direct");
   if (a.size < 32 || a.iterations < 1 || a.history < 1) usage("--size >= 32, --iterations and --history >= 1");
+  if (a.weights.empty() != a.images.empty()) usage("--weights and --images go together");
   return a;
+}
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (size_t comma; (comma = text.find(',', start)) != std::string::npos; start = comma + 1) {
+    out.push_back(text.substr(start, comma - start));
+  }
+  out.push_back(text.substr(start));
+  return out;
+}
+
+// RGB 0-255 [1, 3, H, W] -> longest side `size`, bicubic, clamped back into 0..255.
+at::Tensor resize_longest(const at::Tensor& rgb, int size) {
+  const int64_t h = rgb.size(2), w = rgb.size(3);
+  const double scale = static_cast<double>(size) / static_cast<double>(std::max(h, w));
+  const int64_t nh = std::max<int64_t>(1, std::llround(static_cast<double>(h) * scale));
+  const int64_t nw = std::max<int64_t>(1, std::llround(static_cast<double>(w) * scale));
+  if (nh == h && nw == w) return rgb;
+  return at::upsample_bicubic2d(rgb, {nh, nw}, /*align_corners=*/false).clamp(0, 255).contiguous();
+}
+
+// The result as an 8-bit binary PPM (P6): the GPU machine has no image library, and PIL reads it.
+void write_ppm(const std::string& path, const at::Tensor& rgb) {
+  const at::Tensor hwc = rgb.squeeze(0).permute({1, 2, 0}).round().clamp(0, 255).to(at::kByte).contiguous();
+  std::ofstream out(path, std::ios::binary);
+  out << "P6\n" << hwc.size(1) << " " << hwc.size(0) << "\n255\n";
+  out.write(reinterpret_cast<const char*>(hwc.data_ptr<uint8_t>()), static_cast<std::streamsize>(hwc.numel()));
+  if (!out.flush()) throw Error(ExitCode::output, "could not write " + path);
 }
 
 double since(std::chrono::steady_clock::time_point t) {
@@ -152,25 +199,37 @@ int main(int argc, char** argv) {
     const at::Device device = resolve_device(a.device);
     if (a.allocator == "reusing") use_reusing_cpu_allocator();
     const Precision precision = a.precision == "bf16" ? Precision::bf16 : Precision::fp32;
-    // 4:3 like the photographs of the CPU benchmark (512 -> 512x384).
-    const int64_t width = a.size, height = a.size * 3 / 4;
     Vgg19Weights weights;
-    weights.params = synthetic_vgg19(1);
-    weights.preprocessing = Preprocessing::caffe;
-    const at::Tensor content = synthetic_image(height, width, 9001);
-    const at::Tensor style = synthetic_image(height, width, 9002);
+    at::Tensor content, style;
+    if (a.weights.empty()) {
+      // 4:3 like the photographs of the CPU benchmark (512 -> 512x384).
+      weights.params = synthetic_vgg19(1);
+      weights.preprocessing = Preprocessing::caffe;
+      content = synthetic_image(a.size * 3 / 4, a.size, 9001);
+      style = synthetic_image(a.size * 3 / 4, a.size, 9002);
+    } else {
+      weights = load_vgg19_prefix(a.weights);
+      const SafetensorsFile images = read_safetensors_header(a.images);
+      content = resize_longest(read_safetensors_tensor(images, "content"), a.size);
+      style = resize_longest(read_safetensors_tensor(images, "style"), a.size);
+    }
+    const Preprocessing pre = weights.preprocessing.value_or(Preprocessing::caffe);
+    const int64_t width = content.size(3), height = content.size(2);
     if (!a.inputs_out.empty()) {
       std::vector<std::pair<std::string, at::Tensor>> tensors(weights.params.begin(), weights.params.end());
       tensors.emplace_back("content", content);
       tensors.emplace_back("style", style);
-      write_safetensors(a.inputs_out, tensors, {{"preprocessing", "caffe"}});
+      write_safetensors(a.inputs_out, tensors, {{"preprocessing", to_string(pre)}});
     }
 
     StylizeParams params;
+    params.loss = request_defaults(pre).loss;
+    if (!a.style_layers.empty()) params.loss.style_layers = split_commas(a.style_layers);
+    if (!a.content_layers.empty()) params.loss.content_layers = split_commas(a.content_layers);
     params.optimizer.iterations = a.iterations;
     params.optimizer.lbfgs_history = a.history;
     auto t = std::chrono::steady_clock::now();
-    Stylizer stylizer(weights, Preprocessing::caffe, Pooling::max, deepest_layer(params.loss), device, precision);
+    Stylizer stylizer(weights, pre, Pooling::max, deepest_layer(params.loss), device, precision);
     stylizer.set_conv_algorithm(a.conv == "direct" ? ConvAlgorithm::direct : ConvAlgorithm::automatic);
     const StyleTargets targets = stylizer.style_targets(params.loss, {style}, {});
     const double seconds_setup = since(t);
@@ -179,9 +238,13 @@ int main(int argc, char** argv) {
     if (!a.profile_out.empty()) params.optimizer.iterations = a.iterations + 10;  // stopped after the recorded ones
     const StylizeOutput out = stylizer.stylize(content, targets, params, cb);  // the output is read back: a sync
     const double seconds_run = since(t);
+    if (!a.image_out.empty()) write_ppm(a.image_out, out.rgb);
 
     nlohmann::json j = {
         {"program", "stylize"},
+        {"weights", a.weights.empty() ? "synthetic" : a.weights},
+        {"style_layers", params.loss.style_layers},
+        {"content_layers", params.loss.content_layers},
         {"device", device.str()},
         {"precision", to_string(precision)},
         {"threads", threads},

@@ -1,60 +1,83 @@
 #!/usr/bin/env bash
-# The GPU benchmark, as one script for a machine that has an NVIDIA GPU and a CUDA PyTorch and
-# nothing else of ours (no OpenCV, no CLI11, no apt): builds the engine against that PyTorch's
-# LibTorch, then times 500 L-BFGS iterations at 512 and 2048 px for stylize (stylize_engine_bench)
-# and for bench/reference.py on the same GPU, same synthetic weights, images and losses.
+# The GPU run, as one script for a machine that has an NVIDIA GPU and a CUDA PyTorch and nothing
+# else of ours (no OpenCV, no CLI11, no apt). It builds the engine against that PyTorch's LibTorch,
+# then runs, each step recorded in gpu.json even when another fails:
+#   1. the engine's CUDA tests (tests/test_parity.cpp: parity with the fixture on the GPU, a short run
+#      against the CPU's, host reads, bf16), where googletest's source came along;
+#   2. 500 L-BFGS iterations at 512 and 2048 px for stylize (stylize_engine_bench) and for
+#      bench/reference.py on the same GPU, same synthetic weights, images and losses;
+#   3. a real picture: the real shallow VGG19 (conv1-3), Tübingen × The Starry Night at 2048 px,
+#      500 iterations, against the reference on the same problem; the image comes back as real.ppm.
 #
-#   bash bench/gpu.sh                 # writes $OUT/gpu.json (or build-gpu/gpu.json) and prints it
+#   bash bench/gpu.sh --prepare       # here, where Debian's packages and ../shared are: fills .gpu-deps/
+#   bash bench/gpu.sh                 # there: writes $OUT/gpu.json (or build-gpu/gpu.json) and prints it
 #
 # Then copy gpu.json to bench/gpu-results.json: scripts/bench.sh puts it into BENCHMARKS.md.
-# Needs nlohmann/json.hpp: found in $NLOHMANN_INCLUDE (a folder holding nlohmann/json.hpp),
-# .gpu-deps/include in the tree, /usr/include or /usr/local/include. A GPU machine without it gets it
-# from here: `bash bench/gpu.sh --prepare` copies Debian's header into .gpu-deps/ (git-ignored;
-# the device tool carries it with the working tree). A size that fails is recorded in gpu.json with
-# its error and the others still run; the script then exits 1. Knobs (for a dry run on a CPU): GPU_BENCH_DEVICE (cuda), GPU_BENCH_SIZES ("512 2048"),
-# GPU_BENCH_ITERATIONS (500), PYTHON (python3), GPU_BENCH_BUILD (auto | cmake | gxx).
+# --prepare copies into .gpu-deps/ (git-ignored; the device tool carries it with the working tree):
+# nlohmann/json.hpp, googletest's source (Debian's googletest package), the real shallow weights, and
+# the two photos as float32 tensors (bench/gpu_images.py). Without a piece the run skips what needs it
+# and says so. Knobs (for a dry run on a CPU): GPU_BENCH_DEVICE (cuda), GPU_BENCH_SIZES ("512 2048"; empty: none),
+# GPU_BENCH_ITERATIONS (500), GPU_BENCH_REAL_SIZE (2048; 0 skips the picture), PYTHON (python3), GPU_BENCH_BUILD
+# (auto | cmake | gxx | none: use what GPU_BENCH_BUILD_DIR already holds), GPU_BENCH_BUILD_DIR (build-gpu). Exit 1 when any step failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-if [ "${1:-}" = "--prepare" ]; then  # on the development machine: the header travels in the tree
+DEPS=$ROOT/.gpu-deps
+if [ "${1:-}" = "--prepare" ]; then
+  shared=${STYLIZE_SHARED:-$ROOT/../shared}
   [ -f /usr/include/nlohmann/json.hpp ] || { echo "gpu.sh: install nlohmann-json3-dev first" >&2; exit 3; }
-  mkdir -p .gpu-deps/include && cp -r /usr/include/nlohmann .gpu-deps/include/
-  echo "gpu.sh: copied nlohmann/ into .gpu-deps/include (carry .gpu-deps to the GPU machine)" >&2
+  [ -d /usr/src/googletest ] || { echo "gpu.sh: install googletest first (scripts/install-deps.sh)" >&2; exit 3; }
+  mkdir -p "$DEPS/include" && cp -r /usr/include/nlohmann "$DEPS/include/"
+  rm -rf "$DEPS/googletest" && cp -r /usr/src/googletest "$DEPS/googletest"
+  cp "$shared/weights/vgg19-conv1-3-real.safetensors" "$DEPS/real-weights.safetensors"
+  /usr/bin/python3 bench/gpu_images.py "$DEPS/images.safetensors" content="$shared/images/tubingen.jpg" \
+    style="$shared/images/starry_night.jpg"
+  echo "gpu.sh: .gpu-deps holds $(du -sh "$DEPS" | cut -f1): carry .gpu-deps" >&2
   exit 0
 fi
 PY=${PYTHON:-python3}
 DEVICE=${GPU_BENCH_DEVICE:-cuda}
-SIZES=${GPU_BENCH_SIZES:-512 2048}
+SIZES=${GPU_BENCH_SIZES-512 2048}
 ITERATIONS=${GPU_BENCH_ITERATIONS:-500}
+REAL_SIZE=${GPU_BENCH_REAL_SIZE:-2048}
 BUILD_WITH=${GPU_BENCH_BUILD:-auto}
-BUILD=$ROOT/build-gpu
+BUILD=${GPU_BENCH_BUILD_DIR:-$ROOT/build-gpu}
 RESULTS=${OUT:-$BUILD}
 mkdir -p "$BUILD" "$RESULTS"
 log() { echo "gpu.sh: $*" >&2; }
 
 TORCH_DIR=$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
 json_include=""
-for dir in "${NLOHMANN_INCLUDE:-}" "$ROOT/.gpu-deps/include" /usr/include /usr/local/include; do
+for dir in "${NLOHMANN_INCLUDE:-}" "$DEPS/include" /usr/include /usr/local/include; do
   if [ -n "$dir" ] && [ -f "$dir/nlohmann/json.hpp" ]; then json_include=$(cd "$dir" && pwd); break; fi
 done
 if [ -z "$json_include" ]; then
   log "error: nlohmann/json.hpp not found; run 'bash bench/gpu.sh --prepare' where it is installed and carry .gpu-deps, or set NLOHMANN_INCLUDE"
   exit 3
 fi
+GTEST_SRC=$DEPS/googletest
+[ -f "$GTEST_SRC/googletest/src/gtest-all.cc" ] || GTEST_SRC=""
 log "torch $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)') in $TORCH_DIR"
 
 # CMake first: the project's own build. A pip PyTorch's CMake config wants the CUDA toolkit (nvcc),
 # which a machine that only runs PyTorch may lack; then the engine is compiled directly.
 build_cmake() {
   command -v cmake > /dev/null || return 1
-  cmake -S . -B "$BUILD" -DSTYLIZE_ENGINE_ONLY=ON -DSTYLIZE_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_PREFIX_PATH="$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')" \
-    -DCMAKE_INCLUDE_PATH="$json_include" > "$BUILD/cmake.log" 2>&1 &&
-    cmake --build "$BUILD" -j "$(nproc)" --target stylize_engine_bench >> "$BUILD/cmake.log" 2>&1
+  local tests=(-DSTYLIZE_BUILD_TESTS=OFF) targets=(stylize_engine_bench)
+  if [ -n "$GTEST_SRC" ]; then  # googletest from source, installed inside the build folder
+    cmake -S "$GTEST_SRC" -B "$BUILD/gtest" -DBUILD_GMOCK=OFF -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_INSTALL_PREFIX="$BUILD/gtest-install" > "$BUILD/cmake.log" 2>&1 &&
+      cmake --build "$BUILD/gtest" -j "$(nproc)" --target install >> "$BUILD/cmake.log" 2>&1 || return 1
+    tests=(-DSTYLIZE_BUILD_TESTS=ON) targets+=(test_parity)
+  fi
+  cmake -S . -B "$BUILD" -DSTYLIZE_ENGINE_ONLY=ON "${tests[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)');$BUILD/gtest-install" \
+    -DCMAKE_INCLUDE_PATH="$json_include" >> "$BUILD/cmake.log" 2>&1 &&
+    cmake --build "$BUILD" -j "$(nproc)" --target "${targets[@]}" >> "$BUILD/cmake.log" 2>&1
 }
 
 build_gxx() {
-  local abi sources objects=() libs=(-ltorch -ltorch_cpu -lc10)
+  local abi sources objects=() libs=(-ltorch -ltorch_cpu -lc10) flags
   abi=$("$PY" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
   # The engine's sources, as CMakeLists.txt lists them (one list to maintain).
   sources=$(sed -n '/^add_library(stylize_engine STATIC/,/)/p; /^target_sources(stylize_engine/p' CMakeLists.txt |
@@ -62,67 +85,123 @@ build_gxx() {
   for lib in torch_cuda c10_cuda; do
     if [ -e "$TORCH_DIR/lib/lib$lib.so" ]; then libs+=("-l$lib"); fi
   done
+  local extra=(bench/engine_bench.cpp)
+  if [ -n "$GTEST_SRC" ]; then
+    extra+=(tests/support.cpp tests/test_parity.cpp "$GTEST_SRC/googletest/src/gtest-all.cc"
+            "$GTEST_SRC/googletest/src/gtest_main.cc")
+  fi
   # A stale object from an earlier try must not stand in for one that fails to compile now.
   rm -rf "$BUILD/obj" && mkdir -p "$BUILD/obj"
-  for src in $sources bench/engine_bench.cpp; do objects+=("$BUILD/obj/$(basename "$src" .cpp).o"); done
   # -fopenmp: ATen's parallel_for is inline OpenMP; without it the engine's own parallel loops run serially.
+  flags="-O2 -std=c++17 -fopenmp -D_GLIBCXX_USE_CXX11_ABI=$abi -DSTYLIZE_VERSION=\\\"gpu-bench\\\" -Iinclude \
+    -I$TORCH_DIR/include -I$TORCH_DIR/include/torch/csrc/api/include -I$json_include"
+  # tests/CMakeLists.txt's defines for the test support (escaped for the sh -c below).
+  [ -z "$GTEST_SRC" ] || flags+=" -I$GTEST_SRC/googletest/include -I$GTEST_SRC/googletest \
+    -DSTYLIZE_FIXTURES=\\\"$ROOT/tests/fixtures\\\" -DSTYLIZE_SHARED_IMAGES=\\\"$ROOT/../shared/images\\\" \
+    -DSTYLIZE_SHARED_WEIGHTS=\\\"$DEPS/real-weights.safetensors\\\""
   # shellcheck disable=SC2086
-  printf '%s\n' $sources bench/engine_bench.cpp | xargs -P "$(nproc)" -I{} sh -c \
-    'g++ -O2 -std=c++17 -fopenmp -D_GLIBCXX_USE_CXX11_ABI='"$abi"' -DSTYLIZE_VERSION=\"gpu-bench\" -Iinclude \
-       -I"'"$TORCH_DIR"'/include" -I"'"$TORCH_DIR"'/include/torch/csrc/api/include" -I"'"$json_include"'" \
-       -c {} -o "'"$BUILD"'/obj/$(basename {} .cpp).o"' 2> "$BUILD/gxx.log" || return 1
+  printf '%s\n' $sources "${extra[@]}" | xargs -P "$(nproc)" -I{} sh -c \
+    'g++ '"$flags"' -c {} -o "'"$BUILD"'/obj/$(basename {} | sed "s/\.c[cp]*$//").o"' 2> "$BUILD/gxx.log" || return 1
+  for src in $sources; do objects+=("$BUILD/obj/$(basename "$src" .cpp).o"); done
   # --no-as-needed: nothing refers to libtorch_cuda by name, but loading it registers the CUDA backend.
-  g++ -fopenmp "${objects[@]}" -o "$BUILD/stylize_engine_bench" -L"$TORCH_DIR/lib" -Wl,--no-as-needed "${libs[@]}" \
-    -Wl,--as-needed -Wl,-rpath,"$TORCH_DIR/lib" -lpthread -ldl 2>> "$BUILD/gxx.log" || return 1
+  local link=(-L"$TORCH_DIR/lib" -Wl,--no-as-needed "${libs[@]}" -Wl,--as-needed -Wl,-rpath,"$TORCH_DIR/lib" -lpthread -ldl)
+  g++ -fopenmp "${objects[@]}" "$BUILD/obj/engine_bench.o" -o "$BUILD/stylize_engine_bench" "${link[@]}" \
+    2>> "$BUILD/gxx.log" || return 1
+  if [ -n "$GTEST_SRC" ]; then
+    mkdir -p "$BUILD/tests"
+    g++ -fopenmp "${objects[@]}" "$BUILD"/obj/{support,test_parity,gtest-all,gtest_main}.o -o "$BUILD/tests/test_parity" \
+      "${link[@]}" 2>> "$BUILD/gxx.log" || return 1
+  fi
 }
 
 started=$(date +%s)
 case "$BUILD_WITH" in
-  cmake) build_cmake || { log "error: the CMake build failed, see $BUILD/cmake.log"; exit 1; } ;;
-  gxx) build_gxx || { log "error: the g++ build failed, see $BUILD/gxx.log"; exit 1; } ;;
-  *) build_cmake || { log "CMake unavailable or failed ($BUILD/cmake.log): compiling with g++"; build_gxx; } ||
-       { log "error: the g++ build failed, see $BUILD/gxx.log"; exit 1; } ;;
+  none) log "not building: the binaries already in $BUILD" ;;
+  cmake) build_cmake || { log "error: the CMake build failed, see $BUILD/cmake.log"; tail -n 30 "$BUILD/cmake.log" >&2; exit 1; } ;;
+  gxx) build_gxx || { log "error: the g++ build failed, see $BUILD/gxx.log"; tail -n 30 "$BUILD/gxx.log" >&2; exit 1; } ;;
+  *) build_cmake || { log "CMake unavailable or failed: compiling with g++"; tail -n 30 "$BUILD/cmake.log" >&2; build_gxx; } ||
+       { log "error: the g++ build failed, see $BUILD/gxx.log"; tail -n 30 "$BUILD/gxx.log" >&2; exit 1; } ;;
 esac
 log "built in $(( $(date +%s) - started )) s"
-
-# Each size on its own: one that fails (out of memory at 2048 px, say) leaves its error in gpu.json.
 failed=0
-for size in $SIZES; do
-  rm -f "$RESULTS/stylize-$size.json" "$RESULTS/reference-$size.json" "$RESULTS/error-$size.txt"
-  log "$size px, $ITERATIONS iterations: stylize"
-  if ! "$BUILD/stylize_engine_bench" --device "$DEVICE" --size "$size" --iterations "$ITERATIONS" \
-      --inputs-out "$BUILD/inputs-$size.safetensors" > "$RESULTS/stylize-$size.json" 2> "$RESULTS/error-$size.txt"; then
-    log "error: stylize at $size px failed: $(tail -n 1 "$RESULTS/error-$size.txt")"; failed=1; continue
-  fi
-  log "$size px, $ITERATIONS iterations: reference"
-  if ! "$PY" bench/reference.py --inputs "$BUILD/inputs-$size.safetensors" --iterations "$ITERATIONS" \
-      --device "$DEVICE" > "$RESULTS/reference-$size.json" 2> "$RESULTS/error-$size.txt"; then
-    log "error: the reference at $size px failed: $(tail -n 1 "$RESULTS/error-$size.txt")"; failed=1
-  fi
-  rm -f "$BUILD/inputs-$size.safetensors"
-done
 
-"$PY" - "$RESULTS" "$DEVICE" $SIZES << 'EOF'
+# 1. The engine's tests on this machine, CUDA cases included (the CPU ones run too: same binary).
+if [ -n "$GTEST_SRC" ] && [ -x "$BUILD/tests/test_parity" ]; then
+  log "tests: test_parity"
+  "$BUILD/tests/test_parity" > "$RESULTS/tests.txt" 2>&1 || { log "error: test_parity failed (tests.txt)"; failed=1; }
+  tail -n 25 "$RESULTS/tests.txt" >&2
+else
+  log "tests skipped: no googletest source (bash bench/gpu.sh --prepare, carry .gpu-deps)"
+fi
+
+# One timed pair: stylize_engine_bench with "$@", then the reference on the same inputs.
+# Writes $RUNS/{stylize,reference}-$name.json, or error-$name.txt (gpu.json gathers them: the device
+# tool brings back at most 8 files).
+RUNS=$BUILD/runs
+mkdir -p "$RUNS"
+pair() {
+  local name=$1 ref_args=$2
+  shift 2
+  rm -f "$RUNS/stylize-$name.json" "$RUNS/reference-$name.json" "$RUNS/error-$name.txt"
+  log "$name: stylize"
+  if ! "$BUILD/stylize_engine_bench" --device "$DEVICE" --iterations "$ITERATIONS" "$@" \
+      --inputs-out "$BUILD/inputs-$name.safetensors" > "$RUNS/stylize-$name.json" 2> "$RUNS/error-$name.txt"; then
+    log "error: stylize $name failed: $(tail -n 1 "$RUNS/error-$name.txt")"; failed=1; return
+  fi
+  log "$name: reference"
+  # shellcheck disable=SC2086
+  if ! "$PY" bench/reference.py --inputs "$BUILD/inputs-$name.safetensors" --iterations "$ITERATIONS" \
+      --device "$DEVICE" $ref_args > "$RUNS/reference-$name.json" 2> "$RUNS/error-$name.txt"; then
+    log "error: the reference $name failed: $(tail -n 1 "$RUNS/error-$name.txt")"; failed=1
+  fi
+  rm -f "$BUILD/inputs-$name.safetensors"
+}
+
+# 2. Synthetic full VGG19, the CLI's default layers. Each size on its own: one that fails (out of
+# memory, say) leaves its error in gpu.json.
+for size in $SIZES; do pair "$size" "" --size "$size"; done
+
+# 3. The real picture.
+names="$SIZES"
+if [ "$REAL_SIZE" = 0 ]; then
+  log "real picture skipped: GPU_BENCH_REAL_SIZE=0"
+elif [ -f "$DEPS/real-weights.safetensors" ] && [ -f "$DEPS/images.safetensors" ]; then
+  layers="--style-layers relu1_1,relu2_1,relu3_1 --content-layers relu3_2"
+  # shellcheck disable=SC2086
+  pair real "$layers" --size "$REAL_SIZE" --weights "$DEPS/real-weights.safetensors" \
+    --images "$DEPS/images.safetensors" $layers --image-out "$RESULTS/real.ppm"
+  names+=" real"
+else
+  log "real picture skipped: no .gpu-deps/real-weights.safetensors or images.safetensors (bash bench/gpu.sh --prepare)"
+fi
+
+"$PY" - "$RESULTS" "$RUNS" "$DEVICE" $names << 'EOF'
 import datetime, json, os, subprocess, sys
 import torch
-results, device, sizes = sys.argv[1], sys.argv[2], sys.argv[3:]
+results, runs, device, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu (dry run)"
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 rows, failures = [], []
-for size in sizes:
+for name in names:
     try:
-        ours = json.load(open(os.path.join(results, f"stylize-{size}.json")))
-        ref = json.load(open(os.path.join(results, f"reference-{size}.json")))
+        ours = json.load(open(os.path.join(runs, f"stylize-{name}.json")))
+        ref = json.load(open(os.path.join(runs, f"reference-{name}.json")))
     except (OSError, ValueError):
-        err = os.path.join(results, f"error-{size}.txt")
+        err = os.path.join(runs, f"error-{name}.txt")
         lines = open(err).read().strip().splitlines() if os.path.exists(err) else []
-        failures.append({"size": int(size), "error": lines[-1] if lines else "no result"})
+        failures.append({"run": name, "error": lines[-1] if lines else "no result"})
         continue
-    rows.append({"size": int(size), "width": ours["width"], "height": ours["height"],
-                 "iterations": ours["iterations"], "stylize": ours, "reference": ref,
+    rows.append({"run": name, "size": max(ours["width"], ours["height"]), "width": ours["width"],
+                 "height": ours["height"], "weights": ours["weights"], "iterations": ours["iterations"],
+                 "stylize": ours, "reference": ref,
                  "ratio": ours["seconds_per_iteration"] / ref["seconds_per_iteration"]})
-out = {"date": datetime.date.today().isoformat(), "gpu": gpu, "device": device, "torch": torch.__version__,
-       "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.startswith("cuda") else None,
-       "rows": rows, "failed": failures}
+tests = os.path.join(results, "tests.txt")
+summary = [l.strip() for l in open(tests) if l.startswith(("[  PASSED", "[  FAILED  ] C", "cuda")) or " tests, listed" in l] \
+    if os.path.exists(tests) else []
+out = {"date": datetime.date.today().isoformat(), "gpu": gpu, "cpu": cpu, "device": device,
+       "torch": torch.__version__, "cuda": torch.version.cuda,
+       "cudnn": torch.backends.cudnn.version() if device.startswith("cuda") else None,
+       "tests": summary, "rows": rows, "failed": failures}
 with open(os.path.join(results, "gpu.json"), "w") as f:
     json.dump(out, f, indent=1)
 print(json.dumps(out, indent=1))

@@ -4,7 +4,8 @@ with PyTorch's Python API and VGG19 in torchvision's layer layout, optimised wit
 neural-style-pt does (one step() call, max_iter = iterations, no early stop).
 
     /usr/bin/python3 bench/reference.py --weights W.safetensors --content C.jpg --style S.jpg \
-        --size 512 --iterations 5 --threads 2 [--precision bf16]   # prints one JSON object
+        --size 512 --iterations 5 --threads 2 [--precision bf16] [--style-layers relu1_1,relu2_1
+        --content-layers relu2_2]   # prints one JSON object
     /usr/bin/python3 bench/reference.py --inputs I.safetensors --iterations 500 --device cuda
         # weights and images from `stylize_engine_bench --inputs-out` (bench/gpu.sh): no torchvision needed
     /usr/bin/python3 bench/reference.py --check        # loss definitions vs tests/fixtures/parity.json
@@ -89,7 +90,7 @@ def run(args):
     else:
         params, pre = load_safetensors(args.weights)
         content_rgb, style_rgb = load_image(args.content, args.size), load_image(args.style, args.size)
-    cl, sl = ["relu4_2"], ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    cl, sl = args.content_layers.split(","), args.style_layers.split(",")
     names = make_parity.layer_names()
     model = build_model(params, max(names.index(n) for n in cl + sl)).to(device)
     cw, sw, tw = (5.0, 100.0, 1e-3) if pre == "caffe" else (1.0, 1e6, 0.5)
@@ -163,6 +164,8 @@ if __name__ == "__main__":
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--inputs", help="weights + content + style in one safetensors file (stylize_engine_bench)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--content-layers", default="relu4_2", help="comma list (stylize's default)")
+    ap.add_argument("--style-layers", default="relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", help="comma list")
     ap.add_argument("--check", action="store_true")
     a = ap.parse_args()
     if a.check:

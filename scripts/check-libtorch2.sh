@@ -10,7 +10,8 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 mkdir -p "$dir"
 if [ ! -f "$dir/root/usr/include/torch/csrc/api/include/torch/version.h" ]; then
   curl -fsS "$mirror/dists/trixie/main/binary-amd64/Packages.xz" -o "$dir/Packages.xz"
-  file=$(xz -dc "$dir/Packages.xz" | awk '/^Package: libtorch-dev$/{p=1} p&&/^Filename:/{print $2; exit}')
+  # awk stops at the first match and xz then dies of SIGPIPE: not a failure (pipefail would say so).
+  file=$({ xz -dc "$dir/Packages.xz" || true; } | awk '/^Package: libtorch-dev$/{p=1} p&&/^Filename:/{print $2; exit}')
   [ -n "$file" ] || { echo "check-libtorch2: no libtorch-dev in trixie's index" >&2; exit 1; }
   curl -fsS "$mirror/$file" -o "$dir/libtorch-dev.deb"
   rm -rf "$dir/root" && dpkg-deb -x "$dir/libtorch-dev.deb" "$dir/root"

@@ -1,6 +1,7 @@
 #include "support.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -11,9 +12,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -194,6 +197,28 @@ std::string wait_for_log(const std::string& path, const std::string& pattern, do
 int wait_for_listening(const std::string& log) {
   const std::string port = wait_for_log(log, "listening on http://127\\.0\\.0\\.1:([0-9]+)", 20);
   return port.empty() ? 0 : std::stoi(port);
+}
+
+namespace {
+
+std::atomic<int> host_reads{0};
+
+std::unique_ptr<at::ObserverContext> count_host_reads(const at::RecordFunction& fn) {
+  const char* name = fn.name();
+  for (const char* read : {"aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero", "aten::equal"}) {
+    if (std::strcmp(name, read) == 0) ++host_reads;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+int host_reads_during(const std::function<void()>& run) {
+  host_reads = 0;
+  const auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(count_host_reads));
+  run();
+  at::removeCallback(handle);
+  return host_reads.load();
 }
 
 int free_loopback_port() {

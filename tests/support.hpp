@@ -61,6 +61,10 @@ int wait_exit_code(int pid);
 std::string wait_for_log(const std::string& path, const std::string& pattern, double seconds);
 // The port a `stylize serve` logging to `log` listens on; 0 when it never said within 20 s.
 int wait_for_listening(const std::string& log);
+// How many operations that read a tensor back to the host `run` makes on this thread (on CUDA each
+// is a wait for the GPU): LibTorch's record-function hooks, counting _local_scalar_dense (item()),
+// is_nonzero, nonzero and equal.
+int host_reads_during(const std::function<void()>& run);
 // A TCP port on 127.0.0.1 free a moment ago (for a server that cannot take port 0).
 int free_loopback_port();
 

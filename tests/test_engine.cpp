@@ -1,14 +1,12 @@
 // The engine on tiny tensors: layer naming, the cut network, preprocessing, losses, the optimiser.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <ATen/record_function.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 #include <torch/optim/lbfgs.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -33,6 +31,7 @@
 #include "../src/engine/winograd.hpp"
 
 using namespace stylize;
+using stylize::test::host_reads_during;
 
 namespace {
 
@@ -1167,30 +1166,6 @@ TEST(Lbfgs, BacktrackingForgetsANonFiniteGradient) {
     EXPECT_TRUE(at::allclose(with_nan[k], without[k], 0, 1e-12)) << "point " << k + 1 << ": " << with_nan[k];
   }
 }
-
-namespace {
-
-// Counts the operations that read a tensor back to the host: on CUDA each is a wait for the GPU.
-std::atomic<int> host_reads{0};
-
-std::unique_ptr<at::ObserverContext> count_host_reads(const at::RecordFunction& fn) {
-  const char* name = fn.name();
-  for (const char* read : {"aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero", "aten::equal"}) {
-    if (std::strcmp(name, read) == 0) ++host_reads;
-  }
-  return nullptr;
-}
-
-// How many host reads `run` makes on this thread.
-int host_reads_during(const std::function<void()>& run) {
-  host_reads = 0;
-  const auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(count_host_reads));
-  run();
-  at::removeCallback(handle);
-  return host_reads.load();
-}
-
-}  // namespace
 
 TEST(Transfer, LbfgsReadsTheLossBackOnlyWhereProgressIsAsked) {
   Problem p;
