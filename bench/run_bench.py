@@ -340,18 +340,27 @@ def gpu_results():
 
 def gpu_section(gpu):
     L = [f"## GPU: {gpu['gpu']}, {gpu['date']} (`bench/gpu.sh`, not this run)\n",
-         f"PyTorch {gpu['torch']}, CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}; synthetic weights and images, the "
-         "same losses; L-BFGS with a 100-entry history; stylize reads nothing back during its iterations, the "
-         "reference reads every loss (as neural-style-pt does). Per iteration: the whole optimisation over its "
+         f"PyTorch {gpu['torch']}, CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}; host CPU {gpu.get('cpu', '?')}. "
+         "Each row: the same weights, images and losses for both; L-BFGS with a 100-entry history (stylize's with "
+         "its backtracking line search and pixels kept in 0..255, the reference's torch.optim.LBFGS unconstrained); "
+         "stylize reads nothing back during its iterations, the reference reads every loss (as neural-style-pt "
+         "does); cuDNN's TF32 on in both (LibTorch's default). Per iteration: the whole optimisation over its "
          "iteration count.\n",
-         "| size | iterations | stylize s/it | reference s/it | ratio | stylize final loss | reference final loss |",
-         "| --- | --- | --- | --- | --- | --- | --- |"]
+         "| run | size | iterations | stylize s/it | reference s/it | ratio | stylize final loss | reference final loss |",
+         "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in gpu["rows"]:
-        L.append(f"| {r['width']}×{r['height']} | {r['iterations']} | {r['stylize']['seconds_per_iteration']:.4f} | "
-                 f"{r['reference']['seconds_per_iteration']:.4f} | {r['ratio']:.2f} | "
-                 f"{r['stylize']['loss_final']:.5g} | {r['reference']['loss_final']:.5g} |")
+        what = "real VGG19 conv1-3, Tübingen × Starry Night" if r.get("weights", "synthetic") != "synthetic" \
+            else "synthetic VGG19, default layers"
+        L.append(f"| {what} | {r['width']}×{r['height']} | {r['iterations']} | "
+                 f"{r['stylize']['seconds_per_iteration']:.4f} | {r['reference']['seconds_per_iteration']:.4f} | "
+                 f"{r['ratio']:.2f} | {r['stylize']['loss_final']:.5g} | {r['reference']['loss_final']:.5g} |")
     for f in gpu.get("failed", []):
-        L.append(f"| {f['size']} px | failed: {f['error']} | | | | | |")
+        L.append(f"| {f.get('run', f.get('size'))} | failed: {f['error']} | | | | | | |")
+    if gpu.get("tests"):
+        L.append("\nThe engine's tests on that machine (tests/test_parity.cpp, CUDA cases included): " +
+                 "; ".join(f"`{t}`" for t in gpu["tests"]) + (f" ({gpu['tests_note']})" if gpu.get("tests_note") else ""))
+    if gpu.get("note"):
+        L.append("\n" + gpu["note"])
     return L + [""]
 
 
@@ -418,7 +427,7 @@ def goals(table, ms):
              f"(up to writing this file), {met(minutes < 30)}.")
     gpu = gpu_results()
     if gpu:
-        ratios = ", ".join(f"{r['size']} px {r['ratio']:.2f}" for r in gpu["rows"])
+        ratios = ", ".join(f"{r.get('run', r['size'])} {r['size']} px {r['ratio']:.2f}" for r in gpu["rows"])
         L.append(f"- GPU: measured on {gpu['date']} on {gpu['gpu']} by `bench/gpu.sh` (not in this run: this "
                  f"machine has no GPU); stylize over the reference per iteration: {ratios} (section below). "
                  f"{met(all(r['ratio'] <= 1 for r in gpu['rows']))} for ≤ the reference.\n")
