@@ -357,6 +357,26 @@ TEST_F(Cli, BadFlagsAreUsageErrors) {
                        2, "--precision");
 }
 
+// bf16 where the CPU has no bf16 dot products runs ~100x slower than fp32 (runtime.hpp,
+// precision_caveat): said once, at the start, only when asked for and only on such a CPU.
+TEST_F(Cli, Bf16OnACpuWithoutBf16DotProductsIsWarnedOfOnce) {
+  const CpuVectorFeatures cpu = engine_vector_features();
+  const bool slow = !cpu.amx_bf16 && !cpu.avx512_bf16;
+  const std::string warning = "--precision bf16: this CPU has no bf16 dot products";
+  auto run = [&](const std::string& precision) {
+    return stylize({dir / "content.png", dir / "style.jpg", "-o", dir / ("out-" + precision + ".png"), "-s", "32",
+                    "-n", "1", "--style-layers", "relu1_1", "--content-layers", "relu1_2", "--precision", precision});
+  };
+  const RunResult bf16 = run("bf16");
+  ASSERT_EQ(bf16.exit_code, 0) << bf16.err;
+  EXPECT_EQ(stylize::test::count_of(bf16.err, warning), slow ? 1u : 0u) << bf16.err;
+  for (const std::string precision : {"fp32", "auto"}) {
+    const RunResult r = run(precision);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(stylize::test::count_of(r.err, "bf16 dot products"), 0u) << precision << ": " << r.err;
+  }
+}
+
 TEST_F(Cli, ARunTooLargeForMemoryIsRefusedAtTheStart) {
   // 16384 px on the long side needs ~500 GB whole; tiled it would fit this machine, so the test
   // gives it 200 MB: refused before anything is allocated.

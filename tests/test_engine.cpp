@@ -605,6 +605,20 @@ TEST(Vgg19, AutoPrecisionIsBf16OnlyOnACpuWithBf16DotProducts) {
   EXPECT_EQ(to_string(Precision::bf16), "bf16");
 }
 
+TEST(Vgg19, Bf16WithoutBf16DotProductsHasACaveatAndNothingElseDoes) {
+  CpuVectorFeatures amx{true, true, true, true}, avx512_bf16{true, true, true, false}, avx2;
+  avx2.avx2_fma = true;
+  const at::Device cpu(at::kCPU), cuda(at::kCUDA, 0);
+  const std::string caveat = precision_caveat(Precision::bf16, cpu, avx2);
+  EXPECT_NE(caveat.find("no bf16 dot products"), std::string::npos) << caveat;
+  EXPECT_NE(caveat.find("100x slower than fp32"), std::string::npos) << caveat;
+  EXPECT_EQ(caveat.find("--"), std::string::npos) << "front-ends name their own flag: " << caveat;
+  EXPECT_EQ(precision_caveat(Precision::bf16, cpu, amx), "");
+  EXPECT_EQ(precision_caveat(Precision::bf16, cpu, avx512_bf16), "");
+  EXPECT_EQ(precision_caveat(Precision::fp32, cpu, avx2), "");
+  EXPECT_EQ(precision_caveat(Precision::bf16, cuda, avx2), "") << "cuDNN's bf16, not the CPU's";
+}
+
 TEST(Vgg19, Bf16RunsAreEstimatedSmallerByTheirActivations) {
   OptimizerOptions o;
   const uint64_t fp32 = estimate_cpu_peak_bytes(1000, 1000, o), bf16 = estimate_cpu_peak_bytes(1000, 1000, o, Precision::bf16);

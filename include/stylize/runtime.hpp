@@ -42,6 +42,13 @@ CpuVectorFeatures engine_vector_features();
 // CPUs, and CUDA: not measured there). Throws UsageError on anything else.
 Precision resolve_precision(const std::string& spec, const at::Device& device, const CpuVectorFeatures& cpu);
 
+// Why running in `precision` on `device` is a poor choice on this CPU, as one clause for a front-end
+// to warn with after naming its own flag; "" when it is not. bf16 on a CPU without bf16 dot products
+// (neither AMX-BF16 nor AVX512-BF16) runs LibTorch's reference bf16 convolutions: on an AMD EPYC
+// Zen 1 (AVX2) a 256 px iteration took 59.6 s against fp32's 0.62 (stylize_engine_bench, 2 threads),
+// and erred 12x a bf16 rounding. resolve_precision("auto") never picks it there.
+std::string precision_caveat(Precision precision, const at::Device& device, const CpuVectorFeatures& cpu);
+
 // OpenBLAS's kernel set in this process (e.g. "SkylakeX"); "" when the BLAS is not OpenBLAS.
 std::string openblas_core();
 

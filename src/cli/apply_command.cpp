@@ -115,7 +115,7 @@ int run(ApplyOptions& o) {
   use_reusing_cpu_allocator();
   LoadedFilter filter = load_filter(o.filter);
   filter.net.to(device);
-  filter.net.set_precision(resolve_precision(o.engine.precision, device, engine_vector_features()));
+  filter.net.set_precision(resolve_precision_flag(o.engine.precision, device));
   spdlog::debug("filter {}: width {}, {} residual blocks, style '{}', {} arithmetic", o.filter, filter.info.arch.width,
                 filter.info.arch.residual_blocks, filter.info.training["style"], to_string(filter.net.precision()));
   if (inputs.size() == 1) {

@@ -329,7 +329,7 @@ class FilterCache {
     LoadedFilter loaded = load_filter(path);
     const at::Device device = resolve_device(flags_.device);
     loaded.net.to(device);
-    loaded.net.set_precision(resolve_precision(flags_.precision, device, engine_vector_features()));
+    loaded.net.set_precision(resolve_precision_flag(flags_.precision, device));
     return filters_.emplace(path, std::move(loaded)).first->second.net;
   }
 

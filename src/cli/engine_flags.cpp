@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cctype>
 #include <chrono>
 
@@ -176,7 +177,7 @@ Engine load_engine(const EngineFlags& f, int last_index, bool whole) {
   e.weights_path = v.path;
   e.weights_metadata = v.weights.metadata;
   e.preprocessing = v.preprocessing;
-  const Precision precision = resolve_precision(f.precision, e.device, engine_vector_features());
+  const Precision precision = resolve_precision_flag(f.precision, e.device);
   e.stylizer = std::make_unique<Stylizer>(v.weights, e.preprocessing, f.pooling == "avg" ? Pooling::avg : Pooling::max,
                                           last_index, e.device, precision);
   e.seconds_load = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -186,7 +187,16 @@ Engine load_engine(const EngineFlags& f, int last_index, bool whole) {
 }
 
 Precision planned_precision(const EngineFlags& f) {
-  return resolve_precision(f.precision, resolve_device(f.device), engine_vector_features());
+  return resolve_precision_flag(f.precision, resolve_device(f.device));
+}
+
+Precision resolve_precision_flag(const std::string& spec, const at::Device& device) {
+  const CpuVectorFeatures cpu = engine_vector_features();
+  const Precision p = resolve_precision(spec, device, cpu);
+  static std::atomic<bool> warned{false};  // planned_precision, then load_engine; batch per filter
+  const std::string caveat = precision_caveat(p, device, cpu);
+  if (!caveat.empty() && !warned.exchange(true)) spdlog::warn("--precision {}: {}", spec, caveat);
+  return p;
 }
 
 LoadedImage read_image(const std::string& path, const std::string& role, const EngineFlags& f) {

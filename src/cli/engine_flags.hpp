@@ -83,6 +83,11 @@ Engine load_engine(const EngineFlags& f, int last_index, bool whole = false);
 // The precision the engine will run in (--precision on --device), for plan() before loading.
 Precision planned_precision(const EngineFlags& f);
 
+// --precision `spec` on `device`, resolved (throws UsageError on an unknown value), with one warning
+// per process where the choice is a poor one on this CPU (precision_caveat): every command that
+// loads a network or a filter resolves --precision through this.
+Precision resolve_precision_flag(const std::string& spec, const at::Device& device);
+
 // --max-memory in bytes (0 when not given); throws UsageError naming the flag on anything else.
 uint64_t max_memory_bytes(const EngineFlags& f);
 

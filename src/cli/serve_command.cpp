@@ -132,6 +132,7 @@ int run(ServeCommandOptions& o) {
     o.server.workers = 0;  // no Gatys jobs, so no network and nothing stored
     o.in_memory = true;
     o.server.filter_precision = o.engine.precision;
+    resolve_precision_flag(o.engine.precision, at::Device(at::kCPU));  // the server resolves it again; this warns
   } else if (o.server.workers == 0 && o.server.queue_url.empty()) {
     throw UsageError("--workers 0 runs no jobs here: give --queue redis://... so that 'stylize worker' processes run them");
   }

@@ -509,7 +509,7 @@ int run(TrainOptions& o) {
   PhotoSet photos(o.data, o.request.crop_size, o.engine);
 
   const VggWeights vgg = load_vgg_weights(o.engine, deepest_layer(o.request.loss));
-  const Precision precision = resolve_precision(o.engine.precision, device, engine_vector_features());
+  const Precision precision = resolve_precision_flag(o.engine.precision, device);
   auto net = std::make_shared<Vgg19>(vgg.weights.params, o.engine.pooling == "avg" ? Pooling::avg : Pooling::max,
                                      deepest_layer(o.request.loss), precision);
   net->to(device);

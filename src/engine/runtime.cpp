@@ -139,6 +139,13 @@ Precision resolve_precision(const std::string& spec, const at::Device& device, c
   return device.is_cpu() && (cpu.amx_bf16 || cpu.avx512_bf16) ? Precision::bf16 : Precision::fp32;
 }
 
+std::string precision_caveat(Precision precision, const at::Device& device, const CpuVectorFeatures& cpu) {
+  if (precision != Precision::bf16 || !device.is_cpu() || cpu.amx_bf16 || cpu.avx512_bf16) return "";
+  return "this CPU has no bf16 dot products (AMX-BF16 or AVX512-BF16), so bf16 convolutions run on LibTorch's "
+         "generic code: about 100x slower than fp32 (59.6 s against 0.62 s per 256 px iteration on an AVX2 EPYC) "
+         "and less exact; fp32, or auto, is the fast choice here";
+}
+
 std::string openblas_core() {
   using CoreName = char* (*)();
   auto core_name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
