@@ -52,7 +52,8 @@ struct RunResult {
 RunResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
 // Starts argv[0] in the background with stderr going to `stderr_path` (for tests that signal it);
-// returns its pid, or -1 if it could not start.
+// returns its pid, or -1 if it could not start. It is killed when the test process ends (where
+// /usr/bin/setpriv exists: util-linux, on every Debian).
 int spawn_background(const std::vector<std::string>& argv, const std::string& stderr_path);
 // Waits for it; the exit code, or 128 + signal.
 int wait_exit_code(int pid);
