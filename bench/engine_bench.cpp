@@ -138,6 +138,29 @@ void write_ppm(const std::string& path, const at::Tensor& rgb) {
   if (!out.flush()) throw Error(ExitCode::output, "could not write " + path);
 }
 
+struct BenchProblem {
+  Vgg19Weights weights;
+  at::Tensor content, style;  // RGB 0-255 [1, 3, H, W]
+};
+
+// The synthetic problem (VGG19 of seed 1, hashed images), or --weights and --images at --size.
+BenchProblem load_problem(const Args& a) {
+  BenchProblem p;
+  if (a.weights.empty()) {
+    // 4:3 like the photographs of the CPU benchmark (512 -> 512x384).
+    p.weights.params = synthetic_vgg19(1);
+    p.weights.preprocessing = Preprocessing::caffe;
+    p.content = synthetic_image(a.size * 3 / 4, a.size, 9001);
+    p.style = synthetic_image(a.size * 3 / 4, a.size, 9002);
+  } else {
+    p.weights = load_vgg19_prefix(a.weights);
+    const SafetensorsFile images = read_safetensors_header(a.images);
+    p.content = resize_longest(read_safetensors_tensor(images, "content"), a.size);
+    p.style = resize_longest(read_safetensors_tensor(images, "style"), a.size);
+  }
+  return p;
+}
+
 double since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -199,20 +222,7 @@ int main(int argc, char** argv) {
     const at::Device device = resolve_device(a.device);
     if (a.allocator == "reusing") use_reusing_cpu_allocator();
     const Precision precision = a.precision == "bf16" ? Precision::bf16 : Precision::fp32;
-    Vgg19Weights weights;
-    at::Tensor content, style;
-    if (a.weights.empty()) {
-      // 4:3 like the photographs of the CPU benchmark (512 -> 512x384).
-      weights.params = synthetic_vgg19(1);
-      weights.preprocessing = Preprocessing::caffe;
-      content = synthetic_image(a.size * 3 / 4, a.size, 9001);
-      style = synthetic_image(a.size * 3 / 4, a.size, 9002);
-    } else {
-      weights = load_vgg19_prefix(a.weights);
-      const SafetensorsFile images = read_safetensors_header(a.images);
-      content = resize_longest(read_safetensors_tensor(images, "content"), a.size);
-      style = resize_longest(read_safetensors_tensor(images, "style"), a.size);
-    }
+    const auto [weights, content, style] = load_problem(a);
     const Preprocessing pre = weights.preprocessing.value_or(Preprocessing::caffe);
     const int64_t width = content.size(3), height = content.size(2);
     if (!a.inputs_out.empty()) {
