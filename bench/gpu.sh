@@ -176,7 +176,7 @@ else
 fi
 
 "$PY" - "$RESULTS" "$RUNS" "$DEVICE" $names << 'EOF'
-import datetime, json, os, subprocess, sys
+import datetime, json, os, sys
 import torch
 results, runs, device, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu (dry run)"
