@@ -394,3 +394,43 @@ TEST(WeightsCli, AKilledFetchResumesWhereItsPartialFileEnds) {
   EXPECT_EQ(server.requests().back(), "GET /vgg19.h5 range=bytes=" + std::to_string(had) + "-");
   expect_exact(env.installed());
 }
+
+// A file at --out that is not the full VGG19 is not replaced unasked: a shallow prefix may be all a
+// user has, and a stranger's file is not ours. Nothing is downloaded; --force replaces either.
+TEST(WeightsCli, FetchReplacesAPrefixOrAStrangersFileOnlyWithForce) {
+  FetchEnv env;
+  test::write_keras_vgg19(env.dir / "k.h5", params());
+  HttpServer server({{"/vgg19.h5", file_text(env.dir / "k.h5")}});
+  const std::string md5 = digest_file(env.dir / "k.h5").md5;
+  std::vector<std::pair<std::string, at::Tensor>> shallow;
+  for (const auto& n : vgg19_parameter_names()) {
+    if (shallow.size() == 16) break;  // conv1_1 … conv3_4: 8 convolutions, weight and bias
+    shallow.emplace_back(n, params().at(n));
+  }
+  const std::string prefix = env.dir / "prefix.safetensors", stranger = env.dir / "notes.safetensors";
+  write_safetensors(prefix, shallow, {});
+  stylize::test::write_bytes(stranger, {'h', 'i', '\n'});
+  for (const std::string& out : {prefix, stranger}) {
+    const auto before = stylize::test::read_bytes(out);
+    auto r = test::run_command({STYLIZE_BIN, "weights", "fetch", "--url", server.url("/vgg19.h5"), "--md5", md5,
+                                "--out", out});
+    EXPECT_EQ(r.exit_code, 5) << r.err;
+    EXPECT_NE(r.err.find("will not replace '" + out + "': "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("; pass --force to replace it, or give another --out"), std::string::npos) << r.err;
+    EXPECT_EQ(stylize::test::read_bytes(out), before);
+  }
+  EXPECT_TRUE(server.requests().empty()) << "refused before anything was downloaded";
+  auto r = test::run_command({STYLIZE_BIN, "weights", "fetch", "--url", server.url("/vgg19.h5"), "--md5", md5,
+                              "--out", prefix});
+  EXPECT_NE(r.err.find("it holds only part of VGG19 (conv1_1 … conv3_4: 8 of 16 convolutions)"), std::string::npos)
+      << r.err;
+  r = test::run_command({STYLIZE_BIN, "weights", "fetch", "--url", server.url("/vgg19.h5"), "--md5", md5, "--out",
+                         stranger});
+  EXPECT_NE(r.err.find("it is not a VGG19 weights file ("), std::string::npos) << r.err;
+  for (const std::string& out : {prefix, stranger}) {
+    r = test::run_command({STYLIZE_BIN, "weights", "fetch", "--force", "--url", server.url("/vgg19.h5"), "--md5", md5,
+                           "--out", out});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    expect_exact(out);
+  }
+}

@@ -36,6 +36,17 @@ bool valid_weights(const std::string& path) {
   }
 }
 
+// What an existing file that is not the full VGG19 holds, in words, for the refusal to replace it:
+// a shallow prefix (like the conv1-3 file) may be all a user has, and anything else is not ours.
+std::string what_is_there(const std::string& path) {
+  try {
+    const Vgg19Weights prefix = load_vgg19_prefix(path);
+    return "it holds only part of VGG19 (" + describe_vgg19_prefix(prefix.convolutions) + ")";
+  } catch (const Error& e) {
+    return "it is not a VGG19 weights file (" + std::string(e.what()) + ")";
+  }
+}
+
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
@@ -100,9 +111,13 @@ FetchResult fetch_weights(const FetchRequest& req) {
   result.out = req.out.empty() ? default_weights_install_path() : req.out;
   result.url = req.url.empty() ? src.url : req.url;
   if (req.out.empty()) std::filesystem::create_directories(std::filesystem::path(result.out).parent_path());
-  if (!req.force && valid_weights(result.out)) {
-    result.already_present = true;
-    return result;
+  if (!req.force && std::filesystem::exists(result.out)) {
+    if (valid_weights(result.out)) {
+      result.already_present = true;
+      return result;
+    }
+    throw OutputError("will not replace " + in_quotes(result.out) + ": " + what_is_there(result.out) +
+                      "; pass --force to replace it, or give another --out");
   }
   std::string want_md5 = lower(req.md5), want_sha = lower(req.sha256);
   if (want_md5.empty() && want_sha.empty()) {

@@ -37,6 +37,10 @@ struct FetchResult {
   uint64_t bytes = 0;          // bytes transferred in this run
 };
 
+// Without `force`: full VGG19 weights already at `out` are kept (already_present), and any other
+// file there is refused with OutputError (a shallow prefix or a stranger's file is not replaced
+// unasked). Download and checksum failures throw NetworkError, a bad file WeightsError; `out` is
+// written atomically, so it is either the old file or the new one.
 FetchResult fetch_weights(const FetchRequest& request);
 
 }  // namespace stylize
