@@ -300,3 +300,31 @@ TEST_F(Batch, AJobLineMayUseLayersDeeperThanTheFlags) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(outputs(), (std::vector<std::string>{"deep.png"}));
 }
+
+// A start image of another aspect ratio is stretched to each job's content: the job that meets it
+// says so (with the job's label), the jobs whose shape matches say nothing. --init style likewise.
+TEST_F(Batch, AStretchedStartImageIsWarnedOfByTheJobsItStretches) {
+  save_image(dir / "init.png", synthetic_image(30, 40, 8), 95);    // the photos' shape, 40x30
+  save_image(dir / "square.png", synthetic_image(32, 32, 9), 95);
+  const std::string warning = "it is stretched to the content's shape";
+  auto count = [&](const std::string& text) {
+    size_t n = 0;
+    for (size_t at = text.find(warning); at != std::string::npos; at = text.find(warning, at + 1)) ++n;
+    return n;
+  };
+  auto r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", "-s", "32", "-n", "1", "--init",
+                  dir / "init.png", dir / "photos/p1.png", dir / "square.png", dir / "photos/p2.png"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("[2/3] the --init image '" + dir / "init.png" + "' is 40x30 and the content 32x32: " + warning),
+            std::string::npos)
+      << r.err;
+  r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", "-s", "32", "-n", "1", "--init", "style",
+             "--overwrite", dir / "photos/p1.png", dir / "square.png"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("[1/2] the first style image '" + dir / "starry.png" + "' (--init style) is 32x32 and the content "
+                       "40x30: " + warning),
+            std::string::npos)
+      << r.err;
+}

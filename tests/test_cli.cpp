@@ -138,6 +138,27 @@ TEST_F(Cli, PeakMemoryIsTheProgramsOwnNotItsParents) {
   EXPECT_LT(peak, 1500.0) << "a 32 px run needs a few hundred MiB (under ASan up to ~800); 2048+ is the parent's size";
 }
 
+// The start image is stretched to the content's shape: another aspect ratio is warned of once,
+// a matching one (within 2%) is not.
+TEST_F(Cli, AStretchedInitImageIsWarnedOf) {
+  save_image(dir / "wide.png", synthetic_image(36, 48, 3), 95);  // the content's 48x36
+  const std::string warning = "it is stretched to the content's shape";
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "a.png", "-s", "32", "-n", "1", "--init",
+                    dir / "wide.png"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find(warning), std::string::npos) << r.err;
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "b.png", "-s", "32", "-n", "1", "--init",
+               dir / "style.jpg"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("the --init image '" + dir / "style.jpg" + "' is 40x40 and the content 48x36: " + warning),
+            std::string::npos)
+      << r.err;
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "c.png", "-s", "32", "-n", "1", "--init", "style"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("the first style image '" + dir / "style.jpg" + "' (--init style) is 40x40"), std::string::npos)
+      << r.err;
+}
+
 TEST_F(Cli, SameSeedGivesTheSameBytes) {
   auto args = basic(dir / "a.png");
   args.insert(args.end(), {"--init", "random", "--seed", "5"});

@@ -53,6 +53,11 @@ StylizePlan plan(const StylizeRequest& r, const at::Device& device, Precision pr
 // than that; run() gives the same bytes with or without it (coarser scales are made from these sizes).
 void shrink_to_output(StylizeRequest& r);
 
+// Whether the run starts from an image the recipe stretches to the content's shape: init = image,
+// or style (the first style image), with an aspect ratio more than 2% away from the content's.
+// Front-ends warn of it; call it before shrink_to_output, which does the stretching.
+bool init_is_stretched(const StylizeRequest& r);
+
 // Gram targets shared between runs of one process, keyed by the request's style_key, the style
 // layers, the blend and the working size. Thread-safe; a key's targets are computed once.
 class StyleTargetCache {

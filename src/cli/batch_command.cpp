@@ -283,6 +283,7 @@ void run_job(Job& job, const StylizeRequest& defaults, const at::Tensor& init_im
     r.style_key += fs::absolute(s).lexically_normal().string() + "|";
   }
   r.init_image = init_image;
+  warn_if_init_stretched(r, f, job.styles.empty() ? "" : job.styles[0], label);
   shrink_to_output(r);  // the originals are not needed past here
   std::unique_ptr<ProgressDisplay> progress;
   RunCallbacks cb;

@@ -8,6 +8,7 @@
 
 #include "stylize/cpu_allocator.hpp"
 #include "stylize/error.hpp"
+#include "stylize/recipe.hpp"
 #include "stylize/report.hpp"
 #include "stylize/runtime.hpp"
 
@@ -204,6 +205,16 @@ LoadedImage read_image(const std::string& path, const std::string& role, const E
   LoadedImage img = load_image(path, role, static_cast<int64_t>(f.max_megapixels * 1e6));
   if (!img.conversion.empty()) spdlog::info("{} '{}': {}", role, path, img.conversion);
   return img;
+}
+
+void warn_if_init_stretched(const StylizeRequest& r, const EngineFlags& f, const std::string& first_style,
+                            const std::string& label) {
+  if (!init_is_stretched(r)) return;
+  const bool image = r.init == InitFrom::image;
+  const at::Tensor& start = image ? r.init_image : r.styles[0];
+  spdlog::warn("{}{} is {}x{} and the content {}x{}: it is stretched to the content's shape", label,
+               image ? "the --init image '" + f.init_file + "'" : "the first style image '" + first_style + "' (--init style)",
+               start.size(3), start.size(2), r.content.size(3), r.content.size(2));
 }
 
 nlohmann::json settings_json(const StylizeRequest& r, const EngineFlags& f, const Engine& e) {

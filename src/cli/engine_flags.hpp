@@ -94,6 +94,12 @@ uint64_t max_memory_bytes(const EngineFlags& f);
 // Reads an image for a request (content, style or init), logging how it was converted.
 LoadedImage read_image(const std::string& path, const std::string& role, const EngineFlags& f);
 
+// Warns when the run starts from an image stretched to the content's shape (init_is_stretched: an
+// --init FILE or --init style of another aspect ratio), naming it and both sizes. `first_style` is
+// the first style image's path, `label` prefixes the line (a batch job's "[3/10] ").
+void warn_if_init_stretched(const StylizeRequest& r, const EngineFlags& f, const std::string& first_style,
+                            const std::string& label = "");
+
 // Every effective setting, for reports: settings_json() of the engine plus the command line's own.
 nlohmann::json settings_json(const StylizeRequest& r, const EngineFlags& f, const Engine& e);
 

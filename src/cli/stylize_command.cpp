@@ -76,13 +76,8 @@ Inputs read_inputs(const StylizeOptions& o, StylizeRequest& r) {
   if (!o.engine.init_file.empty()) {
     const LoadedImage init = read_image(o.engine.init_file, "init image", o.engine);
     r.init_image = init.rgb;
-    // It is resized to the output's shape: another aspect ratio is stretched, which the user should know.
-    const double ratio = (static_cast<double>(init.width) / init.height) / (static_cast<double>(in.content.width) / in.content.height);
-    if (ratio > 1.02 || ratio < 1 / 1.02) {
-      spdlog::warn("the --init image '{}' is {}x{} and the content {}x{}: it is stretched to the content's shape",
-                   o.engine.init_file, init.width, init.height, in.content.width, in.content.height);
-    }
   }
+  warn_if_init_stretched(r, o.engine, o.images.size() > 1 ? o.images[1] : "");
   in.seconds = seconds_since(t);
   return in;
 }

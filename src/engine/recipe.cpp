@@ -252,6 +252,17 @@ void shrink_to_output(StylizeRequest& r) {
   if (r.init_image.defined()) r.init_image = sized(r.resize, r.init_image, w, h);
 }
 
+bool init_is_stretched(const StylizeRequest& r) {
+  const at::Tensor* start = nullptr;
+  if (r.init == InitFrom::image) start = &r.init_image;
+  if (r.init == InitFrom::style && !r.styles.empty()) start = &r.styles[0];
+  if (!start || !start->defined() || !r.content.defined()) return false;
+  const auto [sw, sh] = dims(*start);
+  const auto [cw, ch] = dims(r.content);
+  const double ratio = (static_cast<double>(sw) / sh) / (static_cast<double>(cw) / ch);
+  return ratio > 1.02 || ratio < 1 / 1.02;
+}
+
 std::shared_ptr<const StyleTargets> StyleTargetCache::get(const std::string& key,
                                                           const std::function<StyleTargets()>& compute, bool* computed) {
   std::lock_guard<std::mutex> lock(mu_);  // held while computing: a key is computed once
