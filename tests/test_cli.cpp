@@ -345,6 +345,11 @@ TEST_F(Cli, ATiledRunReportsTilesThatCoverTheImage) {
   const auto& tiling = rep["scales"][0]["tiling"];
   EXPECT_EQ(tiling["sweeps"], 2);
   EXPECT_EQ(tiling["overlap"], 85);
+  // Every crop is the whole 48x36 image here (85 px of context): the network sees it once per tile.
+  const double work = tiling["network_pixels"];
+  EXPECT_EQ(work, 4.0) << "2x2 tiles, each crop the whole image";
+  EXPECT_NE(r.err.find("per tile, the network over 4.0x the image's pixels"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << "4x is not over the caveat's 4x: " << r.err;
   EXPECT_EQ(rep["settings"]["tile_overlap"], 8);
   const int w = rep["output"]["width"], h = rep["output"]["height"];
   std::vector<int> covered(static_cast<size_t>(w * h), 0);

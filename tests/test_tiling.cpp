@@ -217,6 +217,7 @@ TEST(Tiling, ThePlanTilesWhenAWholeRunDoesNotFitAndRefusesWhenNothingDoes) {
   EXPECT_EQ(sp.sweeps, 4) << "250 iterations at 100 per visit would make 3; at least 4 while visits keep 10";
   EXPECT_EQ(sp.tile_iterations, 63);
   EXPECT_NE(sp.tiling_reason.find("a whole 1024x768 run needs about"), std::string::npos) << sp.tiling_reason;
+  EXPECT_EQ(sp.tiling_caveat, "") << "memory's tile is the largest that fits: nothing to advise";
   r.max_memory = 300ull << 20;
   EXPECT_NE(error_of<ResourceError>([&] { plan(r, at::kCPU, Precision::fp32); }).find("even a tiled one"),
             std::string::npos);
@@ -229,6 +230,38 @@ TEST(Tiling, ThePlanTilesWhenAWholeRunDoesNotFitAndRefusesWhenNothingDoes) {
   r.tile = 64;
   r.tile_overlap = 64;
   EXPECT_EQ(error_of<FieldError>([&] { validate(r); }), "`tile_overlap` must be smaller than `tile` (64), got 64; give a smaller `tile_overlap` (default 64) or a larger `tile`");
+}
+
+// An asked-for tile whose context is most of what the network sees is said to cost what it does,
+// with the smallest tile (a multiple of 32) that costs under 3x; memory's own tile never is.
+TEST(Tiling, AnAskedForTileMostlyContextIsCaveatedWithOneThatCostsLess) {
+  StylizeRequest r = blank_request(384, 512, 512);  // relu5_1: 85 px of context per side
+  r.iterations = {10};
+  auto scale = [&](int tile, int overlap) {
+    r.tile = tile;
+    r.tile_overlap = overlap;
+    return plan(r, at::kCPU, Precision::fp32).scales.back();
+  };
+  ScalePlan sp = scale(0, 64);
+  EXPECT_EQ(sp.tile_work, 1.0);
+  EXPECT_EQ(sp.tiling_caveat, "");
+  sp = scale(16, 8);
+  // Interiors of 16 px (8..24 at the edges of the grid), crops up to 16 + 2·85 px wide, clipped.
+  EXPECT_GT(sp.tile_work, 100);
+  EXPECT_LT(sp.tile_work, (186.0 * 186) / (16 * 16));
+  EXPECT_EQ(sp.tiling_caveat, "`tile` 16 with 85 px of context per side runs the network over 119.5x the image's "
+                              "pixels (untiled: 1x); a `tile` of 160 keeps it under 3x, if memory allows");
+  EXPECT_GT(scale(128, 64).tile_work, 3) << "so 160 is the smallest multiple of 32 under 3x";
+  sp = scale(160, 64);
+  EXPECT_LE(sp.tile_work, 3);
+  EXPECT_GT(sp.tile_work, 1);
+  EXPECT_EQ(sp.tiling_caveat, "");
+  // On a small image the advice may be a tile that makes one tile of the whole: 1x.
+  r = blank_request(96, 128, 128);
+  r.iterations = {10};
+  EXPECT_NE(scale(48, 8).tiling_caveat.find("6.0x the image's pixels (untiled: 1x); a `tile` of 96 keeps it"),
+            std::string::npos);
+  EXPECT_EQ(scale(96, 8).tile_work, 1.0) << "interiors reach 1.5 tile: one tile of the whole image";
 }
 
 // A tiled scale sweeps at least 4 times while each visit keeps 10 iterations (recipe.cpp: in one

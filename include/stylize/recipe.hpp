@@ -33,6 +33,11 @@ struct ScalePlan {
   int tile = 0, sweeps = 0, tile_iterations = 0;
   int tile_overlap = 0;                          // each tile's context: the request's, at least the receptive radius
   std::string tiling_reason;                     // why it is tiled, for the log ("" = untiled)
+  // Pixels a sweep runs through the network (the tiles' crops) over the image's: what the context
+  // costs (1 = untiled). An asked-for tile whose context makes this large gets `tiling_caveat`, in
+  // field names: what it costs and the tile that would cost less ("" = none).
+  double tile_work = 1;
+  std::string tiling_caveat;
   uint64_t estimated_peak_bytes = 0;             // CPU host memory, the model of stylizer.hpp / tiling.hpp
 };
 

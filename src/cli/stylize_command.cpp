@@ -102,9 +102,11 @@ RunCallbacks callbacks(const StylizeOptions& o, const StylizeRequest& r, Display
                                            vgg19_layers()[static_cast<size_t>(plan.last_index)].name +
                                            "'s receptive radius: less would show the tiles' borders)"
                                      : "";
-      spdlog::info("{}tiled by {} px, {} px overlap{}: {}; {} sweep(s) of {} iterations per tile", d.label, sp.tile,
-                   sp.tile_overlap, raised, render_fields(sp.tiling_reason, FieldWords::flag), sp.sweeps,
-                   sp.tile_iterations);
+      spdlog::info("{}tiled by {} px, {} px overlap{}: {}; {} sweep(s) of {} iterations per tile, the network over "
+                   "{:.1f}x the image's pixels",
+                   d.label, sp.tile, sp.tile_overlap, raised, render_fields(sp.tiling_reason, FieldWords::flag),
+                   sp.sweeps, sp.tile_iterations, sp.tile_work);
+      if (!sp.tiling_caveat.empty()) spdlog::warn("{}{}", d.label, render_fields(sp.tiling_caveat, FieldWords::flag));
     }
     d.progress = std::make_unique<ProgressDisplay>(o.engine.print_every, o.engine.quiet > 0, d.label);
   };

@@ -11,6 +11,7 @@
 
 #include "stylize/error.hpp"
 #include "stylize/runtime.hpp"
+#include "stylize/vgg19.hpp"
 
 namespace stylize {
 namespace {
@@ -121,6 +122,31 @@ std::string smaller_overlap(const StylizeRequest& r, int last_index) {
   return r.tile_overlap > receptive_radius(last_index) ? " or `tile_overlap`" : "";
 }
 
+// The network's pixels per sweep over the image's, for tiles of `tile` px with `overlap` of context.
+double tile_work(int width, int height, int tile, int overlap, int last_index) {
+  double crops = 0;
+  for (const Tile& t : tile_grid(width, height, tile, overlap, 0, 0, vgg19_min_side(last_index))) {
+    crops += static_cast<double>(t.crop.width) * t.crop.height;
+  }
+  return crops / (static_cast<double>(width) * height);
+}
+
+// An asked-for tile so small next to its context that most of the work is context: say what it
+// costs and the smallest tile (a multiple of 32) under 3x. One is always found below the image's
+// longest side: from 2/3 of it the grid is a single tile (tile_grid's interiors reach 1.5·tile).
+std::string tiling_caveat(const ScalePlan& sp, int last_index) {
+  constexpr double too_much = 4, enough = 3;
+  if (std::round(sp.tile_work * 10) / 10 <= too_much) return "";  // as the message rounds it
+  const int longest = std::max(sp.width, sp.height);
+  int better = (sp.tile / 32 + 1) * 32;
+  while (better < longest && tile_work(sp.width, sp.height, better, sp.tile_overlap, last_index) > enough) better += 32;
+  char work[32];
+  std::snprintf(work, sizeof work, "%.1fx", sp.tile_work);
+  return field("tile") + " " + std::to_string(sp.tile) + " with " + std::to_string(sp.tile_overlap) +
+         " px of context per side runs the network over " + work + " the image's pixels (untiled: 1x); a " +
+         field("tile") + " of " + std::to_string(better) + " keeps it under 3x, if memory allows";
+}
+
 // Whether scale `sp` is tiled and how: the request's tile when smaller than the image; on the CPU,
 // the largest tile that fits when a whole run does not. Throws ResourceError when nothing fits.
 void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const at::Device& device, Precision precision) {
@@ -158,6 +184,8 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
   sp.sweeps = tile_sweeps(sp.iterations, r.tile_iterations);
   sp.tile_iterations = sp.sweeps == 0 ? 0 : (sp.iterations + sp.sweeps - 1) / sp.sweeps;
   sp.estimated_peak_bytes = estimate_tiled_peak_bytes(sp.width, sp.height, sp.tile, overlap, opt, precision);
+  sp.tile_work = tile_work(sp.width, sp.height, sp.tile, overlap, last_index);
+  if (r.tile > 0) sp.tiling_caveat = tiling_caveat(sp, last_index);  // memory's own choice is the largest that fits
   if (!device.is_cuda() && budget > 0 && sp.estimated_peak_bytes > budget) {
     throw ResourceError("a run tiled by " + std::to_string(sp.tile) + " px needs about " +
                         gigabytes(sp.estimated_peak_bytes) + " of memory, but " + gigabytes(budget) +
