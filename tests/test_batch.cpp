@@ -328,3 +328,15 @@ TEST_F(Batch, AStretchedStartImageIsWarnedOfByTheJobsItStretches) {
             std::string::npos)
       << r.err;
 }
+
+// A job's tiling is logged as stylize logs it, under the job's label, with the caveat of a tile
+// that is mostly context.
+TEST_F(Batch, ATiledJobSaysHowAndWhatItsTileCosts) {
+  auto r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", "-s", "40", "-n", "2", "--tile", "16",
+                  "--tile-overlap", "8", dir / "photos/p1.png"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("[1/1] tiled by 16 px, 85 px overlap"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("warning: [1/1] --tile 16 with 85 px of context per side runs the network over"),
+            std::string::npos)
+      << r.err;
+}

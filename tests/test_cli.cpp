@@ -153,6 +153,7 @@ TEST_F(Cli, AStretchedInitImageIsWarnedOf) {
   EXPECT_NE(r.err.find("the --init image '" + dir / "style.jpg" + "' is 40x40 and the content 48x36: " + warning),
             std::string::npos)
       << r.err;
+  EXPECT_EQ(r.err.find(warning), r.err.rfind(warning)) << "once: " << r.err;
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "c.png", "-s", "32", "-n", "1", "--init", "style"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("the first style image '" + dir / "style.jpg" + "' (--init style) is 40x40"), std::string::npos)
@@ -346,7 +347,7 @@ TEST_F(Cli, ATiledRunReportsTilesThatCoverTheImage) {
   EXPECT_EQ(tiling["sweeps"], 2);
   EXPECT_EQ(tiling["overlap"], 85);
   // Every crop is the whole 48x36 image here (85 px of context): the network sees it once per tile.
-  const double work = tiling["network_pixels"];
+  const double work = tiling["network_pixels_ratio"];
   EXPECT_EQ(work, 4.0) << "2x2 tiles, each crop the whole image";
   EXPECT_NE(r.err.find("per tile, the network over 4.0x the image's pixels"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("warning"), std::string::npos) << "4x is not over the caveat's 4x: " << r.err;

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include <cmath>
 
 #include "stylize/recipe.hpp"
@@ -232,11 +234,27 @@ TEST(Tiling, ThePlanTilesWhenAWholeRunDoesNotFitAndRefusesWhenNothingDoes) {
   EXPECT_EQ(error_of<FieldError>([&] { validate(r); }), "`tile_overlap` must be smaller than `tile` (64), got 64; give a smaller `tile_overlap` (default 64) or a larger `tile`");
 }
 
+// What a tiled sweep costs: the crops' areas over the image's, as tile_grid cuts them, for any
+// shape, tile, context and pooling alignment (computed without building the grid).
+TEST(Tiling, TheNetworksPixelsPerSweepAreTheCropsAreas) {
+  for (const auto& [w, h, tile, overlap, align] : std::vector<std::array<int, 5>>{
+           {512, 384, 16, 85, 16}, {512, 384, 160, 85, 16}, {1000, 37, 24, 8, 1}, {96, 128, 48, 85, 16},
+           {777, 555, 100, 40, 4}, {64, 64, 64, 8, 1}}) {
+    double crops = 0;
+    for (const Tile& t : tile_grid(w, h, tile, overlap, 0, 0, align)) crops += static_cast<double>(t.crop.width) * t.crop.height;
+    EXPECT_DOUBLE_EQ(tile_network_pixels(w, h, tile, overlap, align), crops / (static_cast<double>(w) * h))
+        << w << "x" << h << " tile " << tile << " overlap " << overlap << " align " << align;
+  }
+  EXPECT_EQ(tile_network_pixels(64, 64, 64, 8), 1.0) << "one tile of the whole image";
+}
+
 // An asked-for tile whose context is most of what the network sees is said to cost what it does,
-// with the smallest tile (a multiple of 32) that costs under 3x; memory's own tile never is.
+// with the smallest tile (a multiple of 32) that costs at most 3x; memory's own tile never is, and
+// of several scales only the output's carries it.
 TEST(Tiling, AnAskedForTileMostlyContextIsCaveatedWithOneThatCostsLess) {
   StylizeRequest r = blank_request(384, 512, 512);  // relu5_1: 85 px of context per side
   r.iterations = {10};
+  r.max_memory = 64ull << 30;  // whatever this machine has free: the asked-for tile decides
   auto scale = [&](int tile, int overlap) {
     r.tile = tile;
     r.tile_overlap = overlap;
@@ -250,15 +268,32 @@ TEST(Tiling, AnAskedForTileMostlyContextIsCaveatedWithOneThatCostsLess) {
   EXPECT_GT(sp.tile_work, 100);
   EXPECT_LT(sp.tile_work, (186.0 * 186) / (16 * 16));
   EXPECT_EQ(sp.tiling_caveat, "`tile` 16 with 85 px of context per side runs the network over 119.5x the image's "
-                              "pixels (untiled: 1x); a `tile` of 160 keeps it under 3x, if memory allows");
-  EXPECT_GT(scale(128, 64).tile_work, 3) << "so 160 is the smallest multiple of 32 under 3x";
+                              "pixels (untiled: 1x); a `tile` of 160 keeps it within 3x, if memory allows");
+  EXPECT_GT(scale(128, 64).tile_work, 3) << "so 160 is the smallest multiple of 32 within 3x";
   sp = scale(160, 64);
   EXPECT_LE(sp.tile_work, 3);
   EXPECT_GT(sp.tile_work, 1);
   EXPECT_EQ(sp.tiling_caveat, "");
+  // A context wider than the receptive radius is the user's: a smaller one is named too.
+  EXPECT_NE(scale(96, 90).tiling_caveat.find(", and a smaller `tile_overlap` (down to 85) costs less, if memory allows"),
+            std::string::npos)
+      << scale(96, 90).tiling_caveat;
+  // Two scales, both tiled by 48 px: each logs its cost, only the output's scale advises.
+  r.scales = 2;
+  r.iterations = {10};
+  const StylizePlan p = [&] {
+    r.tile = 48;
+    r.tile_overlap = 8;
+    return plan(r, at::kCPU, Precision::fp32);
+  }();
+  ASSERT_EQ(p.scales.size(), 2u);
+  EXPECT_GT(p.scales[0].tile_work, 4);
+  EXPECT_EQ(p.scales[0].tiling_caveat, "");
+  EXPECT_NE(p.scales[1].tiling_caveat.find("`tile` 48 with 85 px"), std::string::npos);
   // On a small image the advice may be a tile that makes one tile of the whole: 1x.
   r = blank_request(96, 128, 128);
   r.iterations = {10};
+  r.max_memory = 64ull << 30;
   EXPECT_NE(scale(48, 8).tiling_caveat.find("6.0x the image's pixels (untiled: 1x); a `tile` of 96 keeps it"),
             std::string::npos);
   EXPECT_EQ(scale(96, 8).tile_work, 1.0) << "interiors reach 1.5 tile: one tile of the whole image";

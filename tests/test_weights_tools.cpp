@@ -396,12 +396,19 @@ TEST(WeightsCli, AKilledFetchResumesWhereItsPartialFileEnds) {
 }
 
 // A file at --out that is not the full VGG19 is not replaced unasked: a shallow prefix may be all a
-// user has, and a stranger's file is not ours. Nothing is downloaded; --force replaces either.
+// user has, and a stranger's file is not ours. Nothing is downloaded; --force replaces either. At
+// the default location the message says so; a folder there is refused even with --force.
 TEST(WeightsCli, FetchReplacesAPrefixOrAStrangersFileOnlyWithForce) {
   FetchEnv env;
   test::write_keras_vgg19(env.dir / "k.h5", params());
   HttpServer server({{"/vgg19.h5", file_text(env.dir / "k.h5")}});
   const std::string md5 = digest_file(env.dir / "k.h5").md5;
+  const std::vector<std::string> vars = {"XDG_DATA_HOME=" + env.dir / "data", "XDG_CACHE_HOME=" + env.dir / "cache"};
+  auto fetch = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {STYLIZE_BIN, "weights", "fetch", "--url", server.url("/vgg19.h5"), "--md5", md5};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return test::run_command(argv, vars);
+  };
   std::vector<std::pair<std::string, at::Tensor>> shallow;
   for (const auto& n : vgg19_parameter_names()) {
     if (shallow.size() == 16) break;  // conv1_1 … conv3_4: 8 convolutions, weight and bias
@@ -410,27 +417,40 @@ TEST(WeightsCli, FetchReplacesAPrefixOrAStrangersFileOnlyWithForce) {
   const std::string prefix = env.dir / "prefix.safetensors", stranger = env.dir / "notes.safetensors";
   write_safetensors(prefix, shallow, {});
   stylize::test::write_bytes(stranger, {'h', 'i', '\n'});
-  for (const std::string& out : {prefix, stranger}) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {prefix, "it holds only part of VGG19 (conv1_1 … conv3_4: 8 of 16 convolutions)"},
+      {stranger, "it is not a VGG19 weights file (file is 3 bytes, too short for a safetensors header"}};
+  for (const auto& [out, what] : cases) {
     const auto before = stylize::test::read_bytes(out);
-    auto r = test::run_command({STYLIZE_BIN, "weights", "fetch", "--url", server.url("/vgg19.h5"), "--md5", md5,
-                                "--out", out});
+    auto r = fetch({"--out", out});
     EXPECT_EQ(r.exit_code, 5) << r.err;
-    EXPECT_NE(r.err.find("will not replace '" + out + "': "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("will not replace '" + out + "': " + what), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("; pass --force to replace it, or give another --out"), std::string::npos) << r.err;
     EXPECT_EQ(stylize::test::read_bytes(out), before);
   }
-  EXPECT_TRUE(server.requests().empty()) << "refused before anything was downloaded";
-  auto r = test::run_command({STYLIZE_BIN, "weights", "fetch", "--url", server.url("/vgg19.h5"), "--md5", md5,
-                              "--out", prefix});
-  EXPECT_NE(r.err.find("it holds only part of VGG19 (conv1_1 … conv3_4: 8 of 16 convolutions)"), std::string::npos)
+  std::filesystem::create_directories(std::filesystem::path(env.installed()).parent_path());
+  std::filesystem::copy_file(prefix, env.installed());
+  auto r = fetch({});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("will not replace '" + env.installed() + "' (the default location, where stylize looks for "
+                       "weights): it holds only part of VGG19"),
+            std::string::npos)
       << r.err;
-  r = test::run_command({STYLIZE_BIN, "weights", "fetch", "--url", server.url("/vgg19.h5"), "--md5", md5, "--out",
-                         stranger});
-  EXPECT_NE(r.err.find("it is not a VGG19 weights file ("), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("--out"), std::string::npos) << "no --out was given: " << r.err;
+  EXPECT_TRUE(server.requests().empty()) << "refused before anything was downloaded";
   for (const std::string& out : {prefix, stranger}) {
-    r = test::run_command({STYLIZE_BIN, "weights", "fetch", "--force", "--url", server.url("/vgg19.h5"), "--md5", md5,
-                           "--out", out});
+    r = fetch({"--force", "--out", out});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     expect_exact(out);
   }
+  ASSERT_EQ(fetch({"--force"}).exit_code, 0);
+  expect_exact(env.installed());
+  const auto requests = server.requests().size();
+  std::filesystem::remove(env.installed());
+  std::filesystem::create_directories(env.installed());
+  r = fetch({"--force"});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("cannot write '" + env.installed() + "': it is a folder; move it away"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(server.requests().size(), requests) << "refused before anything was downloaded";
 }

@@ -46,6 +46,12 @@ int receptive_radius(int last_index);
 // The context a tile gets: the request's overlap, at least the deepest layer's receptive radius.
 inline int tile_context(int overlap, int last_index) { return std::max(overlap, receptive_radius(last_index)); }
 
+// Pixels sweep 0's grid (tile_grid(width, height, tile, overlap, any seed, 0, align)) runs through
+// the network, its crops' areas, over the image's: what the context costs a tiled run per sweep
+// (1 = one tile of the whole image; later sweeps' offsets cut about as many tiles). Cheap: it builds
+// no grid. Needs width, height, tile > 0.
+double tile_network_pixels(int width, int height, int tile, int overlap, int align = 1);
+
 // Peak host memory of a tiled CPU run: one tile's run at its largest crop (1.5·tile + 2·overlap per
 // side) plus the whole image's buffers (image, content, start: 3 float RGB copies).
 uint64_t estimate_tiled_peak_bytes(int width, int height, int tile, int overlap, const OptimizerOptions& optimizer,

@@ -289,8 +289,10 @@ void run_job(Job& job, const StylizeRequest& defaults, const at::Tensor& init_im
   RunCallbacks cb;
   cb.on_scale_begin = [&](int k, const StylizePlan& plan) {
     const int n = static_cast<int>(plan.scales.size());
-    progress = std::make_unique<ProgressDisplay>(
-        print_every, f.quiet > 0, label + (n > 1 ? "scale " + std::to_string(k + 1) + "/" + std::to_string(n) + " " : ""));
+    const std::string scale_label =
+        label + (n > 1 ? "scale " + std::to_string(k + 1) + "/" + std::to_string(n) + " " : "");
+    log_tiling(r, plan, k, scale_label);
+    progress = std::make_unique<ProgressDisplay>(print_every, f.quiet > 0, scale_label);
   };
   cb.on_scale_end = [&](int, const ScaleResult&) { progress->finish(); };
   cb.on_progress = [&](int, const Progress& p) { progress->update(p.iteration, p.total, p.loss, p.seconds); };

@@ -11,6 +11,7 @@
 #include "stylize/recipe.hpp"
 #include "stylize/report.hpp"
 #include "stylize/runtime.hpp"
+#include "stylize/vgg19.hpp"
 
 namespace stylize::cli {
 namespace {
@@ -215,6 +216,21 @@ void warn_if_init_stretched(const StylizeRequest& r, const EngineFlags& f, const
   spdlog::warn("{}{} is {}x{} and the content {}x{}: it is stretched to the content's shape", label,
                image ? "the --init image '" + f.init_file + "'" : "the first style image '" + first_style + "' (--init style)",
                start.size(3), start.size(2), r.content.size(3), r.content.size(2));
+}
+
+void log_tiling(const StylizeRequest& r, const StylizePlan& plan, int k, const std::string& label) {
+  const ScalePlan& sp = plan.scales[static_cast<size_t>(k)];
+  if (sp.tile == 0) return;
+  const std::string raised = sp.tile_overlap > r.tile_overlap
+                                 ? " (--tile-overlap " + std::to_string(r.tile_overlap) + " raised to " +
+                                       vgg19_layers()[static_cast<size_t>(plan.last_index)].name +
+                                       "'s receptive radius: less would show the tiles' borders)"
+                                 : "";
+  spdlog::info("{}tiled by {} px, {} px overlap{}: {}; {} sweep(s) of {} iterations per tile, the network over "
+               "{:.1f}x the image's pixels",
+               label, sp.tile, sp.tile_overlap, raised, render_fields(sp.tiling_reason, FieldWords::flag), sp.sweeps,
+               sp.tile_iterations, sp.tile_work);
+  if (!sp.tiling_caveat.empty()) spdlog::warn("{}{}", label, render_fields(sp.tiling_caveat, FieldWords::flag));
 }
 
 nlohmann::json settings_json(const StylizeRequest& r, const EngineFlags& f, const Engine& e) {

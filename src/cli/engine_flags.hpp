@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "stylize/image/image.hpp"
+#include "stylize/recipe.hpp"
 #include "stylize/request.hpp"
 #include "stylize/stylizer.hpp"
 
@@ -99,6 +100,10 @@ LoadedImage read_image(const std::string& path, const std::string& role, const E
 // the first style image's path, `label` prefixes the line (a batch job's "[3/10] ").
 void warn_if_init_stretched(const StylizeRequest& r, const EngineFlags& f, const std::string& first_style,
                             const std::string& label = "");
+
+// Logs how scale `k` of `plan` is tiled, if it is (tile, context, why, sweeps, what the context
+// costs), and warns of its tiling_caveat; `label` prefixes the lines. Nothing for an untiled scale.
+void log_tiling(const StylizeRequest& r, const StylizePlan& plan, int k, const std::string& label);
 
 // Every effective setting, for reports: settings_json() of the engine plus the command line's own.
 nlohmann::json settings_json(const StylizeRequest& r, const EngineFlags& f, const Engine& e);

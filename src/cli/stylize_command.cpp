@@ -96,18 +96,7 @@ RunCallbacks callbacks(const StylizeOptions& o, const StylizeRequest& r, Display
     d.label = n > 1 ? "scale " + std::to_string(k + 1) + "/" + std::to_string(n) + " " : "";
     spdlog::info("{}stylising {}x{} with {} style image(s), {} {} iterations", d.label, sp.width, sp.height,
                  r.styles.size(), sp.iterations, to_string(r.optimizer));
-    if (sp.tile > 0) {
-      const std::string raised = sp.tile_overlap > r.tile_overlap
-                                     ? " (--tile-overlap " + std::to_string(r.tile_overlap) + " raised to " +
-                                           vgg19_layers()[static_cast<size_t>(plan.last_index)].name +
-                                           "'s receptive radius: less would show the tiles' borders)"
-                                     : "";
-      spdlog::info("{}tiled by {} px, {} px overlap{}: {}; {} sweep(s) of {} iterations per tile, the network over "
-                   "{:.1f}x the image's pixels",
-                   d.label, sp.tile, sp.tile_overlap, raised, render_fields(sp.tiling_reason, FieldWords::flag),
-                   sp.sweeps, sp.tile_iterations, sp.tile_work);
-      if (!sp.tiling_caveat.empty()) spdlog::warn("{}{}", d.label, render_fields(sp.tiling_caveat, FieldWords::flag));
-    }
+    log_tiling(r, plan, k, d.label);
     d.progress = std::make_unique<ProgressDisplay>(o.engine.print_every, o.engine.quiet > 0, d.label);
   };
   cb.on_scale_end = [&d](int, const ScaleResult&) { d.progress->finish(); };

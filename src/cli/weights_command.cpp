@@ -187,7 +187,8 @@ int weights_main(int argc, char** argv) {
   fetch_cmd->add_option("--url", fetch.url, "Download from this URL instead (mirror, local server, file://)");
   fetch_cmd->add_option("--md5", fetch.md5, "Expected MD5 of the downloaded file (overrides the pinned one)");
   fetch_cmd->add_option("--sha256", fetch.sha256, "Expected SHA-256 of the downloaded file");
-  fetch_cmd->add_flag("--force", fetch.force, "Fetch even if valid weights are already there");
+  fetch_cmd->add_flag("--force", fetch.force,
+                      "Fetch even if valid weights are already there, and replace a file that is not them");
   fetch_cmd->add_option("--timeout", fetch.timeout, "Give up when no data arrives for this many seconds")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();

@@ -122,29 +122,28 @@ std::string smaller_overlap(const StylizeRequest& r, int last_index) {
   return r.tile_overlap > receptive_radius(last_index) ? " or `tile_overlap`" : "";
 }
 
-// The network's pixels per sweep over the image's, for tiles of `tile` px with `overlap` of context.
-double tile_work(int width, int height, int tile, int overlap, int last_index) {
-  double crops = 0;
-  for (const Tile& t : tile_grid(width, height, tile, overlap, 0, 0, vgg19_min_side(last_index))) {
-    crops += static_cast<double>(t.crop.width) * t.crop.height;
-  }
-  return crops / (static_cast<double>(width) * height);
-}
-
 // An asked-for tile so small next to its context that most of the work is context: say what it
-// costs and the smallest tile (a multiple of 32) under 3x. One is always found below the image's
-// longest side: from 2/3 of it the grid is a single tile (tile_grid's interiors reach 1.5·tile).
-std::string tiling_caveat(const ScalePlan& sp, int last_index) {
+// costs and the smallest tile (a multiple of 32) at most 3x (by the grid of tile_grid, interiors
+// reach 1.5·tile, so from about 2/3 of the longest side one tile covers everything: 1x).
+std::string tiling_caveat(const StylizeRequest& r, const ScalePlan& sp, int last_index) {
   constexpr double too_much = 4, enough = 3;
   if (std::round(sp.tile_work * 10) / 10 <= too_much) return "";  // as the message rounds it
-  const int longest = std::max(sp.width, sp.height);
+  const int longest = std::max(sp.width, sp.height), align = vgg19_min_side(last_index);
   int better = (sp.tile / 32 + 1) * 32;
-  while (better < longest && tile_work(sp.width, sp.height, better, sp.tile_overlap, last_index) > enough) better += 32;
+  while (better < longest && tile_network_pixels(sp.width, sp.height, better, sp.tile_overlap, align) > enough) {
+    better += 32;
+  }
   char work[32];
   std::snprintf(work, sizeof work, "%.1fx", sp.tile_work);
+  const int radius = receptive_radius(last_index);
   return field("tile") + " " + std::to_string(sp.tile) + " with " + std::to_string(sp.tile_overlap) +
-         " px of context per side runs the network over " + work + " the image's pixels (untiled: 1x); a " +
-         field("tile") + " of " + std::to_string(better) + " keeps it under 3x, if memory allows";
+         " px of context per side runs the network over " + work + " the image's pixels (untiled: 1x); " +
+         (better < longest ? "a " + field("tile") + " of " + std::to_string(better) + " keeps it within 3x"
+                           : "an untiled run (" + field("tile") + " 0) runs it once") +
+         (r.tile_overlap > radius ? ", and a smaller " + field("tile_overlap") + " (down to " + std::to_string(radius) +
+                                        ") costs less"
+                                  : "") +
+         ", if memory allows";
 }
 
 // Whether scale `sp` is tiled and how: the request's tile when smaller than the image; on the CPU,
@@ -156,7 +155,8 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
   const uint64_t whole = estimate_cpu_peak_bytes(sp.width, sp.height, opt, precision);
   const std::string run = "a whole " + std::to_string(sp.width) + "x" + std::to_string(sp.height) + " run";
   const int overlap = tile_context(r.tile_overlap, last_index);  // what optimize_tiled gives each tile
-  if (r.tile > 0 && r.tile < longest) {
+  const bool asked = r.tile > 0 && r.tile < longest;
+  if (asked) {
     sp.tile = r.tile;
     sp.tiling_reason = "asked for (" + field("tile") + " " + std::to_string(r.tile) + ")";
   } else if (!device.is_cuda() && budget > 0 && whole > budget) {
@@ -184,8 +184,8 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
   sp.sweeps = tile_sweeps(sp.iterations, r.tile_iterations);
   sp.tile_iterations = sp.sweeps == 0 ? 0 : (sp.iterations + sp.sweeps - 1) / sp.sweeps;
   sp.estimated_peak_bytes = estimate_tiled_peak_bytes(sp.width, sp.height, sp.tile, overlap, opt, precision);
-  sp.tile_work = tile_work(sp.width, sp.height, sp.tile, overlap, last_index);
-  if (r.tile > 0) sp.tiling_caveat = tiling_caveat(sp, last_index);  // memory's own choice is the largest that fits
+  sp.tile_work = tile_network_pixels(sp.width, sp.height, sp.tile, overlap, vgg19_min_side(last_index));
+  if (asked) sp.tiling_caveat = tiling_caveat(r, sp, last_index);  // memory's own tile is the largest that fits
   if (!device.is_cuda() && budget > 0 && sp.estimated_peak_bytes > budget) {
     throw ResourceError("a run tiled by " + std::to_string(sp.tile) + " px needs about " +
                         gigabytes(sp.estimated_peak_bytes) + " of memory, but " + gigabytes(budget) +
@@ -265,6 +265,8 @@ StylizePlan plan(const StylizeRequest& r, const at::Device& device, Precision pr
     plan_tiling(r, sp, p.last_index, device, precision);
     p.scales.push_back(sp);
   }
+  // One `tile` serves every scale: its advice is the output's, and a coarser scale's is not repeated.
+  for (size_t k = 0; k + 1 < p.scales.size(); ++k) p.scales[k].tiling_caveat.clear();
   return p;
 }
 
@@ -287,6 +289,7 @@ bool init_is_stretched(const StylizeRequest& r) {
   if (!start || !start->defined() || !r.content.defined()) return false;
   const auto [sw, sh] = dims(*start);
   const auto [cw, ch] = dims(r.content);
+  if (sw <= 0 || sh <= 0 || cw <= 0 || ch <= 0) return false;  // validate()'s business, not a stretch
   const double ratio = (static_cast<double>(sw) / sh) / (static_cast<double>(cw) / ch);
   return ratio > 1.02 || ratio < 1 / 1.02;
 }

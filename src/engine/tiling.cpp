@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <random>
+#include <utility>
+#include <vector>
 
 namespace stylize {
 namespace {
@@ -68,6 +70,12 @@ at::Tensor update_weight(const Tile& t, int reach) {
   return at::outer(wy, wx).reshape({1, 1, t.crop.height, t.crop.width});
 }
 
+// The crop of the interior [lo, hi) along a side of `length` px: `overlap` px of context either
+// side, its start on the pooling grid (`align`), clipped to the image. Returns [begin, end).
+std::pair<int, int> crop_span(int lo, int hi, int length, int overlap, int align) {
+  return {std::max(0, (lo - overlap) / align * align), std::min(length, hi + overlap)};
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -88,13 +96,29 @@ std::vector<Tile> tile_grid(int width, int height, int tile, int overlap, uint64
     for (size_t i = 0; i + 1 < xs.size(); ++i) {
       Tile t;
       t.interior = {xs[i], ys[j], xs[i + 1] - xs[i], ys[j + 1] - ys[j]};
-      const int x0 = std::max(0, (xs[i] - overlap) / align * align), y0 = std::max(0, (ys[j] - overlap) / align * align);
-      const int x1 = std::min(width, xs[i + 1] + overlap), y1 = std::min(height, ys[j + 1] + overlap);
+      const auto [x0, x1] = crop_span(xs[i], xs[i + 1], width, overlap, align);
+      const auto [y0, y1] = crop_span(ys[j], ys[j + 1], height, overlap, align);
       t.crop = {x0, y0, x1 - x0, y1 - y0};
       grid.push_back(t);
     }
   }
   return grid;
+}
+
+double tile_network_pixels(int width, int height, int tile, int overlap, int align) {
+  align = std::max(1, align);
+  // A crop's width depends on its column alone and its height on its row alone (tile_grid), so the
+  // crops' areas sum to (sum of widths) × (sum of heights): no grid of tiles is built.
+  auto spans = [&](int length) {
+    const std::vector<int> b = cuts(length, tile, 0, align);
+    double sum = 0;
+    for (size_t i = 0; i + 1 < b.size(); ++i) {
+      const auto [begin, end] = crop_span(b[i], b[i + 1], length, overlap, align);
+      sum += end - begin;
+    }
+    return sum;
+  };
+  return spans(width) * spans(height) / (static_cast<double>(width) * height);
 }
 
 uint64_t estimate_tiled_peak_bytes(int width, int height, int tile, int overlap, const OptimizerOptions& optimizer,

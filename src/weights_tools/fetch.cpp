@@ -43,8 +43,29 @@ std::string what_is_there(const std::string& path) {
     const Vgg19Weights prefix = load_vgg19_prefix(path);
     return "it holds only part of VGG19 (" + describe_vgg19_prefix(prefix.convolutions) + ")";
   } catch (const Error& e) {
-    return "it is not a VGG19 weights file (" + std::string(e.what()) + ")";
+    std::string why = e.what();
+    const std::string named = in_quotes(path) + ": ";  // the reason alone: the path is named already
+    if (const auto at = why.find(named); at != std::string::npos) why = why.substr(at + named.size());
+    return "it is not a VGG19 weights file (" + why + ")";
   }
+}
+
+// Throws OutputError when `out` holds something a fetch must not replace unasked: a folder (never),
+// or a file that is not the full VGG19 (without `force`). Returns whether valid weights are there.
+bool check_fetch_target(const std::string& out, bool default_location, bool force) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(out, ec);
+  if (std::filesystem::is_directory(status)) {
+    throw OutputError("cannot write " + in_quotes(out) + ": it is a folder; " +
+                      (default_location ? "move it away (stylize looks for its weights file there)" : "give a file name"));
+  }
+  if (!std::filesystem::exists(status)) return false;
+  if (force) return false;
+  if (valid_weights(out)) return true;
+  throw OutputError("will not replace " + in_quotes(out) +
+                    (default_location ? " (the default location, where stylize looks for weights)" : "") + ": " +
+                    what_is_there(out) + "; pass --force to replace it" +
+                    (default_location ? "" : ", or give another --out"));
 }
 
 std::string lower(std::string s) {
@@ -111,13 +132,9 @@ FetchResult fetch_weights(const FetchRequest& req) {
   result.out = req.out.empty() ? default_weights_install_path() : req.out;
   result.url = req.url.empty() ? src.url : req.url;
   if (req.out.empty()) std::filesystem::create_directories(std::filesystem::path(result.out).parent_path());
-  if (!req.force && std::filesystem::exists(result.out)) {
-    if (valid_weights(result.out)) {
-      result.already_present = true;
-      return result;
-    }
-    throw OutputError("will not replace " + in_quotes(result.out) + ": " + what_is_there(result.out) +
-                      "; pass --force to replace it, or give another --out");
+  if (check_fetch_target(result.out, req.out.empty(), req.force)) {
+    result.already_present = true;
+    return result;
   }
   std::string want_md5 = lower(req.md5), want_sha = lower(req.sha256);
   if (want_md5.empty() && want_sha.empty()) {

@@ -39,8 +39,9 @@ struct FetchResult {
 
 // Without `force`: full VGG19 weights already at `out` are kept (already_present), and any other
 // file there is refused with OutputError (a shallow prefix or a stranger's file is not replaced
-// unasked). Download and checksum failures throw NetworkError, a bad file WeightsError; `out` is
-// written atomically, so it is either the old file or the new one.
+// unasked); a folder there is refused even with it. An unknown `source` throws UsageError, download
+// and checksum failures NetworkError, a downloaded file that is not VGG19 WeightsError, a write that
+// fails OutputError; `out` is written atomically, so it is either the old file or the new one.
 FetchResult fetch_weights(const FetchRequest& request);
 
 }  // namespace stylize
