@@ -24,7 +24,11 @@ int parse_or_exit(CLI::App& app, int argc, char** argv);
 // Runs `body`, turning every exception into one "error: ..." line on stderr and its exit code.
 int run_guarded(const std::function<int()>& body);
 
-// SIGINT/SIGTERM set a flag that the optimisation polls; a second Ctrl-C kills the process at once.
+// Called first in main(), before any other thread starts: blocks SIGINT/SIGTERM in every thread
+// started after it and takes them on a watcher thread. Until install_interrupt_handler() they end the
+// process as by default (exit 128 + signal).
+void start_signal_watcher();
+// From here on SIGINT/SIGTERM set a flag that the work polls; a second Ctrl-C kills the process at once.
 void install_interrupt_handler();
 bool interrupt_requested();
 void reset_interrupt();

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "common.hpp"
 #include "stylize/stylizer.hpp"
 
 namespace {
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   // reports it (exit 5) and removes what it wrote, as for a full disk.
   std::signal(SIGXFSZ, SIG_IGN);
   restart_with_better_blas_kernels(argc, argv);
+  stylize::cli::start_signal_watcher();
   if (argc >= 2) {
     const std::string first = argv[1];
     if (first == "weights") return stylize::cli::weights_main(argc - 1, argv + 1);
