@@ -427,6 +427,7 @@ TEST(WeightsCli, FetchReplacesAPrefixOrAStrangersFileOnlyWithForce) {
     EXPECT_NE(r.err.find("will not replace '" + out + "': " + what), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("; pass --force to replace it, or give another --out"), std::string::npos) << r.err;
     EXPECT_EQ(stylize::test::read_bytes(out), before);
+    EXPECT_EQ(r.err.find("fetching"), std::string::npos) << "nothing is fetched: " << r.err;
   }
   std::filesystem::create_directories(std::filesystem::path(env.installed()).parent_path());
   std::filesystem::copy_file(prefix, env.installed());
@@ -441,11 +442,17 @@ TEST(WeightsCli, FetchReplacesAPrefixOrAStrangersFileOnlyWithForce) {
   for (const std::string& out : {prefix, stranger}) {
     r = fetch({"--force", "--out", out});
     ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("fetching caffe VGG19 weights from " + server.url("/vgg19.h5")), std::string::npos) << r.err;
     expect_exact(out);
   }
   ASSERT_EQ(fetch({"--force"}).exit_code, 0);
   expect_exact(env.installed());
-  const auto requests = server.requests().size();
+  auto requests = server.requests().size();
+  r = fetch({});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("valid weights already at " + env.installed() + " (use --force to fetch again)"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("fetching"), std::string::npos) << "nothing is fetched: " << r.err;
+  EXPECT_EQ(server.requests().size(), requests);
   std::filesystem::remove(env.installed());
   std::filesystem::create_directories(env.installed());
   r = fetch({"--force"});

@@ -93,7 +93,7 @@ int run_fetch(const FetchOptions& o, bool quiet) {
     return !interrupt_requested();
   };
   const WeightsSource src = weights_source(o.source);
-  spdlog::info("fetching {} VGG19 weights from {}", src.name, o.url.empty() ? src.url : o.url);
+  req.on_start = [&](const std::string& url) { spdlog::info("fetching {} VGG19 weights from {}", src.name, url); };
   FetchResult r = fetch_weights(req);
   bar.finish();
   if (r.already_present) {

@@ -141,6 +141,7 @@ FetchResult fetch_weights(const FetchRequest& req) {
     want_md5 = src.md5;
     want_sha = src.sha256;
   }
+  if (req.on_start) req.on_start(result.url);
   std::map<std::string, std::string> meta = {{"source", result.url}, {"source_kind", src.name},
                                              {"preprocessing", src.preprocessing}};
   NamedTensors tensors;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "stylize/weights_tools/download.hpp"
@@ -27,6 +28,9 @@ struct FetchRequest {
   bool force = false;
   std::string cache_dir;       // where partial downloads live; default ${XDG_CACHE_HOME:-~/.cache}/stylize
   DownloadOptions download;
+  // Called once with the URL when a download starts: after `out` was checked, so never before a
+  // refusal or for weights already there.
+  std::function<void(const std::string& url)> on_start;
 };
 
 struct FetchResult {
