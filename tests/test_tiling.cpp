@@ -242,10 +242,10 @@ TEST(Tiling, TheNetworksPixelsPerSweepAreTheCropsAreas) {
            {777, 555, 100, 40, 4}, {64, 64, 64, 8, 1}}) {
     double crops = 0;
     for (const Tile& t : tile_grid(w, h, tile, overlap, 0, 0, align)) crops += static_cast<double>(t.crop.width) * t.crop.height;
-    EXPECT_DOUBLE_EQ(tile_network_pixels(w, h, tile, overlap, align), crops / (static_cast<double>(w) * h))
+    EXPECT_DOUBLE_EQ(network_pixels_ratio(w, h, tile, overlap, align), crops / (static_cast<double>(w) * h))
         << w << "x" << h << " tile " << tile << " overlap " << overlap << " align " << align;
   }
-  EXPECT_EQ(tile_network_pixels(64, 64, 64, 8), 1.0) << "one tile of the whole image";
+  EXPECT_EQ(network_pixels_ratio(64, 64, 64, 8), 1.0) << "one tile of the whole image";
 }
 
 // An asked-for tile whose context is most of what the network sees is said to cost what it does,
@@ -261,18 +261,18 @@ TEST(Tiling, AnAskedForTileMostlyContextIsCaveatedWithOneThatCostsLess) {
     return plan(r, at::kCPU, Precision::fp32).scales.back();
   };
   ScalePlan sp = scale(0, 64);
-  EXPECT_EQ(sp.tile_work, 1.0);
+  EXPECT_EQ(sp.network_pixels_ratio, 1.0);
   EXPECT_EQ(sp.tiling_caveat, "");
   sp = scale(16, 8);
   // Interiors of 16 px (8..24 at the edges of the grid), crops up to 16 + 2·85 px wide, clipped.
-  EXPECT_GT(sp.tile_work, 100);
-  EXPECT_LT(sp.tile_work, (186.0 * 186) / (16 * 16));
+  EXPECT_GT(sp.network_pixels_ratio, 100);
+  EXPECT_LT(sp.network_pixels_ratio, (186.0 * 186) / (16 * 16));
   EXPECT_EQ(sp.tiling_caveat, "`tile` 16 with 85 px of context per side runs the network over 119.5x the image's "
                               "pixels (untiled: 1x); a `tile` of 160 keeps it within 3x, if memory allows");
-  EXPECT_GT(scale(128, 64).tile_work, 3) << "so 160 is the smallest multiple of 32 within 3x";
+  EXPECT_GT(scale(128, 64).network_pixels_ratio, 3) << "so 160 is the smallest multiple of 32 within 3x";
   sp = scale(160, 64);
-  EXPECT_LE(sp.tile_work, 3);
-  EXPECT_GT(sp.tile_work, 1);
+  EXPECT_LE(sp.network_pixels_ratio, 3);
+  EXPECT_GT(sp.network_pixels_ratio, 1);
   EXPECT_EQ(sp.tiling_caveat, "");
   // A context wider than the receptive radius is the user's: a smaller one is named too.
   EXPECT_NE(scale(96, 90).tiling_caveat.find(", and a smaller `tile_overlap` (down to 85) costs less, if memory allows"),
@@ -287,7 +287,7 @@ TEST(Tiling, AnAskedForTileMostlyContextIsCaveatedWithOneThatCostsLess) {
     return plan(r, at::kCPU, Precision::fp32);
   }();
   ASSERT_EQ(p.scales.size(), 2u);
-  EXPECT_GT(p.scales[0].tile_work, 4);
+  EXPECT_GT(p.scales[0].network_pixels_ratio, 4);
   EXPECT_EQ(p.scales[0].tiling_caveat, "");
   EXPECT_NE(p.scales[1].tiling_caveat.find("`tile` 48 with 85 px"), std::string::npos);
   // On a small image the advice may be a tile that makes one tile of the whole: 1x.
@@ -296,7 +296,7 @@ TEST(Tiling, AnAskedForTileMostlyContextIsCaveatedWithOneThatCostsLess) {
   r.max_memory = 64ull << 30;
   EXPECT_NE(scale(48, 8).tiling_caveat.find("6.0x the image's pixels (untiled: 1x); a `tile` of 96 keeps it"),
             std::string::npos);
-  EXPECT_EQ(scale(96, 8).tile_work, 1.0) << "interiors reach 1.5 tile: one tile of the whole image";
+  EXPECT_EQ(scale(96, 8).network_pixels_ratio, 1.0) << "interiors reach 1.5 tile: one tile of the whole image";
 }
 
 // A tiled scale sweeps at least 4 times while each visit keeps 10 iterations (recipe.cpp: in one

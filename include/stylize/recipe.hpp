@@ -34,10 +34,11 @@ struct ScalePlan {
   int tile_overlap = 0;                          // each tile's context: the request's, at least the receptive radius
   std::string tiling_reason;                     // why it is tiled, for the log ("" = untiled)
   // Pixels a sweep runs through the network (the tiles' crops) over the image's: what the context
-  // costs (tile_network_pixels; 1 = untiled). When an asked-for tile makes it over 4x, the output's
-  // scale gets `tiling_caveat`, in field names: what it costs and the tile that costs at most 3x
+  // costs (tiling.hpp's network_pixels_ratio(), the report's field of that name; 1 = untiled). When
+  // an asked-for tile makes it over 4x, the output's scale gets `tiling_caveat`, in field names: what
+  // it costs and the tile that costs at most 3x
   // ("" = none; memory's own tile, the largest that fits, never gets one).
-  double tile_work = 1;
+  double network_pixels_ratio = 1;
   std::string tiling_caveat;
   uint64_t estimated_peak_bytes = 0;             // CPU host memory, the model of stylizer.hpp / tiling.hpp
 };

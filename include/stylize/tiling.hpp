@@ -50,7 +50,7 @@ inline int tile_context(int overlap, int last_index) { return std::max(overlap, 
 // the network, its crops' areas, over the image's: what the context costs a tiled run per sweep
 // (1 = one tile of the whole image; later sweeps' offsets cut about as many tiles). Cheap: it builds
 // no grid. Needs width, height, tile > 0.
-double tile_network_pixels(int width, int height, int tile, int overlap, int align = 1);
+double network_pixels_ratio(int width, int height, int tile, int overlap, int align = 1);
 
 // Peak host memory of a tiled CPU run: one tile's run at its largest crop (1.5·tile + 2·overlap per
 // side) plus the whole image's buffers (image, content, start: 3 float RGB copies).

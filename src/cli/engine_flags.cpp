@@ -229,7 +229,7 @@ void log_tiling(const StylizeRequest& r, const StylizePlan& plan, int k, const s
   spdlog::info("{}tiled by {} px, {} px overlap{}: {}; {} sweep(s) of {} iterations per tile, the network over "
                "{:.1f}x the image's pixels",
                label, sp.tile, sp.tile_overlap, raised, render_fields(sp.tiling_reason, FieldWords::flag), sp.sweeps,
-               sp.tile_iterations, sp.tile_work);
+               sp.tile_iterations, sp.network_pixels_ratio);
   if (!sp.tiling_caveat.empty()) spdlog::warn("{}{}", label, render_fields(sp.tiling_caveat, FieldWords::flag));
 }
 

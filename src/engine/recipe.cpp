@@ -127,14 +127,14 @@ std::string smaller_overlap(const StylizeRequest& r, int last_index) {
 // reach 1.5·tile, so from about 2/3 of the longest side one tile covers everything: 1x).
 std::string tiling_caveat(const StylizeRequest& r, const ScalePlan& sp, int last_index) {
   constexpr double too_much = 4, enough = 3;
-  if (std::round(sp.tile_work * 10) / 10 <= too_much) return "";  // as the message rounds it
+  if (std::round(sp.network_pixels_ratio * 10) / 10 <= too_much) return "";  // as the message rounds it
   const int longest = std::max(sp.width, sp.height), align = vgg19_min_side(last_index);
   int better = (sp.tile / 32 + 1) * 32;
-  while (better < longest && tile_network_pixels(sp.width, sp.height, better, sp.tile_overlap, align) > enough) {
+  while (better < longest && network_pixels_ratio(sp.width, sp.height, better, sp.tile_overlap, align) > enough) {
     better += 32;
   }
   char work[32];
-  std::snprintf(work, sizeof work, "%.1fx", sp.tile_work);
+  std::snprintf(work, sizeof work, "%.1fx", sp.network_pixels_ratio);
   const int radius = receptive_radius(last_index);
   return field("tile") + " " + std::to_string(sp.tile) + " with " + std::to_string(sp.tile_overlap) +
          " px of context per side runs the network over " + work + " the image's pixels (untiled: 1x); " +
@@ -184,7 +184,7 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
   sp.sweeps = tile_sweeps(sp.iterations, r.tile_iterations);
   sp.tile_iterations = sp.sweeps == 0 ? 0 : (sp.iterations + sp.sweeps - 1) / sp.sweeps;
   sp.estimated_peak_bytes = estimate_tiled_peak_bytes(sp.width, sp.height, sp.tile, overlap, opt, precision);
-  sp.tile_work = tile_network_pixels(sp.width, sp.height, sp.tile, overlap, vgg19_min_side(last_index));
+  sp.network_pixels_ratio = network_pixels_ratio(sp.width, sp.height, sp.tile, overlap, vgg19_min_side(last_index));
   if (asked) sp.tiling_caveat = tiling_caveat(r, sp, last_index);  // memory's own tile is the largest that fits
   if (!device.is_cuda() && budget > 0 && sp.estimated_peak_bytes > budget) {
     throw ResourceError("a run tiled by " + std::to_string(sp.tile) + " px needs about " +

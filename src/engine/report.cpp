@@ -67,7 +67,7 @@ nlohmann::json scales_json(const StylizeResult& result, const LossWeights& w) {
       }
       out.back()["tiling"] = {{"tile", sr.plan.tile}, {"overlap", sr.plan.tile_overlap}, {"sweeps", sr.plan.sweeps},
                               {"tile_iterations", sr.plan.tile_iterations}, {"reason", sr.plan.tiling_reason},
-                              {"network_pixels_ratio", sr.plan.tile_work}, {"last_sweep_tiles", rects}};
+                              {"network_pixels_ratio", sr.plan.network_pixels_ratio}, {"last_sweep_tiles", rects}};
     }
   }
   return out;

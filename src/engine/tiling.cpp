@@ -105,7 +105,7 @@ std::vector<Tile> tile_grid(int width, int height, int tile, int overlap, uint64
   return grid;
 }
 
-double tile_network_pixels(int width, int height, int tile, int overlap, int align) {
+double network_pixels_ratio(int width, int height, int tile, int overlap, int align) {
   align = std::max(1, align);
   // A crop's width depends on its column alone and its height on its row alone (tile_grid), so the
   // crops' areas sum to (sum of widths) × (sum of heights): no grid of tiles is built.
