@@ -438,6 +438,7 @@ TEST(WeightsCli, FetchReplacesAPrefixOrAStrangersFileOnlyWithForce) {
             std::string::npos)
       << r.err;
   EXPECT_EQ(r.err.find("--out"), std::string::npos) << "no --out was given: " << r.err;
+  EXPECT_EQ(r.err.find("fetching"), std::string::npos) << "nothing is fetched: " << r.err;
   EXPECT_TRUE(server.requests().empty()) << "refused before anything was downloaded";
   for (const std::string& out : {prefix, stranger}) {
     r = fetch({"--force", "--out", out});
