@@ -313,12 +313,16 @@ TEST_F(Batch, AStretchedStartImageIsWarnedOfByTheJobsItStretches) {
     return n;
   };
   auto r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", "-s", "32", "-n", "1", "--init",
-                  dir / "init.png", dir / "photos/p1.png", dir / "square.png", dir / "photos/p2.png"});
+                  dir / "init.png", "--report", dir / "r.json", dir / "photos/p1.png", dir / "square.png",
+                  dir / "photos/p2.png"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(count(r.err), 1u) << r.err;
-  EXPECT_NE(r.err.find("[2/3] the --init image '" + dir / "init.png" + "' is 40x30 and the content 32x32: " + warning),
-            std::string::npos)
-      << r.err;
+  const std::string line = "the --init image '" + dir / "init.png" + "' is 40x30 and the content 32x32: " + warning;
+  EXPECT_NE(r.err.find("[2/3] " + line), std::string::npos) << r.err;
+  const auto jobs = report(dir / "r.json")["jobs"];
+  EXPECT_EQ(jobs[0].count("warnings"), 0u) << jobs;
+  EXPECT_EQ(jobs[1]["warnings"], nlohmann::json::array({line})) << jobs;
+  EXPECT_EQ(jobs[2].count("warnings"), 0u) << jobs;
   r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", "-s", "32", "-n", "1", "--init", "style",
              "--overwrite", dir / "photos/p1.png", dir / "square.png"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -333,10 +337,13 @@ TEST_F(Batch, AStretchedStartImageIsWarnedOfByTheJobsItStretches) {
 // that is mostly context.
 TEST_F(Batch, ATiledJobSaysHowAndWhatItsTileCosts) {
   auto r = batch({"--style", dir / "starry.png", "--out-dir", dir / "out", "-s", "40", "-n", "2", "--tile", "16",
-                  "--tile-overlap", "8", dir / "photos/p1.png"});
+                  "--tile-overlap", "8", "--report", dir / "r.json", dir / "photos/p1.png"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("[1/1] tiled by 16 px, 85 px overlap"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("warning: [1/1] --tile 16 with 85 px of context per side runs the network over"),
-            std::string::npos)
-      << r.err;
+  const std::string caveat = "--tile 16 with 85 px of context per side runs the network over";
+  EXPECT_NE(r.err.find("warning: [1/1] " + caveat), std::string::npos) << r.err;
+  const auto warnings = report(dir / "r.json")["jobs"][0]["warnings"];
+  ASSERT_EQ(warnings.size(), 1u) << warnings;
+  EXPECT_EQ(warnings[0].get<std::string>().rfind(caveat, 0), 0u) << "the report's line is the log's: " << warnings;
+  EXPECT_NE(r.err.find(warnings[0].get<std::string>()), std::string::npos) << r.err;
 }

@@ -148,12 +148,13 @@ TEST_F(Cli, AStretchedInitImageIsWarnedOf) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err.find(warning), std::string::npos) << r.err;
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "b.png", "-s", "32", "-n", "1", "--init",
-               dir / "style.jpg"});
+               dir / "style.jpg", "--report", dir / "b.json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("the --init image '" + dir / "style.jpg" + "' is 40x40 and the content 48x36: " + warning),
-            std::string::npos)
-      << r.err;
+  const std::string line = "the --init image '" + dir / "style.jpg" + "' is 40x40 and the content 48x36: " + warning;
+  EXPECT_NE(r.err.find(line), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find(warning), r.err.rfind(warning)) << "once: " << r.err;
+  std::ifstream in(dir / "b.json");
+  EXPECT_EQ(nlohmann::json::parse(in)["warnings"], nlohmann::json::array({line})) << "the report says it too";
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "c.png", "-s", "32", "-n", "1", "--init", "style"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("the first style image '" + dir / "style.jpg" + "' (--init style) is 40x40"), std::string::npos)
@@ -351,6 +352,7 @@ TEST_F(Cli, ATiledRunReportsTilesThatCoverTheImage) {
   EXPECT_EQ(work, 4.0) << "2x2 tiles, each crop the whole image";
   EXPECT_NE(r.err.find("per tile, the network over 4.0x the image's pixels"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("warning"), std::string::npos) << "4x is not over the caveat's 4x: " << r.err;
+  EXPECT_EQ(rep["warnings"], nlohmann::json::array());
   EXPECT_EQ(rep["settings"]["tile_overlap"], 8);
   const int w = rep["output"]["width"], h = rep["output"]["height"];
   std::vector<int> covered(static_cast<size_t>(w * h), 0);

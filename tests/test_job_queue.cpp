@@ -3,6 +3,7 @@
 // counters /metrics reports; and its durable store (records, uploads, results, orphans, the lock,
 // the size cap) across reopening.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <chrono>
@@ -258,6 +259,50 @@ TEST(JobStore, KeepsRecordsUploadsAndResultsAcrossReopening) {
   s.remove("c");
   EXPECT_FALSE(s.read_result("c", "png", bytes, why));
   EXPECT_EQ(s.load().size(), 2u);
+}
+
+// A job's warnings survive reopening; a data dir written before stylize kept them (2026-12-05) opens,
+// its jobs with none.
+TEST(JobStore, KeepsWarningsAndOpensADataDirFromBeforeThem) {
+  test::TempDir dir;
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir / "jobs.db").c_str(), &db), SQLITE_OK);
+    const char* old_schema =
+        "CREATE TABLE jobs(id TEXT PRIMARY KEY, state TEXT NOT NULL, attempt INTEGER NOT NULL, ext TEXT NOT NULL,"
+        " total INTEGER NOT NULL, error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, finished REAL NOT NULL"
+        " DEFAULT 0, result_bytes INTEGER NOT NULL DEFAULT 0, iteration INTEGER NOT NULL DEFAULT 0, loss REAL NOT"
+        " NULL DEFAULT 0, fields TEXT NOT NULL, files TEXT NOT NULL);"
+        "INSERT INTO jobs(id, state, attempt, ext, total, error, created, finished, fields, files)"
+        " VALUES('old', 'failed', 1, 'png', 300, 'out of memory', 1, 2, '{}', '{}');";
+    char* err = nullptr;
+    ASSERT_EQ(sqlite3_exec(db, old_schema, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+    sqlite3_close(db);
+  }
+  const std::vector<std::string> warnings = {"the first style image ('init' style) is 32x32 and the content 48x40: "
+                                             "it is stretched to the content's shape",
+                                             "'tile' 16 with 85 px of context per side runs the network over 19.0x"};
+  {
+    JobStore s(dir.path());
+    StoredJob r = record("new");
+    r.warnings = warnings;
+    s.write_uploads("new", sample_form("new"));
+    s.add(r, sample_form("new"));
+    s.finish("new", "done", "", {1, 2}, "png", 300, 2.0);
+  }
+  JobStore s(dir.path());
+  const auto all = s.load();
+  ASSERT_EQ(all.size(), 2u);
+  const auto* old = find_in(all, "old");
+  const auto* fresh = find_in(all, "new");
+  ASSERT_TRUE(old && fresh);
+  EXPECT_EQ(old->job.state, "failed");
+  EXPECT_EQ(old->job.error, "out of memory");
+  EXPECT_TRUE(old->job.warnings.empty());
+  EXPECT_EQ(fresh->job.state, "done");
+  EXPECT_EQ(fresh->job.warnings, warnings);
+  EXPECT_EQ(warnings_from_json("not json"), std::vector<std::string>{});
+  EXPECT_EQ(warnings_from_json(R"(["a", 3, "b"])"), (std::vector<std::string>{"a", "b"})) << "what is not text is skipped";
 }
 
 TEST(JobStore, RemovesWhatNoRecordOwnsAndRefusesASecondServer) {

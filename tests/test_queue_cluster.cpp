@@ -121,6 +121,7 @@ TEST(QueueCluster, KilledWorkerCancelAndApiRestartLoseNothing) {
                                            {"style", png(32, 32, 61), "s1.png", "image/png"},
                                            {"style", png(32, 32, 62), "s2.png", "image/png"},
                                            {"style_blend", "3,1", "", ""},
+                                           {"init", "style", "", ""},  // stretched: a warning to keep
                                            {"size", "40", "", ""},
                                            {"iterations", "3", "", ""}};
   auto blended = c->Post("/v1/jobs", blend);
@@ -174,6 +175,10 @@ TEST(QueueCluster, KilledWorkerCancelAndApiRestartLoseNothing) {
   }
   const auto b = poll(*c, blended_id, [](const nlohmann::json& j) { return j["status"] == "done" || j["status"] == "failed"; }, 120);
   EXPECT_EQ(b["status"], "done") << b.dump();
+  // Its warning, told by the first API, is told by the second: it is kept in Redis.
+  EXPECT_EQ(b["warnings"], nlohmann::json({"the first style image ('init' style) is 32x32 and the content 48x40: it is "
+                                           "stretched to the content's shape"}))
+      << b.dump();
   // An ended job keeps no upload in its hash (every up:* field goes, style_2 too).
   const std::string port_text = k.url.substr(k.url.rfind(':') + 1);
   const auto keys = stylize::test::run_command({"/usr/bin/redis-cli", "-p", port_text, "HKEYS", "stylize:job:" + blended_id}, {});

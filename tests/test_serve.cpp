@@ -160,6 +160,37 @@ TEST(Serve, TiledJobsRunWhereTheServerAllowsThem) {
   EXPECT_NE(big->body.find("the output would be 40x33 px"), std::string::npos) << big->body;
 }
 
+// What the client should know of a job that runs (its start image stretched, a tile mostly context)
+// comes back with it: in the 202, in every status, in the synchronous image's headers. A job without
+// any carries none.
+TEST(Serve, JobsCarryTheirWarningsToTheClient) {
+  serve::ServeOptions o;
+  o.allow_tiled = true;
+  Running s(o);
+  auto c = s.client();
+  const nlohmann::json stretched = {"the first style image ('init' style) is 32x32 and the content 48x40: it is "
+                                    "stretched to the content's shape"};
+  auto r = c.Post("/v1/jobs", form({{"init", "style"}, {"iterations", "2"}}));
+  ASSERT_EQ(r->status, 202) << r->body;
+  EXPECT_EQ(body(r)["warnings"], stretched) << r->body;
+  EXPECT_EQ(wait_for(c, body(r)["id"], "done")["warnings"], stretched);
+  auto plain = c.Post("/v1/jobs", form({{"iterations", "1"}}));
+  ASSERT_EQ(plain->status, 202) << plain->body;
+  EXPECT_EQ(body(plain).count("warnings"), 0u) << plain->body;
+  EXPECT_EQ(wait_for(c, body(plain)["id"], "done").count("warnings"), 0u);
+
+  auto tiled = c.Post("/v1/stylize", form({{"size", "48"}, {"tile", "16"}, {"tile_overlap", "8"}, {"iterations", "2"},
+                                           {"tile_iterations", "2"}}));
+  ASSERT_EQ(tiled->status, 200) << tiled->body;
+  ASSERT_EQ(tiled->get_header_value_count("X-Stylize-Warning"), 1u);
+  const std::string caveat = tiled->get_header_value("X-Stylize-Warning");
+  EXPECT_EQ(caveat.rfind("'tile' 16 with 85 px of context per side runs the network over ", 0), 0u) << caveat;
+  EXPECT_NE(caveat.find("x the image's pixels (untiled: 1x); a 'tile' of "), std::string::npos) << caveat;
+  auto untiled = c.Post("/v1/stylize", form({{"iterations", "1"}}));
+  ASSERT_EQ(untiled->status, 200) << untiled->body;
+  EXPECT_FALSE(untiled->has_header("X-Stylize-Warning"));
+}
+
 TEST(Serve, BadRequestsGetJsonErrors) {
   Running s({});
   auto c = s.client();
@@ -452,17 +483,17 @@ TEST(Serve, AKillDuringAJobLosesNoAcknowledgedJob) {
   int port = start_serve(flags, dir / "log1", pid);
   ASSERT_GT(port, 0) << stylize::test::read_text(dir / "log1");
   auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
-  auto submit = [&](const std::string& size, const std::string& iterations) {
-    auto r = c->Post("/v1/jobs", form({{"size", size}, {"iterations", iterations}}));
+  auto submit = [&](const std::string& size, const std::string& iterations, const std::string& init = "content") {
+    auto r = c->Post("/v1/jobs", form({{"size", size}, {"iterations", iterations}, {"init", init}}));
     EXPECT_TRUE(r && r->status == 202) << (r ? r->body : "no answer");
     return body(r)["id"].get<std::string>();
   };
-  const std::string done = submit("32", "3");
+  const std::string done = submit("32", "3", "style");  // with a warning (the start stretched)
   ASSERT_FALSE(wait_for(*c, done, "done").empty());
   auto before = c->Get(("/v1/jobs/" + done + "/result").c_str());
   ASSERT_TRUE(before && before->status == 200);
   const std::string running = submit("48", "60");
-  const std::string queued1 = submit("40", "3"), queued2 = submit("56", "3"), cancelled = submit("24", "3");
+  const std::string queued1 = submit("40", "3", "style"), queued2 = submit("56", "3"), cancelled = submit("24", "3");
   ASSERT_EQ(c->Delete(("/v1/jobs/" + cancelled).c_str())->status, 200);
   ASSERT_FALSE(wait_for(*c, running, "running").empty());
   for (int i = 0; i < 200 && body(c->Get(("/v1/jobs/" + running).c_str()))["progress"]["iteration"] < 2; ++i) {
@@ -489,6 +520,11 @@ TEST(Serve, AKillDuringAJobLosesNoAcknowledgedJob) {
   ASSERT_TRUE(after && after->status == 200);
   EXPECT_EQ(after->body, before->body) << "a finished result survives unchanged";
   EXPECT_EQ(body(c->Get(("/v1/jobs/" + done).c_str()))["progress"]["iteration"], 3) << "and its progress";
+  const nlohmann::json stretched = {"the first style image ('init' style) is 32x32 and the content 48x40: it is "
+                                    "stretched to the content's shape"};
+  EXPECT_EQ(body(c->Get(("/v1/jobs/" + done).c_str()))["warnings"], stretched) << "and its warnings";
+  EXPECT_EQ(body(c->Get(("/v1/jobs/" + queued1).c_str()))["warnings"], stretched) << "a job run after the restart too";
+  EXPECT_EQ(body(c->Get(("/v1/jobs/" + queued2).c_str())).count("warnings"), 0u);
   EXPECT_EQ(body(c->Get(("/v1/jobs/" + cancelled).c_str()))["status"], "cancelled");
   const std::string log = stylize::test::read_text(dir / "log2");
   EXPECT_EQ(stylize::test::count_of(log, "job " + done + " running"), 0u) << "a done job is not run again";

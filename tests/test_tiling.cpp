@@ -299,6 +299,31 @@ TEST(Tiling, AnAskedForTileMostlyContextIsCaveatedWithOneThatCostsLess) {
   EXPECT_EQ(scale(96, 8).network_pixels_ratio, 1.0) << "interiors reach 1.5 tile: one tile of the whole image";
 }
 
+// What front-ends tell their users of a run: the stretched start image (named as they name it, or by
+// its field) and the output scale's tiling caveat, in that order; nothing for a plain run.
+TEST(Tiling, RunWarningsAreTheStretchedStartAndTheOutputsTileCaveat) {
+  StylizeRequest r = blank_request(96, 128, 128);  // a 512x512 style: another shape
+  r.iterations = {10};
+  r.max_memory = 64ull << 30;
+  EXPECT_EQ(run_warnings(r, plan(r, at::kCPU, Precision::fp32)), std::vector<std::string>{}) << "init content";
+  r.init = InitFrom::style;
+  const std::string stretched = "is 512x512 and the content 128x96: it is stretched to the content's shape";
+  EXPECT_EQ(init_stretch_warning(r), "the first style image (`init` style) " + stretched);
+  EXPECT_EQ(init_stretch_warning(r, "'starry.jpg'"), "'starry.jpg' " + stretched);
+  r.init = InitFrom::image;
+  r.init_image = at::zeros({1, 3, 300, 400});  // 4:3 as the content: no stretch
+  EXPECT_EQ(init_stretch_warning(r), "");
+  r.init_image = at::zeros({1, 3, 300, 300});
+  EXPECT_EQ(init_stretch_warning(r), "the `init` image is 300x300 and the content 128x96: it is stretched to the "
+                                     "content's shape");
+  r.tile = 48;
+  r.tile_overlap = 8;
+  const std::vector<std::string> both = run_warnings(r, plan(r, at::kCPU, Precision::fp32), "START");
+  ASSERT_EQ(both.size(), 2u);
+  EXPECT_EQ(both[0], "START is 300x300 and the content 128x96: it is stretched to the content's shape");
+  EXPECT_EQ(both[1].rfind("`tile` 48 with 85 px of context per side runs the network over 6.0x", 0), 0u) << both[1];
+}
+
 // A tiled scale sweeps at least 4 times while each visit keeps 10 iterations (recipe.cpp: in one
 // sweep the first tiles take the whole picture's style deficit and the last ones stay the photo),
 // never more than tile_iterations per visit, about n iterations per pixel in all.

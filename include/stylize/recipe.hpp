@@ -65,6 +65,16 @@ void shrink_to_output(StylizeRequest& r);
 // Front-ends warn of it; call it before shrink_to_output, which does the stretching.
 bool init_is_stretched(const StylizeRequest& r);
 
+// What a front-end tells whoever asked (a log line, a report's or a job's "warnings"): the run goes
+// ahead, but not as they may think. In field names (render_fields), each one line:
+//   - the start image is stretched (init_is_stretched): "START is WxH and the content WxH: it is
+//     stretched to the content's shape", START being `start` or, when empty, "the `init` image" /
+//     "the first style image (`init` style)";
+//   - the output's scale's tiling_caveat (an asked-for tile that costs over 4x).
+// Empty when neither. `p` is plan(r, ...); call before shrink_to_output (it does the stretching).
+std::string init_stretch_warning(const StylizeRequest& r, const std::string& start = "");
+std::vector<std::string> run_warnings(const StylizeRequest& r, const StylizePlan& p, const std::string& start = "");
+
 // Gram targets shared between runs of one process, keyed by the request's style_key, the style
 // layers, the blend and the working size. Thread-safe; a key's targets are computed once.
 class StyleTargetCache {

@@ -69,6 +69,7 @@ struct Job {
   nlohmann::json losses;
   double seconds = 0;
   int iterations_done = 0;
+  std::vector<std::string> warnings;  // run_warnings, in field names
 };
 
 std::string stem(const std::string& path) { return fs::path(path).stem().string(); }
@@ -268,6 +269,7 @@ nlohmann::json job_json(const Job& j) {
   if (!j.error.empty()) out["error"] = j.error;
   if (!j.style_targets.empty()) out["style_targets"] = j.style_targets;
   if (!j.losses.is_null()) out["losses"] = j.losses;
+  if (!j.warnings.empty()) out["warnings"] = warnings_json(j.warnings);
   if (j.iterations_done > 0) out["iterations_done"] = j.iterations_done;
   return out;
 }
@@ -283,7 +285,11 @@ void run_job(Job& job, const StylizeRequest& defaults, const at::Tensor& init_im
     r.style_key += fs::absolute(s).lexically_normal().string() + "|";
   }
   r.init_image = init_image;
-  warn_if_init_stretched(r, f, job.styles.empty() ? "" : job.styles[0], label);
+  const std::string first_style = job.styles.empty() ? "" : job.styles[0];
+  warn_if_init_stretched(r, f, first_style, label);
+  // For the report, before shrink_to_output does the stretching (plan() reads sizes only; run() throws the same).
+  job.warnings = run_warnings(r, plan(r, engine.stylizer->device(), engine.stylizer->precision()),
+                              init_start_name(r, f, first_style));
   shrink_to_output(r);  // the originals are not needed past here
   std::unique_ptr<ProgressDisplay> progress;
   RunCallbacks cb;

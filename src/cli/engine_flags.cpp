@@ -208,14 +208,21 @@ LoadedImage read_image(const std::string& path, const std::string& role, const E
   return img;
 }
 
+std::string init_start_name(const StylizeRequest& r, const EngineFlags& f, const std::string& first_style) {
+  return r.init == InitFrom::image ? "the " + field("init") + " image " + in_quotes(f.init_file)
+                                   : "the first style image " + in_quotes(first_style) + " (" + field("init") + " style)";
+}
+
 void warn_if_init_stretched(const StylizeRequest& r, const EngineFlags& f, const std::string& first_style,
                             const std::string& label) {
-  if (!init_is_stretched(r)) return;
-  const bool image = r.init == InitFrom::image;
-  const at::Tensor& start = image ? r.init_image : r.styles[0];
-  spdlog::warn("{}{} is {}x{} and the content {}x{}: it is stretched to the content's shape", label,
-               image ? "the --init image '" + f.init_file + "'" : "the first style image '" + first_style + "' (--init style)",
-               start.size(3), start.size(2), r.content.size(3), r.content.size(2));
+  const std::string warning = init_stretch_warning(r, init_start_name(r, f, first_style));
+  if (!warning.empty()) spdlog::warn("{}{}", label, render_fields(warning, FieldWords::flag));
+}
+
+nlohmann::json warnings_json(const std::vector<std::string>& warnings) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& w : warnings) out.push_back(render_fields(w, FieldWords::flag));
+  return out;
 }
 
 void log_tiling(const StylizeRequest& r, const StylizePlan& plan, int k, const std::string& label) {

@@ -95,11 +95,18 @@ uint64_t max_memory_bytes(const EngineFlags& f);
 // Reads an image for a request (content, style or init), logging how it was converted.
 LoadedImage read_image(const std::string& path, const std::string& role, const EngineFlags& f);
 
+// The start image as the command line names it, for init_stretch_warning / run_warnings (field
+// names): "the `init` image 'FILE'" or "the first style image 'FIRST_STYLE' (`init` style)".
+std::string init_start_name(const StylizeRequest& r, const EngineFlags& f, const std::string& first_style);
+
 // Warns when the run starts from an image stretched to the content's shape (init_is_stretched: an
 // --init FILE or --init style of another aspect ratio), naming it and both sizes. `first_style` is
 // the first style image's path, `label` prefixes the line (a batch job's "[3/10] ").
 void warn_if_init_stretched(const StylizeRequest& r, const EngineFlags& f, const std::string& first_style,
                             const std::string& label = "");
+
+// A report's "warnings": run_warnings' lines in the command line's words (flags).
+nlohmann::json warnings_json(const std::vector<std::string>& warnings);
 
 // Logs how scale `k` of `plan` is tiled, if it is (tile, context, why, sweeps, what the context
 // costs), and warns of its tiling_caveat; `label` prefixes the lines. Nothing for an untiled scale.

@@ -148,6 +148,8 @@ void write_report(const StylizeOptions& o, const StylizeRequest& r, const Inputs
   report["iterations_done"] = result.iterations;
   report["evaluations"] = result.evaluations;
   report["interrupted"] = result.interrupted;
+  const std::string start = init_start_name(r, o.engine, o.images.size() > 1 ? o.images[1] : "");
+  report["warnings"] = warnings_json(run_warnings(r, result.plan, start));
   report["seconds"] = {{"load_weights", engine.seconds_load}, {"load_images", in.seconds},
                        {"targets", result.seconds_style_targets + result.seconds_content_targets},
                        {"style_targets", result.seconds_style_targets},

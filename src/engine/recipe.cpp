@@ -294,6 +294,26 @@ bool init_is_stretched(const StylizeRequest& r) {
   return ratio > 1.02 || ratio < 1 / 1.02;
 }
 
+std::string init_stretch_warning(const StylizeRequest& r, const std::string& start) {
+  if (!init_is_stretched(r)) return "";
+  const bool image = r.init == InitFrom::image;
+  const auto [sw, sh] = dims(image ? r.init_image : r.styles[0]);
+  const auto [cw, ch] = dims(r.content);
+  const std::string name = !start.empty() ? start
+                           : image        ? "the " + field("init") + " image"
+                                          : "the first style image (" + field("init") + " style)";
+  return name + " is " + std::to_string(sw) + "x" + std::to_string(sh) + " and the content " + std::to_string(cw) +
+         "x" + std::to_string(ch) + ": it is stretched to the content's shape";
+}
+
+std::vector<std::string> run_warnings(const StylizeRequest& r, const StylizePlan& p, const std::string& start) {
+  std::vector<std::string> out;
+  std::string stretched = init_stretch_warning(r, start);
+  if (!stretched.empty()) out.push_back(std::move(stretched));
+  if (!p.scales.empty() && !p.scales.back().tiling_caveat.empty()) out.push_back(p.scales.back().tiling_caveat);
+  return out;
+}
+
 std::shared_ptr<const StyleTargets> StyleTargetCache::get(const std::string& key,
                                                           const std::function<StyleTargets()>& compute, bool* computed) {
   std::lock_guard<std::mutex> lock(mu_);  // held while computing: a key is computed once

@@ -62,6 +62,7 @@ void JobQueue::submit(const std::shared_ptr<Job>& job) {
       record.ext = job->ext;
       record.total = job->total;
       record.attempt = job->attempt;
+      record.warnings = job->warnings;
       opt_.store->add(record, job->form);  // committed: from here the job survives a crash
     }
     job->form.clear();  // the request holds the decoded images
@@ -95,7 +96,8 @@ std::shared_ptr<Job> JobQueue::find(const std::string& id) {
 
 JobStatus JobQueue::status(const Job& j) {
   std::lock_guard<std::mutex> lock(mu_);
-  JobStatus s{j.id, j.state, j.iteration, j.total, j.loss, j.error, j.attempt, -1, "", j.state == JobState::running && j.user_cancel};
+  JobStatus s{j.id,      j.state, j.iteration, j.total, j.loss, j.error, j.attempt, -1, "",
+              j.state == JobState::running && j.user_cancel, j.warnings};
   if (j.state == JobState::running && j.iteration > 0) {
     const double rate = j.iteration / std::max(1e-9, seconds_between(j.started, Clock::now()));
     s.eta_seconds = (j.total - j.iteration) / rate;

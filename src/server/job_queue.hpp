@@ -41,6 +41,9 @@ struct Job {
   bool durable = false;              // kept in the queue's store (asynchronous jobs; not POST /v1/stylize)
   int attempt = 1;                   // 2 and on: the server stopped while an earlier attempt ran
   std::string worker;                // Redis: the consumer that runs or ran it (host:pid:thread)
+  // What the client is told with the job (run_warnings, in form-field words): set by the parse,
+  // kept by every store, read without the lock (it never changes after submit()).
+  std::vector<std::string> warnings;
   std::atomic<bool> cancel{false};   // the runner polls it; set by cancel() and drain()
   std::atomic<bool> user_cancel{false};  // cancel() (not a drain): a durable job ends as cancelled
   // state
@@ -64,6 +67,7 @@ struct JobStatus {
   double eta_seconds = -1;  // running jobs with progress only
   std::string worker;       // Redis: who runs or ran it
   bool cancel_requested = false;  // running, and a client's cancel waits for its next iteration
+  std::vector<std::string> warnings;  // Job::warnings
 };
 
 struct JobQueueOptions {

@@ -206,6 +206,7 @@ std::shared_ptr<Job> JobRunner::parse(const Form& req, bool sync) {
       throw FormError{422, "too_large", "this job would be tiled (" + render_fields(p.scales.back().tiling_reason, FieldWords::key) +
                                             "), and this server does not run tiled jobs (--allow-tiled)"};
     }
+    for (const std::string& w : run_warnings(r, p)) job->warnings.push_back(render_fields(w, FieldWords::key));
   } catch (const InputError& e) {
     throw FormError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
   } catch (const FieldError& e) {

@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -90,6 +91,20 @@ double unix_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+std::string warnings_to_json(const std::vector<std::string>& warnings) {
+  return nlohmann::json(warnings).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::vector<std::string> warnings_from_json(const std::string& text) {
+  std::vector<std::string> out;
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_array()) return out;
+  for (const auto& w : j) {
+    if (w.is_string()) out.push_back(w.get<std::string>());
+  }
+  return out;
+}
+
 void log_result_dropped(const std::string& id, double max_stored_mb) {
   spdlog::info("result of job {} dropped (oldest first) to keep the stored results under {:.1f} MB (--max-stored-mb)",
                id, max_stored_mb);
@@ -135,13 +150,27 @@ JobStore::JobStore(const std::string& dir) : dir_(dir) {
   exec("CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, state TEXT NOT NULL, attempt INTEGER NOT NULL,"
        " ext TEXT NOT NULL, total INTEGER NOT NULL, error TEXT NOT NULL DEFAULT '', created REAL NOT NULL,"
        " finished REAL NOT NULL DEFAULT 0, result_bytes INTEGER NOT NULL DEFAULT 0, iteration INTEGER NOT NULL"
-       " DEFAULT 0, loss REAL NOT NULL DEFAULT 0, fields TEXT NOT NULL, files TEXT NOT NULL)");
+       " DEFAULT 0, loss REAL NOT NULL DEFAULT 0, fields TEXT NOT NULL, files TEXT NOT NULL,"
+       " warnings TEXT NOT NULL DEFAULT '[]')");
+  add_missing_columns();
   clean_orphans();
 }
 
 JobStore::~JobStore() {
   if (db_) sqlite3_close(db_);
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+// A data dir from an older stylize lacks the columns added since; its jobs get their defaults.
+void JobStore::add_missing_columns() {
+  std::vector<std::string> have;
+  {
+    Statement st(db_, "PRAGMA table_info(jobs)", dir_ + "/jobs.db");
+    while (st.step()) have.push_back(st.text(1));
+  }
+  if (std::find(have.begin(), have.end(), "warnings") == have.end()) {
+    exec("ALTER TABLE jobs ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'");
+  }
 }
 
 void JobStore::exec(const std::string& sql) {
@@ -174,12 +203,14 @@ void JobStore::add(const StoredJob& job, const Form& form) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   Statement st(db_,
-               "INSERT INTO jobs(id, state, attempt, ext, total, created, fields, files) VALUES(?,?,?,?,?,?,?,?)",
+               "INSERT INTO jobs(id, state, attempt, ext, total, created, fields, files, warnings)"
+               " VALUES(?,?,?,?,?,?,?,?,?)",
                dir_ + "/jobs.db");
   st.bind(1, job.id).bind(2, std::string("queued")).bind(3, int64_t{job.attempt}).bind(4, job.ext);
   st.bind(5, int64_t{job.total}).bind(6, job.created > 0 ? job.created : unix_seconds());
   st.bind(7, fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   st.bind(8, files.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  st.bind(9, warnings_to_json(job.warnings));
   st.step();
 }
 
@@ -192,7 +223,7 @@ std::vector<JobStore::Recovered> JobStore::load() {
   std::lock_guard<std::mutex> lock(mu_);
   Statement st(db_,
                "SELECT id, state, attempt, ext, total, error, created, finished, result_bytes, fields, files,"
-               " iteration, loss"
+               " iteration, loss, warnings"
                " FROM jobs ORDER BY created, id",
                dir_ + "/jobs.db");
   std::vector<Recovered> out;
@@ -210,6 +241,7 @@ std::vector<JobStore::Recovered> JobStore::load() {
     j.result_bytes = st.integer(8);
     j.iteration = static_cast<int>(st.integer(11));
     j.loss = st.real(12);
+    j.warnings = warnings_from_json(st.text(13));
     if (j.state == "queued" || j.state == "running") {
       const auto fields = nlohmann::json::parse(st.text(9), nullptr, false);
       const auto files = nlohmann::json::parse(st.text(10), nullptr, false);

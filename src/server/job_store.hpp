@@ -1,7 +1,7 @@
 // Where `stylize serve --data-dir DIR` keeps its jobs so that a crash, a kill -9 or a deploy loses
 // none it acknowledged. SQLite (WAL, synchronous=FULL) holds one row per job; uploads and results are
 // files beside it, each written to a temporary name, fsynced and renamed:
-//   DIR/jobs.db             the records (id, state, attempt, form fields, times, result size)
+//   DIR/jobs.db             the records (id, state, attempt, form fields, warnings, times, result size)
 //   DIR/uploads/ID/PART     a job's uploaded images, until it ends
 //   DIR/results/ID.EXT      a done job's image, until its TTL or the --max-stored-mb cap
 //   DIR/lock                held (flock) while a server uses DIR: two servers on one DIR would each
@@ -41,6 +41,7 @@ struct StoredJob {
   int64_t result_bytes = 0;
   int iteration = 0;       // progress at the end, and the loss there (finished jobs)
   double loss = 0;
+  std::vector<std::string> warnings;  // what the client was told with the job (Job::warnings)
 };
 
 class JobStore {
@@ -93,6 +94,7 @@ class JobStore {
 
  private:
   void exec(const std::string& sql);
+  void add_missing_columns();
   void remove_files(const std::string& id, const std::string& ext);
   void clean_orphans();
 
@@ -107,6 +109,11 @@ std::string default_data_dir();
 
 // Seconds since the Unix epoch: the times a store keeps (they outlive the process, so not steady).
 double unix_seconds();
+
+// A job's warnings as the stores keep them: a JSON array of strings. Reading skips what is not
+// one (a record written by hand, or before warnings were kept: "").
+std::string warnings_to_json(const std::vector<std::string>& warnings);
+std::vector<std::string> warnings_from_json(const std::string& text);
 
 // The log line for a result the --max-stored-mb cap dropped (the data dir's and Redis's alike).
 void log_result_dropped(const std::string& id, double max_stored_mb);

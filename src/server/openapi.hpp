@@ -27,19 +27,20 @@ inline constexpr const char* kOpenApi = R"JSON({
         "worker": {"type": "string", "description": "with --queue: the worker (host:pid:thread) that runs or ran it"},
         "cancel_requested": {"type": "boolean", "description": "present (true) while a running job's DELETE waits for its next iteration"},
         "progress": {"type": "object", "properties": {"iteration": {"type": "integer"}, "total": {"type": "integer"}, "loss": {"type": "number"}, "eta_seconds": {"type": "number"}}},
-        "error": {"type": "string"}, "result_url": {"type": "string"}}},
+        "error": {"type": "string"}, "result_url": {"type": "string"},
+        "warnings": {"type": "array", "items": {"type": "string"}, "description": "present when the job runs, but not as its client may think: a start image stretched to the content's shape (init style), a tile that runs the network over more than 4x the image's pixels; one line each, naming form fields"}}},
       "Error": {"type": "object", "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}
     }
   },
   "paths": {
     "/v1/jobs": {"post": {"summary": "Submit a job", "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
-      "responses": {"202": {"description": "queued: {id, status_url, result_url}"}, "400": {"description": "malformed fields or images, an unknown or repeated field, a layer deeper than this server's weights"}, "401": {"description": "API key missing or wrong"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over this server's limit, or too large for its memory"}, "429": {"description": "queue full (Retry-After)"}, "503": {"description": "shutting down, or the job could not be stored (storage_failed)"}}}},
+      "responses": {"202": {"description": "queued: {id, status_url, result_url, and warnings (as the Job's) when there are any}"}, "400": {"description": "malformed fields or images, an unknown or repeated field, a layer deeper than this server's weights"}, "401": {"description": "API key missing or wrong"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over this server's limit, or too large for its memory"}, "429": {"description": "queue full (Retry-After)"}, "503": {"description": "shutting down, or the job could not be stored (storage_failed)"}}}},
     "/v1/jobs/{id}": {
       "get": {"summary": "Job status and progress", "responses": {"200": {"description": "the job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}, "404": {"description": "unknown or expired"}}},
       "delete": {"summary": "Cancel", "responses": {"200": {"description": "the job after the request"}, "404": {"description": "unknown"}}}},
     "/v1/jobs/{id}/result": {"get": {"summary": "The image", "responses": {"200": {"description": "image/png, image/jpeg or image/webp"}, "409": {"description": "not done yet (or failed)"}, "404": {"description": "unknown or expired"}}}},
     "/v1/stylize": {"post": {"summary": "Synchronous, for small jobs: returns the image", "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
-      "responses": {"200": {"description": "the image"}, "400": {"description": "as POST /v1/jobs"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over the synchronous limit"}, "429": {"description": "queue full"}}}},
+      "responses": {"200": {"description": "the image; an X-Stylize-Warning header per warning (as the Job's warnings)"}, "400": {"description": "as POST /v1/jobs"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over the synchronous limit"}, "429": {"description": "queue full"}}}},
     "/v1/styles": {"get": {"summary": "Named styles from --styles-dir", "responses": {"200": {"description": "{styles: [{id}]}"}}}},
     "/v1/filters": {"get": {"summary": "Fast filters from --filters-dir", "responses": {"200": {"description": "{filters: [{id, style, width, steps, images_seen, created_by}]}"}}}},
     "/v1/filter": {"post": {"summary": "A photo through a fast filter: one pass, returns the image", "requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object", "required": ["content", "filter"], "properties": {

@@ -163,15 +163,16 @@ class Pool {
 };
 
 // Submit: the record and the stream entry in one step, refused when the waiting jobs reach the
-// limit. ARGV: id, ext, total, created, fields, files, limit, then name/bytes pairs of the uploads.
+// limit. ARGV: id, ext, total, created, fields, files, limit, group, warnings (a JSON array), then
+// name/bytes pairs of the uploads.
 const char* const kSubmit = R"(
 local waiting = redis.call('XLEN', KEYS[2])
 local ok, pending = pcall(redis.call, 'XPENDING', KEYS[2], ARGV[8])
 if ok then waiting = waiting - pending[1] end
 if waiting >= tonumber(ARGV[7]) then return -1 - waiting end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'attempt', 0, 'ext', ARGV[2], 'total', ARGV[3], 'created', ARGV[4],
-           'fields', ARGV[5], 'files', ARGV[6], 'iteration', 0, 'loss', 0, 'cancel', 0)
-for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], 'up:' .. ARGV[i], ARGV[i + 1]) end
+           'fields', ARGV[5], 'files', ARGV[6], 'iteration', 0, 'loss', 0, 'cancel', 0, 'warnings', ARGV[9])
+for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[1], 'up:' .. ARGV[i], ARGV[i + 1]) end
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
 return 0
 )";
@@ -370,6 +371,7 @@ class RedisJobs : public JobService {
     args.push_back(files.dump(-1, ' ', false, replace));
     args.push_back(std::to_string(opt_.queue_limit));
     args.push_back(kGroup);
+    args.push_back(warnings_to_json(job->warnings));
     args.insert(args.end(), uploads.begin(), uploads.end());
     const Value v = pool_.run(args);
     if (v.n < 0) throw QueueRefused{QueueRefused::full, static_cast<size_t>(-1 - v.n)};
@@ -378,7 +380,7 @@ class RedisJobs : public JobService {
 
   std::shared_ptr<Job> find(const std::string& id) override {
     const Value v = pool_.run({"HMGET", job_key(id), "state", "attempt", "ext", "total", "iteration", "loss", "error",
-                               "started", "finished", "worker", "cancel"});
+                               "started", "finished", "worker", "cancel", "warnings"});
     if (v.items.empty() || v.items[0].is_nil()) return nullptr;
     auto job = std::make_shared<Job>();
     job->id = id;
@@ -391,6 +393,7 @@ class RedisJobs : public JobService {
     job->error = v.items[6].str;
     job->worker = v.items[9].str;
     job->user_cancel = v.items.size() > 10 && v.items[10].str == "1";
+    if (v.items.size() > 11) job->warnings = warnings_from_json(v.items[11].str);
     const double started = to_double(v.items[7]);  // Unix seconds, as this machine's clock for the ETA
     job->started = Clock::now() - std::chrono::duration_cast<Clock::duration>(
                                       std::chrono::duration<double>(std::max(0.0, unix_seconds() - started)));
@@ -398,8 +401,8 @@ class RedisJobs : public JobService {
   }
 
   JobStatus status(const Job& j) override {
-    JobStatus s{j.id, j.state, j.iteration, j.total, j.loss, j.error, j.attempt, -1, j.worker,
-                j.state == JobState::running && j.user_cancel};
+    JobStatus s{j.id,     j.state, j.iteration, j.total, j.loss, j.error, j.attempt, -1, j.worker,
+                j.state == JobState::running && j.user_cancel, j.warnings};
     if (j.state == JobState::running && j.iteration > 0) {
       const double rate = j.iteration / std::max(1e-9, std::chrono::duration<double>(Clock::now() - j.started).count());
       s.eta_seconds = (j.total - j.iteration) / rate;

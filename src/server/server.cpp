@@ -128,6 +128,7 @@ std::shared_ptr<Job> Server::recovered_job(const JobStore::Recovered& r) {
   job->total = rec.total;
   job->attempt = rec.attempt + (rec.state == "running" ? 1 : 0);  // it was running when the server stopped
   job->durable = true;
+  job->warnings = rec.warnings;  // a parse below finds them again
   std::string why;
   if (job->attempt > opt_.max_attempts) {
     job->attempt = rec.attempt;  // the attempts made, as the record keeps them
@@ -191,6 +192,7 @@ void Server::recover(JobQueue& queue) {
       job->durable = true;
       job->state = rec.state == "done" ? JobState::done : rec.state == "failed" ? JobState::failed : JobState::cancelled;
       job->error = rec.error;
+      job->warnings = rec.warnings;
       job->result_on_disk = job->state == JobState::done;
       job->iteration = rec.iteration;
       job->loss = rec.loss;
@@ -279,6 +281,7 @@ nlohmann::json status_json(const JobStatus& j) {
   if (!j.worker.empty()) out["worker"] = j.worker;
   if (j.cancel_requested) out["cancel_requested"] = true;
   if (j.state == JobState::done) out["result_url"] = "/v1/jobs/" + j.id + "/result";
+  if (!j.warnings.empty()) out["warnings"] = j.warnings;
   return out;
 }
 
@@ -310,8 +313,10 @@ void Server::post_job(const httplib::Request& req, httplib::Response& res) {
   job->durable = true;  // with a --data-dir: on disk before the 202
   submit(job);
   spdlog::info("job {} queued", job->id);
-  send_json(res, 202, {{"id", job->id}, {"status", "queued"}, {"status_url", "/v1/jobs/" + job->id},
-                       {"result_url", "/v1/jobs/" + job->id + "/result"}});
+  nlohmann::json accepted = {{"id", job->id}, {"status", "queued"}, {"status_url", "/v1/jobs/" + job->id},
+                             {"result_url", "/v1/jobs/" + job->id + "/result"}};
+  if (!job->warnings.empty()) accepted["warnings"] = job->warnings;
+  send_json(res, 202, accepted);
 }
 
 void Server::get_job(const httplib::Request& req, httplib::Response& res) {
@@ -355,6 +360,8 @@ void Server::post_stylize(const httplib::Request& req, httplib::Response& res) {
     const std::string why = st.error.empty() ? to_string(st.state) : st.error;
     throw HttpError{st.state == JobState::cancelled ? 503 : 500, "job_failed", why};
   }
+  // The body is the image: warnings go in headers, one each (their text is ASCII, one line).
+  for (const std::string& w : job->warnings) res.set_header("X-Stylize-Warning", w);
   send_image(res, bytes, job->ext);
   jobs_->forget(job->id);  // delivered: nothing to keep
 }
