@@ -186,6 +186,9 @@ TEST(Serve, JobsCarryTheirWarningsToTheClient) {
   const std::string caveat = tiled->get_header_value("X-Stylize-Warning");
   EXPECT_EQ(caveat.rfind("'tile' 16 with 85 px of context per side runs the network over ", 0), 0u) << caveat;
   EXPECT_NE(caveat.find("x the image's pixels (untiled: 1x); a 'tile' of "), std::string::npos) << caveat;
+  auto from_style = c.Post("/v1/stylize", form({{"init", "style"}, {"iterations", "1"}}));
+  ASSERT_EQ(from_style->status, 200) << from_style->body;
+  EXPECT_EQ(from_style->get_header_value("X-Stylize-Warning"), stretched[0].get<std::string>());
   auto untiled = c.Post("/v1/stylize", form({{"iterations", "1"}}));
   ASSERT_EQ(untiled->status, 200) << untiled->body;
   EXPECT_FALSE(untiled->has_header("X-Stylize-Warning"));

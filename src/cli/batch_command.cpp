@@ -287,7 +287,9 @@ void run_job(Job& job, const StylizeRequest& defaults, const at::Tensor& init_im
   r.init_image = init_image;
   const std::string first_style = job.styles.empty() ? "" : job.styles[0];
   warn_if_init_stretched(r, f, first_style, label);
-  // For the report, before shrink_to_output does the stretching (plan() reads sizes only; run() throws the same).
+  // For the report, before shrink_to_output does the stretching. As run() begins: the network's depth,
+  // then the plan (sizes only), so that a job fails with the same reason as before.
+  check_network_reaches(*engine.stylizer, r);
   job.warnings = run_warnings(r, plan(r, engine.stylizer->device(), engine.stylizer->precision()),
                               init_start_name(r, f, first_style));
   shrink_to_output(r);  // the originals are not needed past here

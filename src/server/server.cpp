@@ -128,7 +128,7 @@ std::shared_ptr<Job> Server::recovered_job(const JobStore::Recovered& r) {
   job->total = rec.total;
   job->attempt = rec.attempt + (rec.state == "running" ? 1 : 0);  // it was running when the server stopped
   job->durable = true;
-  job->warnings = rec.warnings;  // a parse below finds them again
+  job->warnings = rec.warnings;  // what its client was told: the record's, also over a parse below
   std::string why;
   if (job->attempt > opt_.max_attempts) {
     job->attempt = rec.attempt;  // the attempts made, as the record keeps them
@@ -141,6 +141,7 @@ std::shared_ptr<Job> Server::recovered_job(const JobStore::Recovered& r) {
       parsed->id = job->id;
       parsed->attempt = job->attempt;
       parsed->durable = true;
+      parsed->warnings = job->warnings;
       job = parsed;
     } catch (const HttpError& e) {
       why = "its form no longer passes: " + e.detail;
