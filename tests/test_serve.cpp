@@ -80,6 +80,10 @@ httplib::MultipartFormDataItems form(std::vector<std::pair<std::string, std::str
   return items;
 }
 
+// The warning of a form() job with init=style: its 32x32 style is stretched to the 48x40 content.
+const char* const kStretchedByForm =
+    "the first style image ('init' style) is 32x32 and the content 48x40: it is stretched to the content's shape";
+
 nlohmann::json body(const httplib::Result& r) { return nlohmann::json::parse(r->body); }
 
 void expect_error(const httplib::Result& r, int status, const std::string& error) {
@@ -168,8 +172,7 @@ TEST(Serve, JobsCarryTheirWarningsToTheClient) {
   o.allow_tiled = true;
   Running s(o);
   auto c = s.client();
-  const nlohmann::json stretched = {"the first style image ('init' style) is 32x32 and the content 48x40: it is "
-                                    "stretched to the content's shape"};
+  const nlohmann::json stretched = {kStretchedByForm};
   auto r = c.Post("/v1/jobs", form({{"init", "style"}, {"iterations", "2"}}));
   ASSERT_EQ(r->status, 202) << r->body;
   EXPECT_EQ(body(r)["warnings"], stretched) << r->body;
@@ -523,8 +526,7 @@ TEST(Serve, AKillDuringAJobLosesNoAcknowledgedJob) {
   ASSERT_TRUE(after && after->status == 200);
   EXPECT_EQ(after->body, before->body) << "a finished result survives unchanged";
   EXPECT_EQ(body(c->Get(("/v1/jobs/" + done).c_str()))["progress"]["iteration"], 3) << "and its progress";
-  const nlohmann::json stretched = {"the first style image ('init' style) is 32x32 and the content 48x40: it is "
-                                    "stretched to the content's shape"};
+  const nlohmann::json stretched = {kStretchedByForm};
   EXPECT_EQ(body(c->Get(("/v1/jobs/" + done).c_str()))["warnings"], stretched) << "and its warnings";
   EXPECT_EQ(body(c->Get(("/v1/jobs/" + queued1).c_str()))["warnings"], stretched) << "a job run after the restart too";
   EXPECT_EQ(body(c->Get(("/v1/jobs/" + queued2).c_str())).count("warnings"), 0u);
