@@ -64,7 +64,7 @@ struct Cluster {
     return stylize::test::wait_for_listening(dir / log);
   }
   int worker(const std::string& log) {
-    const int pid = start({"worker", "--visibility-timeout", "2"}, log);
+    const int pid = start({"worker", "--visibility-timeout", "2", "--allow-tiled"}, log);
     EXPECT_FALSE(stylize::test::wait_for_log(dir / log, "worker ready", 20).empty()) << stylize::test::read_text(dir / log);
     return pid;
   }
@@ -123,10 +123,17 @@ TEST(QueueCluster, KilledWorkerCancelAndApiRestartLoseNothing) {
                                            {"style_blend", "3,1", "", ""},
                                            {"init", "style", "", ""},  // stretched: a warning to keep
                                            {"size", "40", "", ""},
-                                           {"iterations", "3", "", ""}};
+                                           {"tile", "16", "", ""},  // mostly context: the worker says so
+                                           {"tile_overlap", "8", "", ""},
+                                           {"iterations", "3", "", ""},
+                                           {"tile_iterations", "2", "", ""}};
   auto blended = c->Post("/v1/jobs", blend);
   ASSERT_TRUE(blended && blended->status == 202) << (blended ? blended->body : "no answer");
   const std::string blended_id = nlohmann::json::parse(blended->body)["id"];
+  const std::string stretched = "the first style image ('init' style) is 32x32 and the content 48x40: it is stretched to "
+                                "the content's shape";
+  // This API loads no network, so it plans no tiles: the 202 tells the stretch alone.
+  EXPECT_EQ(nlohmann::json::parse(blended->body)["warnings"], nlohmann::json({stretched})) << blended->body;
 
   // Kill worker 1 while it runs one of them.
   std::string killed;
@@ -175,10 +182,13 @@ TEST(QueueCluster, KilledWorkerCancelAndApiRestartLoseNothing) {
   }
   const auto b = poll(*c, blended_id, [](const nlohmann::json& j) { return j["status"] == "done" || j["status"] == "failed"; }, 120);
   EXPECT_EQ(b["status"], "done") << b.dump();
-  // Its warning, told by the first API, is told by the second: it is kept in Redis.
-  EXPECT_EQ(b["warnings"], nlohmann::json({"the first style image ('init' style) is 32x32 and the content 48x40: it is "
-                                           "stretched to the content's shape"}))
-      << b.dump();
+  // Its warnings are kept in Redis, so the second API tells them: the first API's stretch line, and
+  // the tile caveat that only the worker that ran it could plan.
+  ASSERT_EQ(b["warnings"].size(), 2u) << b.dump();
+  EXPECT_EQ(b["warnings"][0], stretched);
+  const std::string caveat = b["warnings"][1];
+  EXPECT_EQ(caveat.rfind("'tile' 16 with 85 px of context per side runs the network over ", 0), 0u) << caveat;
+  EXPECT_NE(caveat.find("x the image's pixels (untiled: 1x); a 'tile' of "), std::string::npos) << caveat;
   // An ended job keeps no upload in its hash (every up:* field goes, style_2 too).
   const std::string port_text = k.url.substr(k.url.rfind(':') + 1);
   const auto keys = stylize::test::run_command({"/usr/bin/redis-cli", "-p", port_text, "HKEYS", "stylize:job:" + blended_id}, {});

@@ -28,7 +28,7 @@ inline constexpr const char* kOpenApi = R"JSON({
         "cancel_requested": {"type": "boolean", "description": "present (true) while a running job's DELETE waits for its next iteration"},
         "progress": {"type": "object", "properties": {"iteration": {"type": "integer"}, "total": {"type": "integer"}, "loss": {"type": "number"}, "eta_seconds": {"type": "number"}}},
         "error": {"type": "string"}, "result_url": {"type": "string"},
-        "warnings": {"type": "array", "items": {"type": "string"}, "description": "present when the job runs, but not as its client may think: a start image stretched to the content's shape (init style), a tile that runs the network over more than 4x the image's pixels; one line each, naming form fields"}}},
+        "warnings": {"type": "array", "items": {"type": "string"}, "description": "present when the job runs, but not as its client may think: a start image stretched to the content's shape (init style), a tile that runs the network over more than 4x the image's pixels (on an API that runs no jobs, told once a worker takes the job); one line each, naming form fields"}}},
       "Error": {"type": "object", "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}
     }
   },

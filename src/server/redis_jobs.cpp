@@ -236,6 +236,17 @@ return 1
 )";
 #undef STYLIZE_DROP_FORM
 
+// The worker's warnings over the API's: a `--workers 0` API plans no tiles, so only the worker
+// that runs the job can tell its tile caveat. Written only while this attempt holds the claim.
+// KEYS: job. ARGV: worker, attempt, warnings (a JSON array).
+const char* const kWarnings = R"(
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'warnings', ARGV[3])
+return 1
+)";
+
 // Back to the queue (this worker is shutting down): a new entry, the old one acknowledged.
 // KEYS: job, stream. ARGV: worker, attempt, entry, group, id.
 const char* const kRequeue = R"(
@@ -551,9 +562,12 @@ class RedisJobs : public JobService {
     }
   }
 
-  Form read_form(Connection& c, const std::string& id, std::string& ext) {
-    const Value v = c.run({"HMGET", job_key(id), "ext", "fields", "files"});
+  // The job's form as submitted; `ext` and `warnings` what the record says (the API's choice and
+  // what its client was told).
+  Form read_form(Connection& c, const std::string& id, std::string& ext, std::vector<std::string>& warnings) {
+    const Value v = c.run({"HMGET", job_key(id), "ext", "fields", "files", "warnings"});
     ext = v.items[0].str;
+    warnings = warnings_from_json(v.items[3].str);
     Form form;
     const auto fields = nlohmann::json::parse(v.items[1].str, nullptr, false);
     const auto files = nlohmann::json::parse(v.items[2].str, nullptr, false);
@@ -606,8 +620,9 @@ class RedisJobs : public JobService {
     }
     std::shared_ptr<Job> job;
     std::string ext;
+    std::vector<std::string> told;
     try {
-      Form form = read_form(c, e.id, ext);
+      Form form = read_form(c, e.id, ext, told);
       job = prepare_(form);
     } catch (const FormError& fe) {
       finish(c, consumer, e, attempt, "failed", "this worker refuses its form: " + fe.detail, nullptr, {});
@@ -620,6 +635,9 @@ class RedisJobs : public JobService {
     job->attempt = attempt;
     job->ext = ext.empty() ? job->ext : ext;
     job->state = JobState::running;
+    if (job->warnings != told) {  // this worker's plan says more (or other) than the API could
+      c.run({"EVAL", kWarnings, "1", job_key(e.id), consumer, std::to_string(attempt), warnings_to_json(job->warnings)});
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       running_[e.entry] = {job, consumer, Clock::now()};
