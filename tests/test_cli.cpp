@@ -221,6 +221,12 @@ TEST_F(Cli, BadImagesAreInputErrors) {
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--max-megapixels",
                                 "0.001"}),
                        3, "is 48x36 (0.00173 MP), above the decoding limit of 0.001 MP");
+  // A name with backticks reads as it is (not as a flag), one with a newline stays one line.
+  stylize::test::write_bytes(dir / "my `best` shot.png", {'h', 'i'});
+  expect_clean_failure(with(dir / "my `best` shot.png", dir / "style.jpg"), 3,
+                       "content image '" + dir / "my `best` shot.png" + "': not a supported image file");
+  expect_clean_failure(with(dir / "two\nlines.jpg", dir / "style.jpg"), 3,
+                       "content image '" + dir / "two\\nlines.jpg" + "': no such file");
 }
 
 TEST_F(Cli, BadOutputsAreOutputErrors) {
@@ -491,7 +497,9 @@ TEST_F(Cli, InterruptSignalsReachNoThreadThatComputes) {
   for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
     const std::string tid = task.path().filename().string();
     const bool blocks = (blocked_signals(pid, tid) & both) == both;
-    if (tid == std::to_string(pid)) EXPECT_TRUE(blocks) << "the main thread runs the optimisation";
+    if (tid == std::to_string(pid)) {
+      EXPECT_TRUE(blocks) << "the main thread runs the optimisation";
+    }
     blocking += blocks;
     ++threads;
   }

@@ -590,6 +590,28 @@ TEST(Errors, FieldNamesRenderInEachFrontEndsWords) {
   EXPECT_EQ(error_report(std::make_exception_ptr(std::bad_alloc())).code, ExitCode::resources);
 }
 
+// A user's text reads as it is beside field names: backticks in a quoted name are not taken for a
+// field, and a control character cannot split the one-line message.
+TEST(Errors, QuotedUserTextKeepsItsBackticksAndStaysOneLine) {
+  const std::string m = "cannot read " + in_quotes("my `best` photo.jpg") + "; check " + field("tile") + " and " +
+                        in_quotes("``") + field("size");
+  EXPECT_EQ(render_fields(m, FieldWords::flag), "cannot read 'my `best` photo.jpg'; check --tile and '``'--size");
+  EXPECT_EQ(render_fields(m, FieldWords::key), "cannot read 'my `best` photo.jpg'; check 'tile' and '``''size'");
+  EXPECT_EQ(in_quotes("a\nb\tc\r\x01\x7f"), "'a\\nb\\tc\\r\\x01\\x7f'");
+  EXPECT_EQ(in_quotes("Tübingen.jpg"), "'Tübingen.jpg'");  // UTF-8 bytes are not control characters
+  // A name that is no identifier is quoted as user text (an unknown setting from a job file).
+  EXPECT_EQ(field("we`ird name"), "'we``ird name'");
+  EXPECT_EQ(render_fields("unknown setting " + field("we`ird name"), FieldWords::flag), "unknown setting 'we`ird name'");
+  // Backticks that are not a marker stay text: around anything but an identifier, or unclosed.
+  EXPECT_EQ(render_fields("`two words` and `tile", FieldWords::flag), "`two words` and `tile");
+  EXPECT_EQ(render_fields("`tile``", FieldWords::key), "'tile'`");
+  // Text rendered once and put into another message reads the same after the second render.
+  const std::string inner = render_fields(in_quotes("x`y`.jpg") + " " + field("style_blend"), FieldWords::key);
+  EXPECT_EQ(render_fields("filter file: " + as_literal(inner), FieldWords::flag), "filter file: 'x`y`.jpg' 'style_blend'");
+  const auto r = error_report(std::make_exception_ptr(InputError("cannot read " + in_quotes("`a`.png"))), FieldWords::flag);
+  EXPECT_EQ(r.message, "cannot read '`a`.png'");
+}
+
 TEST(Vgg19, AutoPrecisionIsBf16OnlyOnACpuWithBf16DotProducts) {
   CpuVectorFeatures amx{true, true, true, true}, avx512_bf16{true, true, true, false};
   const at::Device cpu(at::kCPU), cuda(at::kCUDA, 0);

@@ -59,8 +59,13 @@ struct NetworkError : Error {
 // a front-end's word for it: field("style_blend") marks the name in the message, and render_fields
 // turns every marked name into the front-end's word: "--style-blend" on the command line, 'style_blend'
 // for a job-file key or an HTTP form field.
+//
+// A marker is a backtick-quoted identifier ([A-Za-z0-9_]). User text never makes one: in_quotes
+// doubles its backticks and render_fields turns a doubled backtick back into one, so a file named
+// "my `best` photo.jpg" reads as it is; a lone backtick, or a pair around anything but an
+// identifier, is left as it is.
 enum class FieldWords { flag, key };
-inline std::string field(const std::string& name) { return "`" + name + "`"; }
+std::string field(const std::string& name);  // "`name`"; a name that is no identifier: in_quotes(name)
 std::string render_fields(const std::string& message, FieldWords words);
 
 // What any exception means for whoever reports it: its exit code and one line without a backtrace,
@@ -74,7 +79,12 @@ struct ErrorReport {
 };
 ErrorReport error_report(const std::exception_ptr& e, FieldWords words = FieldWords::key);
 
-// Quotes a user-supplied path or name for messages: 'a.jpg'.
-inline std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
+// Quotes a user-supplied path or name for messages: 'a.jpg'. Safe for render_fields (backticks
+// doubled, see above) and one line whatever the name holds: control characters are written out
+// as the characters \n, \r, \t or \xNN (a file name with a newline reads 'a\nb.jpg').
+std::string in_quotes(const std::string& s);
+// in_quotes without the quotes: text put into a message that is rendered later, and must read as
+// it is (a message already rendered in other words, user text that is quoted otherwise).
+std::string as_literal(const std::string& s);
 
 }  // namespace stylize

@@ -177,7 +177,7 @@ class PhotoSet {
       }
       return rgb.round().clamp(0, 255).to(at::kByte);
     } catch (const Error& e) {
-      if (warn) spdlog::warn("{}; skipped", e.what());
+      if (warn) spdlog::warn("{}; skipped", render_fields(e.what(), FieldWords::flag));
       return {};
     }
   }
@@ -292,7 +292,7 @@ void write_plot(const Run& run) {
                                 "loss per step (log scale), " + fs::path(run.o.output).filename().string()),
                95);
   } catch (const std::exception& e) {
-    spdlog::warn("could not write the loss plot: {}", e.what());
+    spdlog::warn("could not write the loss plot: {}", render_fields(e.what(), FieldWords::flag));
   }
 }
 
@@ -386,7 +386,7 @@ void keep_progress(const Run& run) noexcept {
   try {
     if (run.trainer.steps_done() > 0 && weights_finite(run.trainer.net())) write_checkpoint(run);
   } catch (const std::exception& e) {
-    spdlog::warn("could not write a checkpoint either: {}", e.what());
+    spdlog::warn("could not write a checkpoint either: {}", render_fields(e.what(), FieldWords::flag));
   }
 }
 

@@ -16,25 +16,69 @@ bool says_out_of_memory(const std::string& what) {
          what.find("DefaultCPUAllocator") != std::string::npos;
 }
 
+bool is_identifier(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
 }  // namespace
+
+std::string field(const std::string& name) { return is_identifier(name) ? "`" + name + "`" : in_quotes(name); }
+
+std::string as_literal(const std::string& s) {
+  static const char* const kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size());
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '`') {
+      out += "``";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      out += std::string("\\x") + kHex[c >> 4] + kHex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+std::string in_quotes(const std::string& s) { return "'" + as_literal(s) + "'"; }
 
 std::string render_fields(const std::string& message, FieldWords words) {
   std::string out;
   size_t pos = 0;
-  for (;;) {
+  while (pos < message.size()) {
     const size_t open = message.find('`', pos);
-    const size_t close = open == std::string::npos ? open : message.find('`', open + 1);
-    if (close == std::string::npos) return out + message.substr(pos);
-    std::string name = message.substr(open + 1, close - open - 1);
+    if (open == std::string::npos) break;
+    out += message.substr(pos, open - pos);
+    if (open + 1 < message.size() && message[open + 1] == '`') {  // in_quotes's escape
+      out += '`';
+      pos = open + 2;
+      continue;
+    }
+    const size_t close = message.find('`', open + 1);
+    std::string name = close == std::string::npos ? "" : message.substr(open + 1, close - open - 1);
+    if (!is_identifier(name)) {  // not a marker: the backtick is text
+      out += '`';
+      pos = open + 1;
+      continue;
+    }
     if (words == FieldWords::flag) {
       std::replace(name.begin(), name.end(), '_', '-');
-      name = "--" + name;
+      out += "--" + name;
     } else {
-      name = "'" + name + "'";
+      out += "'" + name + "'";
     }
-    out += message.substr(pos, open - pos) + name;
     pos = close + 1;
   }
+  return out + (pos < message.size() ? message.substr(pos) : "");
 }
 
 ErrorReport error_report(const std::exception_ptr& e, FieldWords words) {

@@ -124,7 +124,7 @@ SafetensorsFile parse_safetensors_header(const std::string& header, uint64_t fil
     if (!v["dtype"].is_string()) bad(path, where + " has a non-string dtype");
     e.dtype = v["dtype"].get<std::string>();
     const int64_t esize = dtype_size(e.dtype);
-    if (esize == 0) bad(path, where + " has unknown dtype '" + e.dtype + "'");
+    if (esize == 0) bad(path, where + " has unknown dtype " + in_quotes(e.dtype));
     if (!v["shape"].is_array()) bad(path, where + " has a shape that is not a list");
     uint64_t numel = 1;
     for (const auto& d : v["shape"]) {

@@ -577,7 +577,7 @@ class RedisJobs : public JobService {
     if (files.is_object()) {
       for (const auto& [name, filename] : files.items()) {
         const Value bytes = c.run({"HGET", job_key(id), "up:" + name});
-        if (bytes.is_nil()) throw InputError("its uploaded '" + name + "' is gone from Redis");
+        if (bytes.is_nil()) throw InputError("its uploaded " + in_quotes(name) + " is gone from Redis");
         form[name] = {filename.get<std::string>(), bytes.str};
       }
     }

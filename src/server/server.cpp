@@ -134,7 +134,7 @@ std::shared_ptr<Job> Server::recovered_job(const JobStore::Recovered& r) {
     job->attempt = rec.attempt;  // the attempts made, as the record keeps them
     why = "the server stopped during each of its " + std::to_string(rec.attempt) + " attempts (a crash or a kill); not run again";
   } else if (!r.missing.empty()) {
-    why = "its uploaded '" + r.missing + "' is gone from the data dir";
+    why = "its uploaded " + in_quotes(r.missing) + " is gone from the data dir";
   } else {
     try {
       auto parsed = parse(r.form, false);  // this server's limits and styles, as for a new job
@@ -453,7 +453,7 @@ void Server::post_filter(const httplib::Request& req, httplib::Response& res) {
   try {
     std::tie(w, h) = filter_size(img.width, img.height, longest, "the content image");
   } catch (const InputError& e) {
-    throw HttpError{400, "invalid_image", e.what()};
+    throw HttpError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
   }
   const at::Tensor rgb = (w == img.width && h == img.height) ? img.rgb : resize_image(img.rgb, w, h);
   const auto t = Clock::now();

@@ -45,8 +45,8 @@ std::vector<std::string> read_string_attribute(hid_t object, const char* name, c
   H5Id attr(H5Aopen(object, name, H5P_DEFAULT), H5Aclose);
   H5Id type(H5Aget_type(attr), H5Tclose);
   H5Id space(H5Aget_space(attr), H5Sclose);
-  if (!attr.ok() || !type.ok() || !space.ok()) bad(path, std::string("attribute '") + name + "' cannot be read");
-  if (H5Tget_class(type) != H5T_STRING) bad(path, std::string("attribute '") + name + "' is not a list of strings");
+  if (!attr.ok() || !type.ok() || !space.ok()) bad(path, "attribute " + in_quotes(name) + " cannot be read");
+  if (H5Tget_class(type) != H5T_STRING) bad(path, "attribute " + in_quotes(name) + " is not a list of strings");
   const hssize_t n = H5Sget_simple_extent_npoints(space);
   std::vector<std::string> out;
   if (n <= 0) return out;
@@ -54,13 +54,13 @@ std::vector<std::string> read_string_attribute(hid_t object, const char* name, c
     std::vector<char*> ptrs(static_cast<size_t>(n), nullptr);
     H5Id mem(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(mem, H5T_VARIABLE);
-    if (H5Aread(attr, mem, ptrs.data()) < 0) bad(path, std::string("attribute '") + name + "' cannot be read");
+    if (H5Aread(attr, mem, ptrs.data()) < 0) bad(path, "attribute " + in_quotes(name) + " cannot be read");
     for (char* p : ptrs) out.emplace_back(p ? p : "");
     H5Dvlen_reclaim(mem, space, H5P_DEFAULT, ptrs.data());
   } else {
     const size_t size = H5Tget_size(type);
     std::vector<char> buf(size * static_cast<size_t>(n) + 1, '\0');
-    if (H5Aread(attr, type, buf.data()) < 0) bad(path, std::string("attribute '") + name + "' cannot be read");
+    if (H5Aread(attr, type, buf.data()) < 0) bad(path, "attribute " + in_quotes(name) + " cannot be read");
     for (hssize_t i = 0; i < n; ++i) {
       const char* s = buf.data() + static_cast<size_t>(i) * size;
       out.emplace_back(s, strnlen(s, size));
@@ -71,17 +71,17 @@ std::vector<std::string> read_string_attribute(hid_t object, const char* name, c
 
 at::Tensor read_dataset(hid_t group, const std::string& name, const std::string& path, const std::string& layer) {
   H5Id ds(H5Dopen2(group, name.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!ds.ok()) bad(path, "layer '" + layer + "' lists weight '" + name + "' but it is not in the file");
+  if (!ds.ok()) bad(path, "layer " + in_quotes(layer) + " lists weight " + in_quotes(name) + " but it is not in the file");
   H5Id space(H5Dget_space(ds), H5Sclose);
   const int rank = H5Sget_simple_extent_ndims(space);
-  if (rank < 1 || rank > 4) bad(path, "weight '" + name + "' has rank " + std::to_string(rank));
+  if (rank < 1 || rank > 4) bad(path, "weight " + in_quotes(name) + " has rank " + std::to_string(rank));
   hsize_t dims[4];
   H5Sget_simple_extent_dims(space, dims, nullptr);
   std::vector<int64_t> shape(dims, dims + rank);
   at::Tensor t = at::empty(shape, at::kFloat);
   // HDF5 converts whatever float type is stored (F16/F32/F64) to native float.
   if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr<float>()) < 0) {
-    bad(path, "weight '" + name + "' of layer '" + layer + "' cannot be read (truncated or not numeric)");
+    bad(path, "weight " + in_quotes(name) + " of layer " + in_quotes(layer) + " cannot be read (truncated or not numeric)");
   }
   return t;
 }
@@ -138,24 +138,24 @@ NamedTensors read_keras_vgg19(const std::string& path) {
   size_t conv = 0;
   for (const auto& layer : layers) {
     H5Id group(H5Gopen2(root_id, layer.c_str(), H5P_DEFAULT), H5Gclose);
-    if (!group.ok()) bad(path, "layer '" + layer + "' is listed in layer_names but has no group");
+    if (!group.ok()) bad(path, "layer " + in_quotes(layer) + " is listed in layer_names but has no group");
     const auto names = read_string_attribute(group, "weight_names", path);
     if (names.empty()) continue;  // input and pooling layers
     if (names.size() != 2) {
-      bad(path, "layer '" + layer + "' has " + std::to_string(names.size()) + " weights; expected kernel and bias");
+      bad(path, "layer " + in_quotes(layer) + " has " + std::to_string(names.size()) + " weights; expected kernel and bias");
     }
     at::Tensor kernel = read_dataset(group, names[0], path, layer);
     at::Tensor bias = read_dataset(group, names[1], path, layer);
     if (kernel.dim() == 2) continue;  // a dense (classifier) layer: not used for style transfer
-    if (conv >= convs.size()) bad(path, "more than 16 convolution layers (at '" + layer + "'): not VGG19");
+    if (conv >= convs.size()) bad(path, "more than 16 convolution layers (at " + in_quotes(layer) + "): not VGG19");
     const auto& l = convs[conv++];
     const std::vector<int64_t> want = {3, 3, l.in_channels, l.out_channels};
     if (kernel.sizes().vec() != want) {
-      bad(path, "layer '" + layer + "' kernel '" + names[0] + "' has shape " + shape_str(kernel.sizes().vec()) +
+      bad(path, "layer " + in_quotes(layer) + " kernel " + in_quotes(names[0]) + " has shape " + shape_str(kernel.sizes().vec()) +
                     ", expected " + shape_str(want) + " for VGG19's " + l.name);
     }
     if (bias.sizes().vec() != std::vector<int64_t>{l.out_channels}) {
-      bad(path, "layer '" + layer + "' bias '" + names[1] + "' has shape " + shape_str(bias.sizes().vec()) +
+      bad(path, "layer " + in_quotes(layer) + " bias " + in_quotes(names[1]) + " has shape " + shape_str(bias.sizes().vec()) +
                     ", expected [" + std::to_string(l.out_channels) + "]");
     }
     const std::string prefix = "features." + std::to_string(l.index) + ".";
