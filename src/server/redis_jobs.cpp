@@ -217,10 +217,12 @@ return s
 )";
 
 // End: only the attempt that holds the claim writes (a worker presumed dead that was only slow
-// finds another attempt there and drops its result). KEYS: job, result, results, stream, counts.
+// finds another attempt there, or the job cancelled by the claim that found it so, and drops its
+// result). KEYS: job, result, results, stream, counts.
 // ARGV: worker, attempt, state, error, iteration, loss, now, ttl, bytes, entry, group, id.
 const char* const kFinish = R"(
-if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or
+   redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'error', ARGV[4], 'iteration', ARGV[5], 'loss', ARGV[6], 'finished', ARGV[7])
@@ -240,7 +242,8 @@ return 1
 // that runs the job can tell its tile caveat. Written only while this attempt holds the claim.
 // KEYS: job. ARGV: worker, attempt, warnings (a JSON array).
 const char* const kWarnings = R"(
-if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or
+   redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'warnings', ARGV[3])
@@ -250,7 +253,8 @@ return 1
 // Back to the queue (this worker is shutting down): a new entry, the old one acknowledged.
 // KEYS: job, stream. ARGV: worker, attempt, entry, group, id.
 const char* const kRequeue = R"(
-if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or
+   redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'iteration', 0)
@@ -441,6 +445,7 @@ class RedisJobs : public JobService {
       if (is_terminal(now->state)) {
         job->state = now->state;
         job->error = now->error;
+        job->warnings = now->warnings;  // a worker may have added its own (a --workers 0 API plans no tiles)
         return now->state;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -628,7 +633,7 @@ class RedisJobs : public JobService {
       finish(c, consumer, e, attempt, "failed", "this worker refuses its form: " + fe.detail, nullptr, {});
       return;
     } catch (const std::exception& ex) {
-      finish(c, consumer, e, attempt, "failed", ex.what(), nullptr, {});
+      finish(c, consumer, e, attempt, "failed", render_fields(ex.what(), FieldWords::key), nullptr, {});
       return;
     }
     job->id = e.id;
@@ -636,7 +641,11 @@ class RedisJobs : public JobService {
     job->ext = ext.empty() ? job->ext : ext;
     job->state = JobState::running;
     if (job->warnings != told) {  // this worker's plan says more (or other) than the API could
-      c.run({"EVAL", kWarnings, "1", job_key(e.id), consumer, std::to_string(attempt), warnings_to_json(job->warnings)});
+      try {
+        c.run({"EVAL", kWarnings, "1", job_key(e.id), consumer, std::to_string(attempt), warnings_to_json(job->warnings)});
+      } catch (const std::exception& ex) {  // advisory: the job runs without them
+        spdlog::warn("job {}: its warnings could not be written: {}", e.id, render_fields(ex.what(), FieldWords::key));
+      }
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
