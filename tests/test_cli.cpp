@@ -233,7 +233,10 @@ TEST_F(Cli, BadOutputsAreOutputErrors) {
   auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.gif"});
   expect_clean_failure(r, 5, "unknown image extension '.gif'");
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "nope/out.png"});
-  expect_clean_failure(r, 5, "does not exist");
+  expect_clean_failure(r, 5, "does not exist; create it first (mkdir -p " + dir / "nope" + ")");
+  // The command it suggests is one shell word however the folder is named.
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "Tom's `best`/out.png"});
+  expect_clean_failure(r, 5, "(mkdir -p '" + dir / "Tom'\\''s `best`" + "')");
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--report", dir / "nope/r.json"});
   expect_clean_failure(r, 5, "does not exist");
   if (geteuid() != 0) {  // root writes anywhere

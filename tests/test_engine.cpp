@@ -599,6 +599,7 @@ TEST(Errors, QuotedUserTextKeepsItsBackticksAndStaysOneLine) {
   EXPECT_EQ(render_fields(m, FieldWords::key), "cannot read 'my `best` photo.jpg'; check 'tile' and '``''size'");
   EXPECT_EQ(in_quotes("a\nb\tc\r\x01\x7f"), "'a\\nb\\tc\\r\\x01\\x7f'");
   EXPECT_EQ(in_quotes("Tübingen.jpg"), "'Tübingen.jpg'");  // UTF-8 bytes are not control characters
+  EXPECT_EQ(in_quotes("a\xc2\x9b" "31m\xc2\xa0" "b"), "'a\\u009b31m\xc2\xa0" "b'");  // C1 CSI written out; U+00A0 is text
   // A name that is no identifier is quoted as user text (an unknown setting from a job file).
   EXPECT_EQ(field("we`ird name"), "'we``ird name'");
   EXPECT_EQ(render_fields("unknown setting " + field("we`ird name"), FieldWords::flag), "unknown setting 'we`ird name'");

@@ -161,7 +161,15 @@ TEST(Convert, PicklesAreNeverLoaded) {
     auto msg = error_of<WeightsError>([&] { read_vgg19_any(f, pre); });
     EXPECT_NE(msg.find("PyTorch pickle"), std::string::npos) << msg;
     EXPECT_NE(msg.find("safetensors.torch.save_file"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("torch.load('" + f + "', map_location='cpu')"), std::string::npos) << msg;
   }
+  // The path in the Python line it suggests is a Python string however the file is named (quotes,
+  // backslashes; backticks as they are once rendered).
+  stylize::test::write_bytes(dir / "it's \\ `x`.pth", {'P', 'K', 3, 4, 0, 0, 0, 0, 0, 0});
+  std::string pre;
+  const auto msg = render_fields(error_of<WeightsError>([&] { read_vgg19_any(dir / "it's \\ `x`.pth", pre); }),
+                                 FieldWords::flag);
+  EXPECT_NE(msg.find("torch.load('" + dir / "it\\'s \\\\ `x`.pth" + "', map_location"), std::string::npos) << msg;
 }
 
 TEST(Fetch, DownloadsVerifiesAndConvertsToTheDefaultLocation) {

@@ -81,7 +81,8 @@ ErrorReport error_report(const std::exception_ptr& e, FieldWords words = FieldWo
 
 // Quotes a user-supplied path or name for messages: 'a.jpg'. Safe for render_fields (backticks
 // doubled, see above) and one line whatever the name holds: control characters are written out
-// as the characters \n, \r, \t or \xNN (a file name with a newline reads 'a\nb.jpg').
+// as the characters \n, \r, \t or \xNN, and UTF-8's C1 controls as \u00NN (a file name with a
+// newline reads 'a\nb.jpg'; a terminal is never sent an escape sequence).
 std::string in_quotes(const std::string& s);
 // in_quotes without the quotes: text put into a message that is rendered later, and must read as
 // it is (a message already rendered in other words, user text that is quoted otherwise).

@@ -18,6 +18,11 @@ inline void write_file_atomic(const std::string& path, const std::string& text) 
 // Throws OutputError unless the folder that would hold `path` exists and is writable.
 void check_output_folder(const std::string& path);
 
+// `path` as one word a POSIX shell reads back as it is, for a command a message suggests
+// ("mkdir -p 'my photos'"): itself when it holds only [A-Za-z0-9_./+,:=@%-], otherwise in single
+// quotes (a quote inside written '\'').
+std::string shell_word(const std::string& path);
+
 // Whether two paths name one file: the same device and inode where both exist, otherwise the same
 // absolute path once '.', '..' and the symbolic links of its existing folders are resolved.
 bool same_file(const std::string& a, const std::string& b);

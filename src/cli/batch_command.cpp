@@ -89,7 +89,7 @@ std::string apply_template(const std::string& tmpl, const Job& job, const std::s
       const std::string key = tmpl.substr(i + 1, close - i - 1);
       auto it = values.find(key);
       if (it == values.end()) {
-        throw UsageError("--name " + in_quotes(tmpl) + " uses unknown placeholder {" + key +
+        throw UsageError("--name " + in_quotes(tmpl) + " uses unknown placeholder {" + as_literal(key) +
                          "}; known: {content} {style} {ext} {index} {size}");
       }
       out += it->second;
@@ -132,7 +132,7 @@ std::vector<Job> read_job_file(const std::string& path, const BatchOptions& o) {
       if (what.rfind("[json.exception", 0) == 0 && what.find("] ") != std::string::npos) {
         what = what.substr(what.find("] ") + 2);  // nlohmann's error id means nothing to a user
       }
-      job.setup_error = where + what;
+      job.setup_error = where + (dynamic_cast<const Error*>(&e) ? what : as_literal(what));  // JSON errors quote the line
       job.output.clear();
       if (job.content.empty()) job.content = "(line " + std::to_string(number) + ")";
     }
@@ -237,7 +237,7 @@ Shard parse_shard(const std::string& text) {
     throw UsageError("--shard " + in_quotes(text) + " is not K/N (for example 2/8: the second of eight parts)");
   }
   if (s.k < 1 || s.k > s.n) {
-    throw UsageError("--shard " + text + ": K counts from 1 to N (Kubernetes' JOB_COMPLETION_INDEX counts from 0: " +
+    throw UsageError("--shard " + in_quotes(text) + ": K counts from 1 to N (Kubernetes' JOB_COMPLETION_INDEX counts from 0: " +
                      "pass $((JOB_COMPLETION_INDEX + 1))/N)");
   }
   return s;
@@ -517,7 +517,7 @@ int run(BatchOptions& o) {
       throw OutputError("--out-dir " + in_quotes(o.out_dir) + " is a file, not a folder; give a folder for the outputs");
     }
     throw OutputError("output folder " + in_quotes(o.out_dir) + " does not exist; create it first (mkdir -p " +
-                      o.out_dir + ")");
+                      as_literal(shell_word(o.out_dir)) + ")");
   }
   check_output_folder((fs::path(o.out_dir) / "x").string());
   if (!o.report.empty()) check_output_folder(o.report);

@@ -23,7 +23,7 @@ std::string field_text_of(const std::string& key, const nlohmann::json& v) {
     }
     if (std::count(out.begin(), out.end(), ',') + 1 == static_cast<long>(v.size())) return out;
   }
-  throw FieldError(key, FieldError::syntax, field(key) + " must be a value or a list of values, got " + v.dump());
+  throw FieldError(key, FieldError::syntax, field(key) + " must be a value or a list of values, got " + as_literal(v.dump()));
 }
 
 }  // namespace

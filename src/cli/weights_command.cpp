@@ -224,7 +224,8 @@ int weights_main(int argc, char** argv) {
     const std::string word = first < argc ? argv[first] : "";
     if (word != "fetch" && word != "convert" && word != "info" && word != "synth") {
       const std::string what = word.empty() ? "no subcommand" : "unknown subcommand " + in_quotes(word);
-      std::fprintf(stderr, "error: %s; use fetch, convert, info or synth; see 'stylize weights --help'\n", what.c_str());
+      std::fprintf(stderr, "error: %s; use fetch, convert, info or synth; see 'stylize weights --help'\n",
+                   render_fields(what, FieldWords::flag).c_str());
       return static_cast<int>(ExitCode::usage);
     }
   }

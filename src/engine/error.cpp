@@ -30,9 +30,14 @@ std::string as_literal(const std::string& s) {
   static const char* const kHex = "0123456789abcdef";
   std::string out;
   out.reserve(s.size());
-  for (const char ch : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char ch = s[i];
     const auto c = static_cast<unsigned char>(ch);
-    if (c == '`') {
+    const auto next = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0;
+    if (c == 0xc2 && next >= 0x80 && next <= 0x9f) {  // U+0080..U+009F: C1 controls (CSI is U+009B)
+      out += std::string("\\u00") + kHex[next >> 4] + kHex[next & 15];
+      ++i;
+    } else if (c == '`') {
       out += "``";
     } else if (c == '\n') {
       out += "\\n";

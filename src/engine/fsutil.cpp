@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -25,12 +26,22 @@ std::string parent_folder(const std::string& path) {
 
 }  // namespace
 
+std::string shell_word(const std::string& path) {
+  const bool plain = !path.empty() && std::all_of(path.begin(), path.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || (c != 0 && std::strchr("_./+,:=@%-", c) != nullptr);
+  });
+  if (plain) return path;
+  std::string out = "'";
+  for (const char c : path) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 void check_output_folder(const std::string& path) {
   const std::string folder = parent_folder(path);
   struct stat st {};
   if (stat(folder.c_str(), &st) != 0) {
     throw OutputError("cannot write " + in_quotes(path) + ": folder " + in_quotes(folder) +
-                      " does not exist; create it first (mkdir -p " + folder + ")");
+                      " does not exist; create it first (mkdir -p " + as_literal(shell_word(folder)) + ")");
   }
   if (!S_ISDIR(st.st_mode)) {
     throw OutputError("cannot write " + in_quotes(path) + ": " + in_quotes(folder) + " is not a folder");

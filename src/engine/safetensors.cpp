@@ -103,7 +103,7 @@ SafetensorsFile parse_safetensors_header(const std::string& header, uint64_t fil
   try {
     j = nlohmann::json::parse(header);
   } catch (const nlohmann::json::exception& e) {
-    bad(path, std::string("header is not valid JSON (") + e.what() + ")");
+    bad(path, "header is not valid JSON (" + as_literal(e.what()) + ")");
   }
   if (!j.is_object()) bad(path, "header JSON is not an object");
   for (auto it = j.begin(); it != j.end(); ++it) {

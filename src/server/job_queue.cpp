@@ -288,7 +288,7 @@ void JobQueue::store_end(Job& job, JobState& end, std::string& error, const std:
       return;
     }
     end = JobState::failed;
-    error = std::string("its result could not be stored: ") + e.what();
+    error = "its result could not be stored: " + render_fields(e.what(), FieldWords::key);
   }
   try {
     opt_.store->finish(job.id, "failed", error, {}, job.ext);

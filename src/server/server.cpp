@@ -146,7 +146,7 @@ std::shared_ptr<Job> Server::recovered_job(const JobStore::Recovered& r) {
     } catch (const HttpError& e) {
       why = "its form no longer passes: " + e.detail;
     } catch (const std::exception& e) {
-      why = std::string("its form could not be read again: ") + e.what();
+      why = "its form could not be read again: " + render_fields(e.what(), FieldWords::key);
     }
   }
   if (why.empty()) {
@@ -263,7 +263,7 @@ void Server::submit(const std::shared_ptr<Job>& job) {
   try {
     jobs_->submit(job);
   } catch (const OutputError& e) {
-    throw HttpError{503, "storage_failed", std::string("the job could not be stored: ") + e.what()};
+    throw HttpError{503, "storage_failed", "the job could not be stored: " + render_fields(e.what(), FieldWords::key)};
   } catch (const QueueRefused& r) {
     if (r.reason == QueueRefused::shutting_down) {
       throw HttpError{503, "shutting_down", "the server is shutting down; try another instance"};
@@ -332,7 +332,7 @@ void Server::get_result(const httplib::Request& req, httplib::Response& res) {
   try {
     ready = jobs_->result(*job, bytes, st);
   } catch (const OutputError& e) {
-    throw HttpError{500, "result_lost", e.what()};
+    throw HttpError{500, "result_lost", render_fields(e.what(), FieldWords::key)};
   }
   if (!ready) {
     throw HttpError{409, "not_ready", std::string("job is ") + to_string(st.state) + (st.error.empty() ? "" : ": " + st.error)};
@@ -555,7 +555,7 @@ void Server::routes() {
         send_error(res, e);
       } catch (const NetworkError& e) {  // Redis down or unreachable: another instance may answer
         res.set_header("Retry-After", "5");
-        send_error(res, {503, "queue_unavailable", e.what()});
+        send_error(res, {503, "queue_unavailable", render_fields(e.what(), FieldWords::key)});
       } catch (...) {
         send_error(res, {500, "internal", error_report(std::current_exception(), FieldWords::key).message});
       }

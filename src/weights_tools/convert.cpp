@@ -107,13 +107,20 @@ WeightsFormat detect_weights_format(const std::string& path) {
   return WeightsFormat::unknown;
 }
 
+// `text` as a Python string literal in single quotes.
+static std::string python_string(const std::string& text) {
+  std::string out = "'";
+  for (const char c : text) out += (c == '\\' || c == '\'') ? std::string("\\") + c : std::string(1, c);
+  return out + "'";
+}
+
 std::string pickle_refusal(const std::string& path) {
   return "refusing " + in_quotes(path) +
          ": it is a PyTorch pickle, and loading a pickle can run arbitrary code. Re-save it as safetensors "
          "with Python (pip install safetensors): "
          "import torch, safetensors.torch; "
-         "safetensors.torch.save_file({k: v.contiguous() for k, v in torch.load('" + path +
-         "', map_location='cpu').items() if k.startswith('features.')}, 'vgg19.safetensors')"
+         "safetensors.torch.save_file({k: v.contiguous() for k, v in torch.load(" + as_literal(python_string(path)) +
+         ", map_location='cpu').items() if k.startswith('features.')}, 'vgg19.safetensors')"
          " -- then run: stylize weights convert vgg19.safetensors OUT";
 }
 

@@ -138,14 +138,14 @@ long perform(Transfer& t, const std::string& url, const std::string& range) {
     case CURLE_PARTIAL_FILE:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
-      throw NetworkError(where + "the connection was cut before the end (" + errbuf +
+      throw NetworkError(where + "the connection was cut before the end (" + as_literal(errbuf) +
                          "); run the command again to resume");
     case CURLE_RANGE_ERROR:
     case CURLE_BAD_DOWNLOAD_RESUME:
       if (t.resumed_from > 0) return 416;
-      throw NetworkError(where + "the server refused to resume (" + std::string(errbuf) + ")");
+      throw NetworkError(where + "the server refused to resume (" + as_literal(errbuf) + ")");
     default:
-      throw NetworkError(where + (errbuf[0] ? std::string(errbuf) : curl_easy_strerror(rc)));
+      throw NetworkError(where + as_literal(errbuf[0] ? errbuf : curl_easy_strerror(rc)));
   }
 }
 
