@@ -205,6 +205,19 @@ TEST(QueueCluster, KilledWorkerCancelAndApiRestartLoseNothing) {
   EXPECT_NE(metrics->body.find("stylize_jobs{status=\"cancelled\"} 1"), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("stylize_queue_depth 0"), std::string::npos) << metrics->body;
 
+  // A synchronous job from this API runs on a worker too: the image comes with the worker's caveat.
+  httplib::MultipartFormDataItems tiled = {{"content", png(40, 48, 70), "c.png", "image/png"},
+                                           {"style", png(32, 32, 71), "s.png", "image/png"},
+                                           {"size", "40", "", ""},
+                                           {"tile", "16", "", ""},
+                                           {"tile_overlap", "8", "", ""},
+                                           {"iterations", "2", "", ""},
+                                           {"tile_iterations", "2", "", ""}};
+  auto image = c->Post("/v1/stylize", tiled);
+  ASSERT_TRUE(image && image->status == 200) << (image ? image->body : "no answer");
+  ASSERT_EQ(image->get_header_value_count("X-Stylize-Warning"), 1u);
+  EXPECT_EQ(image->get_header_value("X-Stylize-Warning").rfind("'tile' 16 with 85 px of context per side", 0), 0u);
+
   kill(w2, SIGTERM);
   EXPECT_EQ(stylize::test::wait_exit_code(w2), 0);
   kill(api_pid, SIGTERM);
