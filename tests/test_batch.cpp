@@ -142,6 +142,8 @@ TEST_F(Batch, JobFileAndStdin) {
     jobs << R"({"content": ")" << dir / "photos/p2.png" << R"(", "styles": [")" << dir / "starry.png" << R"(", ")"
          << dir / "scream.png" << R"("], "blend": [3, 1], "output": "b.png"})" << "\n";
     jobs << R"({"content": 5})" << "\n";
+    jobs << R"({"content": "x.png", "styles": ["s.png", 3]})" << "\n";
+    jobs << R"({"style": "s.png"})" << "\n";
   }
   auto r = batch({"--job-file", dir / "jobs.jsonl", "--out-dir", dir / "out", "-s", "32", "-n", "2", "--report",
                   dir / "r.json"});
@@ -149,7 +151,15 @@ TEST_F(Batch, JobFileAndStdin) {
   EXPECT_EQ(outputs(), (std::vector<std::string>{"a.png", "b.png"}));
   EXPECT_EQ(load_image(dir / "out/a.png", "output").width, 24);
   auto rep = report(dir / "r.json");
-  EXPECT_NE(rep["jobs"][2]["error"].get<std::string>().find("line 5: type must be string"), std::string::npos) << rep["jobs"][2];
+  // A value of the wrong type names its key.
+  EXPECT_NE(rep["jobs"][2]["error"].get<std::string>().find("line 5: \"content\" must be a file name (a JSON string), got 5"),
+            std::string::npos)
+      << rep["jobs"][2];
+  EXPECT_NE(rep["jobs"][3]["error"].get<std::string>().find("line 6: \"styles\" must be a file name (a JSON string), got 3"),
+            std::string::npos)
+      << rep["jobs"][3];
+  EXPECT_NE(rep["jobs"][4]["error"].get<std::string>().find("line 7: a job line needs \"content\""), std::string::npos)
+      << rep["jobs"][4];
 
   // Paths on standard input (as from find): run through a shell to pipe them in.
   const std::string cmd = "printf '%s\\n' " + dir / "photos/p3.png" + " | STYLIZE_WEIGHTS=" +

@@ -26,6 +26,12 @@ std::string field_text_of(const std::string& key, const nlohmann::json& v) {
   throw FieldError(key, FieldError::syntax, field(key) + " must be a value or a list of values, got " + as_literal(v.dump()));
 }
 
+// A file name under `key`: a JSON string, or a refusal that names the key and what it got.
+std::string file_name_of(const std::string& key, const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  throw UsageError("\"" + key + "\" must be a file name (a JSON string), got " + as_literal(v.dump()));
+}
+
 }  // namespace
 
 JobLine parse_job_line(const std::string& line, StylizeRequest r, const std::vector<std::string>& default_styles,
@@ -33,17 +39,21 @@ JobLine parse_job_line(const std::string& line, StylizeRequest r, const std::vec
   JobLine job;
   const auto j = nlohmann::json::parse(line);
   if (!j.is_object()) throw UsageError("a job line must be a JSON object");
-  job.content = j.at("content").get<std::string>();
+  if (!j.contains("content")) throw UsageError("a job line needs \"content\": the photo's file name");
+  job.content = file_name_of("content", j.at("content"));
   for (const auto& [key, value] : j.items()) {
     if (key == "content") continue;
     if (key == "styles") {
-      job.styles = value.get<std::vector<std::string>>();
+      if (!value.is_array() || value.empty()) {
+        throw UsageError("\"styles\" must be a list of file names, got " + as_literal(value.dump()));
+      }
+      for (const auto& s : value) job.styles.push_back(file_name_of("styles", s));
     } else if (key == "style") {
-      job.styles.push_back(value.get<std::string>());
+      job.styles.push_back(file_name_of(key, value));
     } else if (key == "filter") {
-      job.filter = value.get<std::string>();
+      job.filter = file_name_of(key, value);
     } else if (key == "output") {
-      job.output = value.get<std::string>();
+      job.output = file_name_of(key, value);
     } else {
       const std::string name = key == "blend" ? "style_blend" : key;  // "blend": the older key
       job.fields[name] = field_text_of(key, value);

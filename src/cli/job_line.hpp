@@ -20,7 +20,7 @@ struct JobLine {
 
 // `r`: the request the flags make, which the line's fields go over; a line with neither style nor
 // filter takes `default_styles`, else `default_filter`. Throws UsageError or FieldError (naming the
-// key), or nlohmann::json::exception for text that is not JSON or a value of the wrong type.
+// key, for a value of the wrong type too), or nlohmann::json::exception for text that is not JSON.
 JobLine parse_job_line(const std::string& line, StylizeRequest r, const std::vector<std::string>& default_styles,
                        const std::string& default_filter);
 
