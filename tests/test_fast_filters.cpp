@@ -101,6 +101,11 @@ TEST_F(FastFilters, ResumeGivesTheBytesOfAnUninterruptedRun) {
   const RunResult bad = stylize("train", other);
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("was trained with --style-weight '6', this run asks for '7'"), std::string::npos) << bad.err;
+  other.insert(other.end(), {"--content-layers", "relu2_2"});
+  const RunResult layers = stylize("train", other);
+  EXPECT_EQ(layers.exit_code, 2);
+  EXPECT_NE(layers.err.find("was trained with --content-layers 'relu3_2', this run asks for 'relu2_2'"), std::string::npos)
+      << layers.err;
 }
 
 TEST_F(FastFilters, CtrlCWritesACheckpointAndExits130ThenResumeFinishes) {

@@ -332,10 +332,11 @@ void resume_from_checkpoint(Run& run) {
     auto it = ckpt.info.training.find(key);
     const std::string was = it == ckpt.info.training.end() ? "(none)" : it->second;
     if (was == value) continue;
-    std::string what = key == "style_sha256"     ? "another style image"
-                       : key == "weights_sha256" ? "other VGG19 weights"
-                                                 : "--" + key + " " + in_quotes(was);
-    std::replace(what.begin(), what.end(), '_', '-');
+    std::string flag = "--" + key;  // the key's flag; the values keep their underscores (relu3_2)
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    const std::string what = key == "style_sha256"     ? "another style image"
+                             : key == "weights_sha256" ? "other VGG19 weights"
+                                                       : flag + " " + in_quotes(was);
     throw UsageError("--resume: checkpoint " + in_quotes(path) + " was trained with " + what +
                      (key.find("sha256") == std::string::npos ? ", this run asks for " + in_quotes(value) : "") +
                      "; resume with the same settings (--learning-rate and --steps may change) or start anew");
