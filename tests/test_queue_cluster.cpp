@@ -213,6 +213,7 @@ TEST(QueueCluster, KilledWorkerCancelAndApiRestartLoseNothing) {
                                            {"tile_overlap", "8", "", ""},
                                            {"iterations", "2", "", ""},
                                            {"tile_iterations", "2", "", ""}};
+  c->set_read_timeout(120, 0);  // it waits for its run: seconds alone, far more beside other tests (ctest -j2)
   auto image = c->Post("/v1/stylize", tiled);
   ASSERT_TRUE(image && image->status == 200) << (image ? image->body : "no answer");
   ASSERT_EQ(image->get_header_value_count("X-Stylize-Warning"), 1u);
