@@ -83,7 +83,7 @@ std::string render_fields(const std::string& message, FieldWords words) {
     }
     pos = close + 1;
   }
-  return out + (pos < message.size() ? message.substr(pos) : "");
+  return out + message.substr(pos);  // pos <= size: the rest, or nothing
 }
 
 ErrorReport error_report(const std::exception_ptr& e, FieldWords words) {

@@ -216,16 +216,19 @@ if s == 'running' then redis.call('HSET', KEYS[1], 'cancel', 1) end
 return s
 )";
 
+// Only the attempt that holds the claim may write: the job still running, under this worker
+// (ARGV[1]) and attempt (ARGV[2]). Spliced into the scripts below as Lua text.
+#define STYLIZE_HOLDS_CLAIM                                                                                  \
+  "if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or\n" \
+  "   redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then\n"                                               \
+  "  return 0\n"                                                                                              \
+  "end\n"
+
 // End: only the attempt that holds the claim writes (a worker presumed dead that was only slow
 // finds another attempt there, or the job cancelled by the claim that found it so, and drops its
 // result). KEYS: job, result, results, stream, counts.
 // ARGV: worker, attempt, state, error, iteration, loss, now, ttl, bytes, entry, group, id.
-const char* const kFinish = R"(
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or
-   redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'error', ARGV[4], 'iteration', ARGV[5], 'loss', ARGV[6], 'finished', ARGV[7])
+const char* const kFinish = "\n" STYLIZE_HOLDS_CLAIM R"(redis.call('HSET', KEYS[1], 'state', ARGV[3], 'error', ARGV[4], 'iteration', ARGV[5], 'loss', ARGV[6], 'finished', ARGV[7])
 )" STYLIZE_DROP_FORM R"(redis.call('EXPIRE', KEYS[1], ARGV[8])
 if ARGV[3] == 'done' then
   redis.call('SET', KEYS[2], ARGV[9], 'EX', ARGV[8])
@@ -241,28 +244,19 @@ return 1
 // The worker's warnings over the API's: a `--workers 0` API plans no tiles, so only the worker
 // that runs the job can tell its tile caveat. Written only while this attempt holds the claim.
 // KEYS: job. ARGV: worker, attempt, warnings (a JSON array).
-const char* const kWarnings = R"(
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or
-   redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'warnings', ARGV[3])
+const char* const kWarnings = "\n" STYLIZE_HOLDS_CLAIM R"(redis.call('HSET', KEYS[1], 'warnings', ARGV[3])
 return 1
 )";
 
 // Back to the queue (this worker is shutting down): a new entry, the old one acknowledged.
 // KEYS: job, stream. ARGV: worker, attempt, entry, group, id.
-const char* const kRequeue = R"(
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or
-   redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'state', 'queued', 'iteration', 0)
+const char* const kRequeue = "\n" STYLIZE_HOLDS_CLAIM R"(redis.call('HSET', KEYS[1], 'state', 'queued', 'iteration', 0)
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[5])
 redis.call('XACK', KEYS[2], ARGV[4], ARGV[3])
 redis.call('XDEL', KEYS[2], ARGV[3])
 return 1
 )";
+#undef STYLIZE_HOLDS_CLAIM
 
 // The --max-stored-mb cap: newest first, the newest kept whatever its size, the rest dropped once
 // the total passes the cap. ARGV: max bytes. Returns the dropped ids.
