@@ -226,7 +226,7 @@ TEST_F(Cli, BadImagesAreInputErrors) {
   expect_clean_failure(with(dir / "my `best` shot.png", dir / "style.jpg"), 3,
                        "content image '" + dir / "my `best` shot.png" + "': not a supported image file");
   expect_clean_failure(with(dir / "two\nlines.jpg", dir / "style.jpg"), 3,
-                       "content image '" + dir / "two\\nlines.jpg" + "': no such file");
+                       "content image $'" + dir / "two\\nlines.jpg" + "': no such file");
 }
 
 TEST_F(Cli, BadOutputsAreOutputErrors) {

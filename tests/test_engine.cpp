@@ -597,9 +597,13 @@ TEST(Errors, QuotedUserTextKeepsItsBackticksAndStaysOneLine) {
                         in_quotes("``") + field("size");
   EXPECT_EQ(render_fields(m, FieldWords::flag), "cannot read 'my `best` photo.jpg'; check --tile and '``'--size");
   EXPECT_EQ(render_fields(m, FieldWords::key), "cannot read 'my `best` photo.jpg'; check 'tile' and '``''size'");
-  EXPECT_EQ(in_quotes("a\nb\tc\r\x01\x7f"), "'a\\nb\\tc\\r\\x01\\x7f'");
+  EXPECT_EQ(in_quotes("a\nb\tc\r\x01\x7f"), "$'a\\nb\\tc\\r\\x01\\x7f'");
+  // A backslash is text in plain quotes; beside a control character it is escaped, as is a quote,
+  // so the two names below cannot be mistaken for each other; the second pastes into bash as itself.
+  EXPECT_EQ(in_quotes("two\\nlines's.jpg"), "'two\\nlines's.jpg'");
+  EXPECT_EQ(in_quotes("two\nlines's\\.jpg"), "$'two\\nlines\\'s\\\\.jpg'");
   EXPECT_EQ(in_quotes("Tübingen.jpg"), "'Tübingen.jpg'");  // UTF-8 bytes are not control characters
-  EXPECT_EQ(in_quotes("a\xc2\x9b" "31m\xc2\xa0" "b"), "'a\\u009b31m\xc2\xa0" "b'");  // C1 CSI written out; U+00A0 is text
+  EXPECT_EQ(in_quotes("a\xc2\x9b" "31m\xc2\xa0" "b"), "$'a\\u009b31m\xc2\xa0" "b'");  // C1 CSI written out; U+00A0 is text
   // A name that is no identifier is quoted as user text (an unknown setting from a job file).
   EXPECT_EQ(field("we`ird name"), "'we``ird name'");
   EXPECT_EQ(render_fields("unknown setting " + field("we`ird name"), FieldWords::flag), "unknown setting 'we`ird name'");

@@ -80,12 +80,14 @@ struct ErrorReport {
 ErrorReport error_report(const std::exception_ptr& e, FieldWords words = FieldWords::key);
 
 // Quotes a user-supplied path or name for messages: 'a.jpg'. Safe for render_fields (backticks
-// doubled, see above) and one line whatever the name holds: control characters are written out
-// as the characters \n, \r, \t or \xNN, and UTF-8's C1 controls as \u00NN (a file name with a
-// newline reads 'a\nb.jpg'; a terminal is never sent an escape sequence).
+// doubled, see above) and one line whatever the name holds: a name with a control character is
+// written as bash's ANSI-C string, $'a\nb.jpg', its control characters as \n, \r, \t or \xNN,
+// UTF-8's C1 controls as \u00NN, a backslash as \\ and a quote as \' (a terminal is never sent
+// an escape sequence, and 'a\nb.jpg' is a name with a backslash in it, not a newline).
 std::string in_quotes(const std::string& s);
-// in_quotes without the quotes: text put into a message that is rendered later, and must read as
-// it is (a message already rendered in other words, user text that is quoted otherwise).
+// The escapes of in_quotes without the quotes and without $'...' (backslashes stay as they are):
+// text put into a message that is rendered later and must read as it is (a message already
+// rendered in other words, user text that is quoted otherwise, JSON that escapes its own).
 std::string as_literal(const std::string& s);
 
 }  // namespace stylize

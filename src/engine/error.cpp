@@ -22,11 +22,20 @@ bool is_identifier(const std::string& s) {
   });
 }
 
-}  // namespace
+bool is_c1_control(unsigned char c, unsigned char next) { return c == 0xc2 && next >= 0x80 && next <= 0x9f; }
 
-std::string field(const std::string& name) { return is_identifier(name) ? "`" + name + "`" : in_quotes(name); }
+bool needs_escape(const std::string& s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const auto next = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0;
+    if (c < 0x20 || c == 0x7f || is_c1_control(c, next)) return true;
+  }
+  return false;
+}
 
-std::string as_literal(const std::string& s) {
+// Control characters written out; with `ansi_c` also a backslash and a single quote, so that
+// "$'" + result + "'" is the text as bash reads it.
+std::string escaped(const std::string& s, bool ansi_c) {
   static const char* const kHex = "0123456789abcdef";
   std::string out;
   out.reserve(s.size());
@@ -34,7 +43,7 @@ std::string as_literal(const std::string& s) {
     const char ch = s[i];
     const auto c = static_cast<unsigned char>(ch);
     const auto next = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0;
-    if (c == 0xc2 && next >= 0x80 && next <= 0x9f) {  // U+0080..U+009F: C1 controls (CSI is U+009B)
+    if (is_c1_control(c, next)) {  // U+0080..U+009F (CSI is U+009B)
       out += std::string("\\u00") + kHex[next >> 4] + kHex[next & 15];
       ++i;
     } else if (c == '`') {
@@ -47,6 +56,9 @@ std::string as_literal(const std::string& s) {
       out += "\\t";
     } else if (c < 0x20 || c == 0x7f) {
       out += std::string("\\x") + kHex[c >> 4] + kHex[c & 15];
+    } else if (ansi_c && (c == '\\' || c == '\'')) {
+      out += '\\';
+      out += ch;
     } else {
       out += ch;
     }
@@ -54,7 +66,18 @@ std::string as_literal(const std::string& s) {
   return out;
 }
 
-std::string in_quotes(const std::string& s) { return "'" + as_literal(s) + "'"; }
+}  // namespace
+
+std::string as_literal(const std::string& s) { return escaped(s, false); }
+
+// A name with a control character is quoted as bash's $'...' (backslashes and quotes escaped too),
+// so it cannot be taken for a name holding the same text: 'two\nlines.jpg' holds a backslash and an
+// n, $'two\nlines.jpg' a newline (and pastes into a shell as that name).
+std::string in_quotes(const std::string& s) {
+  return needs_escape(s) ? "$'" + escaped(s, true) + "'" : "'" + escaped(s, false) + "'";
+}
+
+std::string field(const std::string& name) { return is_identifier(name) ? "`" + name + "`" : in_quotes(name); }
 
 std::string render_fields(const std::string& message, FieldWords words) {
   std::string out;

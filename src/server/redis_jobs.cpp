@@ -554,7 +554,7 @@ class RedisJobs : public JobService {
         Entry e;
         if (next_entry(*c, consumer, e)) run_entry(*c, consumer, e);
       } catch (const std::exception& ex) {
-        spdlog::error("worker {}: {}; retrying in 1 s", consumer, ex.what());
+        spdlog::error("worker {}: {}; retrying in 1 s", consumer, render_fields(ex.what(), FieldWords::key));
         c.reset();
         std::this_thread::sleep_for(std::chrono::seconds(1));
       }
@@ -692,7 +692,7 @@ class RedisJobs : public JobService {
           }
         }
       } catch (const std::exception& ex) {
-        spdlog::warn("heartbeat: {}", ex.what());
+        spdlog::warn("heartbeat: {}", render_fields(ex.what(), FieldWords::key));
         c.reset();
       }
     }
