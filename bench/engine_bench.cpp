@@ -2,7 +2,7 @@
 // (no OpenCV, no CLI11). Synthetic VGG19 weights and synthetic images, the CLI's default losses, an
 // L-BFGS run of N iterations with no progress reads; prints one JSON object.
 //
-//   stylize_engine_bench --device cuda --size 512 --iterations 500 [--precision fp32|bf16]
+//   stylize_engine_bench --device cuda --size 512 --iterations 500 [--precision fp32|bf16|mixed]
 //       [--history 100] [--threads N] [--inputs-out FILE] [--profile-out FILE] [--allocator reusing|c10]
 //       [--conv automatic|direct]
 //
@@ -61,7 +61,7 @@ struct Args {
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "error: %s\nusage: stylize_engine_bench [--device D] [--size PX] [--iterations N] "
-               "[--precision fp32|bf16] [--history N] [--threads N] [--inputs-out FILE] "
+               "[--precision fp32|bf16|mixed] [--history N] [--threads N] [--inputs-out FILE] "
                "[--profile-out FILE] [--allocator reusing|c10] [--conv automatic|direct] [--weights FILE] "
                "[--images FILE] [--style-layers L,L] [--content-layers L,L] [--image-out FILE.ppm]\n",
                why.c_str());
@@ -101,7 +101,7 @@ Args parse(int argc, char** argv) {
     else if (flag == "--threads") a.threads = number();
     else usage("unknown option " + flag);
   }
-  if (a.precision != "fp32" && a.precision != "bf16") usage("--precision: fp32 or bf16");
+  if (a.precision != "fp32" && a.precision != "bf16" && a.precision != "mixed") usage("--precision: fp32, bf16 or mixed");
   if (a.allocator != "reusing" && a.allocator != "c10") usage("--allocator: reusing or c10");
   if (a.conv != "automatic" && a.conv != "direct") usage("--conv: automatic or direct");
   if (a.size < 32 || a.iterations < 1 || a.history < 1) usage("--size >= 32, --iterations and --history >= 1");
@@ -221,7 +221,7 @@ int main(int argc, char** argv) {
     const int threads = configure_threads(a.threads);
     const at::Device device = resolve_device(a.device);
     if (a.allocator == "reusing") use_reusing_cpu_allocator();
-    const Precision precision = a.precision == "bf16" ? Precision::bf16 : Precision::fp32;
+    const Precision precision = resolve_precision(a.precision, device, engine_vector_features());
     const auto [weights, content, style] = load_problem(a);
     const Preprocessing pre = weights.preprocessing.value_or(Preprocessing::caffe);
     const int64_t width = content.size(3), height = content.size(2);

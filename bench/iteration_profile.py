@@ -211,14 +211,22 @@ def best(fn):
     return timed(fn, 5)
 
 
+MIXED_FP32_FROM = 10  # conv3_1, the first fp32 layer of --precision mixed (include/stylize/vgg19.hpp)
+
+
+def in_bf16(precision, index):
+    """Whether layer `index` (torchvision's numbering, the position in layers()) computes in bf16."""
+    return precision == "bf16" or (precision == "mixed" and index < MIXED_FP32_FROM)
+
+
 def alone(h, w, precision):
     """Per conv layer (forward, input gradient) and style layer (Gram forward, backward): seconds run
-    alone, in the layout the engine uses (src/engine/vgg19.cpp: fp32 NCHW throughout, bf16
-    channels-last throughout)."""
-    dt = torch.bfloat16 if precision == "bf16" else torch.float32
+    alone, in the type and layout the engine uses (src/engine/vgg19.cpp: fp32 NCHW, bf16
+    channels-last; mixed each layer as its type)."""
     out = {}
-    for name, kind, cin, cout, lh, lw in layers(h, w):
-        fmt = torch.channels_last if precision == "bf16" else torch.contiguous_format
+    for index, (name, kind, cin, cout, lh, lw) in enumerate(layers(h, w)):
+        dt = torch.bfloat16 if in_bf16(precision, index) else torch.float32
+        fmt = torch.channels_last if dt == torch.bfloat16 else torch.contiguous_format
         if kind == "conv":
             x = torch.randn(1, cin, lh, lw, dtype=dt).contiguous(memory_format=fmt)
             wt, bias = torch.randn(cout, cin, 3, 3, dtype=dt), torch.randn(cout, dtype=dt)
@@ -254,10 +262,9 @@ def copy_rate():
 def elementwise_bytes(h, w, precision):
     """Bytes each ReLU/pool pass moves per layer (forward reads and writes the activation, backward
     reads the gradient and the mask source and writes the gradient)."""
-    e = 2 if precision == "bf16" else 4
     out = {}
-    for name, kind, cin, cout, lh, lw in layers(h, w):
-        n = cout * lh * lw * e
+    for index, (name, kind, cin, cout, lh, lw) in enumerate(layers(h, w)):
+        n = cout * lh * lw * (2 if in_bf16(precision, index) else 4)
         if kind == "relu":
             out[(name, "relu")], out[(name, "relu backward")] = 2 * n, 3 * n
         elif kind == "pool":
@@ -346,10 +353,15 @@ def main():
                     help="imitate an AVX2-only CPU: oneDNN, ATen and OpenBLAS capped to AVX2 (own section)")
     ap.add_argument("--section", default="",
                     help="BENCHMARKS.md section name (default: one per CPU kind, so each kind's profile is kept)")
+    ap.add_argument("--title", default="",
+                    help="the section's heading after 'per pass (#20), ' (default: the CPU kind); with --section "
+                         "it keeps two CPUs of one kind apart (a Zen 4 and a Zen 5 are both AVX512-BF16)")
     a = ap.parse_args()
     flags = cpu_flags()
     native_bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
-    precisions = a.precisions.split(",") if a.precisions else (["fp32", "bf16"] if native_bf16 else ["fp32"])
+    # mixed is auto's choice with AVX512-BF16 and no AMX (include/stylize/vgg19.hpp); shown beside both.
+    precisions = a.precisions.split(",") if a.precisions else (
+        ["fp32"] + (["bf16"] if native_bf16 else []) + (["mixed"] if "avx512_bf16" in flags and "amx_bf16" not in flags else []))
     torch.set_num_threads(a.threads)
     tmp = tempfile.mkdtemp(prefix="stylize-profile-")
     started = time.time()
@@ -394,7 +406,9 @@ def main():
                                   "is oneDNN's direct kernel, what the reference runs; conv1_1, forward and input gradient, on "
                                   "the engine's own direct kernels (src/engine/direct_conv.hpp). Its fp32 "
                                   "Gram forward runs by SYRK (one triangle, half the multiplications; src/engine/losses.cpp), "
-                                  "*alone* by a general product, as the reference:", ""] + ratio_lines + ["", "Where it goes:", ""]
+                                  "*alone* by a general product, as the reference. mixed (auto's choice with AVX512-BF16 and no AMX) "
+                                  "runs bf16 up to pool2 and fp32 from conv3_1, each part as above; its reference does the same "
+                                  "(bench/reference.py --precision mixed):", ""] + ratio_lines + ["", "Where it goes:", ""]
                      + head + [""] + lines[2:] + [f"Whole run: {(time.time() - started) / 60:.1f} min."])
     print(text)
     if a.markdown:
@@ -404,7 +418,7 @@ def main():
                        ("iteration-profile-avx512-bf16", "AVX512-BF16, no AMX") if "avx512_bf16" in flags else
                        ("iteration-profile-avx512", "AVX-512") if "avx512f" in flags else
                        ("iteration-profile", "AVX2, no AVX-512"))
-        name = a.section or kind
+        name, title = a.section or kind, a.title or title
         section = "\n".join([f"<!-- {name}:begin -->", f"## Where an iteration goes: per layer, per pass (#20), {title}",
                              "", text, f"<!-- {name}:end -->"])
         replace_section(os.path.join(ROOT, "BENCHMARKS.md"), name, section)

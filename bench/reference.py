@@ -4,7 +4,7 @@ with PyTorch's Python API and VGG19 in torchvision's layer layout, optimised wit
 neural-style-pt does (one step() call, max_iter = iterations, no early stop).
 
     /usr/bin/python3 bench/reference.py --weights W.safetensors --content C.jpg --style S.jpg \
-        --size 512 --iterations 5 --threads 2 [--precision bf16] [--style-layers relu1_1,relu2_1
+        --size 512 --iterations 5 --threads 2 [--precision bf16|mixed] [--style-layers relu1_1,relu2_1
         --content-layers relu2_2]   # prints one JSON object
     /usr/bin/python3 bench/reference.py --inputs I.safetensors --iterations 500 --device cuda
         # weights and images from `stylize_engine_bench --inputs-out` (bench/gpu.sh): no torchvision needed
@@ -78,6 +78,20 @@ def load_image(path, longest):
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 255)
 
 
+MIXED_FP32_FROM = 10  # conv3_1: Vgg19::kMixedFp32From (include/stylize/vgg19.hpp)
+
+
+class InFloat(torch.nn.Module):
+    """A layer that casts its input to fp32 first: where --precision mixed leaves bf16."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(x.float())
+
+
 def run(args):
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -101,8 +115,12 @@ def run(args):
     # features to its Gram products directly (oneDNN, fp32 accumulation and result: the same values);
     # PyTorch's Python API has no bf16 product with an fp32 result (torch.mm on bf16 rounds G to
     # bf16), so the faithful way here is the cast and an fp32 product.
-    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    dtype = torch.bfloat16 if args.precision in ("bf16", "mixed") else torch.float32
     net = model.to(dtype)
+    if args.precision == "mixed" and len(net) > MIXED_FP32_FROM:  # stylize's mixed: fp32 from conv3_1 on
+        for m in list(net)[MIXED_FP32_FROM:]:
+            m.float()
+        net[MIXED_FP32_FROM] = InFloat(net[MIXED_FP32_FROM])
 
     def features(img, wanted):
         return {k: v.float() for k, v in make_parity.features(net, img.to(dtype), wanted).items()}
@@ -161,7 +179,7 @@ if __name__ == "__main__":
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "mixed"], default="fp32")
     ap.add_argument("--inputs", help="weights + content + style in one safetensors file (stylize_engine_bench)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--content-layers", default="relu4_2", help="comma list (stylize's default)")

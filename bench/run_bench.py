@@ -111,8 +111,8 @@ def vgg_flops(h, w, last=29):
 def network_floor_seconds(h, w, repeats=3, precision="fp32"):
     """The arithmetic of one iteration and nothing else: each conv layer up to conv5_1 run alone,
     forward and input gradient (torch's convolution_backward, input only), in the memory layout and
-    precision the engine uses for it (fp32: NCHW throughout; bf16: channels-last throughout; see
-    src/engine/vgg19.cpp), with oneDNN's direct kernels (the reference's: in fp32 the engine runs
+    precision the engine uses for it (fp32: NCHW throughout; bf16: channels-last throughout; mixed:
+    bf16 channels-last for blocks 1-2, fp32 NCHW from conv3_1; see src/engine/vgg19.cpp), with oneDNN's direct kernels (the reference's: in fp32 the engine runs
     conv1_2 … conv5_1 by Winograd instead, so an fp32 iteration can beat this floor), plus the
     Gram products of the five style layers (F·Fᵀ forward, one product backward; on bf16 operands in
     bf16, where torch.mm runs the same oneDNN kernel as stylize, but rounds its result to bf16: same
@@ -126,8 +126,9 @@ def network_floor_seconds(h, w, repeats=3, precision="fp32"):
 
     blocks, widths, cin, total = [2, 2, 4, 4, 4], [64, 128, 256, 512, 512], 3, 0.0
     for b, n in enumerate(blocks):
-        fmt = torch.channels_last if precision == "bf16" else torch.contiguous_format
-        dt = torch.bfloat16 if precision == "bf16" else torch.float32
+        low = precision == "bf16" or (precision == "mixed" and b < 2)
+        fmt = torch.channels_last if low else torch.contiguous_format
+        dt = torch.bfloat16 if low else torch.float32
         for layer in range(n if b < 4 else 1):  # block 5 stops at conv5_1 (relu5_1 is the deepest loss layer)
             x = torch.randn(1, cin, h, w, dtype=dt).contiguous(memory_format=fmt)
             wt = torch.randn(widths[b], cin, 3, 3, dtype=dt)
@@ -201,10 +202,11 @@ def mean_abs_pixel_difference(a, b):
     return (read_image(a, ImageReadMode.RGB).float() - read_image(b, ImageReadMode.RGB).float()).abs().mean().item()
 
 
-def precision_quality(size=256, iterations=200):
-    """Same run in fp32 and bf16: time, and the final images' loss in fp32 and how far apart they are."""
-    out = {"size": size, "iterations": iterations}
-    for precision in ("fp32", "bf16"):
+def precision_quality(low, size=256, iterations=200):
+    """Same run in fp32 and `low` (bf16 or mixed): time, and the final images' loss in fp32 and how far
+    apart they are."""
+    out = {"size": size, "iterations": iterations, "low": low}
+    for precision in ("fp32", low):
         image = os.path.join(TMP, f"quality-{precision}.png")
         rep, _, _ = run_stylize([CONTENT, STYLE, "-o", image, "-s", str(size), "-n", str(iterations), "-q",
                                  "--precision", precision])
@@ -213,7 +215,7 @@ def precision_quality(size=256, iterations=200):
         out["wh"] = f"{rep['output']['width']}×{rep['output']['height']}"
         log(f"quality {precision}: {out[precision]}")
     out["pixel_difference"] = mean_abs_pixel_difference(os.path.join(TMP, "quality-fp32.png"),
-                                                        os.path.join(TMP, "quality-bf16.png"))
+                                                        os.path.join(TMP, f"quality-{low}.png"))
     return out
 
 
@@ -452,19 +454,22 @@ def main():
     sgemm, conv, conv_bf16 = machine_rates()
     log(f"machine: sgemm {sgemm:.1f} GFLOP/s, conv {conv:.1f} GFLOP/s, bf16 conv {conv_bf16:.1f} GFLOP/s")
     sizes = {256: 10, 512: 6, 1024: 3}
-    # fp32 always (the like-for-like comparison with other implementations); bf16 too where it is
-    # stylize's default (CPUs with AMX). The default precision gets all three sizes; fp32, when it is
-    # not the default, 256 and 512 px (1024 px fp32 would add ~5 minutes here).
-    precisions = ["fp32"] + (["bf16"] if default_precision == "bf16" else [])
+    # fp32 always (the like-for-like comparison with other implementations); bf16 or mixed too where
+    # it is stylize's default (CPUs with AMX; with AVX512-BF16 and no AMX). The default precision gets
+    # all three sizes; fp32, when it is not the default, 256 and 512 px (1024 px fp32 would add ~5
+    # minutes here).
+    precisions = ["fp32"] + ([default_precision] if default_precision != "fp32" else [])
     table = [per_iteration(s, n, p) for p in precisions for s, n in sizes.items()
              if p == default_precision or s <= 512]
     # The default precision's rows feed the memory model: that is what a user's run costs.
     rows = {r["size"]: r for r in table if r["precision"] == default_precision}
-    floor_rate = {"fp32": conv, "bf16": conv_bf16}
+    # mixed against bf16's rate: its convolutions from conv3_1 are fp32 Winograd, which beats fp32's
+    # direct rate there (a share over 100% says so, as for fp32).
+    floor_rate = {"fp32": conv, "bf16": conv_bf16, "mixed": conv_bf16}
     for r in table:
         add_shares(r, floor_rate[r["precision"]])
-    log("bf16 vs fp32, the same run")
-    quality = precision_quality() if "bf16" in precisions else None
+    log(f"{default_precision} vs fp32, the same run")
+    quality = precision_quality(default_precision) if default_precision != "fp32" else None
     log("multi-scale vs single-scale (this takes a while)")
     ms = multiscale()
     log("memory with --lbfgs-history 100 / 10 and Adam")
@@ -503,9 +508,10 @@ def main():
                 "CPU; stylize restarts itself with `OPENBLAS_CORETYPE` set, and so did this script)"
                 if os.environ.get("BENCH_OPENBLAS_DEFAULT") else "") + ".")
     L.append(f"stylize's default precision here (`--precision auto`): **{default_precision}**"
-             + ((" (this CPU has AMX-BF16)." if "amx_bf16" in cpu_flags() else
-                 " (this CPU has AVX512-BF16 dot products, no AMX).") if default_precision == "bf16" else
-                " (no bf16 dot products on this CPU, so the bf16 rows are not measured).") + "\n")
+             + (" (this CPU has AMX-BF16)." if default_precision == "bf16" else
+                " (this CPU has AVX512-BF16 dot products, no AMX: bf16 up to pool2, fp32 from conv3_1)."
+                if default_precision == "mixed" else
+                " (no bf16 dot products on this CPU, so no bf16 rows are measured).") + "\n")
     L.extend(goals(table, ms))
     L.append("## Time per L-BFGS iteration\n")
     L.append("| precision | size | stylize s/it | reference s/it | ratio (stylize/ref) | GFLOP/it | stylize GFLOP/s "
@@ -533,9 +539,9 @@ def main():
              "(`OPENBLAS_NUM_THREADS=1` would give the reference part of that back).\n")
     if len(precisions) > 1:
         f32 = {r["size"]: r for r in table if r["precision"] == "fp32"}
-        L.append("bf16 over fp32, stylize, per iteration: " + ", ".join(
+        L.append(f"{default_precision} over fp32, stylize, per iteration: " + ", ".join(
             f"{r['w']}×{r['h']} **{f32[r['size']]['spi'] / r['spi']:.2f}x** faster" for r in table
-            if r["precision"] == "bf16" and r["size"] in f32) + ".\n")
+            if r["precision"] == default_precision and r["size"] in f32) + ".\n")
     L.append("## Load + targets, peak memory\n")
     L.append("| precision | size | stylize load+targets s | reference s | ratio | stylize peak RSS MiB | reference MiB | ratio |")
     L.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -543,18 +549,18 @@ def main():
         L.append(f"| {r['precision']} | {r['w']}×{r['h']} | {r['load']:.2f} | {r['load_ref']:.2f} | "
                  f"{r['load'] / r['load_ref']:.2f} | {r['rss']:.0f} | {r['rss_ref']:.0f} | {r['rss'] / r['rss_ref']:.2f} |")
     if quality:
-        q = quality
-        L.append("\n## bf16 against fp32: the same run both ways (synthetic weights)\n")
+        q, low = quality, quality["low"]
+        L.append(f"\n## {low} against fp32: the same run both ways (synthetic weights)\n")
         L.append(f"{q['wh']}, {q['iterations']} iterations from the content image, `--precision fp32` and "
-                 "`--precision bf16`; each output image's loss then evaluated in fp32 (`stylize -n 0 --init "
+                 f"`--precision {low}`; each output image's loss then evaluated in fp32 (`stylize -n 0 --init "
                  "OUTPUT --precision fp32`: the same yardstick for both), reading each image as written (8 bits). "
                  "Synthetic weights check the arithmetic, not the picture: the same comparison on the real "
                  "weights, with pictures, is in \"Real weights\" below.\n")
         L.append("| precision | s/it | final loss (own arithmetic) | final loss of the image, in fp32 |")
         L.append("| --- | --- | --- | --- |")
-        for p in ("fp32", "bf16"):
+        for p in ("fp32", low):
             L.append(f"| {p} | {q[p]['spi']:.3f} | {q[p]['loss']:.5g} | {q[p]['loss_fp32']:.5g} |")
-        L.append(f"\nbf16's image, scored in fp32, is at **{100 * q['bf16']['loss_fp32'] / q['fp32']['loss_fp32']:.1f}%** "
+        L.append(f"\n{low}'s image, scored in fp32, is at **{100 * q[low]['loss_fp32'] / q['fp32']['loss_fp32']:.1f}%** "
                  f"of fp32's loss (the start was {q['fp32']['initial']:.4g}); the two images differ by "
                  f"**{q['pixel_difference']:.2f}** levels (of 255) per channel on average.\n")
     L.append("\n## Multi-scale vs single-scale at 512 px (synthetic weights)\n")
@@ -617,7 +623,8 @@ def main():
     if os.path.exists(path):
         old = open(path).read()
         for name in ("real-weights", "lbfgs-backtracking", "lbfgs-step", "print-size", "fast-filters", "job-store", "queue-load", "iteration-profile",
-                     "iteration-profile-avx512-bf16", "iteration-profile-avx512", "iteration-profile-amx",
+                     "iteration-profile-avx512-bf16", "iteration-profile-avx512-bf16-zen4", "mixed-precision",
+                     "iteration-profile-avx512", "iteration-profile-amx",
                      "iteration-profile-avx2-capped", "speed-notes"):
             begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
             if begin in old and end in old:

@@ -123,6 +123,53 @@ TEST(Vgg19, Bf16ArithmeticGivesFeaturesAndGradientsCloseToFp32) {
   EXPECT_LT(relative_difference(grads[1], grads[0]), 0.06) << "measured 2.4%";
 }
 
+// mixed: bf16 (channels-last) up to pool2, then fp32 (NCHW, Winograd) from conv3_1. Its first
+// features are the bf16 network's bit for bit; its later ones are fp32 and agree with the same
+// network on oneDNN's direct kernels to Winograd's rounding; its input gradient is fp32's to bf16's
+// error. Average pooling, as above, so that no window's winner flips.
+TEST(Vgg19, MixedIsBf16UpToPool2AndFp32FromConv3_1) {
+  const auto params = synthetic_vgg19(1);
+  const std::vector<int> asked = vgg19_layer_indices({"relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"});
+  ASSERT_EQ(asked[2], Vgg19::kMixedFp32From + 1) << "relu3_1 follows the first fp32 layer";
+  std::vector<at::Tensor> features[4];
+  at::Tensor grads[4];
+  const Precision kinds[4] = {Precision::fp32, Precision::bf16, Precision::mixed, Precision::mixed};
+  for (int k = 0; k < 4; ++k) {
+    Vgg19 net(params, Pooling::avg, 29, kinds[k]);
+    if (k == 3) net.set_conv_algorithm(ConvAlgorithm::direct);
+    EXPECT_EQ(net.layer_type(7), kinds[k] == Precision::fp32 ? at::kFloat : at::kBFloat16) << "conv2_2";
+    EXPECT_EQ(net.layer_type(10), kinds[k] == Precision::bf16 ? at::kBFloat16 : at::kFloat) << "conv3_1";
+    at::Tensor x = preprocess(stylize::synthetic_image(45, 37, 8), Preprocessing::caffe).set_requires_grad(true);
+    features[k] = net.forward(x, asked);
+    at::Tensor loss = at::zeros({}, at::kFloat);
+    for (const auto& t : features[k]) loss = loss + t.to(at::kFloat).pow(2).mean();
+    loss.backward();
+    grads[k] = x.grad();
+  }
+  const auto& mixed = features[2];
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(mixed[i].scalar_type(), at::kBFloat16) << "layer " << asked[i];
+    EXPECT_TRUE(at::equal(mixed[i], features[1][i])) << "layer " << asked[i] << ": the bf16 network's arithmetic";
+  }
+  for (size_t i = 2; i < asked.size(); ++i) {
+    EXPECT_EQ(mixed[i].scalar_type(), at::kFloat) << "layer " << asked[i];
+    EXPECT_TRUE(mixed[i].is_contiguous()) << "layer " << asked[i] << ": fp32 runs NCHW";
+    EXPECT_FALSE(at::equal(mixed[i], features[3][i])) << "layer " << asked[i] << ": fp32 layers run Winograd";
+    EXPECT_LT(relative_difference(mixed[i], features[3][i]), 1e-4) << "layer " << asked[i] << ": Winograd against direct";
+    const double d = relative_difference(mixed[i], features[0][i]);
+    EXPECT_GT(d, 1e-5) << "layer " << asked[i] << ": its input came through bf16 layers";
+    EXPECT_LT(d, 0.02) << "layer " << asked[i];
+  }
+  EXPECT_EQ(grads[2].scalar_type(), at::kFloat);
+  EXPECT_LT(relative_difference(grads[2], grads[0]), 0.06) << "as bf16's (measured 2.4% there)";
+  // The two fp32 parts differ by ~1e-6; their gradients are then rounded to bf16 at the cast back,
+  // where a different rounding moves a value by up to 2^-8: measured 1.3e-3.
+  EXPECT_LT(relative_difference(grads[2], grads[3]), 1e-2) << "Winograd against direct, through the cast";
+  std::printf("[ measured ] mixed against fp32: relu5_1 %.2e, input gradient %.2e; against its direct pass: %.2e, %.2e\n",
+              relative_difference(mixed[4], features[0][4]), relative_difference(grads[2], grads[0]),
+              relative_difference(mixed[4], features[3][4]), relative_difference(grads[2], grads[3]));
+}
+
 // A ReLU whose output is no feature is fused with the max pool after it (ReluMaxPoolOnePass in
 // vgg19.cpp, one pass each way in either precision; the ReLU's rule applied to the pooled gradient). Asking for the conv outputs as well turns the
 // fusion off without changing any arithmetic, so both passes must give the same features and the
@@ -131,7 +178,7 @@ TEST(Vgg19, Bf16ArithmeticGivesFeaturesAndGradientsCloseToFp32) {
 TEST(Vgg19, ReluFusedWithMaxPoolGivesTheSameGradientAsTheSeparateOps) {
   const auto params = synthetic_vgg19(1);
   for (Pooling pooling : {Pooling::max, Pooling::avg}) {
-    for (Precision precision : {Precision::fp32, Precision::bf16}) {
+    for (Precision precision : {Precision::fp32, Precision::bf16, Precision::mixed}) {
       Vgg19 net(params, pooling, 19, precision);
       const at::Tensor image = preprocess(stylize::synthetic_image(37, 29, 11), Preprocessing::caffe);
       const at::Tensor weights = at::randn({1, 256, 9, 7}, at::TensorOptions().dtype(at::kFloat));
@@ -617,19 +664,22 @@ TEST(Errors, QuotedUserTextKeepsItsBackticksAndStaysOneLine) {
   EXPECT_EQ(r.message, "cannot read '`a`.png'");
 }
 
-TEST(Vgg19, AutoPrecisionIsBf16OnlyOnACpuWithBf16DotProducts) {
+TEST(Vgg19, AutoPrecisionIsBf16OnAmxMixedOnAvx512Bf16Fp32Elsewhere) {
   CpuVectorFeatures amx{true, true, true, true}, avx512_bf16{true, true, true, false};
   const at::Device cpu(at::kCPU), cuda(at::kCUDA, 0);
   EXPECT_EQ(resolve_precision("auto", cpu, amx), Precision::bf16);
-  EXPECT_EQ(resolve_precision("auto", cpu, avx512_bf16), Precision::bf16) << "AVX512-BF16 without AMX: 2.8x on Zen 5";
+  EXPECT_EQ(resolve_precision("auto", cpu, avx512_bf16), Precision::mixed)
+      << "AVX512-BF16 without AMX: fp32's Winograd beats bf16 from conv3_1 on a Zen 4";
   CpuVectorFeatures avx512;
   avx512.avx2_fma = avx512.avx512 = true;
   EXPECT_EQ(resolve_precision("auto", cpu, avx512), Precision::fp32) << "no bf16 dot products";
   EXPECT_EQ(resolve_precision("auto", cuda, amx), Precision::fp32) << "not measured on CUDA";
   EXPECT_EQ(resolve_precision("bf16", cpu, CpuVectorFeatures{}), Precision::bf16) << "asked for: given";
   EXPECT_EQ(resolve_precision("fp32", cpu, amx), Precision::fp32);
+  EXPECT_EQ(resolve_precision("mixed", cpu, amx), Precision::mixed);
   EXPECT_THROW(resolve_precision("fp16", cpu, amx), UsageError);
   EXPECT_EQ(to_string(Precision::bf16), "bf16");
+  EXPECT_EQ(to_string(Precision::mixed), "mixed");
 }
 
 TEST(Vgg19, Bf16WithoutBf16DotProductsHasACaveatAndNothingElseDoes) {
@@ -643,6 +693,8 @@ TEST(Vgg19, Bf16WithoutBf16DotProductsHasACaveatAndNothingElseDoes) {
   EXPECT_EQ(precision_caveat(Precision::bf16, cpu, amx), "");
   EXPECT_EQ(precision_caveat(Precision::bf16, cpu, avx512_bf16), "");
   EXPECT_EQ(precision_caveat(Precision::fp32, cpu, avx2), "");
+  EXPECT_NE(precision_caveat(Precision::mixed, cpu, avx2), "") << "its first layers are bf16";
+  EXPECT_EQ(precision_caveat(Precision::mixed, cpu, avx512_bf16), "");
   EXPECT_EQ(precision_caveat(Precision::bf16, cuda, avx2), "") << "cuDNN's bf16, not the CPU's";
 }
 
@@ -652,6 +704,8 @@ TEST(Vgg19, Bf16RunsAreEstimatedSmallerByTheirActivations) {
   EXPECT_EQ(fp32 - bf16, 1600ull * 1000 * 1000 + (300ull << 20))
       << "3000 vs 1400 bytes of activations per pixel, and fp32's Winograd kernels and bands";
   EXPECT_EQ(estimate_cpu_peak_bytes(1000, 1000, o, Precision::fp32), fp32);
+  const uint64_t mixed = estimate_cpu_peak_bytes(1000, 1000, o, Precision::mixed);
+  EXPECT_EQ(mixed - bf16, 300ull * 1000 * 1000 + (300ull << 20)) << "1700 bytes per pixel, fp32's Winograd kernels";
 }
 
 TEST(Preprocess, CaffeAndTorchvisionConventions) {
@@ -840,7 +894,7 @@ TEST(Losses, ContentLossIsMseLossBitsWithTheGradientInTheFeaturesLayout) {
 TEST(Losses, ContentTargetsKeepTheFeaturesLayoutAndTheirValues) {
   const auto params = synthetic_vgg19(1);
   const at::Tensor img = preprocess(stylize::synthetic_image(40, 32, 6), Preprocessing::caffe);  // relu4_2: 5×4
-  for (const auto precision : {Precision::fp32, Precision::bf16}) {
+  for (const auto precision : {Precision::fp32, Precision::bf16, Precision::mixed}) {
     auto net = std::make_shared<Vgg19>(params, Pooling::max, 29, precision);
     LossWeights w;
     w.style_layers = {"relu1_1"};

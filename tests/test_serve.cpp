@@ -128,7 +128,8 @@ TEST(Serve, SubmitPollAndFetchTheResult) {
   auto health = c.Get("/healthz");
   EXPECT_EQ(body(health)["status"], "ok");
   EXPECT_EQ(body(health)["device"], "cpu");
-  EXPECT_TRUE(body(health)["precision"] == "fp32" || body(health)["precision"] == "bf16") << health->body;
+  EXPECT_TRUE(body(health)["precision"] == "fp32" || body(health)["precision"] == "bf16" ||
+              body(health)["precision"] == "mixed") << health->body;
   auto metrics = c.Get("/metrics");
   EXPECT_NE(metrics->body.find("stylize_jobs{status=\"done\"} 1"), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("stylize_iterations_total 4"), std::string::npos);

@@ -66,7 +66,8 @@ class FilterNet {
   const std::vector<at::Tensor>& parameters() const { return params_; }
   void set_requires_grad(bool on);
   void to(const at::Device& device);
-  // Convolutions in `precision` (bf16 on CPUs with AMX); the norms and the output stay fp32.
+  // Convolutions in `precision` (bf16 on CPUs with AMX; mixed is taken as bf16 here, the split
+  // being VGG19's); the norms and the output stay fp32.
   void set_precision(Precision precision);
   Precision precision() const { return precision_; }
 

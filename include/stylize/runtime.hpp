@@ -36,14 +36,15 @@ CpuVectorFeatures cpu_vector_features();
 // the CPU it then imitates; without oneDNN in the build it is cpu_vector_features().
 CpuVectorFeatures engine_vector_features();
 
-// Parses --precision: "fp32", "bf16", or "auto" = bf16 on a CPU with bf16 dot products (AMX-BF16,
-// where it measured ~2.5-3x faster per iteration at the same final loss, BENCHMARKS.md; or
-// AVX512-BF16 without AMX: 2.8x on an AMD EPYC Zen 5 at 512 px), fp32 everywhere else (AVX2-only
-// CPUs, and CUDA: not measured there). Throws UsageError on anything else.
+// Parses --precision: "fp32", "bf16", "mixed", or "auto" = bf16 on a CPU with AMX-BF16 (where it
+// measured ~2.5-3x faster per iteration than fp32 at the same final loss, BENCHMARKS.md), mixed on a
+// CPU with AVX512-BF16 but no AMX (512 px, full VGG19, 2 threads: 0.63 s against bf16's 0.72-0.75
+// and fp32's 0.63-0.74 on an AMD EPYC Zen 4; see vgg19.hpp), fp32 everywhere else (AVX2-only CPUs,
+// and CUDA: not measured there). Throws UsageError on anything else.
 Precision resolve_precision(const std::string& spec, const at::Device& device, const CpuVectorFeatures& cpu);
 
 // Why running in `precision` on `device` is a poor choice on this CPU, as one clause for a front-end
-// to warn with after naming its own flag; "" when it is not. bf16 on a CPU without bf16 dot products
+// to warn with after naming its own flag; "" when it is not. bf16 (or mixed) on a CPU without bf16 dot products
 // (neither AMX-BF16 nor AVX512-BF16) runs LibTorch's reference bf16 convolutions: on an AMD EPYC
 // Zen 1 (AVX2) a 256 px iteration took 59.6 s against fp32's 0.62 (stylize_engine_bench, 2 threads),
 // and erred 12x a bf16 rounding. resolve_precision("auto") never picks it there.

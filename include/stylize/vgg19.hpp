@@ -18,8 +18,11 @@ enum class Pooling { max, avg };
 // features come out in that type; the Gram matrices (accumulated in fp32 from bf16 features), the
 // losses and the optimiser are fp32 either way.
 // bf16 keeps fp32's range with an 8-bit mantissa; on CPUs with AMX (Sapphire Rapids and later Xeons)
-// oneDNN runs its convolutions ~3x faster than fp32 (BENCHMARKS.md).
-enum class Precision { fp32, bf16 };
+// oneDNN runs its convolutions ~3x faster than fp32 (BENCHMARKS.md). mixed: bf16 up to pool2 (conv1_1
+// .. conv2_2, at full and half resolution), fp32 from conv3_1 on. On CPUs with AVX512-BF16 but no
+// AMX, oneDNN's bf16 kernels beat fp32's Winograd where there are few channels and lose to it where
+// there are many (from conv3_1 on an AMD EPYC Zen 4, from conv3_3 on a Zen 5; BENCHMARKS.md "Mixed").
+enum class Precision { fp32, bf16, mixed };
 
 std::string to_string(Precision p);
 
@@ -63,10 +66,10 @@ class Vgg19 {
 
   // x: [1, 3, H, W] preprocessed input. Returns the activations at `layer_indices` (any order,
   // each <= last_index), in the order given. Runs only as deep as the deepest index asked for.
-  // On CPU a bf16 network's activations come back channels-last (a layout measured faster for
+  // On CPU a bf16 layer's activations come back channels-last (a layout measured faster for
   // oneDNN; see vgg19.cpp): same values and shape, other strides, so use reshape rather than view on them.
-  // The activations are in the network's precision (bf16 or fp32): a bf16 network's features go to
-  // the Gram products as they are, and the content loss casts its own.
+  // Each activation is in its layer's type (layer_type: for mixed, bf16 up to pool2 and fp32 NCHW
+  // after): bf16 features go to the Gram products as they are, and the content loss casts its own.
   std::vector<at::Tensor> forward(const at::Tensor& x, const std::vector<int>& layer_indices) const;
 
   void to(const at::Device& device);
@@ -75,6 +78,11 @@ class Vgg19 {
   int last_index() const { return last_index_; }
   Pooling pooling() const { return pooling_; }
   Precision precision() const { return precision_; }
+  // The type layer `index` computes in: the precision's, or for mixed bf16 before kMixedFp32From.
+  at::ScalarType layer_type(int index) const;
+  // mixed: the first layer in fp32, conv3_1 (after pool2, where the activations are a sixteenth of
+  // the input's pixels: the cast there costs ~1 ms at 512 px).
+  static constexpr int kMixedFp32From = 10;
 
  private:
   // Whether x's convolution runs on the engine's own kernels: Winograd from kWinogradForwardFrom

@@ -117,10 +117,12 @@ void FilterNet::to(const at::Device& device) {
   set_precision(precision_);
 }
 
+// mixed is a VGG19 plan (vgg19.hpp); the transformer network has no such split and runs in bf16,
+// what auto chose for it before mixed existed.
 void FilterNet::set_precision(Precision precision) {
-  precision_ = precision;
+  precision_ = precision == Precision::mixed ? Precision::bf16 : precision;
   low_.clear();
-  if (precision != Precision::bf16) return;
+  if (precision_ != Precision::bf16) return;
   for (auto& p : params_) low_.push_back(p.detach().to(at::kBFloat16));
 }
 

@@ -79,15 +79,16 @@ std::vector<int64_t> vgg19_parameter_shape(const std::string& name) {
   return {};
 }
 
-std::string to_string(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
+std::string to_string(Precision p) {
+  return p == Precision::bf16 ? "bf16" : p == Precision::mixed ? "mixed" : "fp32";
+}
 
 namespace {
-at::ScalarType scalar_type(Precision p) { return p == Precision::bf16 ? at::kBFloat16 : at::kFloat; }
+at::ScalarType scalar_type(Precision p) { return p == Precision::fp32 ? at::kFloat : at::kBFloat16; }
 }  // namespace
 
 Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, int last_index, Precision precision)
     : pooling_(pooling), last_index_(last_index), precision_(precision) {
-  const at::ScalarType dtype = scalar_type(precision);
   for (const auto& l : vgg19_layers()) {
     if (l.kind != Vgg19Layer::Kind::conv || l.index > last_index) continue;
     const std::string prefix = "features." + std::to_string(l.index) + ".";
@@ -96,6 +97,7 @@ Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, i
     if (w == params.end() || b == params.end()) {
       throw WeightsError("VGG19 parameters for layer " + l.name + " (" + prefix + "*) are missing");
     }
+    const at::ScalarType dtype = layer_type(l.index);
     conv_[l.index] = {w->second.detach().to(dtype).contiguous(), b->second.detach().to(dtype).contiguous()};
   }
 }
@@ -108,8 +110,13 @@ Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, i
 // kernels under the same condition (DirectConv3x3). bf16 stays on oneDNN (no bf16 Winograd there, and
 // its direct kernels are ~3x fp32's). oneDNN's direct path stays the reference (ConvAlgorithm::direct)
 // and CUDA's.
+at::ScalarType Vgg19::layer_type(int index) const {
+  return precision_ == Precision::mixed ? (index < kMixedFp32From ? at::kBFloat16 : at::kFloat) : scalar_type(precision_);
+}
+
+// fp32 activations only (an fp32 network, or a mixed one from conv3_1).
 bool Vgg19::uses_own_kernels(const at::Tensor& x) const {
-  return algorithm_ == ConvAlgorithm::automatic && precision_ == Precision::fp32 && x.is_cpu() &&
+  return algorithm_ == ConvAlgorithm::automatic && x.is_cpu() &&
          x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();
 }
 
@@ -141,7 +148,8 @@ namespace {
 // interleaved; 256 px: 0.180-0.190 against 0.191-0.198 s). The direct reference follows the same
 // plan, so that its features up to conv1_1 equal Winograd's. Targets use the plan of the optimised
 // passes, so that the content loss at the content image is exactly zero: the same arithmetic on both sides.
-bool cpu_prefers_channels_last(Precision precision) { return precision == Precision::bf16; }
+// mixed: channels-last while in bf16, NCHW from its first fp32 layer.
+bool cpu_prefers_channels_last(Precision precision) { return precision != Precision::fp32; }
 
 // ReLU then 2×2 max pooling, for a ReLU whose output is no loss feature (relu1_2, relu2_2, relu3_4,
 // relu4_4 in the default recipe). The pooled value is the ReLU output at the window's argmax, so
@@ -275,7 +283,7 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
     }
   };
   const bool channels_last = x.is_cpu() && x.dim() == 4 && cpu_prefers_channels_last(precision_);
-  const at::ScalarType dtype = scalar_type(precision_);  // the weights' type
+  const at::ScalarType dtype = layer_type(0);  // conv1_1's weights' type
   at::Tensor h = channels_last ? x.to(at::TensorOptions().dtype(dtype), false, false, at::MemoryFormat::ChannelsLast)
                                : x.to(dtype);
   // A ReLU fused with the max pool after it (ReluMaxPoolOnePass, or ReluMaxPool in another layout):
@@ -291,6 +299,9 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
     // Each layer's operators under its name in a profile (bench/iteration_profile.py); a flag test
     // when no profiler runs.
     RECORD_FUNCTION("vgg19::" + l.name, std::vector<c10::IValue>());
+    if (l.kind == Vgg19Layer::Kind::conv && h.scalar_type() != layer_type(l.index)) {
+      h = h.to(layer_type(l.index)).contiguous();  // mixed: bf16 channels-last to fp32 NCHW, before conv3_1
+    }
     switch (l.kind) {
       case Vgg19Layer::Kind::conv: {
         const auto& wb = conv_.at(l.index);
