@@ -45,7 +45,14 @@ def cpu_description():
 
 
 def bf16_default(flags=None):
-    """Whether `--precision auto` picks bf16 here: bf16 dot products, AMX or AVX512-BF16
-    (src/engine/runtime.cpp)."""
+    """Whether this CPU has bf16 dot products (AMX or AVX512-BF16), where `--precision auto` runs a
+    fast filter in bf16 and VGG19 in bf16 or mixed (default_precision)."""
     flags = cpu_flags() if flags is None else flags
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def default_precision(flags=None):
+    """What `--precision auto` runs VGG19 in here (src/engine/runtime.cpp): bf16 with AMX, mixed with
+    AVX512-BF16 and no AMX, fp32 otherwise."""
+    flags = cpu_flags() if flags is None else flags
+    return "bf16" if "amx_bf16" in flags else "mixed" if "avx512_bf16" in flags else "fp32"

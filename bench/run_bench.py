@@ -380,12 +380,13 @@ def goals(table, ms):
              ", ".join(f"{k} {v:.0f}%" for k, v in share.items()) + ". " +
              met(all(v >= 85 for v in share.values())) + (" for every row" if all(v >= 85 for v in share.values())
                                                         else " where below 85%") + ".")
-    if any(v > 100 for k, v in share.items() if k.startswith("fp32")):
-        L.append("  Above 100% in fp32: the floor times oneDNN's direct convolutions (what the reference runs), and "
-                 "the engine runs conv1_2 … conv5_1 by Winograd's F(4×4, 3×3), 4x fewer multiplications "
+    winograd = ("fp32", "mixed")  # precisions whose engine runs Winograd where the floor times direct kernels
+    if any(v > 100 for k, v in share.items() if k.startswith(winograd)):
+        L.append("  Above 100% in fp32 or mixed: the floor times oneDNN's direct convolutions (what the reference runs), "
+                 "and the engine runs fp32's conv1_2 … conv5_1 (mixed's conv3_1 … conv5_1) by Winograd's F(4×4, 3×3), 4x fewer multiplications "
                  "(src/engine/winograd.hpp; BENCHMARKS.md \"Where an iteration goes\" times each layer both ways). "
                  "The fp32 floor is a direct-kernel floor, not this engine's.")
-    if any(v > 100 for k, v in share.items() if not k.startswith("fp32")):
+    if any(v > 100 for k, v in share.items() if not k.startswith(winograd)):
         L.append("  Above 100% in bf16: the floor, timed op by op from Python between the runs it is compared with, "
                  "came out slower than stylize's whole iteration. This host's speed swings by tens of percent from "
                  "one minute to the next (compare the machine rates of successive runs); read such a row as at the "
@@ -407,8 +408,8 @@ def goals(table, ms):
               ", and not reachable by this network's shapes: its full-resolution layers (3→64, 64→64 channels) "
               "and the Gram products of 64 and 128 channels run far below a 256→256 convolution's rate even alone "
               "(the *arithmetic alone* column is that ceiling).") +
-             (" Above 100% in fp32: Winograd (above) does fewer multiplications than the GFLOP counted, which are "
-              "a direct convolution's." if any(r["conv_share"] > 100 and r["precision"] == "fp32" for r in table)
+             (" Above 100% in fp32 or mixed: Winograd (above) does fewer multiplications than the GFLOP counted, which "
+              "are a direct convolution's." if any(r["conv_share"] > 100 and r["precision"] in winograd for r in table)
               else ""))
     if ms["reached"]:
         share_ms = 100 * ms["t_multi"] / ms["t_single"]

@@ -22,7 +22,7 @@ import time
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
-from machine import bf16_default, cpu_description  # noqa: E402
+from machine import bf16_default, cpu_description, default_precision  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
@@ -177,11 +177,12 @@ def main():
         cells.append(cell(out, [f"--scales 3 -n 400,300,{fine}", seconds(rep)]))
     sheet("scales.jpg", f"One scale against --scales 3 ({SIZE} px)", [inputs + cells])
 
-    # 4. fp32 against bf16 (only where bf16 is the default: a CPU with AMX or AVX512-BF16).
+    # 4. fp32 against the default (only where that is bf16 or mixed: a CPU with AMX or AVX512-BF16).
     if bf16_default():
         out, rep = stylize("fp32", photo, [style], ["--precision", "fp32"])
         sheet("precision.jpg", f"Network arithmetic ({base})",
-              [inputs + [cell(out, ["--precision fp32", seconds(rep)]), default_cell("--precision bf16 (auto here)")]])
+              [inputs + [cell(out, ["--precision fp32", seconds(rep)]),
+                         default_cell(f"--precision {default_precision()} (auto here)")]])
 
     def sweep(flag, values, default, name):
         """One flag over `values`; the default's result is the one made above."""

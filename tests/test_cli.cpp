@@ -238,6 +238,11 @@ TEST_F(Cli, BadOutputsAreOutputErrors) {
   // The command it suggests is one shell word however the folder is named.
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "Tom's `best`/out.png"});
   expect_clean_failure(r, 5, "(mkdir -p '" + dir / "Tom'\\''s `best`" + "')");
+  // A newline in it: bash's $'...' in the command as in the name (plain quotes would make a folder
+  // named with a backslash and an n).
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "new\nfolder/out.png"});
+  expect_clean_failure(r, 5, "folder $'" + dir / "new\\nfolder" + "' does not exist; create it first (mkdir -p $'" +
+                                 dir / "new\\nfolder" + "')");
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--report", dir / "nope/r.json"});
   expect_clean_failure(r, 5, "does not exist");
   if (geteuid() != 0) {  // root writes anywhere

@@ -38,9 +38,10 @@ CpuVectorFeatures engine_vector_features();
 
 // Parses --precision: "fp32", "bf16", "mixed", or "auto" = bf16 on a CPU with AMX-BF16 (where it
 // measured ~2.5-3x faster per iteration than fp32 at the same final loss, BENCHMARKS.md), mixed on a
-// CPU with AVX512-BF16 but no AMX (512 px, full VGG19, 2 threads: 0.63 s against bf16's 0.72-0.75
-// and fp32's 0.63-0.74 on an AMD EPYC Zen 4; see vgg19.hpp), fp32 everywhere else (AVX2-only CPUs,
-// and CUDA: not measured there). Throws UsageError on anything else.
+// CPU with AVX512-BF16 but no AMX (512 px, full VGG19, 2 threads, AMD EPYC Zen 4, interleaved medians
+// of 5: 0.664 s against bf16's 0.737 and fp32's 0.746; see vgg19.hpp; on a Zen 5 and Cooper Lake
+// predicted from per-layer profiles, not measured), fp32 everywhere else (AVX2-only CPUs, and CUDA:
+// not measured there). Throws UsageError on anything else.
 Precision resolve_precision(const std::string& spec, const at::Device& device, const CpuVectorFeatures& cpu);
 
 // Why running in `precision` on `device` is a poor choice on this CPU, as one clause for a front-end

@@ -21,7 +21,7 @@ enum class Pooling { max, avg };
 // oneDNN runs its convolutions ~3x faster than fp32 (BENCHMARKS.md). mixed: bf16 up to pool2 (conv1_1
 // .. conv2_2, at full and half resolution), fp32 from conv3_1 on. On CPUs with AVX512-BF16 but no
 // AMX, oneDNN's bf16 kernels beat fp32's Winograd where there are few channels and lose to it where
-// there are many (from conv3_1 on an AMD EPYC Zen 4, from conv3_3 on a Zen 5; BENCHMARKS.md "Mixed").
+// there are many (from conv3_1 on an AMD EPYC Zen 4, from conv3_3 on a Zen 5; BENCHMARKS.md "`--precision mixed`").
 enum class Precision { fp32, bf16, mixed };
 
 std::string to_string(Precision p);
@@ -81,7 +81,8 @@ class Vgg19 {
   // The type layer `index` computes in: the precision's, or for mixed bf16 before kMixedFp32From.
   at::ScalarType layer_type(int index) const;
   // mixed: the first layer in fp32, conv3_1 (after pool2, where the activations are a sixteenth of
-  // the input's pixels: the cast there costs ~1 ms at 512 px).
+  // the input's pixels: at 512 px on a Zen 4 the cast is lost in conv3_1's noise, and pool2's backward
+  // takes 1.4 ms longer, its gradient arriving NCHW).
   static constexpr int kMixedFp32From = 10;
 
  private:

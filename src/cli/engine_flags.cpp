@@ -86,8 +86,8 @@ void add_device_flags(CLI::App& app, EngineFlags& f) {
   app.add_option("--device", f.device, "auto (CUDA when present), cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--precision", f.precision,
                  "Network arithmetic: auto (bf16 on CPUs with AMX, mixed on CPUs with AVX512-BF16 and no AMX, else "
-                 "fp32), fp32, bf16, or mixed (bf16 up to pool2, then fp32); bf16 and mixed on other CPUs ~100x "
-                 "slower than fp32; losses stay fp32")
+                 "fp32), fp32, bf16, or mixed (bf16 up to pool2, then fp32); on other CPUs bf16 is ~100x slower "
+                 "than fp32 and mixed's bf16 layers too; losses stay fp32")
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "mixed"}))
       ->capture_default_str();
   app.add_option("--threads", f.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024))->capture_default_str();

@@ -24,7 +24,9 @@ bool is_identifier(const std::string& s) {
 
 bool is_c1_control(unsigned char c, unsigned char next) { return c == 0xc2 && next >= 0x80 && next <= 0x9f; }
 
-bool needs_escape(const std::string& s) {
+}  // namespace
+
+bool has_control_characters(const std::string& s) {
   for (size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
     const auto next = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0;
@@ -33,9 +35,12 @@ bool needs_escape(const std::string& s) {
   return false;
 }
 
+namespace {
+
 // Control characters written out; with `ansi_c` also a backslash and a single quote, so that
-// "$'" + result + "'" is the text as bash reads it.
-std::string escaped(const std::string& s, bool ansi_c) {
+// "$'" + result + "'" is the text as bash reads it, and a C1 control as its two UTF-8 bytes (bash's
+// \u needs bash 4.2 and a UTF-8 locale). Backticks doubled for render_fields unless `for_shell`.
+std::string escaped(const std::string& s, bool ansi_c, bool for_shell = false) {
   static const char* const kHex = "0123456789abcdef";
   std::string out;
   out.reserve(s.size());
@@ -44,9 +49,9 @@ std::string escaped(const std::string& s, bool ansi_c) {
     const auto c = static_cast<unsigned char>(ch);
     const auto next = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0;
     if (is_c1_control(c, next)) {  // U+0080..U+009F (CSI is U+009B)
-      out += std::string("\\u00") + kHex[next >> 4] + kHex[next & 15];
+      out += std::string(ansi_c ? "\\xc2\\x" : "\\u00") + kHex[next >> 4] + kHex[next & 15];
       ++i;
-    } else if (c == '`') {
+    } else if (c == '`' && !for_shell) {
       out += "``";
     } else if (c == '\n') {
       out += "\\n";
@@ -74,8 +79,10 @@ std::string as_literal(const std::string& s) { return escaped(s, false); }
 // so it cannot be taken for a name holding the same text: 'two\nlines.jpg' holds a backslash and an
 // n, $'two\nlines.jpg' a newline (and pastes into a shell as that name).
 std::string in_quotes(const std::string& s) {
-  return needs_escape(s) ? "$'" + escaped(s, true) + "'" : "'" + escaped(s, false) + "'";
+  return has_control_characters(s) ? "$'" + escaped(s, true) + "'" : "'" + escaped(s, false) + "'";
 }
+
+std::string ansi_c_string(const std::string& s) { return "$'" + escaped(s, true, true) + "'"; }
 
 std::string field(const std::string& name) { return is_identifier(name) ? "`" + name + "`" : in_quotes(name); }
 

@@ -27,6 +27,7 @@ std::string parent_folder(const std::string& path) {
 }  // namespace
 
 std::string shell_word(const std::string& path) {
+  if (has_control_characters(path)) return ansi_c_string(path);  // no plain quoting can hold them
   const bool plain = !path.empty() && std::all_of(path.begin(), path.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || (c != 0 && std::strchr("_./+,:=@%-", c) != nullptr);
   });

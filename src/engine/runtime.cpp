@@ -143,9 +143,12 @@ Precision resolve_precision(const std::string& spec, const at::Device& device, c
 
 std::string precision_caveat(Precision precision, const at::Device& device, const CpuVectorFeatures& cpu) {
   if (precision == Precision::fp32 || !device.is_cpu() || cpu.amx_bf16 || cpu.avx512_bf16) return "";
-  return "this CPU has no bf16 dot products (AMX-BF16 or AVX512-BF16), so bf16 convolutions run on LibTorch's "
-         "generic code: about 100x slower than fp32 (59.6 s against 0.62 s per 256 px iteration on an AVX2 EPYC) "
-         "and less exact; fp32, or auto, is the fast choice here";
+  const std::string which = precision == Precision::mixed
+                                ? "mixed's bf16 layers (conv1_1 .. conv2_2, a quarter of the arithmetic) run"
+                                : "bf16 convolutions run";
+  return "this CPU has no bf16 dot products (AMX-BF16 or AVX512-BF16), so " + which + " on LibTorch's generic "
+         "code: about 100x slower than fp32 (59.6 s against 0.62 s per 256 px iteration on an AVX2 EPYC) and less "
+         "exact; fp32, or auto, is the fast choice here";
 }
 
 std::string openblas_core() {

@@ -300,7 +300,8 @@ std::vector<at::Tensor> Vgg19::forward(const at::Tensor& x, const std::vector<in
     // when no profiler runs.
     RECORD_FUNCTION("vgg19::" + l.name, std::vector<c10::IValue>());
     if (l.kind == Vgg19Layer::Kind::conv && h.scalar_type() != layer_type(l.index)) {
-      h = h.to(layer_type(l.index)).contiguous();  // mixed: bf16 channels-last to fp32 NCHW, before conv3_1
+      // mixed: bf16 channels-last to fp32 NCHW before conv3_1, in one copy (to() alone keeps the layout).
+      h = h.to(at::TensorOptions().dtype(layer_type(l.index)), false, false, at::MemoryFormat::Contiguous);
     }
     switch (l.kind) {
       case Vgg19Layer::Kind::conv: {
