@@ -78,17 +78,19 @@ struct ErrorReport {
   std::string message;
 };
 ErrorReport error_report(const std::exception_ptr& e, FieldWords words = FieldWords::key);
+// e.what() with its field markers rendered as request keys ('tile'): the words of the HTTP API and
+// of the server's log lines, whatever the exception's type.
+std::string key_words(const std::exception& e);
 
 // Quotes a user-supplied path or name for messages: 'a.jpg'. Safe for render_fields (backticks
 // doubled, see above) and one line whatever the name holds: a name with a control character is
 // written as bash's ANSI-C string, $'a\nb.jpg', its control characters as \n, \r, \t or \xNN,
-// UTF-8's C1 controls as their two bytes \xc2\xNN, a backslash as \\ and a quote as \' (a terminal is never sent
-// an escape sequence, and 'a\nb.jpg' is a name with a backslash in it, not a newline).
+// UTF-8's C1 controls as their two bytes \xc2\xNN, a backslash as \\ and a quote as \' (a
+// terminal is never sent an escape sequence, and 'a\nb.jpg' is a name with a backslash in it).
 std::string in_quotes(const std::string& s);
-// The escapes of in_quotes without the quotes and without $'...' (backslashes stay as they are, a C1
-// control reads \u00NN):
-// text put into a message that is rendered later and must read as it is (a message already
-// rendered in other words, user text that is quoted otherwise, JSON that escapes its own).
+// The escapes of in_quotes without quotes and without $'...' (backslashes stay as they are, a C1
+// control reads \u00NN): text put into a message that is rendered later and must read as it is (a
+// message already rendered in other words, user text quoted otherwise, JSON that escapes its own).
 std::string as_literal(const std::string& s);
 // Whether `s` holds a control character (C0, DEL, or UTF-8's C1): what in_quotes writes as $'...'.
 bool has_control_characters(const std::string& s);

@@ -116,6 +116,8 @@ std::string render_fields(const std::string& message, FieldWords words) {
   return out + message.substr(pos);  // pos <= size: the rest, or nothing
 }
 
+std::string key_words(const std::exception& e) { return render_fields(e.what(), FieldWords::key); }
+
 ErrorReport error_report(const std::exception_ptr& e, FieldWords words) {
   try {
     std::rethrow_exception(e);

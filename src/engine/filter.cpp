@@ -235,7 +235,7 @@ FilterArch check_filter_metadata(const SafetensorsFile& f) {
   try {
     validate(arch);
   } catch (const UsageError& e) {
-    throw WeightsError("filter file " + in_quotes(f.path) + ": " + as_literal(render_fields(e.what(), FieldWords::key)));
+    throw WeightsError("filter file " + in_quotes(f.path) + ": " + as_literal(key_words(e)));
   }
   return arch;
 }

@@ -212,7 +212,9 @@ uint64_t estimate_cpu_peak_bytes(int width, int height, const OptimizerOptions& 
   // (2026-12-03, Zen 5: 1024×768 bf16 peak 1528 → 1272 MiB); kept ~6% above the fit, as before.
   // mixed (bf16 to pool2, fp32 after): 1024×768, 3 iterations, Zen 4: bf16 1274, mixed 1747, fp32
   // 2419 MiB peak (2026-12-05); 1700 with fp32's fixed part puts mixed ~10% above, as bf16 is.
-  const uint64_t activations = precision == Precision::bf16 ? 1400ull : precision == Precision::mixed ? 1700ull : 3000ull;
+  const uint64_t activations = precision == Precision::bf16    ? 1400ull
+                               : precision == Precision::mixed ? 1700ull
+                                                               : 3000ull;
   // fp32 adds the Winograd kernels (4x conv1_2 .. conv5_1's weights, ~207 MB) and its bands of
   // transformed tiles: measured +205, +254 and +345 MiB at 256, 512 and 1024 px with 32 MiB bands
   // (BENCHMARKS.md); the bands are 8 MiB now (512 px real weights: 89 MiB less), so this is generous.

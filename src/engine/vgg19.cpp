@@ -83,9 +83,10 @@ std::string to_string(Precision p) {
   return p == Precision::bf16 ? "bf16" : p == Precision::mixed ? "mixed" : "fp32";
 }
 
-namespace {
-at::ScalarType scalar_type(Precision p) { return p == Precision::fp32 ? at::kFloat : at::kBFloat16; }
-}  // namespace
+at::ScalarType Vgg19::layer_type(int index) const {
+  const bool bf16 = precision_ == Precision::bf16 || (precision_ == Precision::mixed && index < kMixedFp32From);
+  return bf16 ? at::kBFloat16 : at::kFloat;
+}
 
 Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, int last_index, Precision precision)
     : pooling_(pooling), last_index_(last_index), precision_(precision) {
@@ -108,13 +109,8 @@ Vgg19::Vgg19(const std::map<std::string, at::Tensor>& params, Pooling pooling, i
 // conv1_1), where the transforms run vectorised (conv1_2 at 512 px, capped to AVX2: 33.5/35.1 ms
 // against oneDNN's 70.9/70.1 ms forward/input gradient). conv1_1 runs on the engine's own direct
 // kernels under the same condition (DirectConv3x3). bf16 stays on oneDNN (no bf16 Winograd there, and
-// its direct kernels are ~3x fp32's). oneDNN's direct path stays the reference (ConvAlgorithm::direct)
-// and CUDA's.
-at::ScalarType Vgg19::layer_type(int index) const {
-  return precision_ == Precision::mixed ? (index < kMixedFp32From ? at::kBFloat16 : at::kFloat) : scalar_type(precision_);
-}
-
-// fp32 activations only (an fp32 network, or a mixed one from conv3_1).
+// its direct kernels are ~3x fp32's; a mixed network's bf16 layers too). oneDNN's direct path stays
+// the reference (ConvAlgorithm::direct) and CUDA's.
 bool Vgg19::uses_own_kernels(const at::Tensor& x) const {
   return algorithm_ == ConvAlgorithm::automatic && x.is_cpu() &&
          x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous();

@@ -144,7 +144,7 @@ void JobQueue::cancel(const std::shared_ptr<Job>& job) {
     try {
       opt_.store->cancel(job->id);
     } catch (const std::exception& e) {
-      spdlog::error("job {}: {}", job->id, render_fields(e.what(), FieldWords::key));  // cancelled here; at a restart it would run again
+      spdlog::error("job {}: {}", job->id, key_words(e));  // cancelled here; at a restart it would run again
     }
   }
 }
@@ -168,7 +168,7 @@ void JobQueue::drop_locked(const std::string& id) {
     try {
       opt_.store->remove(id);
     } catch (const std::exception& e) {
-      spdlog::error("job {}: {}", id, render_fields(e.what(), FieldWords::key));  // the next start removes it by its TTL
+      spdlog::error("job {}: {}", id, key_words(e));  // the next start removes it by its TTL
     }
   }
   jobs_.erase(it);
@@ -253,7 +253,7 @@ void JobQueue::worker_loop() {
       try {
         opt_.store->set_running(job->id, job->attempt);
       } catch (const std::exception& e) {
-        spdlog::warn("job {}: {}", job->id, render_fields(e.what(), FieldWords::key));  // it runs; a restart would count the attempt again
+        spdlog::warn("job {}: {}", job->id, key_words(e));  // it runs; a restart would count the attempt again
       }
     }
     Outcome out;
@@ -284,16 +284,16 @@ void JobQueue::store_end(Job& job, JobState& end, std::string& error, const std:
     return;
   } catch (const std::exception& e) {
     if (end != JobState::done) {
-      spdlog::error("job {}: {}", job.id, render_fields(e.what(), FieldWords::key));
+      spdlog::error("job {}: {}", job.id, key_words(e));
       return;
     }
     end = JobState::failed;
-    error = "its result could not be stored: " + render_fields(e.what(), FieldWords::key);
+    error = "its result could not be stored: " + key_words(e);
   }
   try {
     opt_.store->finish(job.id, "failed", error, {}, job.ext);
   } catch (const std::exception& e) {
-    spdlog::error("job {}: {}", job.id, render_fields(e.what(), FieldWords::key));
+    spdlog::error("job {}: {}", job.id, key_words(e));
   }
 }
 
@@ -306,7 +306,7 @@ void JobQueue::finish(Job& job, JobState end, std::string error, std::vector<uin
     try {  // an orderly stop is no failed attempt: --max-attempts counts crashes and kills only
       opt_.store->set_queued(job.id, job.attempt);
     } catch (const std::exception& e) {
-      spdlog::error("job {}: {}", job.id, render_fields(e.what(), FieldWords::key));  // the next start counts it as an interrupted attempt
+      spdlog::error("job {}: {}", job.id, key_words(e));  // the next start counts it as an interrupted attempt
     }
   }
   std::vector<std::string> dropped;
@@ -326,7 +326,7 @@ void JobQueue::finish(Job& job, JobState end, std::string error, std::vector<uin
       try {
         dropped = opt_.store->enforce_cap(opt_.max_stored_bytes);
       } catch (const std::exception& e) {
-        spdlog::error("data dir cap: {}", render_fields(e.what(), FieldWords::key));
+        spdlog::error("data dir cap: {}", key_words(e));
       }
       for (const auto& id : dropped) jobs_.erase(id);
     }

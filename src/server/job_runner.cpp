@@ -39,7 +39,7 @@ namespace {
 // for size or iterations beyond this server's limits, 400 out_of_range for what validate() refuses.
 void read_fields(const Form& req, StylizeRequest& r, int max_size, int max_iterations) {
   auto bad = [](const UsageError& e, const char* code) {
-    return FormError{400, code, render_fields(e.what(), FieldWords::key)};
+    return FormError{400, code, key_words(e)};
   };
   std::vector<std::string> given;
   try {
@@ -208,13 +208,13 @@ std::shared_ptr<Job> JobRunner::parse(const Form& req, bool sync) {
     }
     for (const std::string& w : run_warnings(r, p)) job->warnings.push_back(render_fields(w, FieldWords::key));
   } catch (const InputError& e) {
-    throw FormError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
+    throw FormError{400, "invalid_image", key_words(e)};
   } catch (const FieldError& e) {
-    throw FormError{400, e.kind == FieldError::range ? "out_of_range" : "bad_field", render_fields(e.what(), FieldWords::key)};
+    throw FormError{400, e.kind == FieldError::range ? "out_of_range" : "bad_field", key_words(e)};
   } catch (const UsageError& e) {
-    throw FormError{400, "bad_field", render_fields(e.what(), FieldWords::key)};
+    throw FormError{400, "bad_field", key_words(e)};
   } catch (const ResourceError& e) {
-    throw FormError{422, "too_large", render_fields(e.what(), FieldWords::key)};
+    throw FormError{422, "too_large", key_words(e)};
   }
   shrink_to_output(r);  // the queue holds working-size images only
   for (int k = 0; k < r.scales; ++k) job->total += r.iterations.size() == 1 ? r.iterations[0] : r.iterations[k];

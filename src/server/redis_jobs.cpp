@@ -554,7 +554,7 @@ class RedisJobs : public JobService {
         Entry e;
         if (next_entry(*c, consumer, e)) run_entry(*c, consumer, e);
       } catch (const std::exception& ex) {
-        spdlog::error("worker {}: {}; retrying in 1 s", consumer, render_fields(ex.what(), FieldWords::key));
+        spdlog::error("worker {}: {}; retrying in 1 s", consumer, key_words(ex));
         c.reset();
         std::this_thread::sleep_for(std::chrono::seconds(1));
       }
@@ -627,7 +627,7 @@ class RedisJobs : public JobService {
       finish(c, consumer, e, attempt, "failed", "this worker refuses its form: " + fe.detail, nullptr, {});
       return;
     } catch (const std::exception& ex) {
-      finish(c, consumer, e, attempt, "failed", render_fields(ex.what(), FieldWords::key), nullptr, {});
+      finish(c, consumer, e, attempt, "failed", key_words(ex), nullptr, {});
       return;
     }
     job->id = e.id;
@@ -638,7 +638,7 @@ class RedisJobs : public JobService {
       try {
         c.run({"EVAL", kWarnings, "1", job_key(e.id), consumer, std::to_string(attempt), warnings_to_json(job->warnings)});
       } catch (const std::exception& ex) {  // advisory: the job runs without them
-        spdlog::warn("job {}: its warnings could not be written: {}", e.id, render_fields(ex.what(), FieldWords::key));
+        spdlog::warn("job {}: its warnings could not be written: {}", e.id, key_words(ex));
       }
     }
     {
@@ -692,7 +692,7 @@ class RedisJobs : public JobService {
           }
         }
       } catch (const std::exception& ex) {
-        spdlog::warn("heartbeat: {}", render_fields(ex.what(), FieldWords::key));
+        spdlog::warn("heartbeat: {}", key_words(ex));
         c.reset();
       }
     }

@@ -146,7 +146,7 @@ std::shared_ptr<Job> Server::recovered_job(const JobStore::Recovered& r) {
     } catch (const HttpError& e) {
       why = "its form no longer passes: " + e.detail;
     } catch (const std::exception& e) {
-      why = "its form could not be read again: " + render_fields(e.what(), FieldWords::key);
+      why = "its form could not be read again: " + key_words(e);
     }
   }
   if (why.empty()) {
@@ -263,7 +263,7 @@ void Server::submit(const std::shared_ptr<Job>& job) {
   try {
     jobs_->submit(job);
   } catch (const OutputError& e) {
-    throw HttpError{503, "storage_failed", "the job could not be stored: " + render_fields(e.what(), FieldWords::key)};
+    throw HttpError{503, "storage_failed", "the job could not be stored: " + key_words(e)};
   } catch (const QueueRefused& r) {
     if (r.reason == QueueRefused::shutting_down) {
       throw HttpError{503, "shutting_down", "the server is shutting down; try another instance"};
@@ -332,7 +332,7 @@ void Server::get_result(const httplib::Request& req, httplib::Response& res) {
   try {
     ready = jobs_->result(*job, bytes, st);
   } catch (const OutputError& e) {
-    throw HttpError{500, "result_lost", render_fields(e.what(), FieldWords::key)};
+    throw HttpError{500, "result_lost", key_words(e)};
   }
   if (!ready) {
     throw HttpError{409, "not_ready", std::string("job is ") + to_string(st.state) + (st.error.empty() ? "" : ": " + st.error)};
@@ -446,14 +446,14 @@ void Server::post_filter(const httplib::Request& req, httplib::Response& res) {
   try {
     img = decode_upload(form.at("content"), "content image", opt_.max_pixels);
   } catch (const InputError& e) {
-    throw HttpError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
+    throw HttpError{400, "invalid_image", key_words(e)};
   }
   const int longest = size > 0 ? size : std::min(std::max(img.width, img.height), opt_.max_size);
   int w = 0, h = 0;
   try {
     std::tie(w, h) = filter_size(img.width, img.height, longest, "the content image");
   } catch (const InputError& e) {
-    throw HttpError{400, "invalid_image", render_fields(e.what(), FieldWords::key)};
+    throw HttpError{400, "invalid_image", key_words(e)};
   }
   const at::Tensor rgb = (w == img.width && h == img.height) ? img.rgb : resize_image(img.rgb, w, h);
   const auto t = Clock::now();
@@ -555,7 +555,7 @@ void Server::routes() {
         send_error(res, e);
       } catch (const NetworkError& e) {  // Redis down or unreachable: another instance may answer
         res.set_header("Retry-After", "5");
-        send_error(res, {503, "queue_unavailable", render_fields(e.what(), FieldWords::key)});
+        send_error(res, {503, "queue_unavailable", key_words(e)});
       } catch (...) {
         send_error(res, {500, "internal", error_report(std::current_exception(), FieldWords::key).message});
       }
