@@ -47,7 +47,7 @@ def child_env(keep_memory):
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sections import replace_section  # noqa: E402
+from sections import replace_section, section_names, section_text  # noqa: E402
 from timing import timed  # noqa: E402
 import machine  # noqa: E402
 from machine import cpu_name  # noqa: E402
@@ -341,6 +341,26 @@ def best_rate_floor(h, w, per, fl):
     return sum(fl.values()) / rate
 
 
+def section_name(flags):
+    """BENCHMARKS.md section name, heading and the older sections this profile replaces. One section per
+    ISA kind and CPU generation (family and model numbers): a Zen 4 and a Zen 5 have the same ISA kind
+    and profiles ~2x apart, and each keeps its own. A section of the kind alone (how names were made
+    before 2026-12-05) is replaced when it was measured on this very CPU."""
+    kind, isa = (("avx2-capped", None) if capped_to_avx2() else
+                 ("amx", "AMX-BF16") if "amx_bf16" in flags else
+                 ("avx512-bf16", "AVX512-BF16, no AMX") if "avx512_bf16" in flags else
+                 ("avx512", "AVX-512") if "avx512f" in flags else
+                 ("avx2", "AVX2, no AVX-512"))
+    legacy = "iteration-profile" if kind == "avx2" else f"iteration-profile-{kind}"
+    slug = machine.cpu_slug()
+    name = f"iteration-profile-{kind}-{slug}" if slug else legacy
+    title = (f"AVX2 imitated on {cpu_name()} (kernels capped to AVX2)" if isa is None else f"{isa}, {cpu_name()}")
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read() if os.path.exists(path) else ""
+    same_cpu = legacy in section_names(text) and f" on {cpu_name()} (" in section_text(text, legacy)
+    return name, title, [legacy] if same_cpu and legacy != name else []
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="256,512")
@@ -352,10 +372,9 @@ def main():
     ap.add_argument("--as-avx2", action="store_true",
                     help="imitate an AVX2-only CPU: oneDNN, ATen and OpenBLAS capped to AVX2 (own section)")
     ap.add_argument("--section", default="",
-                    help="BENCHMARKS.md section name (default: one per CPU kind, so each kind's profile is kept)")
+                    help="BENCHMARKS.md section name (default: one per ISA kind and CPU family/model, so each CPU's profile is kept)")
     ap.add_argument("--title", default="",
-                    help="the section's heading after 'per pass (#20), ' (default: the CPU kind); with --section "
-                         "it keeps two CPUs of one kind apart (a Zen 4 and a Zen 5 are both AVX512-BF16)")
+                    help="the section's heading after 'per pass (#20), ' (default: the CPU kind and name)")
     a = ap.parse_args()
     flags = cpu_flags()
     native_bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
@@ -412,16 +431,11 @@ def main():
                      + head + [""] + lines[2:] + [f"Whole run: {(time.time() - started) / 60:.1f} min."])
     print(text)
     if a.markdown:
-        kind, title = (("iteration-profile-avx2-capped", f"AVX2 imitated on {cpu_name()} (kernels capped to AVX2)")
-                       if capped_to_avx2() else
-                       ("iteration-profile-amx", "AMX-BF16") if "amx_bf16" in flags else
-                       ("iteration-profile-avx512-bf16", "AVX512-BF16, no AMX") if "avx512_bf16" in flags else
-                       ("iteration-profile-avx512", "AVX-512") if "avx512f" in flags else
-                       ("iteration-profile", "AVX2, no AVX-512"))
-        name, title = a.section or kind, a.title or title
+        name, title, drop = section_name(flags)
+        name, title = a.section or name, a.title or title
         section = "\n".join([f"<!-- {name}:begin -->", f"## Where an iteration goes: per layer, per pass (#20), {title}",
                              "", text, f"<!-- {name}:end -->"])
-        replace_section(os.path.join(ROOT, "BENCHMARKS.md"), name, section)
+        replace_section(os.path.join(ROOT, "BENCHMARKS.md"), name, section, drop=drop)
         log("wrote BENCHMARKS.md")
 
 

@@ -32,6 +32,12 @@ def cpu_name():
     return name
 
 
+def cpu_slug():
+    """'family25-model17' (for a section name: one per CPU generation), or '' where /proc/cpuinfo has no numbers."""
+    info = _cpuinfo()
+    return f"family{info['cpu family']}-model{info['model']}" if "cpu family" in info and "model" in info else ""
+
+
 def cpu_kind(flags=None):
     """The vector ISA that decides stylize's CPU plan: AMX-BF16, AVX512-BF16, AVX-512 or AVX2."""
     flags = cpu_flags() if flags is None else flags

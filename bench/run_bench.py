@@ -23,7 +23,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import cpu_description, cpu_flags  # noqa: E402
+from machine import cpu_description  # noqa: E402
+from sections import section_names, section_text  # noqa: E402
 from timing import timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -617,19 +618,15 @@ def main():
         L.append("")
         L.extend(gpu_section(gpu_results()))
     path = os.path.join(ROOT, "BENCHMARKS.md")
-    # bench/real_weights.py, print_size.py, fast_filters.py, job_store_choice.py, queue_load.py,
-    # lbfgs_step.py and iteration_profile.py own their sections, and "lbfgs-backtracking" and "speed-notes" are written by
-    # hand: carried over as they are.
+    # Every section between markers is owned by another script (bench/real_weights.py, print_size.py,
+    # fast_filters.py, job_store_choice.py, queue_load.py, lbfgs_step.py, iteration_profile.py: one per
+    # CPU) or written by hand ("lbfgs-backtracking", "mixed-precision", "speed-notes"): all are carried
+    # over as they are, in their order, whatever their names.
     real = ""
     if os.path.exists(path):
         old = open(path).read()
-        for name in ("real-weights", "lbfgs-backtracking", "lbfgs-step", "print-size", "fast-filters", "job-store", "queue-load", "iteration-profile",
-                     "iteration-profile-avx512-bf16", "iteration-profile-avx512-bf16-zen4", "mixed-precision",
-                     "iteration-profile-avx512", "iteration-profile-amx",
-                     "iteration-profile-avx2-capped", "speed-notes"):
-            begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-            if begin in old and end in old:
-                real += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+        for name in section_names(old):
+            real += "\n" + section_text(old, name) + "\n"
     with open(path, "w") as f:
         f.write("\n".join(L) + "\n" + real)
     log("wrote BENCHMARKS.md")
