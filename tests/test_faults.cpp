@@ -71,6 +71,12 @@ TEST(Faults, ADiskFullOutputOrSnapshotLeavesNothingHalfWritten) {
                          "--save-every", "2"});
   expect_output_error(r, "out");
   expect_only(dir, {"c.png", "s.png"});
+  // The report (~5 KB) does not fit where a 16 px image (~1 KB) does: the run fails, and its image
+  // is not left behind either (both are staged, then put in place together).
+  r = run_limited(2048, {STYLIZE_BIN, dir / "c.png", dir / "s.png", "-o", dir / "out.png", "-s", "16", "-n", "1",
+                         "--style-layers", "relu1_1", "--content-layers", "relu1_2", "--report", dir / "r.json"});
+  expect_output_error(r, "r.json");
+  expect_only(dir, {"c.png", "s.png"});
   // With room, the same run writes its image (the limit, not the command, failed above).
   r = run_limited(1 << 24, {STYLIZE_BIN, dir / "c.png", dir / "s.png", "-o", dir / "out.png", "-s", "128", "-n", "2"});
   EXPECT_EQ(r.exit_code, 0) << r.err;

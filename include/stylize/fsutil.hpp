@@ -8,14 +8,41 @@
 
 namespace stylize {
 
-// Writes `size` bytes to `path` atomically: a temporary file in the same folder, fsync, rename.
-// On any failure the temporary file is removed and OutputError is thrown; `path` is untouched.
+// A file written in two steps, so that several outputs appear together or not at all: the
+// constructor writes the bytes to a temporary file in the folder of the file `path` names (a
+// symbolic link is followed: the file it points to is replaced, the link stays), fsynced; commit()
+// renames it into place. Destroyed uncommitted, the temporary file is removed and `path` is untouched.
+// A path that names a stream rather than a file — "-" (standard output), /dev/stdout, /dev/fd/N, a
+// device such as /dev/null, a FIFO — cannot be replaced: its bytes are held and written to it, in
+// place, by commit(). Throws OutputError (the path, why, what to do) from either step.
+class StagedFile {
+ public:
+  StagedFile(const std::string& path, const void* data, std::size_t size);
+  StagedFile(const std::string& path, const std::string& text) : StagedFile(path, text.data(), text.size()) {}
+  StagedFile(const StagedFile&) = delete;
+  StagedFile& operator=(const StagedFile&) = delete;
+  ~StagedFile();
+  void commit();
+
+ private:
+  std::string path_;      // as given, for messages
+  std::string target_;    // the file written: path_ with its symbolic links followed
+  std::string temp_;      // the temporary file, "" once renamed or for a stream
+  int stream_fd_ = -1;    // a stream that is one of this process's descriptors (not closed here)
+  std::string held_;      // a stream's bytes until commit()
+};
+
+// Writes `size` bytes to `path` atomically: StagedFile(path, ...).commit().
 void write_file_atomic(const std::string& path, const void* data, std::size_t size);
 inline void write_file_atomic(const std::string& path, const std::string& text) {
   write_file_atomic(path, text.data(), text.size());
 }
 
-// Throws OutputError unless the folder that would hold `path` exists and is writable.
+// Whether `path` names a stream (see StagedFile): written in place, never replaced.
+bool is_stream_path(const std::string& path);
+
+// Throws OutputError unless the folder that would hold `path` (its symbolic links followed) exists
+// and is writable. A stream (is_stream_path) passes.
 void check_output_folder(const std::string& path);
 
 // `path` as one word a POSIX shell reads back as it is, for a command a message suggests

@@ -434,7 +434,7 @@ void setup(CLI::App& app, BatchOptions& o) {
   app.add_flag("--overwrite", o.overwrite, "Replace existing outputs instead of skipping those jobs")->excludes(skip);
   app.add_flag("--fail-fast", o.fail_fast, "Stop at the first failed job");
   app.add_flag("--dry-run", o.dry_run, "List the jobs and output names without loading the model");
-  app.add_option("--report", o.report, "Write a JSON report: one entry per job and totals");
+  app.add_option("--report", o.report, "Write a JSON report: one entry per job and totals (- for standard output)");
   app.add_option("--shard", o.shard,
                  "Run only the K-th of N disjoint parts of the job list (K from 1 to N), for a job array: "
                  "every process given the same inputs agrees on the parts whatever order the files are "

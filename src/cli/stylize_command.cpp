@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <numeric>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
@@ -45,9 +47,9 @@ void setup(CLI::App& app, StylizeOptions& o) {
       ->capture_default_str();
   add_engine_flags(app, o.engine);
   app.add_option("--save-every", o.save_every, "Also write OUT_N.ext every N iterations of the last scale (tiled: after each sweep) (0 = never)")
-      ->check(CLI::Range(0, 1000000))
+      ->transform(number_in(0, 1000000))
       ->capture_default_str();
-  app.add_option("--report", o.report, "Write a JSON summary of the run to this file");
+  app.add_option("--report", o.report, "Write a JSON summary of the run to this file (- for standard output)");
   app.set_version_flag("--version", std::string("stylize ") + STYLIZE_VERSION);
 }
 
@@ -123,15 +125,17 @@ nlohmann::json image_json(const std::string& path, const LoadedImage& img) {
           {"conversion", img.conversion}};
 }
 
-void write_report(const StylizeOptions& o, const StylizeRequest& r, const Inputs& in, const Engine& engine,
-                  const StylizeResult& result, double seconds_save, double seconds_total) {
+std::string report_text(const StylizeOptions& o, const StylizeRequest& r, const Inputs& in, const Engine& engine,
+                        const StylizeResult& result, double seconds_save, double seconds_total) {
   nlohmann::json styles = nlohmann::json::array();
   const ScalePlan& last = result.plan.scales.back();
   for (size_t i = 0; i < in.styles.size(); ++i) {
     nlohmann::json s = image_json(o.images[i + 1], in.styles[i]);
     s["working_width"] = last.style_sizes[i].first;
     s["working_height"] = last.style_sizes[i].second;
-    s["blend"] = r.style_blend.empty() ? 1.0 / static_cast<double>(in.styles.size()) : r.style_blend[i];
+    // The share each style has in the blend, as the targets are mixed: --style-blend 3,1 is 0.75, 0.25.
+    const double sum = std::accumulate(r.style_blend.begin(), r.style_blend.end(), 0.0);
+    s["blend"] = r.style_blend.empty() ? 1.0 / static_cast<double>(in.styles.size()) : r.style_blend[i] / sum;
     styles.push_back(s);
   }
   nlohmann::json report;
@@ -157,7 +161,7 @@ void write_report(const StylizeOptions& o, const StylizeRequest& r, const Inputs
                        {"save", seconds_save}, {"total", seconds_total}};
   report["seconds_per_iteration"] = report["scales"].back()["seconds_per_iteration"];
   report["peak_memory_mib"] = peak_rss_mib();
-  write_file_atomic(o.report, report.dump(2) + "\n");
+  return report.dump(2) + "\n";
 }
 
 // --save-every writes OUT_N.ext beside -o (N: an iteration of the last scale, or a tiled sweep's
@@ -211,13 +215,19 @@ int run(const StylizeOptions& o) {
   const StylizeResult result = run(*engine.stylizer, request, callbacks(o, request, display));
   if (result.interrupted) spdlog::warn("interrupted after {} iterations; writing the best image so far", result.iterations);
 
+  // The image and the report are staged, then put in place together: a report that cannot be
+  // written (a full disk) leaves no image either, as every failure leaves no output.
   const auto t = std::chrono::steady_clock::now();
-  save_image(o.output, result.rgb, o.engine.quality);
+  const std::vector<uint8_t> encoded = encode_image(result.rgb, file_extension(o.output), o.engine.quality);
+  StagedFile image(o.output, encoded.data(), encoded.size());
   const double t_save = seconds_since(t);
+  std::optional<StagedFile> report;
+  if (!o.report.empty()) report.emplace(o.report, report_text(o, request, in, engine, result, t_save, seconds_since(t_start)));
+  image.commit();
+  if (report) report->commit();
   spdlog::info("wrote {} ({}x{}), loss {:.6g} -> {:.6g} (written image {:.6g}) in {:.1f} s", o.output,
                result.plan.width, result.plan.height, result.initial.total, result.final.total, result.written.total,
                seconds_since(t_start));
-  if (!o.report.empty()) write_report(o, request, in, engine, result, t_save, seconds_since(t_start));
   return static_cast<int>(result.interrupted ? ExitCode::interrupted : ExitCode::ok);
 }
 
