@@ -26,6 +26,7 @@
 #include "stylize/filter.hpp"
 #include "stylize/runtime.hpp"
 #include "stylize/image/image.hpp"
+#include "stylize/recipe.hpp"
 #include "stylize/request.hpp"
 #include "stylize/synthetic.hpp"
 #include "stylize/weights.hpp"
@@ -106,6 +107,45 @@ nlohmann::json wait_for(httplib::Client& c, const std::string& id, const std::st
 }
 
 }  // namespace
+
+// The progress a done job shows is its result's: the loss run() measures on the image after the last
+// step (the CLI logs the same), not the lowest one the loop evaluated before it (3 iterations showed
+// the start's loss, 10x the result's).
+TEST(Serve, ADoneJobShowsTheLossOfItsResult) {
+  Running s({});
+  auto c = s.client();
+  auto r = c.Post("/v1/jobs", form({{"size", "48"}, {"iterations", "3"}}));
+  ASSERT_EQ(r->status, 202) << r->body;
+  auto done = wait_for(c, body(r)["id"], "done");
+  ASSERT_EQ(done["status"], "done");
+  EXPECT_EQ(done["progress"]["iteration"], 3);
+  StylizeRequest q = request_defaults(Preprocessing::caffe);  // the same job, run here
+  q.size = 48;
+  q.iterations = {3};
+  q.resize = resize_image;
+  auto decoded = [](const std::string& bytes, const std::string& role) {
+    return decode_image(std::vector<std::uint8_t>(bytes.begin(), bytes.end()), "upload.png", role).rgb;
+  };
+  q.content = decoded(png(40, 48, 1), "content image");
+  q.styles = {decoded(png(32, 32, 2), "style image")};
+  const StylizeResult out = run(shared_stylizer(), q);
+  ASSERT_LT(out.final.total, 0.9 * out.initial.total) << "the check needs a run that moves";
+  EXPECT_NEAR(done["progress"]["loss"].get<double>(), out.final.total, 1e-3 * out.final.total);
+}
+
+TEST(Serve, ASecondServerOnTheSamePortIsRefused) {
+  Running first({});
+  serve::ServeOptions o;
+  o.port = first.port;
+  serve::Server second(&shared_stylizer(), request_defaults(Preprocessing::caffe), o);
+  try {
+    second.bind();
+    FAIL() << "two servers listen on port " << first.port;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::usage);
+    EXPECT_NE(std::string(e.what()).find("in use"), std::string::npos) << e.what();
+  }
+}
 
 TEST(Serve, SubmitPollAndFetchTheResult) {
   Running s({});

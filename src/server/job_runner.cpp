@@ -133,6 +133,16 @@ JobService::Outcome JobRunner::run(Job& job, JobService& jobs) {
   cb.on_scale_end = [&](int, const ScaleResult& sr) { done_before += sr.output.transfer.evaluations; };
   cb.should_stop = [&] { return job.cancel.load(); };
   const StylizeResult out = stylize::run(*stylizer_, r, cb, &style_cache_);
+  if (!out.interrupted) {
+    // The reports above carry the lowest loss the loop evaluated; the result is the image after the
+    // last step, whose loss run() measures apart (`final`, what the CLI logs): a done job shows it.
+    Progress last;
+    last.iteration = done_before;
+    last.total = job.total;
+    last.loss = out.final.total;
+    last.seconds = out.seconds_optimise;
+    jobs.progress(job, last);
+  }
   JobService::Outcome outcome;
   outcome.cancelled = out.interrupted;
   if (!outcome.cancelled) outcome.bytes = encode_image(out.rgb, job.ext, opt_.quality);

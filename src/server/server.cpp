@@ -1,6 +1,7 @@
 #include "server.hpp"
 
 #include <httplib.h>
+#include <sys/socket.h>
 #include <spdlog/spdlog.h>
 
 #include <ATen/ATen.h>
@@ -72,6 +73,13 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
 Server::Server(const Stylizer* stylizer, StylizeRequest defaults, ServeOptions options)
     : stylizer_(stylizer), opt_(std::move(options)), runner_(stylizer, std::move(defaults), opt_),
       http_(std::make_unique<httplib::Server>()) {
+  // httplib's default socket options set SO_REUSEPORT, and with it a second server started on the
+  // same port binds too and the kernel hands it half the connections (a client then sees its jobs
+  // come and go). SO_REUSEADDR alone still lets a restart bind past the old connections' TIME_WAIT.
+  http_->set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   load_filters();
   routes();
   auto run = [this](Job& job) { return runner_.run(job, *jobs_); };
