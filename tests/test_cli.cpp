@@ -186,7 +186,8 @@ TEST_F(Cli, SeveralStylesBlendOriginalColorsAndSnapshots) {
   std::ifstream in(dir / "r.json");
   auto rep = nlohmann::json::parse(in);
   EXPECT_EQ(rep["inputs"]["styles"].size(), 2u);
-  EXPECT_EQ(rep["inputs"]["styles"][0]["blend"], 3.0);
+  EXPECT_DOUBLE_EQ(rep["inputs"]["styles"][0]["blend"].get<double>(), 0.75) << "3,1 is a 3/4 share";
+  EXPECT_DOUBLE_EQ(rep["inputs"]["styles"][1]["blend"].get<double>(), 0.25);
   EXPECT_EQ(rep["settings"]["original_colors"], true);
 }
 
@@ -250,6 +251,53 @@ TEST_F(Cli, BadOutputsAreOutputErrors) {
     chmod((dir / "ro").c_str(), 0555);
     expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "ro/out.png"}), 5, "not writable");
   }
+}
+
+// A symbolic link is written through (its file replaced, the link kept), and a path that names a
+// stream is written to in place: "-" and /dev/stdout are standard output, /dev/null stays a device.
+// Renaming over them instead (as a plain file) made --report /dev/stdout, run as root, replace
+// /dev/stdout itself with the report.
+TEST_F(Cli, OutputsThroughLinksAndStreams) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir / "real");
+  fs::create_symlink(dir / "real/out.png", dir / "link.png");
+  fs::create_symlink("real/r.json", dir / "r.json");  // relative: read from the link's own folder
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "link.png", "-s", "32", "-n", "1", "-q",
+                    "--report", dir / "r.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::is_symlink(dir / "link.png"));
+  EXPECT_TRUE(fs::is_symlink(dir / "r.json"));
+  EXPECT_EQ(load_image(dir / "real/out.png", "output").width, 32);
+  EXPECT_EQ(nlohmann::json::parse(stylize::test::read_text(dir / "real/r.json"))["output"]["width"], 32);
+  for (const std::string stream : {"-", "/dev/stdout"}) {
+    r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "-q", "--report",
+                 stream});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(r.out)["output"]["width"], 32) << stream << ": the report on stdout";
+  }
+  EXPECT_FALSE(exists(dir / "-"));
+  EXPECT_TRUE(fs::is_symlink("/dev/stdout"));
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "-q", "--report",
+               "/dev/null"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::is_character_file("/dev/null"));
+}
+
+// Numbers CLI11 reads itself are checked as the engine's are: nan and inf are not numbers, 1.5 is
+// not whole, and 1e3 is a whole number.
+TEST_F(Cli, FlagNumbersAreCheckedAsNumbers) {
+  auto r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--max-megapixels", "nan"});
+  expect_clean_failure(r, 2, "--max-megapixels: must be a number from 0.001 to 1000, got 'nan'");
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--threads", "1.5"});
+  expect_clean_failure(r, 2, "--threads: must be a whole number from 0 to 1024, got '1.5'");
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--init", ""});
+  expect_clean_failure(r, 2, "--init: must be content, random, style or an image file, got ''");
+  r = stylize({"serve", "--port", "0", "--max-upload-mb", "nan"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--max-upload-mb: must be a number from 0.01 to 4096, got 'nan'"), std::string::npos) << r.err;
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "--print-every",
+               "1e3", "--threads", "0x2", "-q"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 // An output that would replace an input, or another output, is refused before any work and the

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
 
 #include "stylize/error.hpp"
 #include "stylize/filter.hpp"
@@ -234,7 +235,12 @@ TEST(Train, SettingsAreCheckedByFieldName) {
   EXPECT_NE(error_of<UsageError>([&] { validate(r); }).find("`style_layers`"), std::string::npos);
   r = train_defaults();
   r.loss.style_weight = -1;
-  EXPECT_NE(error_of<UsageError>([&] { validate(r); }).find("`style_weight` must be >= 0, got -1"), std::string::npos);
+  EXPECT_NE(error_of<UsageError>([&] { validate(r); }).find("`style_weight` must be a finite number >= 0, got -1"),
+            std::string::npos);
+  r = train_defaults();  // inf passes ">= 0" and would end the first step as a divergence
+  r.loss.content_weight = std::numeric_limits<double>::infinity();
+  EXPECT_NE(error_of<UsageError>([&] { validate(r); }).find("`content_weight` must be a finite number >= 0, got inf"),
+            std::string::npos);
   EXPECT_EQ(error_of<UsageError>([] { validate(train_defaults()); }), test::kNoError);
 }
 

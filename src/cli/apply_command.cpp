@@ -45,10 +45,10 @@ void setup(CLI::App& app, ApplyOptions& o) {
       ->transform(extension_word())
       ->capture_default_str();
   app.add_option("-s,--size", o.size, "Longest side of the output, px (0 = the input's size)")
-      ->check(CLI::Range(0, 65536))
+      ->transform(number_in(0, 65536))
       ->capture_default_str();
   app.add_flag("-r,--recursive", o.recursive, "Search input folders recursively");
-  app.add_option("--quality", o.engine.quality, "JPEG/WebP quality")->check(CLI::Range(1, 100))->capture_default_str();
+  app.add_option("--quality", o.engine.quality, "JPEG/WebP quality")->transform(number_in(1, 100))->capture_default_str();
   add_device_flags(app, o.engine);
   app.set_version_flag("--version", std::string("stylize ") + STYLIZE_VERSION);
 }

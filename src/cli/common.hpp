@@ -4,13 +4,19 @@
 #include <CLI/CLI.hpp>
 
 #include <cctype>
-
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
-#include <functional>
+#include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#include "stylize/error.hpp"
 
 namespace stylize::cli {
 
@@ -86,6 +92,44 @@ inline CLI::Validator extension_word() {
         return std::string();
       },
       "");
+}
+
+// CLI::Range in the engine flags' words, for the flags CLI11 converts itself. A value that is not a
+// number ("abc", nan, inf), not whole where the flag is an integer, or outside [lo, hi] gets
+// "--threads: must be a whole number from 0 to 1024, got '1.5'" (CLI::Range lets nan through, since
+// every comparison with it is false, and called 1.5 and 1e3 out of range). A whole number written
+// as 1e3 or 0x40 is accepted, as the engine flags accept it (rewritten as digits for CLI11: so it
+// is given with ->transform(), as ->check() keeps the text as typed).
+template <typename T>
+CLI::Validator number_in(T lo, T hi) {
+  constexpr bool whole = std::is_integral_v<T>;
+  std::ostringstream range, desc;
+  range << lo << " to " << hi;
+  desc << (whole ? "INT" : "FLOAT") << " in [" << lo << " - " << hi << "]";
+  auto check = [whole_range = range.str(), lo, hi](std::string& s) -> std::string {
+    char* end = nullptr;
+    const double v = std::strtod(s.c_str(), &end);
+    const bool ok = !s.empty() && end == s.c_str() + s.size() && std::isfinite(v) && (!whole || v == std::floor(v)) &&
+                    v >= static_cast<double>(lo) && v <= static_cast<double>(hi);
+    if (!ok) return std::string("must be ") + (whole ? "a whole number" : "a number") + " from " + whole_range + ", got " + in_quotes(s);
+    if (whole) s = std::to_string(static_cast<long long>(v));
+    return std::string();
+  };
+  return CLI::Validator(check, desc.str());
+}
+
+// A seed: digits only, 0 .. 2^64 - 1 (CLI11 alone would read -1 as 2^64 - 1, and the main command's
+// --seed refuses it).
+inline CLI::Validator seed_number() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        errno = 0;
+        const bool digits = !s.empty() && s.size() <= 20 && s.find_first_not_of("0123456789") == std::string::npos;
+        if (digits) std::strtoull(s.c_str(), nullptr, 10);
+        if (!digits || errno == ERANGE) return "must be a whole number from 0 to 18446744073709551615, got " + in_quotes(s);
+        return std::string();
+      },
+      "UINT");
 }
 
 // Throws OutputError (exit 5, as -o's unknown extension) unless this build writes `ext` (after

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <chrono>
 
+#include "common.hpp"
 #include "stylize/cpu_allocator.hpp"
 #include "stylize/error.hpp"
 #include "stylize/recipe.hpp"
@@ -58,6 +59,11 @@ void add_request_flags(CLI::App& app, EngineFlags& f) {
              },
              "Starting image: content, random, style (the first style image), or an image FILE" + default_text(field))
           ->type_name("content|random|style|FILE")
+          ->check(CLI::Validator(
+              [](std::string& v) {
+                return v.empty() ? std::string("must be content, random, style or an image file, got ''") : std::string();
+              },
+              ""))
           ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     } else {
       app.add_option_function<std::string>(
@@ -90,9 +96,9 @@ void add_device_flags(CLI::App& app, EngineFlags& f) {
                  "than fp32 and mixed's bf16 layers too; losses stay fp32")
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "mixed"}))
       ->capture_default_str();
-  app.add_option("--threads", f.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
+  app.add_option("--threads", f.threads, "CPU threads (0 = all cores)")->transform(number_in(0, 1024))->capture_default_str();
   app.add_option("--max-megapixels", f.max_megapixels, "Refuse input images larger than this before decoding")
-      ->check(CLI::Range(0.001, 1000.0))
+      ->transform(number_in(0.001, 1000.0))
       ->capture_default_str();
   app.add_flag("-q,--quiet", f.quiet, "Only warnings and errors");
   app.add_flag("-v,--verbose", f.verbose, "Debug logging");
@@ -101,9 +107,9 @@ void add_device_flags(CLI::App& app, EngineFlags& f) {
 void add_engine_flags(CLI::App& app, EngineFlags& f) {
   add_request_flags(app, f);
   add_network_flags(app, f);
-  app.add_option("--quality", f.quality, "JPEG/WebP quality")->check(CLI::Range(1, 100))->capture_default_str();
+  app.add_option("--quality", f.quality, "JPEG/WebP quality")->transform(number_in(1, 100))->capture_default_str();
   app.add_option("--print-every", f.print_every, "Log a line every N iterations when not on a terminal (0 = never)")
-      ->check(CLI::Range(0, 1000000))
+      ->transform(number_in(0, 1000000))
       ->capture_default_str();
   app.add_option("--max-memory", f.max_memory,
                  "Memory a run may use, e.g. 8G or 512M (default: what the machine has free); a scale that would not "

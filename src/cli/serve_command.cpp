@@ -30,11 +30,11 @@ struct ServeCommandOptions {
 // What a job may ask for: the same limits on the API that checks a request and the worker that
 // runs it.
 void add_limit_flags(CLI::App& app, serve::ServeOptions& s) {
-  app.add_option("--max-size", s.max_size, "Largest output side a job may ask for (px)")->check(CLI::Range(16, 16384))->capture_default_str();
-  app.add_option("--max-iterations", s.max_iterations, "Most iterations a job may ask for")->check(CLI::Range(0, 1000000))->capture_default_str();
+  app.add_option("--max-size", s.max_size, "Largest output side a job may ask for (px)")->transform(number_in(16, 16384))->capture_default_str();
+  app.add_option("--max-iterations", s.max_iterations, "Most iterations a job may ask for")->transform(number_in(0, 1000000))->capture_default_str();
   app.add_option("--max-output-mp", s.max_output_mp,
                  "Most output pixels a job may ask for, in millions (a print-size job costs by its area; 0: --max-size alone)")
-      ->check(CLI::Range(0.0, 1e6))->capture_default_str();
+      ->transform(number_in(0.0, 1e6))->capture_default_str();
   app.add_flag("--allow-tiled", s.allow_tiled,
                "Run jobs that the plan tiles (a 'tile' field, or too large to fit whole); otherwise they get 422");
   app.add_option("--styles-dir", s.styles_dir, "Folder of named style images (style_id = file stem)");
@@ -48,17 +48,17 @@ CLI::Option* add_queue_flags(CLI::App& app, serve::ServeOptions& s) {
   app.add_option("--visibility-timeout", s.visibility_timeout_s,
                  "With --queue: a claimed job whose worker stopped heartbeating this long is claimed again "
                  "(its next attempt)")
-      ->check(CLI::Range(0.5, 86400.0))
+      ->transform(number_in(0.5, 86400.0))
       ->capture_default_str();
   app.add_option("--max-attempts", s.max_attempts,
                  "A job whose worker or server stopped during it (a crash, a kill) runs again, up to this many "
                  "attempts in all")
-      ->check(CLI::Range(1, 100))
+      ->transform(number_in(1, 100))
       ->capture_default_str();
-  app.add_option("--result-ttl", s.result_ttl_s, "Seconds a finished job and its result are kept")->check(CLI::Range(1.0, 1e7))->capture_default_str();
+  app.add_option("--result-ttl", s.result_ttl_s, "Seconds a finished job and its result are kept")->transform(number_in(1.0, 1e7))->capture_default_str();
   app.add_option("--max-stored-mb", s.max_stored_mb,
                  "Cap on the stored results (--data-dir or Redis): beyond it the oldest go first (0 = no cap)")
-      ->check(CLI::Range(0.0, 1e9))
+      ->transform(number_in(0.0, 1e9))
       ->capture_default_str();
   return queue;
 }
@@ -73,17 +73,17 @@ void setup(CLI::App& app, ServeCommandOptions& o) {
       "they are on Redis instead, run by 'stylize worker' processes anywhere (and by this one's --workers).");
   auto& s = o.server;
   app.add_option("--host", s.host, "Address to bind")->capture_default_str();
-  app.add_option("--port", s.port, "Port (0 = any free port; the log says which)")->check(CLI::Range(0, 65535))->capture_default_str();
+  app.add_option("--port", s.port, "Port (0 = any free port; the log says which)")->transform(number_in(0, 65535))->capture_default_str();
   app.add_option("--workers", s.workers,
                  "Jobs this process runs at once (they share the CPU threads or the GPU); 0 with --queue: a pure "
                  "API that loads no network and leaves every job to workers")
-      ->check(CLI::Range(0, 64))
+      ->transform(number_in(0, 64))
       ->capture_default_str();
-  app.add_option("--queue-limit", s.queue_limit, "Jobs waiting beyond this get 429")->check(CLI::Range(1, 100000))->capture_default_str();
-  app.add_option("--max-upload-mb", s.max_upload_mb, "Largest request body")->check(CLI::Range(0.01, 4096.0))->capture_default_str();
+  app.add_option("--queue-limit", s.queue_limit, "Jobs waiting beyond this get 429")->transform(number_in(1, 100000))->capture_default_str();
+  app.add_option("--max-upload-mb", s.max_upload_mb, "Largest request body")->transform(number_in(0.01, 4096.0))->capture_default_str();
   add_limit_flags(app, s);
-  app.add_option("--sync-max-size", s.sync_max_size, "POST /v1/stylize: largest size")->check(CLI::Range(16, 16384))->capture_default_str();
-  app.add_option("--sync-max-iterations", s.sync_max_iterations, "POST /v1/stylize: most iterations")->check(CLI::Range(0, 1000000))->capture_default_str();
+  app.add_option("--sync-max-size", s.sync_max_size, "POST /v1/stylize: largest size")->transform(number_in(16, 16384))->capture_default_str();
+  app.add_option("--sync-max-iterations", s.sync_max_iterations, "POST /v1/stylize: most iterations")->transform(number_in(0, 1000000))->capture_default_str();
   app.add_option("--api-key-file", o.api_key_file, "File holding the API key; then every request needs 'Authorization: Bearer KEY'");
   app.add_option("--filters-dir", s.filters_dir,
                  "Folder of fast filters from 'stylize train' (*.safetensors; filter id = file stem) for POST /v1/filter");
@@ -102,7 +102,7 @@ void setup(CLI::App& app, ServeCommandOptions& o) {
   app.add_option("--drain-seconds", s.drain_seconds,
                  "On SIGTERM, how long running jobs may finish before they stop (and stay queued for the next start "
                  "or another worker)")
-      ->check(CLI::Range(0.0, 86400.0))
+      ->transform(number_in(0.0, 86400.0))
       ->capture_default_str();
   add_engine_flags(app, o.engine);
 }
@@ -182,12 +182,12 @@ void setup_worker(CLI::App& app, WorkerCommandOptions& o) {
   auto& s = o.server;
   s.workers = 1;
   app.add_option("--workers", s.workers, "Jobs this process runs at once (they share the CPU threads or the GPU)")
-      ->check(CLI::Range(1, 64))
+      ->transform(number_in(1, 64))
       ->capture_default_str();
   add_queue_flags(app, s)->required();
   add_limit_flags(app, s);
   app.add_option("--drain-seconds", s.drain_seconds, "On SIGTERM, how long running jobs may finish before they go back to the queue")
-      ->check(CLI::Range(0.0, 86400.0))
+      ->transform(number_in(0.0, 86400.0))
       ->capture_default_str();
   add_engine_flags(app, o.engine);
 }

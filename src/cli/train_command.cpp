@@ -52,32 +52,34 @@ void setup(CLI::App& app, TrainOptions& o) {
   app.add_option("--crop-size", r.crop_size, "Side of the square random crops, px (multiple of 4, 32..2048)")
       ->capture_default_str();
   app.add_option("--batch-size", r.batch_size, "Crops per step (1..64)")->capture_default_str();
-  app.add_option("--steps", r.steps, "Adam steps in all, counted over resumes")->capture_default_str();
-  app.add_option("--learning-rate", r.learning_rate, "Adam's step size")->capture_default_str();
-  app.add_option("--content-weight", r.loss.content_weight, "Content loss weight (alpha)")->capture_default_str();
-  app.add_option("--style-weight", r.loss.style_weight, "Style loss weight (beta)")->capture_default_str();
-  app.add_option("--tv-weight", r.loss.tv_weight, "Total-variation weight (smoothness)")->capture_default_str();
+  app.add_option("--steps", r.steps, "Adam steps in all, counted over resumes (1..10000000)")->capture_default_str();
+  app.add_option("--learning-rate", r.learning_rate, "Adam's step size, in (0, 1]")->capture_default_str();
+  app.add_option("--content-weight", r.loss.content_weight, "Content loss weight (alpha, >= 0)")->capture_default_str();
+  app.add_option("--style-weight", r.loss.style_weight, "Style loss weight (beta, >= 0)")->capture_default_str();
+  app.add_option("--tv-weight", r.loss.tv_weight, "Total-variation weight (smoothness, >= 0)")->capture_default_str();
   app.add_option("--content-layers", o.content_layers, "Comma-separated content layers, or none [default: relu3_2]");
   app.add_option("--style-layers", o.style_layers, "Comma-separated style layers [default: relu1_1,relu2_1,relu3_1]");
   app.add_option("--style-layer-weights", o.style_layer_weights, "One weight per style layer [default: all 1]");
-  app.add_option("--style-size", r.style_size, "Longest side of the style image while training, px")
+  app.add_option("--style-size", r.style_size, "Longest side of the style image while training, px (16..8192)")
       ->capture_default_str();
-  app.add_option("--width", r.arch.width, "Channels of the filter's first layer (32 = Johnson's; fewer is faster)")
+  app.add_option("--width", r.arch.width, "Channels of the filter's first layer (4..256; 32 = Johnson's; fewer is faster)")
       ->capture_default_str();
-  app.add_option("--residual-blocks", r.arch.residual_blocks, "Residual blocks in the filter")->capture_default_str();
-  app.add_option("--seed", r.seed, "Seeds the initial network and every batch's crops")->capture_default_str();
+  app.add_option("--residual-blocks", r.arch.residual_blocks, "Residual blocks in the filter (0..16)")->capture_default_str();
+  app.add_option("--seed", r.seed, "Seeds the initial network and every batch's crops")
+      ->check(seed_number())
+      ->capture_default_str();
   app.add_option("--checkpoint-every", o.checkpoint_every, "Write F.ckpt.safetensors every N steps (0 = only at the end)")
-      ->check(CLI::Range(0, 10000000))
+      ->transform(number_in(0, 10000000))
       ->capture_default_str();
   app.add_flag("--resume", o.resume, "Continue from F.ckpt.safetensors (same settings; the data may change)");
   app.add_flag("--force", o.force, "Start anew over an existing F or F.ckpt.safetensors (refused without it)");
   app.add_option("--preview-every", o.preview_every, "Write F.preview.png every N steps (0 = only at the end)")
-      ->check(CLI::Range(0, 10000000))
+      ->transform(number_in(0, 10000000))
       ->capture_default_str();
   app.add_option("--log", o.log, "Write each step's losses to this JSON-lines file (a fresh run starts it anew; --resume keeps "
                  "the lines up to the checkpoint and appends)")->type_name("FILE.jsonl");
   app.add_option("--print-every", o.print_every, "Log a line every N steps when not on a terminal (0 = never)")
-      ->check(CLI::Range(0, 10000000))
+      ->transform(number_in(0, 10000000))
       ->capture_default_str();
   add_network_flags(app, o.engine);
   add_device_flags(app, o.engine);

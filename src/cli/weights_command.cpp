@@ -190,7 +190,7 @@ int weights_main(int argc, char** argv) {
   fetch_cmd->add_flag("--force", fetch.force,
                       "Fetch even if valid weights are already there, and replace a file that is not them");
   fetch_cmd->add_option("--timeout", fetch.timeout, "Give up when no data arrives for this many seconds")
-      ->check(CLI::Range(1, 3600))
+      ->transform(number_in(1, 3600))
       ->capture_default_str();
 
   ConvertOptions convert;
@@ -210,7 +210,7 @@ int weights_main(int argc, char** argv) {
                                                  "for tests and benchmarks");
   synth_cmd->add_option("-o,--out", synth.out, "Output file (.safetensors)")->required();
   synth_cmd->add_flag("--force", synth.force, "Replace the output if it exists");
-  synth_cmd->add_option("--seed", synth.seed, "Seed")->capture_default_str();
+  synth_cmd->add_option("--seed", synth.seed, "Seed")->transform(number_in<uint32_t>(0, UINT32_MAX))->capture_default_str();
   synth_cmd->add_option("--preprocess", synth.preprocess, "Preprocessing recorded in the metadata")
       ->check(CLI::IsMember({"caffe", "torchvision"}))
       ->capture_default_str();

@@ -44,10 +44,12 @@ void validate(const TrainRequest& r) {
   check_range(r.steps >= 1 && r.steps <= 10'000'000, "steps", "in 1..10000000", std::to_string(r.steps));
   check_range(r.learning_rate > 0 && r.learning_rate <= 1, "learning_rate", "in (0, 1]", num(r.learning_rate));
   check_range(r.style_size >= 16 && r.style_size <= 8192, "style_size", "in 16..8192", std::to_string(r.style_size));
-  check_range(r.loss.content_weight >= 0, "content_weight", ">= 0", num(r.loss.content_weight));
-  check_range(r.loss.style_weight >= 0, "style_weight", ">= 0", num(r.loss.style_weight));
-  check_range(r.loss.tv_weight >= 0, "tv_weight", ">= 0", num(r.loss.tv_weight));
-  for (double w : r.loss.style_layer_weights) check_range(w >= 0, "style_layer_weights", ">= 0 each", num(w));
+  // inf passes ">= 0" and ends the first step as a divergence: refused here, by name.
+  auto weight = [](double w) { return std::isfinite(w) && w >= 0; };
+  check_range(weight(r.loss.content_weight), "content_weight", "a finite number >= 0", num(r.loss.content_weight));
+  check_range(weight(r.loss.style_weight), "style_weight", "a finite number >= 0", num(r.loss.style_weight));
+  check_range(weight(r.loss.tv_weight), "tv_weight", "a finite number >= 0", num(r.loss.tv_weight));
+  for (double w : r.loss.style_layer_weights) check_range(weight(w), "style_layer_weights", "finite and >= 0 each", num(w));
   if (r.loss.style_layers.empty()) {
     throw UsageError("a filter needs at least one style layer in " + field("style_layers") + " (e.g. relu1_2)");
   }
