@@ -158,6 +158,20 @@ TEST(Recipe, PlanSizesEveryScaleAndRefusesTooSmallImagesBeforeAnyWork) {
   const std::string small_style = error_of<UsageError>([&] { plan(r, at::kCPU, Precision::fp32); });
   EXPECT_NE(small_style.find("the style image at its working size is 8x16 px"), std::string::npos) << small_style;
   EXPECT_NE(small_style.find("use a larger `style_scale` or `size`"), std::string::npos) << small_style;
+  {
+    // The style image goes through the style layers only: with them at relu2_1 (2 px), a content
+    // layer as deep as relu5_1 asks nothing of the 8x16 style image, and the style's own deepest
+    // layer is the one a too-small style image is told of.
+    StylizeRequest shallow = r;
+    shallow.loss.style_layers = {"relu1_1", "relu2_1"};
+    shallow.loss.style_layer_weights.clear();
+    shallow.loss.content_layers = {"relu5_1"};
+    EXPECT_NO_THROW(plan(shallow, at::kCPU, Precision::fp32));
+    shallow.loss.style_layers = {"relu1_1", "relu5_1"};
+    shallow.loss.content_layers = {"relu2_1"};
+    const std::string deep = error_of<UsageError>([&] { plan(shallow, at::kCPU, Precision::fp32); });
+    EXPECT_NE(deep.find("8x16 px, but layer relu5_1 needs at least 16 px"), std::string::npos) << deep;
+  }
   // The output too small: its size is the fix, not the style's scale.
   r.style_scale = 1;
   r.scales = 1;

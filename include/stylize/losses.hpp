@@ -27,6 +27,8 @@ struct LossWeights {
 
 // Deepest layer index any loss uses: the network is cut after it. Validates layer names.
 int deepest_layer(const LossWeights& w);
+// The deepest of the style layers alone (-1 when there are none): what a style image goes through.
+int deepest_style_layer(const LossWeights& w);
 
 // [1, C, H, W] -> [C, C] fp32, normalised by C·H·W (or multiplied by `scale`). One matrix product
 // each way; fp32 features on the CPU by SYRK where the BLAS has it (exactly symmetric then), bf16

@@ -33,6 +33,12 @@ int deepest_layer(const LossWeights& w) {
   return deepest;
 }
 
+int deepest_style_layer(const LossWeights& w) {
+  int deepest = -1;
+  for (int i : vgg19_layer_indices(w.style_layers)) deepest = std::max(deepest, i);
+  return deepest;
+}
+
 namespace {
 
 // Part `part` of `parts` near-equal parts of [0, length): (first index, count).

@@ -259,8 +259,11 @@ StylizePlan plan(const StylizeRequest& r, const at::Device& device, Precision pr
     for (const auto& style : r.styles) {
       const auto [fw, fh] = final_style_size(r, style);
       sp.style_sizes.push_back(fit_longest(fw, fh, sp.style_longest));
-      check_working_size(sp.style_sizes.back().first, sp.style_sizes.back().second, p.last_index,
-                         "the style image at its working size");
+      // A style image goes through the style layers only: a deeper content layer asks nothing of it.
+      if (const int deepest_style = deepest_style_layer(r.loss); deepest_style >= 0) {
+        check_working_size(sp.style_sizes.back().first, sp.style_sizes.back().second, deepest_style,
+                           "the style image at its working size");
+      }
     }
     plan_tiling(r, sp, p.last_index, device, precision);
     p.scales.push_back(sp);

@@ -22,6 +22,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }
 
 void check_size(const at::Tensor& rgb, int last_index, const char* what) {
+  if (last_index < 0) return;  // no layer to reach (a style image with no style layers)
   check_working_size(static_cast<int>(rgb.size(3)), static_cast<int>(rgb.size(2)), last_index, what);
 }
 
@@ -63,7 +64,7 @@ StyleTargets Stylizer::style_targets(const LossWeights& loss, const std::vector<
   if (large) return style_targets_tiled(loss, style_rgbs, blend, kStyleTile, kStyleTileOverlap);
   std::vector<at::Tensor> inputs;
   for (const auto& s : style_rgbs) {
-    check_size(s, deepest_layer(loss), "the style image at its working size");
+    check_size(s, deepest_style_layer(loss), "the style image at its working size");
     inputs.push_back(preprocess(s.to(device_), preprocessing_));
   }
   return compute_style_targets(*net_, loss, inputs, blend);
@@ -81,7 +82,7 @@ StyleTargets Stylizer::style_targets_tiled(const LossWeights& loss, const std::v
   t.grams.resize(idx.size());
   for (size_t k = 0; k < style_rgbs.size(); ++k) {
     const at::Tensor& style = style_rgbs[k];
-    check_size(style, deepest_layer(loss), "the style image at its working size");
+    check_size(style, deepest_style_layer(loss), "the style image at its working size");
     // Per layer: Σ over tiles of F·Fᵀ over the interior's features, then / (C · Σ interior pixels):
     // the whole image's Gram matrix up to the features near tile borders (which see the margin).
     std::vector<at::Tensor> sums(idx.size());
