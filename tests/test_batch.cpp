@@ -144,6 +144,8 @@ TEST_F(Batch, JobFileAndStdin) {
     jobs << R"({"content": 5})" << "\n";
     jobs << R"({"content": "x.png", "styles": ["s.png", 3]})" << "\n";
     jobs << R"({"style": "s.png"})" << "\n";
+    jobs << R"({"content": "x.png", "size": 32, "size": 48})" << "\n";
+    jobs << R"({"content": "x.png", "blend": [1], "style_blend": [1]})" << "\n";
   }
   auto r = batch({"--job-file", dir / "jobs.jsonl", "--out-dir", dir / "out", "-s", "32", "-n", "2", "--report",
                   dir / "r.json"});
@@ -160,6 +162,13 @@ TEST_F(Batch, JobFileAndStdin) {
       << rep["jobs"][3];
   EXPECT_NE(rep["jobs"][4]["error"].get<std::string>().find("line 7: a job line needs \"content\""), std::string::npos)
       << rep["jobs"][4];
+  // A key twice (JSON would keep the last silently), or one setting under both its names.
+  EXPECT_NE(rep["jobs"][5]["error"].get<std::string>().find("line 8: key 'size' is given more than once in the line"),
+            std::string::npos)
+      << rep["jobs"][5];
+  EXPECT_NE(rep["jobs"][6]["error"].get<std::string>().find("line 9: \"blend\" and \"style_blend\" are one setting"),
+            std::string::npos)
+      << rep["jobs"][6];
 
   // Paths on standard input (as from find): run through a shell to pipe them in.
   const std::string cmd = "printf '%s\\n' " + dir / "photos/p3.png" + " | STYLIZE_WEIGHTS=" +
@@ -167,6 +176,24 @@ TEST_F(Batch, JobFileAndStdin) {
                           dir / "starry.png" + " --out-dir " + dir / "out" + " -s 32 -n 2 -q";
   EXPECT_EQ(std::system(cmd.c_str()), 0);
   EXPECT_TRUE(exists(dir / "out/p3_starry.png"));
+}
+
+// Two jobs that would write one file are refused before any work, with the fix where the names
+// came from: the lines' "output" keys here.
+TEST_F(Batch, TwoLinesWithOneOutputAreRefusedNamingTheKey) {
+  {
+    std::ofstream jobs(dir / "jobs.jsonl");
+    for (const char* photo : {"photos/p1.png", "photos/p2.png"}) {
+      jobs << R"({"content": ")" << dir / photo << R"(", "style": ")" << dir / "starry.png" << R"(", "output": "j.png"})"
+           << "\n";
+    }
+  }
+  auto r = batch({"--job-file", dir / "jobs.jsonl", "--out-dir", dir / "out", "-s", "32", "-n", "2"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("jobs 1 and 2 would both write '" + dir / "out/j.png" + "'; give each line its own \"output\""),
+            std::string::npos)
+      << r.err;
+  EXPECT_TRUE(!exists(dir / "out") || outputs().empty());
 }
 
 TEST_F(Batch, InterruptLeavesNoPartialFileAndARerunContinues) {

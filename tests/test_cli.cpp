@@ -215,10 +215,18 @@ TEST_F(Cli, BadImagesAreInputErrors) {
   auto with = [&](const std::string& content, const std::string& style) {
     return stylize({content, style, "-o", dir / "out.png", "-s", "32", "-n", "1"});
   };
-  expect_clean_failure(with(dir / "missing.jpg", dir / "style.jpg"), 3, "content image '" + dir / "missing.jpg" + "': no such file");
-  expect_clean_failure(with(dir / "content.png", dir / "empty.jpg"), 3, "style image '" + dir / "empty.jpg" + "': the file is empty");
-  expect_clean_failure(with(dir / "text.png", dir / "style.jpg"), 3, "not a supported image file");
-  expect_clean_failure(with(dir / "content.png", dir / "cut.jpg"), 3, "truncated");
+  // Each says what to do, as every error line does.
+  expect_clean_failure(with(dir / "missing.jpg", dir / "style.jpg"), 3,
+                       "content image '" + dir / "missing.jpg" + "': no such file; check the path");
+  expect_clean_failure(with(dir / "content.png", dir / "empty.jpg"), 3,
+                       "style image '" + dir / "empty.jpg" + "': the file is empty (0 bytes); give the image's own file");
+  expect_clean_failure(with(dir / "text.png", dir / "style.jpg"), 3, "not a supported image file (expected JPEG, PNG, "
+                                                                      "WebP, BMP or TIFF); convert it to one of those");
+  expect_clean_failure(with(dir / "content.png", dir / "cut.jpg"), 3, "(truncated file); copy or download it again");
+  expect_clean_failure(with("-", dir / "style.jpg"), 3,
+                       "content image '-': reading an image from standard input is not supported; give the image's file");
+  // A quote in a name: quoted so that the name pastes back into a shell.
+  expect_clean_failure(with(dir / "it's.jpg", dir / "style.jpg"), 3, "content image $'" + dir / "it\\'s.jpg" + "': no such file");
   expect_clean_failure(with(dir.path(), dir / "style.jpg"), 3, "folder");
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--max-megapixels",
                                 "0.001"}),
@@ -238,7 +246,8 @@ TEST_F(Cli, BadOutputsAreOutputErrors) {
   expect_clean_failure(r, 5, "does not exist; create it first (mkdir -p " + dir / "nope" + ")");
   // The command it suggests is one shell word however the folder is named.
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "Tom's `best`/out.png"});
-  expect_clean_failure(r, 5, "(mkdir -p '" + dir / "Tom'\\''s `best`" + "')");
+  expect_clean_failure(r, 5, "folder $'" + dir / "Tom\\'s `best`" + "' does not exist; create it first (mkdir -p $'" +
+                                 dir / "Tom\\'s `best`" + "')");
   // A newline in it: bash's $'...' in the command as in the name (plain quotes would make a folder
   // named with a backslash and an n).
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "new\nfolder/out.png"});

@@ -645,9 +645,11 @@ TEST(Errors, QuotedUserTextKeepsItsBackticksAndStaysOneLine) {
   EXPECT_EQ(render_fields(m, FieldWords::flag), "cannot read 'my `best` photo.jpg'; check --tile and '``'--size");
   EXPECT_EQ(render_fields(m, FieldWords::key), "cannot read 'my `best` photo.jpg'; check 'tile' and '``''size'");
   EXPECT_EQ(in_quotes("a\nb\tc\r\x01\x7f"), "$'a\\nb\\tc\\r\\x01\\x7f'");
-  // A backslash is text in plain quotes; beside a control character it is escaped, as is a quote,
-  // so the two names below cannot be mistaken for each other; the second pastes into bash as itself.
-  EXPECT_EQ(in_quotes("two\\nlines's.jpg"), "'two\\nlines's.jpg'");
+  // A backslash is text in plain quotes; beside a control character or a quote it is escaped, as
+  // is the quote, so the two names below cannot be mistaken for each other and each pastes into
+  // bash as itself ('it's.jpg' would not).
+  EXPECT_EQ(in_quotes("two\\nlines.jpg"), "'two\\nlines.jpg'");
+  EXPECT_EQ(in_quotes("two\\nlines's.jpg"), "$'two\\\\nlines\\'s.jpg'");
   EXPECT_EQ(in_quotes("two\nlines's\\.jpg"), "$'two\\nlines\\'s\\\\.jpg'");
   EXPECT_EQ(as_literal("a\xc2\x9b" "b"), "a\\u009bb") << "outside $'...': the code point";
   // For a suggested shell command: the same string, backticks left for as_literal to double.

@@ -50,6 +50,7 @@ const std::vector<BadValue> kBadValues = {
     {"line_search", "wolfe", "\"wolfe\""},
     {"seed", "-4", "-4"},
     {"init", "sideways", "\"sideways\""},
+    {"init", "image", "\"image\""},  // a start image a job line or a form cannot attach
     {"unbounded", "maybe", "\"maybe\""},
     {"original_colors", "2", "2"},
     {"tile", "-1", "-1"},

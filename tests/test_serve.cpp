@@ -394,6 +394,16 @@ TEST(Serve, NamedStylesFromAFolder) {
   EXPECT_EQ(list["styles"][0]["id"], "starry");
   const std::string id = body(c.Post("/v1/jobs", form({{"style", "<drop>"}, {"style_id", "starry"}})))["id"];
   EXPECT_EQ(wait_for(c, id, "done")["status"], "done");
+  // An image that cannot be read stops the start, named: listed, it would fail its jobs with a
+  // message naming a path on the server.
+  stylize::test::write_bytes(dir / "broken.jpg", {'h', 'i'});
+  try {
+    serve::Server bad(&shared_stylizer(), request_defaults(Preprocessing::caffe), o);
+    FAIL() << "a styles folder with an unreadable image started";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot read --styles-dir image '" + dir / "broken.jpg" + "'"), std::string::npos)
+        << e.what();
+  }
 }
 
 // Fast filters: listed, applied over HTTP with the engine's exact pixels, size limits, metrics.

@@ -83,8 +83,8 @@ ErrorReport error_report(const std::exception_ptr& e, FieldWords words = FieldWo
 std::string key_words(const std::exception& e);
 
 // Quotes a user-supplied path or name for messages: 'a.jpg'. Safe for render_fields (backticks
-// doubled, see above) and one line whatever the name holds: a name with a control character is
-// written as bash's ANSI-C string, $'a\nb.jpg', its control characters as \n, \r, \t or \xNN,
+// doubled, see above) and one line whatever the name holds: a name with a control character or a
+// single quote is written as bash's ANSI-C string ($'it\'s.jpg' pastes back into a shell), $'a\nb.jpg', its control characters as \n, \r, \t or \xNN,
 // UTF-8's C1 controls as their two bytes \xc2\xNN, a backslash as \\ and a quote as \' (a
 // terminal is never sent an escape sequence, and 'a\nb.jpg' is a name with a backslash in it).
 std::string in_quotes(const std::string& s);
@@ -92,7 +92,7 @@ std::string in_quotes(const std::string& s);
 // control reads \u00NN): text put into a message that is rendered later and must read as it is (a
 // message already rendered in other words, user text quoted otherwise, JSON that escapes its own).
 std::string as_literal(const std::string& s);
-// Whether `s` holds a control character (C0, DEL, or UTF-8's C1): what in_quotes writes as $'...'.
+// Whether `s` holds a control character (C0, DEL, or UTF-8's C1): in_quotes writes it as $'...'.
 bool has_control_characters(const std::string& s);
 // `s` as bash's ANSI-C string, $'...', for a shell command a message suggests: control characters,
 // backslashes and quotes escaped as in_quotes does, backticks as they are (put the command into a

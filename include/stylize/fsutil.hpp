@@ -47,7 +47,7 @@ void check_output_folder(const std::string& path);
 
 // `path` as one word a POSIX shell reads back as it is, for a command a message suggests
 // ("mkdir -p 'my photos'"): itself when it holds only [A-Za-z0-9_./+,:=@%-], otherwise in single
-// quotes (a quote inside written '\''); with a control character in it, bash's $'...' (ansi_c_string).
+// quotes; with a control character or a single quote in it, bash's $'...' (ansi_c_string).
 std::string shell_word(const std::string& path);
 
 // Whether two paths name one file: the same device and inode where both exist, otherwise the same

@@ -190,9 +190,11 @@ std::vector<Job> make_jobs(const BatchOptions& o) {
       }
     }
   }
+  std::vector<bool> named_by_line(jobs.size());  // its job-file line's "output", not --name
   for (size_t i = 0; i < jobs.size(); ++i) {
     Job& job = jobs[i];
     job.index = static_cast<int>(i + 1);
+    named_by_line[i] = !job.output.empty();
     if (job.output.empty() && job.setup_error.empty()) {
       job.output = apply_template(o.name, job, o.ext, job.size);
       const std::string ext = file_extension(job.output);
@@ -210,8 +212,13 @@ std::vector<Job> make_jobs(const BatchOptions& o) {
     if (job.output.empty()) continue;
     auto [it, fresh] = seen.emplace(job.output, job.index);
     if (!fresh) {
+      // The fix is where the names came from: the lines' "output" keys, --name, or one of each.
+      const bool first = named_by_line[static_cast<size_t>(it->second - 1)], second = named_by_line[static_cast<size_t>(job.index - 1)];
+      const std::string fix = first && second ? "give each line its own \"output\""
+                              : first || second ? "change the line's \"output\" or --name"
+                                                : "use {index} in --name";
       throw UsageError("jobs " + std::to_string(it->second) + " and " + std::to_string(job.index) +
-                       " would both write " + in_quotes(job.output) + "; use {index} in --name");
+                       " would both write " + in_quotes(job.output) + "; " + fix);
     }
   }
   return jobs;

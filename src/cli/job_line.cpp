@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "stylize/error.hpp"
 #include "stylize/fsutil.hpp"
@@ -37,7 +38,18 @@ std::string file_name_of(const std::string& key, const nlohmann::json& v) {
 JobLine parse_job_line(const std::string& line, StylizeRequest r, const std::vector<std::string>& default_styles,
                        const std::string& default_filter) {
   JobLine job;
-  const auto j = nlohmann::json::parse(line);
+  // A key given twice would be kept silently as its last value (JSON leaves it to the reader):
+  // refused, as serve refuses a form field sent twice.
+  std::set<std::string> keys;
+  std::string twice;
+  const auto j = nlohmann::json::parse(line, [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::key && depth == 1 && !keys.insert(parsed.get<std::string>()).second &&
+        twice.empty()) {
+      twice = parsed.get<std::string>();
+    }
+    return true;
+  });
+  if (!twice.empty()) throw UsageError("key " + in_quotes(twice) + " is given more than once in the line; give it once");
   if (!j.is_object()) throw UsageError("a job line must be a JSON object");
   if (!j.contains("content")) throw UsageError("a job line needs \"content\": the photo's file name");
   job.content = file_name_of("content", j.at("content"));
@@ -56,6 +68,7 @@ JobLine parse_job_line(const std::string& line, StylizeRequest r, const std::vec
       job.output = file_name_of(key, value);
     } else {
       const std::string name = key == "blend" ? "style_blend" : key;  // "blend": the older key
+      if (job.fields.count(name)) throw UsageError("\"blend\" and \"style_blend\" are one setting; give one of them");
       job.fields[name] = field_text_of(key, value);
       set_field(r, name, job.fields[name]);
     }

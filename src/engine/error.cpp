@@ -77,9 +77,11 @@ std::string as_literal(const std::string& s) { return escaped(s, false); }
 
 // A name with a control character is quoted as bash's $'...' (backslashes and quotes escaped too),
 // so it cannot be taken for a name holding the same text: 'two\nlines.jpg' holds a backslash and an
-// n, $'two\nlines.jpg' a newline (and pastes into a shell as that name).
+// n, $'two\nlines.jpg' a newline (and pastes into a shell as that name). So is a name with a single
+// quote: 'it's.jpg' would not paste back, $'it\'s.jpg' does.
 std::string in_quotes(const std::string& s) {
-  return has_control_characters(s) ? "$'" + escaped(s, true) + "'" : "'" + escaped(s, false) + "'";
+  const bool ansi_c = has_control_characters(s) || s.find('\'') != std::string::npos;
+  return ansi_c ? "$'" + escaped(s, true) + "'" : "'" + escaped(s, false) + "'";
 }
 
 std::string ansi_c_string(const std::string& s) { return "$'" + escaped(s, true, true) + "'"; }

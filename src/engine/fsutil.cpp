@@ -31,14 +31,14 @@ std::string parent_folder(const std::string& path) {
 }  // namespace
 
 std::string shell_word(const std::string& path) {
-  if (has_control_characters(path)) return ansi_c_string(path);  // no plain quoting can hold them
+  // No plain quoting holds a control character, and it holds a quote only as '\'', which reads
+  // worse than the $'...' in_quotes writes for the same name in the same message.
+  if (has_control_characters(path) || path.find('\'') != std::string::npos) return ansi_c_string(path);
   const bool plain = !path.empty() && std::all_of(path.begin(), path.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || (c != 0 && std::strchr("_./+,:=@%-", c) != nullptr);
   });
   if (plain) return path;
-  std::string out = "'";
-  for (const char c : path) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
+  return "'" + path + "'";
 }
 
 namespace {

@@ -51,6 +51,12 @@ void check_images(const StylizeRequest& r) {
   check(r.content, "content image");
   if (r.styles.empty()) throw UsageError("the request has no style image; give at least one");
   for (const auto& s : r.styles) check(s, "style image");
+  if (r.init == InitFrom::image && !r.init_image.defined()) {
+    // `init` image names a start image the front-end supplies (the command line reads a file);
+    // a job line or form that says "image" has none to give.
+    throw FieldError("init", FieldError::range, field("init") + " is image, but no start image came with the request; "
+                                                "use content, random or style");
+  }
   if (r.init == InitFrom::image) check(r.init_image, "init image");
 }
 

@@ -93,6 +93,8 @@ constexpr std::pair<const char*, LineSearch> kLineSearches[] = {
     {"backtracking", LineSearch::backtracking}, {"none", LineSearch::none}, {"strong-wolfe", LineSearch::strong_wolfe}};
 constexpr std::pair<const char*, InitFrom> kInits[] = {
     {"content", InitFrom::content}, {"random", InitFrom::random}, {"style", InitFrom::style}, {"image", InitFrom::image}};
+constexpr std::pair<const char*, InitFrom> kInitWords[] = {
+    {"content", InitFrom::content}, {"random", InitFrom::random}, {"style", InitFrom::style}};
 
 std::string number_text(double v) {
   char buf[32];
@@ -188,7 +190,9 @@ const std::vector<FieldEntry>& entries() {
         false, true, {}},
        [](R& r, S n, S t) { r.unbounded = to_bool(n, t); }, [](const R& r) { return std::string(r.unbounded ? "true" : "false"); }, {}},
       {{"init", "content|random|style", "Starting image", false, false, {}},
-       [](R& r, S n, S t) { r.init = to_enum(n, t, kInits); }, [](const R& r) { return std::string(to_string(r.init)); }, {}},
+       // "image" is taken (a front-end that supplies the start image sets it) but not offered: a
+       // word that comes without its image is refused by check_images, so the list names the three.
+       [](R& r, S n, S t) { r.init = t == "image" ? InitFrom::image : to_enum(n, t, kInitWords); }, [](const R& r) { return std::string(to_string(r.init)); }, {}},
       {{"seed", "N", "Random seed (random init); same seed + same threads = same bytes on CPU", false, false, {}},
        [](R& r, S n, S t) {
          char* end = nullptr;

@@ -196,20 +196,20 @@ cv::Mat tensor_to_mat_bgr8(const at::Tensor& rgb) {
 }  // namespace
 
 LoadedImage decode_image(const std::vector<uint8_t>& bytes, const std::string& name, const std::string& role,
-                         int64_t max_pixels) {
+                         int64_t max_pixels, const std::string& over_limit_fix) {
   const std::string what = "cannot read " + role + " " + in_quotes(name) + ": ";
-  if (bytes.empty()) throw InputError(what + "the file is empty (0 bytes)");
+  if (bytes.empty()) throw InputError(what + "the file is empty (0 bytes); give the image's own file");
   Probe p = probe(bytes);
   if (p.format.empty()) {
-    throw InputError(what + "not a supported image file (expected JPEG, PNG, WebP, BMP or TIFF)");
+    throw InputError(what + "not a supported image file (expected JPEG, PNG, WebP, BMP or TIFF); convert it to one of those");
   }
-  if (!p.problem.empty()) throw InputError(what + p.problem);
+  if (!p.problem.empty()) throw InputError(what + p.problem + "; copy or download it again");
   if (p.width >= 0 && p.height >= 0) {
     const int64_t pixels = p.width * p.height;
     if (pixels > max_pixels) {
       throw InputError(what + "it is " + std::to_string(p.width) + "x" + std::to_string(p.height) + " (" +
                        megapixels(pixels) + "), above the decoding limit of " + megapixels(max_pixels) +
-                       "; shrink it first or raise --max-megapixels");
+                       "; " + over_limit_fix);
     }
     if (pixels == 0) throw InputError(what + "the image has zero width or height");
   }
@@ -223,10 +223,12 @@ LoadedImage decode_image(const std::vector<uint8_t>& bytes, const std::string& n
   } catch (const cv::Exception&) {
     m = cv::Mat();
   }
-  if (m.empty()) throw InputError(what + "the " + p.format + " data is corrupt and cannot be decoded");
+  if (m.empty()) {
+    throw InputError(what + "the " + p.format + " data is corrupt and cannot be decoded; open and re-save it in an image editor");
+  }
   if (static_cast<int64_t>(m.rows) * m.cols > max_pixels) {
     throw InputError(what + "it is " + std::to_string(m.cols) + "x" + std::to_string(m.rows) +
-                     ", above the decoding limit of " + megapixels(max_pixels));
+                     ", above the decoding limit of " + megapixels(max_pixels) + "; " + over_limit_fix);
   }
   LoadedImage img;
   img.format = p.format;
@@ -239,7 +241,12 @@ LoadedImage decode_image(const std::vector<uint8_t>& bytes, const std::string& n
 LoadedImage load_image(const std::string& path, const std::string& role, int64_t max_pixels) {
   std::vector<uint8_t> bytes;
   std::string why;
-  if (!read_file(path, bytes, why)) throw InputError("cannot read " + role + " " + in_quotes(path) + ": " + why);
+  if (!read_file(path, bytes, why)) {
+    // "-" is no file here: say so, rather than that no such file exists.
+    if (path == "-") why = "reading an image from standard input is not supported; give the image's file";
+    else if (why == "no such file") why += "; check the path";
+    throw InputError("cannot read " + role + " " + in_quotes(path) + ": " + why);
+  }
   return decode_image(bytes, path, role, max_pixels);
 }
 

@@ -29,7 +29,8 @@ bool form_field(const Form& form, const std::string& name, std::string& value) {
 }
 
 LoadedImage decode_upload(const FormPart& file, const std::string& role, int64_t max_pixels) {
-  return decode_image(std::vector<uint8_t>(file.content.begin(), file.content.end()), file.filename, role, max_pixels);
+  return decode_image(std::vector<uint8_t>(file.content.begin(), file.content.end()), file.filename, role, max_pixels,
+                      "send a smaller image");
 }
 
 namespace {
@@ -90,23 +91,22 @@ JobRunner::JobRunner(const Stylizer* stylizer, StylizeRequest defaults, const Se
     if (!fs::is_directory(opt_.styles_dir, ec)) {
       throw InputError("styles folder " + in_quotes(opt_.styles_dir) + " does not exist");
     }
+    // Each is read now: one that cannot be (empty, corrupt, too large) stops the start with its
+    // name, as a bad --filters-dir file does, rather than being listed and then failing its jobs
+    // with a message that names a path on this server.
     for (const auto& e : fs::directory_iterator(opt_.styles_dir)) {
       const std::string ext = file_extension(e.path().string());
       if (e.is_regular_file() && is_writable_image_extension(ext == "jpeg" ? "jpg" : ext)) {
-        styles_[e.path().stem().string()] = e.path().string();
+        const std::string id = e.path().stem().string();
+        styles_[id] = e.path().string();
+        named_images_[id] = load_image(e.path().string(), "--styles-dir image", opt_.max_pixels).rgb;
       }
     }
   }
   defaults_.resize = resize_image;
 }
 
-at::Tensor JobRunner::named_style(const std::string& style_id) {
-  std::lock_guard<std::mutex> lock(styles_mu_);
-  auto it = named_images_.find(style_id);
-  if (it != named_images_.end()) return it->second;
-  at::Tensor rgb = load_image(styles_.at(style_id), "style image", opt_.max_pixels).rgb;
-  return named_images_.emplace(style_id, rgb).first->second;
-}
+at::Tensor JobRunner::named_style(const std::string& style_id) const { return named_images_.at(style_id); }
 
 JobService::Outcome JobRunner::run(Job& job, JobService& jobs) {
   if (!stylizer_) throw UsageError("this process has no network to run jobs (a --workers 0 API)");

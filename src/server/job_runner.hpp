@@ -37,7 +37,7 @@ class JobRunner {
  public:
   // `stylizer` null: a pure API (parse() checks fields and images but not the plan; run() throws).
   // `defaults`: the fields a request leaves out; its images are ignored. Throws InputError when
-  // options.styles_dir is not a folder.
+  // options.styles_dir is not a folder or holds an image that cannot be read (each is read now).
   JobRunner(const Stylizer* stylizer, StylizeRequest defaults, const ServeOptions& options);
 
   // A form into a queued job with a new id (images at their working sizes); `sync` applies the
@@ -50,15 +50,14 @@ class JobRunner {
   const StylizeRequest& defaults() const { return defaults_; }
 
  private:
-  at::Tensor named_style(const std::string& style_id);  // a --styles-dir image, read once
+  at::Tensor named_style(const std::string& style_id) const;  // a --styles-dir image, read at the start
   void check_output_pixels(const StylizeRequest& r) const;  // --max-output-mp; throws FormError 422
 
   const Stylizer* stylizer_;
   StylizeRequest defaults_;
   ServeOptions opt_;
-  std::map<std::string, std::string> styles_;  // scanned once
-  std::mutex styles_mu_;
-  std::map<std::string, at::Tensor> named_images_;  // style id -> its image, at source resolution
+  std::map<std::string, std::string> styles_;       // scanned once
+  std::map<std::string, at::Tensor> named_images_;  // style id -> its image, at source resolution (read-only after the start)
   StyleTargetCache style_cache_;                    // named styles' targets, per size
 };
 

@@ -28,9 +28,12 @@ struct LoadedImage {
 // "style image") starts the message.
 LoadedImage load_image(const std::string& path, const std::string& role, int64_t max_pixels = kDefaultMaxPixels);
 
-// Same checks and decoding from bytes in memory (uploads); `name` is used in messages.
+// Same checks and decoding from bytes in memory (uploads); `name` is used in messages, and
+// `over_limit_fix` ends the message of an image above max_pixels (a server says "send a smaller
+// image", not which of its flags to raise).
 LoadedImage decode_image(const std::vector<std::uint8_t>& bytes, const std::string& name, const std::string& role,
-                         int64_t max_pixels = kDefaultMaxPixels);
+                         int64_t max_pixels = kDefaultMaxPixels,
+                         const std::string& over_limit_fix = "shrink it first or raise --max-megapixels");
 
 // High-quality resize (area averaging when shrinking, bicubic when enlarging).
 at::Tensor resize_image(const at::Tensor& rgb, int width, int height);
