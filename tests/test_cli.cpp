@@ -448,6 +448,15 @@ TEST_F(Cli, BadFlagsAreUsageErrors) {
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--style-weight", "-1"}),
                        2, "--style-weight");
   expect_clean_failure(stylize({dir / "content.png", "-o", dir / "out.png"}), 2, "images");
+  // A mistyped subcommand is named as one, not as a missing second image; a flag's error points at
+  // the help of the subcommand that has it; a number CLI11 cannot read says so.
+  expect_clean_failure(stylize({"serv", "--port", "8"}), 2,
+                       "'serv' is no subcommand (batch, serve, worker, weights, train, apply) and no file");
+  expect_clean_failure(stylize({"weights", "synth", "-o", dir / "w.safetensors", "--bogus"}), 2,
+                       "see 'stylize weights synth --help'");
+  expect_clean_failure(stylize({"train", "--steps", "abc"}), 2, "--steps: must be a number, got 'abc'");
+  expect_clean_failure(stylize({"weights", "info", dir / "nope.safetensors"}), 4,
+                       "cannot read weights file '" + dir / "nope.safetensors" + "': no such file; check the path");
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--size", "16"}), 2,
                        "the output is 16x12 px, but layer relu5_1 needs at least 16 px on each side");
   expect_clean_failure(stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "--style-blend", "1,2"}),

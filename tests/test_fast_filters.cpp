@@ -250,6 +250,8 @@ TEST_F(FastFilters, BadInputsGetOneLineAndTheirExitCode) {
       {"train", train_with({"-o", dir / "out/f.png"}), 5, "a filter file ends in .safetensors"},
       {"train", train_with({"--crop-size", "30"}), 2, "--crop-size must be a multiple of 4"},
       {"train", train_with({"--seed", "-1"}), 2, "--seed: must be a whole number from 0 to 18446744073709551615, got '-1'"},
+      {"apply", {"--filter", dir / "f.safetensors", dir / "starry.png", "-o", dir / "x.png", "-s", "3"}, 2,
+       "--size: must be 0 (the input's size) or 16..65536, got '3'"},
       {"train", train_with({"--style-layers", "relu9_9"}), 2, "unknown VGG19 layer 'relu9_9'"},
       {"train", train_with({"--style-layers", "relu4_1"}), 4, ""},  // beyond the conv1-3 weights file
       {"train", train_with({"--resume"}), 2, "--resume: no checkpoint"},

@@ -5,6 +5,9 @@
 
 #include "stylize/recipe.hpp"
 #include "stylize/request.hpp"
+#include "stylize/stylizer.hpp"
+#include "stylize/synthetic.hpp"
+#include "stylize/vgg19.hpp"
 #include "support.hpp"
 
 using namespace stylize;
@@ -184,4 +187,36 @@ TEST(Recipe, PlanSizesEveryScaleAndRefusesTooSmallImagesBeforeAnyWork) {
   EXPECT_NE(small_output.find("use a larger `size`, or shallower layers"), std::string::npos) << small_output;
   r.styles.clear();
   EXPECT_NE(error_of<UsageError>([&] { plan(r, at::kCPU, Precision::fp32); }).find("no style image"), std::string::npos);
+}
+
+// The targets cache keys the blend by each style's share: one style with style_blend [1] is the
+// default blend, and 6,2 is 3,1, so each pair computes its targets once (before, [1] computed again).
+TEST(Recipe, RequestsThatBlendAlikeShareTheirStyleTargets) {
+  StylizeRequest r = request_defaults(Preprocessing::caffe);
+  r.content = synthetic_image(24, 32, 1);
+  r.styles = {synthetic_image(32, 32, 2)};
+  r.size = 32;
+  r.iterations = {1};
+  r.loss.style_layers = {"relu1_1"};
+  r.loss.content_layers = {"relu1_2"};
+  r.resize = [](const at::Tensor& t, int w, int h) {
+    return at::upsample_bilinear2d(t, {h, w}, false);
+  };
+  r.style_key = "one";
+  StyleTargetCache cache;
+  const Stylizer& s = stylize::test::synthetic_stylizer(vgg19_layer_index("relu1_2"));
+  run(s, r, {}, &cache);
+  r.style_blend = {1};
+  run(s, r, {}, &cache);
+  EXPECT_EQ(cache.computations(), 1);
+  r.styles.push_back(synthetic_image(32, 32, 3));
+  r.style_key = "two";
+  r.style_blend = {3, 1};
+  run(s, r, {}, &cache);
+  r.style_blend = {6, 2};
+  run(s, r, {}, &cache);
+  EXPECT_EQ(cache.computations(), 2);
+  r.style_blend = {1, 1};
+  run(s, r, {}, &cache);
+  EXPECT_EQ(cache.computations(), 3) << "another blend, other targets";
 }

@@ -44,13 +44,18 @@ void setup(CLI::App& app, ApplyOptions& o) {
   app.add_option("--ext", o.ext, "Format of the --out-dir outputs: png, jpg, webp, tif, bmp")
       ->transform(extension_word())
       ->capture_default_str();
-  app.add_option("-s,--size", o.size, "Longest side of the output, px (0 = the input's size)")
+  app.add_option("-s,--size", o.size, "Longest side of the output, px: 16..65536, or 0 = the input's size")
       ->transform(number_in(0, 65536))
+      ->check(CLI::Validator(
+          [](std::string& v) {  // digits by now (number_in): a filter needs 16 px a side
+            return v != "0" && std::stol(v) < 16 ? "must be 0 (the input's size) or 16..65536, got " + in_quotes(v)
+                                                  : std::string();
+          },
+          ""))
       ->capture_default_str();
   app.add_flag("-r,--recursive", o.recursive, "Search input folders recursively");
   app.add_option("--quality", o.engine.quality, "JPEG/WebP quality")->transform(number_in(1, 100))->capture_default_str();
   add_device_flags(app, o.engine);
-  app.set_version_flag("--version", std::string("stylize ") + STYLIZE_VERSION);
 }
 
 std::string output_for(const ApplyOptions& o, const std::string& input) {

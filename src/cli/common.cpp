@@ -46,7 +46,18 @@ int parse_or_exit(CLI::App& app, int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();
-    std::fprintf(stderr, "error: %s; see '%s --help'\n", what.c_str(), app.get_name().c_str());
+    // CLI11's "Could not convert: --steps = abc" in the words of the other flag errors.
+    const std::string prefix = "Could not convert: ";
+    if (const size_t eq = what.find(" = "); what.rfind(prefix, 0) == 0 && eq != std::string::npos) {
+      what = what.substr(prefix.size(), eq - prefix.size()) + ": must be a number, got " + in_quotes(what.substr(eq + 3));
+    }
+    // The help that lists the flag: the subcommand's own ('stylize weights synth --help').
+    std::string help = app.get_name();
+    for (const CLI::App* sub = &app; !sub->get_subcommands().empty();) {
+      sub = sub->get_subcommands().front();
+      help += " " + sub->get_name();
+    }
+    std::fprintf(stderr, "error: %s; see '%s --help'\n", what.c_str(), help.c_str());
     return static_cast<int>(ExitCode::usage);
   }
 }

@@ -45,6 +45,10 @@ void request_interrupt();  // as if a signal had arrived (for shutdown paths tha
 template <typename Options, typename Setup, typename Run>
 int command_main(const std::string& name, int argc, char** argv, Setup setup, Run run) {
   CLI::App app(name, name);
+  // A flag given twice keeps its last value, in every subcommand alike (CLI11's default refuses it
+  // as "At Most 1 required but received 2"; the engine flags already took the last).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.set_version_flag("--version", std::string("stylize ") + STYLIZE_VERSION);  // every subcommand answers it
   Options o;
   setup(app, o);
   const int parsed = parse_or_exit(app, argc, argv);

@@ -1,14 +1,17 @@
 // Dispatches `stylize SUBCOMMAND ...` to its own parser; anything else is the main command.
 // Separate parsers keep each --help focused and let CONTENT be any file name but a subcommand's.
 #include <csignal>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "stylize/error.hpp"
 #include "stylize/stylizer.hpp"
 
 namespace {
@@ -52,6 +55,15 @@ int main(int argc, char** argv) {
     if (first == "worker") return stylize::cli::worker_main(argc - 1, argv + 1);
     if (first == "train") return stylize::cli::train_main(argc - 1, argv + 1);
     if (first == "apply") return stylize::cli::apply_main(argc - 1, argv + 1);
+    // A bare word that names no file ('serv', 'bogus') is a mistyped subcommand far more often than
+    // a photo without an extension: said so, instead of CLI11's "images: At least 2 required".
+    struct stat st {};
+    if (!first.empty() && first[0] != '-' && first.find_first_of("./") == std::string::npos &&
+        stat(first.c_str(), &st) != 0) {
+      std::fprintf(stderr, "error: %s is no subcommand (batch, serve, worker, weights, train, apply) and no file; see "
+                           "'stylize --help'\n", stylize::in_quotes(first).c_str());
+      return static_cast<int>(stylize::ExitCode::usage);
+    }
   }
   return stylize::cli::stylize_main(argc, argv);
 }

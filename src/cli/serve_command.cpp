@@ -16,6 +16,7 @@
 #include "common.hpp"
 #include "engine_flags.hpp"
 #include "stylize/error.hpp"
+#include "stylize/fsutil.hpp"
 
 namespace stylize::cli {
 namespace {
@@ -36,7 +37,7 @@ void add_limit_flags(CLI::App& app, serve::ServeOptions& s) {
                  "Most output pixels a job may ask for, in millions (a print-size job costs by its area; 0: --max-size alone)")
       ->transform(number_in(0.0, 1e6))->capture_default_str();
   app.add_flag("--allow-tiled", s.allow_tiled,
-               "Run jobs that the plan tiles (a 'tile' field, or too large to fit whole); otherwise they get 422");
+               "Run jobs that the plan tiles (a 'tile' field, or too large to fit whole); otherwise they are refused (HTTP 422)");
   app.add_option("--styles-dir", s.styles_dir, "Folder of named style images (style_id = file stem)");
 }
 
@@ -57,7 +58,7 @@ CLI::Option* add_queue_flags(CLI::App& app, serve::ServeOptions& s) {
       ->capture_default_str();
   app.add_option("--result-ttl", s.result_ttl_s, "Seconds a finished job and its result are kept")->transform(number_in(1.0, 1e7))->capture_default_str();
   app.add_option("--max-stored-mb", s.max_stored_mb,
-                 "Cap on the stored results (--data-dir or Redis): beyond it the oldest go first (0 = no cap)")
+                 "Cap on the stored results (serve's --data-dir, or Redis): beyond it the oldest go first (0 = no cap)")
       ->transform(number_in(0.0, 1e9))
       ->capture_default_str();
   return queue;
@@ -120,11 +121,20 @@ std::thread on_interrupt(F shutdown) {
 int run(ServeCommandOptions& o) {
   request_from_flags(o.engine, Preprocessing::caffe);  // validates the flags before anything is loaded
   if (!o.api_key_file.empty()) {
-    std::ifstream in(o.api_key_file);
-    if (!in) throw UsageError("cannot read --api-key-file " + in_quotes(o.api_key_file));
-    std::getline(in, o.server.api_key);
+    // read_file says why (no such file, a folder, no permission) where an ifstream only fails.
+    std::vector<std::uint8_t> bytes;
+    std::string why;
+    if (!read_file(o.api_key_file, bytes, why)) {
+      throw UsageError("cannot read --api-key-file " + in_quotes(o.api_key_file) + ": " + why +
+                       "; give a file holding the key on its first line");
+    }
+    const std::string text(bytes.begin(), bytes.end());
+    o.server.api_key = text.substr(0, text.find('\n'));
     while (!o.server.api_key.empty() && isspace(static_cast<unsigned char>(o.server.api_key.back()))) o.server.api_key.pop_back();
-    if (o.server.api_key.size() < 16) throw UsageError("the API key in " + in_quotes(o.api_key_file) + " is shorter than 16 characters");
+    if (o.server.api_key.size() < 16) {
+      throw UsageError("the API key in " + in_quotes(o.api_key_file) + " is shorter than 16 characters; put a longer one "
+                       "on its first line (e.g. from: head -c 24 /dev/urandom | base64)");
+    }
   }
   if (o.server.filters_only) {
     if (o.server.filters_dir.empty()) throw UsageError("--filters-only needs --filters-dir: the filters are all it serves");

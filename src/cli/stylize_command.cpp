@@ -37,20 +37,22 @@ void setup(CLI::App& app, StylizeOptions& o) {
   app.description(
       "Repaints a photo in the style of one or more paintings (Gatys et al. neural style transfer on VGG19).\n"
       "Subcommands: 'stylize batch --help' (many images), 'stylize weights --help' (get weights),\n"
-      "'stylize train --help' (make a fast filter for a style), 'stylize apply --help' (use one).\n"
-      "Exit codes: 0 ok, 1 internal (a bug), 2 usage, 3 input image, 4 weights, 5 output, 6 device, 7 memory, 130 interrupted.");
+      "'stylize train --help' (make a fast filter for a style), 'stylize apply --help' (use one),\n"
+      "'stylize serve --help' (an HTTP API), 'stylize worker --help' (its workers on a Redis queue).\n"
+      "Exit codes: 0 ok, 1 internal (a bug), 2 usage, 3 input image, 4 weights, 5 output, 6 device, 7 memory, "
+      "8 batch/apply: some failed, 9 batch/apply: all failed, 10 network, 130 interrupted.");
   app.add_option("images", o.images, "CONTENT STYLE [STYLE...]: the photo, then one or more style images")
       ->required()
       ->expected(2, CLI::detail::expected_max_vector_size)
+      ->multi_option_policy(CLI::MultiOptionPolicy::Throw)  // the one policy that holds the 2 (not the default TakeLast)
       ->type_name("FILE");
-  app.add_option("-o,--output", o.output, "Output image; format from the extension (.png .jpg .webp .tif .bmp)")
+  app.add_option("-o,--output", o.output, "Output image; format from the extension (.png .jpg/.jpeg .webp .tif/.tiff .bmp)")
       ->capture_default_str();
   add_engine_flags(app, o.engine);
   app.add_option("--save-every", o.save_every, "Also write OUT_N.ext every N iterations of the last scale (tiled: after each sweep) (0 = never)")
       ->transform(number_in(0, 1000000))
       ->capture_default_str();
   app.add_option("--report", o.report, "Write a JSON summary of the run to this file (- for standard output)");
-  app.set_version_flag("--version", std::string("stylize ") + STYLIZE_VERSION);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {

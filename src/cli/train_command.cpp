@@ -83,7 +83,6 @@ void setup(CLI::App& app, TrainOptions& o) {
       ->capture_default_str();
   add_network_flags(app, o.engine);
   add_device_flags(app, o.engine);
-  app.set_version_flag("--version", std::string("stylize ") + STYLIZE_VERSION);
 }
 
 std::vector<std::string> split_list(const std::string& s) {

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <filesystem>
+
 #include "commands.hpp"
 #include "common.hpp"
 #include "stylize/weights_tools/checksum.hpp"
@@ -127,6 +129,15 @@ int run_convert(const ConvertOptions& o) {
 }
 
 int run_info(const InfoOptions& o) {
+  if (!o.path.empty()) {  // named here, not by --weights: locate_weights would say it was
+    std::error_code ec;
+    if (std::filesystem::is_directory(o.path, ec)) {
+      throw WeightsError("cannot read weights file " + in_quotes(o.path) + ": it is a folder; give the .safetensors file in it");
+    }
+    if (!std::filesystem::exists(o.path, ec)) {
+      throw WeightsError("cannot read weights file " + in_quotes(o.path) + ": no such file; check the path");
+    }
+  }
   const std::string path = locate_weights(o.path);
   const SafetensorsFile header = read_safetensors_header(path);
   // A prefix of the network (conv1_1 … convN, none skipped) is valid: it serves loss layers up to reluN.
@@ -171,6 +182,7 @@ int weights_main(int argc, char** argv) {
   CLI::App app("Get, convert and check VGG19 weights", "stylize weights");
   app.require_subcommand(1);
   app.fallthrough();  // -q/-v also after the subcommand name
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as every command
   int verbose = 0, quiet = 0;
   app.add_flag("-q,--quiet", quiet, "Only warnings and errors");
   app.add_flag("-v,--verbose", verbose, "Debug logging");
@@ -203,7 +215,9 @@ int weights_main(int argc, char** argv) {
   InfoOptions info;
   auto* info_cmd = app.add_subcommand("info", "Check a weights file and print its source, depth, preprocessing and size; "
                                                "exit 0 only if it is valid (the whole network or a prefix of it)");
-  info_cmd->add_option("path", info.path, "Weights file (default: the one 'stylize' would use)");
+  info_cmd->add_option("path", info.path, "Weights file (default: the one 'stylize' would use)")
+      ->check(CLI::Validator(
+          [](std::string& v) { return v.empty() ? std::string("must be a file name, got ''") : std::string(); }, ""));
 
   SynthOptions synth;
   auto* synth_cmd = app.add_subcommand("synth", "Write seeded synthetic (random, NOT pretrained) VGG19 weights, "

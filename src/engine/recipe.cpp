@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include <cstdio>
+#include <numeric>
 
 #include "stylize/error.hpp"
 #include "stylize/runtime.hpp"
@@ -70,7 +71,15 @@ std::string cache_key(const StylizeRequest& r, int style_longest) {
   std::string key = r.style_key + "|" + std::to_string(style_longest) + "|";
   for (const auto& l : r.loss.style_layers) key += l + ",";
   key += "|";
-  for (double b : r.style_blend) key += std::to_string(b) + ",";
+  // The blend as the targets mix it, each style's share: [1] for one style is the default, and 6,2
+  // is 3,1, so such requests share their targets.
+  const size_t n = r.styles.empty() ? r.style_blend.size() : r.styles.size();
+  const double sum = std::accumulate(r.style_blend.begin(), r.style_blend.end(), 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    char share[32];
+    std::snprintf(share, sizeof share, "%.9g,", r.style_blend.empty() ? 1.0 / static_cast<double>(n) : r.style_blend[i] / sum);
+    key += share;
+  }
   return key;
 }
 

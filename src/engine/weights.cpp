@@ -68,7 +68,8 @@ const Vgg19Layer& last_conv(int convolutions) {
 
 std::string missing_message(const std::string& path, const std::string& name) {
   return "invalid weights file " + in_quotes(path) + ": tensor " + in_quotes(name) + " (shape " +
-         shape_str(vgg19_parameter_shape(name)) + ") is missing; is this a VGG19 file with torchvision names?";
+         shape_str(vgg19_parameter_shape(name)) + ") is missing; stylize reads VGG19 with torchvision's names "
+         "(features.0.weight ...)";
 }
 
 void check_entry(const std::string& path, const std::string& name, const SafetensorsEntry& entry) {
@@ -116,8 +117,13 @@ int check_vgg19_prefix(const SafetensorsFile& file) {
 void check_vgg19_header(const SafetensorsFile& file) {
   const int depth = check_vgg19_prefix(file);
   if (depth < static_cast<int>(conv_layers().size())) {
-    throw WeightsError(missing_message(file.path, tensor_name(conv_layers()[static_cast<size_t>(depth)], "weight")) +
-                       "; the file holds " + describe_vgg19_prefix(depth));
+    // A valid prefix: no naming problem, only short. Say so, and where such a file serves as it is.
+    const std::string first_missing = tensor_name(conv_layers()[static_cast<size_t>(depth)], "weight");
+    throw WeightsError("invalid weights file " + in_quotes(file.path) + ": it holds only " +
+                       describe_vgg19_prefix(depth) + ", and the whole VGG19 is needed here (tensor " +
+                       in_quotes(first_missing) + " (shape " + shape_str(vgg19_parameter_shape(first_missing)) +
+                       ") is missing); a prefix file is used as it is, named by " + field("weights") +
+                       ", for loss layers up to " + deepest_usable_layer(depth));
   }
 }
 
