@@ -188,6 +188,7 @@ TEST_F(Cli, SeveralStylesBlendOriginalColorsAndSnapshots) {
   EXPECT_EQ(rep["inputs"]["styles"].size(), 2u);
   EXPECT_DOUBLE_EQ(rep["inputs"]["styles"][0]["blend"].get<double>(), 0.75) << "3,1 is a 3/4 share";
   EXPECT_DOUBLE_EQ(rep["inputs"]["styles"][1]["blend"].get<double>(), 0.25);
+  EXPECT_EQ(rep["settings"]["style_blend"], nlohmann::json::array({3.0, 1.0})) << "the setting as given";
   EXPECT_EQ(rep["settings"]["original_colors"], true);
 }
 
@@ -282,7 +283,9 @@ TEST_F(Cli, OutputsThroughLinksAndStreams) {
     r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "-q", "--report",
                  stream});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(nlohmann::json::parse(r.out)["output"]["width"], 32) << stream << ": the report on stdout";
+    const auto rep = nlohmann::json::parse(r.out);
+    EXPECT_EQ(rep["output"]["width"], 32) << stream << ": the report on stdout";
+    EXPECT_EQ(rep["settings"]["style_blend"], nlohmann::json::array({1.0})) << "the blend in effect, not []";
   }
   EXPECT_FALSE(exists(dir / "-"));
   EXPECT_TRUE(fs::is_symlink("/dev/stdout"));

@@ -494,7 +494,8 @@ Loop run_jobs(const BatchOptions& o, std::vector<Job>& jobs, size_t todo, Worker
       if (job.status == "interrupted") interrupted = true;
     } catch (...) {
       job.status = "failed";
-      job.error = error_report(std::current_exception()).message;
+      // In the words the job's settings came in: a job-file line's keys, else the flags.
+      job.error = error_report(std::current_exception(), job.fields.empty() ? FieldWords::flag : FieldWords::key).message;
     }
     job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_job).count();
     if (job.status == "done") {

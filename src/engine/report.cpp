@@ -20,7 +20,8 @@ nlohmann::json settings_json(const StylizeRequest& r, const Stylizer& s) {
   const OptimizerOptions o = optimizer_options(r, s.preprocessing(), r.iterations.back());
   return {{"size", r.size},
           {"style_scale", r.style_scale},
-          {"style_blend", r.style_blend},
+          // In effect: equal weights when none were given, as style_layer_weights below.
+          {"style_blend", r.style_blend.empty() ? std::vector<double>(r.styles.size(), 1.0) : r.style_blend},
           {"preprocessing", to_string(s.preprocessing())},
           {"content_layers", loss.content_layers},
           {"style_layers", loss.style_layers},
