@@ -38,11 +38,8 @@ inline void write_file_atomic(const std::string& path, const std::string& text) 
   write_file_atomic(path, text.data(), text.size());
 }
 
-// Whether `path` names a stream (see StagedFile): written in place, never replaced.
-bool is_stream_path(const std::string& path);
-
 // Throws OutputError unless the folder that would hold `path` (its symbolic links followed) exists
-// and is writable. A stream (is_stream_path) passes.
+// and is writable. A stream (see StagedFile) passes.
 void check_output_folder(const std::string& path);
 
 // `path` as one word a POSIX shell reads back as it is, for a command a message suggests

@@ -132,8 +132,6 @@ void check_folder_of(const std::string& path, const std::string& target) {
 
 }  // namespace
 
-bool is_stream_path(const std::string& path) { return is_stream(resolve_write_target(path)); }
-
 void check_output_folder(const std::string& path) {
   const WriteTarget t = resolve_write_target(path);
   if (!is_stream(t)) check_folder_of(path, t.path);
