@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The choices made under synthetic weights, re-made on the REAL VGG19 prefix (../shared/weights,
-conv1_1 … conv3_4): keeping pixels in range, content vs random start, multi-scale, bf16 vs fp32,
+conv1_1 … conv3_4): keeping pixels in range, content vs random start, multi-scale, bf16 and mixed vs fp32,
 the TV weight. Writes the "Real weights" section of BENCHMARKS.md (between its markers; the rest of
 the file is scripts/bench.sh's) and docs/gallery/init_progress.jpg + multiscale.jpg. Every number is
 measured in this run. About 8 minutes on 2 cores with AMX.
@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import gallery  # noqa: E402  (contact sheets, and the same inputs and layers)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from machine import cpu_description  # noqa: E402
+from machine import bf16_default, cpu_description  # noqa: E402
 
 BIN = os.path.join(ROOT, "build", "stylize")
 SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
@@ -110,13 +110,20 @@ def multiscale(single):
     return rows
 
 
+# mixed: bf16 up to pool2, fp32 after, what --precision auto runs on CPUs with AVX512-BF16 and no AMX.
+# Without bf16 dot products (AVX2 only) bf16 runs LibTorch's generic kernels, ~100x slower than fp32:
+# 300 iterations would take hours, and no one runs it there (auto picks fp32), so fp32 runs alone.
+PRECISIONS = ("fp32", "bf16", "mixed") if bf16_default() else ("fp32",)
+
+
 def precisions():
     out = {}
-    for prec in ("fp32", "bf16"):
+    for prec in PRECISIONS:
         rep, _, path = run(f"prec_{prec}", ["-n", "300", "--precision", prec])
         out[prec] = {"own": rep["losses"]["final"]["total"], "fp32": fp32_score(path), "path": path,
                      "s_per_it": rep["seconds_per_iteration"]}
-    out["pixels"] = mean_abs_difference(out["fp32"]["path"], out["bf16"]["path"])
+        if prec != "fp32":
+            out[prec]["pixels"] = mean_abs_difference(out["fp32"]["path"], path)
     return out
 
 
@@ -187,14 +194,20 @@ def section(gap, st, ms, pr, tv, cpu, minutes):
           "measured under synthetic weights) its picture keeps the coarse scale's blobs (README's gallery, "
           "`scales.jpg`). With 100 or more final iterations the blobs are gone (`multiscale.jpg`).", ""]
 
-    L += ["### bf16 against fp32", "",
-          "300 iterations each way; each written image then scored in fp32 (`-n 0 --init OUT --precision fp32`).", "",
-          "| precision | s/it | final loss (own arithmetic) | written image, scored in fp32 |", "| --- | --- | --- | --- |"]
-    for prec in ("fp32", "bf16"):
+    L += ["### bf16 and mixed against fp32", "",
+          "300 iterations each way; each written image then scored in fp32 (`-n 0 --init OUT --precision fp32`). "
+          "mixed runs bf16 up to pool2 and fp32 from conv3_1 on (in this file, conv3_1 … conv3_4 in fp32).", "",
+          "| precision | s/it | final loss (own arithmetic) | written image, scored in fp32 | "
+          "against fp32's image, levels of 255 |", "| --- | --- | --- | --- | --- |"]
+    for prec in PRECISIONS:
         d = pr[prec]
-        L.append(f"| {prec} | {d['s_per_it']:.3f} | {d['own']:.4g} | {d['fp32']:.4g} |")
-    L += ["", f"bf16's image scores **{100 * pr['bf16']['fp32'] / pr['fp32']['fp32']:.1f}%** of fp32's loss; the two "
-          f"images differ by **{pr['pixels']:.2f}** levels (of 255) per channel on average.", ""]
+        L.append(f"| {prec} | {d['s_per_it']:.3f} | {d['own']:.4g} | {d['fp32']:.4g} | "
+                 f"{'—' if prec == 'fp32' else format(d['pixels'], '.2f')} |")
+    if len(PRECISIONS) == 1:
+        L += ["", "bf16 and mixed not run: this CPU has no bf16 dot products (AMX or AVX512-BF16), where they take "
+              "LibTorch's generic kernels, ~100x slower than fp32, and `--precision auto` picks fp32."]
+    L += [""] + [f"{prec}'s image scores **{100 * pr[prec]['fp32'] / pr['fp32']['fp32']:.1f}%** of fp32's loss and "
+                 f"differs from it by **{pr[prec]['pixels']:.2f}** levels (of 255) per channel on average." for prec in PRECISIONS[1:]] + [""]
 
     L += ["### TV weight", "", "300 iterations; the terms of the final loss (TV is measured on the network input). "
           "Pictures: README's gallery (`tv_weight.jpg`): 0 and 1e-3 look alike, 1e-2 softens the strokes, 1e-1 blurs "
