@@ -494,8 +494,10 @@ Loop run_jobs(const BatchOptions& o, std::vector<Job>& jobs, size_t todo, Worker
       if (job.status == "interrupted") interrupted = true;
     } catch (...) {
       job.status = "failed";
-      // In the words the job's settings came in: a job-file line's keys, else the flags.
-      job.error = error_report(std::current_exception(), job.fields.empty() ? FieldWords::flag : FieldWords::key).message;
+      // In the words the job's settings came in: a job-file line's keys (one that set fields, or
+      // could not be read), else the flags.
+      const bool line_words = !job.fields.empty() || !job.setup_error.empty();
+      job.error = error_report(std::current_exception(), line_words ? FieldWords::key : FieldWords::flag).message;
     }
     job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_job).count();
     if (job.status == "done") {

@@ -536,6 +536,13 @@ void Server::routes() {
   auto& http = *http_;
   const size_t max_upload = static_cast<size_t>(opt_.max_upload_mb * 1024 * 1024);
   http.set_payload_max_length(max_upload);  // bodies with a Content-Length; refuse_before_reading() refuses the rest
+  // One request per connection. A request refused before its body is read (404, 405, 411, 413, 401)
+  // leaves that body on the connection, and cpp-httplib 0.11 reads it as the client's next request
+  // and answers it (a body that is itself a request, smuggled past a proxy), whatever Connection
+  // header the refusal sends: only the request's own header or the keep-alive count closes. A job
+  // costs seconds; a new connection per status poll costs microseconds on the loopback or behind a
+  // proxy that keeps its own.
+  http.set_keep_alive_max_count(1);
   http.set_pre_routing_handler([this, max_upload](const httplib::Request& req, httplib::Response& res) {
     return before_routing(req, res, max_upload) ? httplib::Server::HandlerResponse::Handled
                                                 : httplib::Server::HandlerResponse::Unhandled;
@@ -616,10 +623,8 @@ bool Server::before_routing(const httplib::Request& req, httplib::Response& res,
 // says) or is over the cap (413). True when it answered.
 bool Server::refuse_before_reading(const httplib::Request& req, httplib::Response& res, size_t max_upload) {
   auto route = std::find_if(methods_.begin(), methods_.end(), [&](const auto& m) { return std::regex_match(req.path, m.regex); });
-  // Each refusal asks the client to close: its body is not read (cpp-httplib 0.11 ignores the header
-  // itself, and reads what follows as its next requests, up to its keep-alive limit).
+  // Each refusal leaves the body unread; the connection then closes (one request each: routes()).
   if (route == methods_.end()) {
-    res.set_header("Connection", "close");
     send_error(res, {404, "not_found", "no endpoint " + clipped(req.path) + "; GET /openapi.json lists them"});
     return true;
   }
@@ -627,14 +632,12 @@ bool Server::refuse_before_reading(const httplib::Request& req, httplib::Respons
   const bool allowed = (", " + allow + ",").find(", " + req.method + ",") != std::string::npos;
   if (!allowed) {
     res.set_header("Allow", allow);
-    res.set_header("Connection", "close");
     send_error(res, {405, "method_not_allowed", clipped(req.method) + " is not a method of " + clipped(req.path) + "; it takes " + allow});
     return true;
   }
   // No endpoint reads a query string: on a POST or DELETE a `?size=64` would look like a setting and
   // be ignored. (A GET's, a cache-buster, changes nothing and is let through.)
   if (!req.params.empty() && req.method != "GET" && req.method != "HEAD") {
-    res.set_header("Connection", "close");
     send_error(res, {400, "unknown_field", "query parameter '" + clipped(req.params.begin()->first) + "' is not read by " +
                                                clipped(req.path) + (req.method == "POST" ? "; send settings as multipart "
                                                "form fields (GET /openapi.json lists them)" : "; send it without one")});
@@ -642,7 +645,6 @@ bool Server::refuse_before_reading(const httplib::Request& req, httplib::Respons
   }
   // Any method: cpp-httplib reads a DELETE's chunked body too, and leaves a GET's unread on the connection.
   if (req.has_header("Transfer-Encoding") || (req.method == "POST" && !req.has_header("Content-Length"))) {
-    res.set_header("Connection", "close");
     send_error(res, {411, "length_required", "send the body with a Content-Length header (not chunked): this server checks an "
                                              "upload's size against its limit of " + std::to_string(max_upload) +
                                              " bytes (--max-upload-mb) before reading it"});
@@ -650,7 +652,6 @@ bool Server::refuse_before_reading(const httplib::Request& req, httplib::Respons
   }
   const auto len = req.get_header_value<uint64_t>("Content-Length");
   if (len > max_upload) {
-    res.set_header("Connection", "close");
     send_error(res, {413, "too_large", "upload of " + std::to_string(len) + " bytes is over this server's limit of " +
                                            std::to_string(max_upload) + " bytes (--max-upload-mb)"});
     return true;
