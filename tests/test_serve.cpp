@@ -767,7 +767,7 @@ TEST(Serve, RequestsAreRefusedFromTheirHeadersAlone) {
   // A refused request's unread body is never read as a request of its own (smuggled past a proxy
   // that forwards the body): the connection closes after the refusal, and one answer comes back.
   const std::string smuggled = "GET /v1/styles HTTP/1.1\r\nHost: x\r\n\r\n";
-  for (const std::string head : {std::string("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 30000000\r\n\r\n"),
+  for (const std::string& head : {std::string("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 30000000\r\n\r\n"),
                                  std::string("POST /v1/jobs/abc HTTP/1.1\r\nHost: x\r\nContent-Length: ") +
                                      std::to_string(smuggled.size()) + "\r\n\r\n"}) {
     const std::string answer = raw_exchange_parts(s.port, {head, smuggled}, 300);  // the body after the refusal

@@ -373,6 +373,22 @@ TEST(Tiling, TheRecipeTilesAScaleAndReportsItsLastGrid) {
   EXPECT_GT(tiles_seen, static_cast<int>(sr.tiles.size())) << "two sweeps";
   EXPECT_EQ(res.rgb.size(3), 64);
   EXPECT_EQ(res.iterations, 3 * tiles_seen);
+  // Snapshots every N of each tile's iterations: after the sweeps that reach a multiple of N, never
+  // after the last (that image is the output). 4 sweeps of 2 (at 2, 4, 6, 8): N = 3 gives 4 and 6
+  // (they pass 3 and 6), N = 5 gives 6, N = 1000 none; before, every sweep wrote one, the last too.
+  r.tile_iterations = 2;
+  r.iterations = {8};  // 4 sweeps of 2
+  for (const auto& [every, expected] : std::vector<std::pair<int, std::vector<int>>>{{2, {2, 4, 6}}, {3, {4, 6}}, {5, {6}}, {1000, {}}}) {
+    RunCallbacks snap;
+    std::vector<int> at;
+    snap.snapshot_every = every;
+    snap.on_snapshot = [&](int iteration, const at::Tensor&) { at.push_back(iteration); };
+    const StylizeResult sn = run(stylizer(), r, snap);
+    ASSERT_EQ(sn.scales[0].plan.sweeps, 4);
+    EXPECT_EQ(at, expected) << "--save-every " << every;
+  }
+  r.tile_iterations = 3;
+  r.iterations = {6};
   // With the content's colours kept, the written image is another image: scored tile by tile as the
   // optimised one was, not reported as the optimised one's loss.
   r.original_colors = true;

@@ -118,8 +118,9 @@ struct RunCallbacks {
   std::function<void(int scale, const Progress&)> on_progress;
   std::function<bool(int evaluation, int total)> progress_at;
   std::function<bool()> should_stop;
-  // Every snapshot_every evaluations of the last scale (0 = never; a tiled last scale: after every
-  // sweep): the image so far, as rgb above.
+  // Every snapshot_every evaluations of the last scale, before its last (0 = never; a tiled last
+  // scale: after each sweep that reaches a multiple of it, each tile's iterations counted): the
+  // image so far, as rgb above.
   int snapshot_every = 0;
   std::function<void(int iteration, const at::Tensor& rgb)> on_snapshot;
 };

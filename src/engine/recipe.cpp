@@ -228,8 +228,12 @@ StylizeOutput tiled_scale(const Stylizer& s, const StylizeRequest& r, const Scal
   if (cb.on_tile) tc.on_tile = [&cb, k](const TileProgress& t) { cb.on_tile(k, t); };
   tc.transfer = scale_callbacks(s, cb, k, false, content, false);
   if (last && cb.snapshot_every > 0 && cb.on_snapshot) {
+    // After a sweep that reaches a multiple of snapshot_every (each tile's iterations so far), and
+    // not after the last: that image is the output itself, as an untiled run's last iteration is.
     tc.on_sweep = [&](int sweep, const at::Tensor& rgb) {
-      cb.on_snapshot(sweep * sp.tile_iterations, r.original_colors ? transfer_luminance(rgb, content) : rgb);
+      const int done = sweep * sp.tile_iterations, before = (sweep - 1) * sp.tile_iterations;
+      if (sweep >= sp.sweeps || done / cb.snapshot_every == before / cb.snapshot_every) return;
+      cb.on_snapshot(done, r.original_colors ? transfer_luminance(rgb, content) : rgb);
     };
   }
   const TiledResult t = optimize_tiled(s, content, start, targets, p, sp.tile, sp.tile_overlap, sp.sweeps,

@@ -335,9 +335,12 @@ void validate(const StylizeRequest& r) {
   }
   const int first = scale_size(r, 0);
   if (r.scales > 1 && first < 32) {
+    // The smallest size whose first scale rounds to 32 px: 63 for 2 scales, 126 for 3.
+    const int need = static_cast<int>(std::ceil(31.5 * std::pow(2.0, r.scales - 1)));
     throw FieldError("scales", FieldError::range,
                      field("scales") + " " + std::to_string(r.scales) + " makes the first scale " + std::to_string(first) +
-                         " px; use fewer scales or a larger " + field("size") + " (>= 32 px)");
+                         " px (at least 32 needed); use fewer scales or a " + field("size") + " of at least " +
+                         std::to_string(need));
   }
 }
 
