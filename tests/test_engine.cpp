@@ -668,6 +668,11 @@ TEST(Errors, QuotedUserTextKeepsItsBackticksAndStaysOneLine) {
   EXPECT_EQ(render_fields("filter file: " + as_literal(inner), FieldWords::flag), "filter file: 'x`y`.jpg' 'style_blend'");
   const auto r = error_report(std::make_exception_ptr(InputError("cannot read " + in_quotes("`a`.png"))), FieldWords::flag);
   EXPECT_EQ(r.message, "cannot read '`a`.png'");
+  // OpenCV's allocation failure (a std::exception here) is out of memory, exit 7, not a bug.
+  const auto cv = error_report(std::make_exception_ptr(std::runtime_error(
+      "OpenCV(4.6.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate 38654705664 bytes")));
+  EXPECT_EQ(cv.code, ExitCode::resources);
+  EXPECT_EQ(cv.message.rfind("out of memory: ", 0), 0u) << cv.message;
 }
 
 TEST(Vgg19, AutoPrecisionIsBf16OnAmxMixedOnAvx512Bf16Fp32Elsewhere) {

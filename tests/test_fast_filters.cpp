@@ -163,6 +163,14 @@ TEST_F(FastFilters, ApplyKeepsTheInputSizeAndRepeatsItsBytes) {
                 .exit_code,
             0);
   EXPECT_EQ(load_image(dir / "s.jpg", "output").width, 106);
+  // A size whose estimate is over the memory there is: refused before any work (exit 7), not an
+  // allocation failing part-way as an internal error.
+  const RunResult huge = stylize("apply", {"--filter", dir / "out/f.safetensors", dir / "odd.png", "-o", dir / "h.png",
+                                           "-s", "65536"});
+  EXPECT_EQ(huge.exit_code, 7) << huge.err;
+  EXPECT_NE(huge.err.find("at 65536x"), std::string::npos) << huge.err;
+  EXPECT_NE(huge.err.find("; use a smaller --size"), std::string::npos) << huge.err;
+  EXPECT_FALSE(exists(dir / "h.png"));
 }
 
 TEST_F(FastFilters, ApplyToAFolderWritesTheGoodAndReportsTheBad) {

@@ -90,6 +90,13 @@ class FilterNet {
 // panorama at a small size), so every front-end refuses it before any work, in the same words.
 std::pair<int, int> filter_size(int width, int height, int longest, const std::string& what);
 
+// Peak memory of applying `arch` to one width×height image on the CPU, bytes: ~200 MB fixed +
+// (40 + 32·arch.width) bytes per pixel (measured, peak RSS of `stylize apply` at 1-12.6 MP: 288 B/px
+// at width 8, 1042 at width 32). Throws ResourceError (the sizes, what is available, `size` to
+// lower) when it is over the memory available, so a large `size` is refused before any work
+// rather than failing in an allocation part-way.
+void check_filter_memory(const FilterArch& arch, int width, int height, const std::string& what);
+
 // The filter's picture of `rgb` ([B, 3, H, W] float32 0-255, any device): no gradients, clamped to
 // 0-255, on the CPU. Throws UsageError for a side under kFilterMinSide.
 at::Tensor apply_filter(const FilterNet& net, const at::Tensor& rgb);

@@ -101,6 +101,7 @@ void check_distinct_outputs(const ApplyOptions& o, const std::vector<std::string
 double apply_one(const ApplyOptions& o, const FilterNet& net, const std::string& input, const std::string& output) {
   LoadedImage img = read_image(input, "input image", o.engine);
   const auto [w, h] = filter_size(img.width, img.height, o.size, "input image " + in_quotes(input));
+  check_filter_memory(net.arch(), w, h, "input image " + in_quotes(input));
   const at::Tensor rgb = (w == img.width && h == img.height) ? img.rgb : resize_image(img.rgb, w, h);
   const auto t = std::chrono::steady_clock::now();
   const at::Tensor out = apply_filter(net, rgb);

@@ -62,7 +62,7 @@ int parse_or_exit(CLI::App& app, int argc, char** argv) {
   }
 }
 
-int run_guarded(const std::function<int()>& body) {
+int run_guarded(const std::function<int()>& body, const std::string& oom_fix) {
   auto fail = [](const std::string& message, ExitCode code) {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", message.c_str());
@@ -74,8 +74,7 @@ int run_guarded(const std::function<int()>& body) {
     const ErrorReport r = error_report(std::current_exception(), FieldWords::flag);
     // The engine's own resource errors say what to change; a bare allocation failure gets the CLI's advice.
     const bool bare = r.code == ExitCode::resources && r.message.rfind("out of memory", 0) == 0;
-    return fail(bare ? r.message + "; try a smaller --size, a smaller --lbfgs-history or --optimizer adam" : r.message,
-                r.code);
+    return fail(bare ? r.message + "; " + oom_fix : r.message, r.code);
   }
 }
 

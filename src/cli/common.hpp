@@ -28,7 +28,9 @@ void init_logging(int verbosity);
 int parse_or_exit(CLI::App& app, int argc, char** argv);
 
 // Runs `body`, turning every exception into one "error: ..." line on stderr and its exit code.
-int run_guarded(const std::function<int()>& body);
+// `oom_fix` ends the line of a bare allocation failure (the engine's own estimates say their fix).
+int run_guarded(const std::function<int()>& body,
+                const std::string& oom_fix = "try a smaller --size, a smaller --lbfgs-history or --optimizer adam");
 
 // Called first in main(), before any other thread starts: blocks SIGINT/SIGTERM in every thread
 // started after it and takes them on a watcher thread. Until install_interrupt_handler() they end the
@@ -54,7 +56,11 @@ int command_main(const std::string& name, int argc, char** argv, Setup setup, Ru
   const int parsed = parse_or_exit(app, argc, argv);
   if (parsed >= 0) return parsed;
   init_logging(o.engine.quiet > 0 ? -1 : o.engine.verbose);
-  return run_guarded([&] { return run(o); });
+  // What lowers memory differs by command: apply has no optimiser, train has its crops.
+  const std::string oom_fix = name == "stylize apply"   ? "try a smaller --size"
+                              : name == "stylize train" ? "try a smaller --crop-size, --batch-size or --width"
+                                                        : "try a smaller --size, a smaller --lbfgs-history or --optimizer adam";
+  return run_guarded([&] { return run(o); }, oom_fix);
 }
 
 // A progress bar on a terminal, plain log lines every `print_every` iterations otherwise.

@@ -11,9 +11,10 @@ namespace {
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 bool says_out_of_memory(const std::string& what) {
-  // CPU: "DefaultCPUAllocator: can't allocate memory"; CUDA: "CUDA out of memory" / "Out of memory".
+  // CPU: "DefaultCPUAllocator: can't allocate memory"; CUDA: "CUDA out of memory" / "Out of memory";
+  // OpenCV (a cv::Exception, a std::exception here): "(-4:Insufficient memory) Failed to allocate".
   return what.find("out of memory") != std::string::npos || what.find("Out of memory") != std::string::npos ||
-         what.find("DefaultCPUAllocator") != std::string::npos;
+         what.find("DefaultCPUAllocator") != std::string::npos || what.find("Insufficient memory") != std::string::npos;
 }
 
 bool is_identifier(const std::string& s) {
@@ -132,6 +133,7 @@ ErrorReport error_report(const std::exception_ptr& e, FieldWords words) {
   } catch (const std::bad_alloc&) {
     return {ExitCode::resources, "out of memory"};
   } catch (const std::exception& err) {
+    if (says_out_of_memory(err.what())) return {ExitCode::resources, "out of memory: " + first_line(err.what())};
     return {ExitCode::internal, std::string("internal error: ") + first_line(err.what())};
   } catch (...) {
     return {ExitCode::internal, "internal error: an exception of unknown type"};

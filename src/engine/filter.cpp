@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
 
 #include "stylize/error.hpp"
 #include "stylize/preprocess.hpp"
+#include "stylize/runtime.hpp"
 #include "stylize/safetensors.hpp"
 
 namespace stylize {
@@ -180,6 +182,16 @@ std::pair<int, int> filter_size(int width, int height, int longest, const std::s
                      std::to_string(kFilterMinSide) + " px a side");
   }
   return {w, h};
+}
+
+void check_filter_memory(const FilterArch& arch, int width, int height, const std::string& what) {
+  const double need = 200e6 + static_cast<double>(width) * height * (40.0 + 32.0 * arch.width);
+  const uint64_t have = available_memory_bytes();
+  if (have == 0 || need <= static_cast<double>(have)) return;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, " at %dx%d needs about %.1f GB to filter, but %.1f GB is available; use a smaller ",
+                width, height, need / 1e9, static_cast<double>(have) / 1e9);
+  throw ResourceError(what + buf + field("size"));
 }
 
 at::Tensor apply_filter(const FilterNet& net, const at::Tensor& rgb) {
