@@ -242,8 +242,93 @@ TEST(QueueCluster, BadQueueUrlsAndAnUnreachableRedisAreOneLineEach) {
   r = run({"serve", "--port", "0", "--workers", "0"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("--workers 0 runs no jobs here"), std::string::npos) << r.err;
+  r = run({"serve", "--port", "0", "--workers", "0", "--queue", "redis://admin:s3cret@127.0.0.1:6379"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--queue holds a user or password"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("s3cret"), std::string::npos) << "the password is not echoed: " << r.err;
+  if (access(kRedis, X_OK) == 0) {  // a database Redis does not have: a configuration error, not a bug
+    Cluster k;
+    ASSERT_TRUE(k.start_redis());
+    r = run({"serve", "--port", "0", "--workers", "0", "--queue", k.url + "/99"});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("--queue names database 99, which Redis at"), std::string::npos) << r.err;
+  }
   r = run({"worker", "--queue", "redis://127.0.0.1:" + std::to_string(stylize::test::free_loopback_port())});
   EXPECT_EQ(r.exit_code, 10) << r.err;
   EXPECT_NE(r.err.find("cannot reach Redis at 127.0.0.1:"), std::string::npos) << r.err;
   EXPECT_EQ(stylize::test::count_of(r.err, "error:"), 1u) << r.err;
+}
+
+// What a queue on Redis owes its clients beyond the jobs themselves (found by a new user's pass):
+// a cancelled queued job leaves the queue at once (it held its slot until a worker read it), the
+// DELETE answers with the cancel done, a Redis restarted empty (its consumer group gone) is made
+// whole again by the workers instead of leaving accepted jobs unrun, and /healthz says when Redis
+// does not answer.
+TEST(QueueCluster, CancelsFreeTheQueueAndARedisRestartedEmptyIsMadeWhole) {
+  if (access(kRedis, X_OK) != 0) GTEST_SKIP() << "redis-server is not installed";
+  Cluster k;
+  ASSERT_TRUE(k.start_redis()) << stylize::test::read_text(k.dir / "redis.log");
+  const int api_pid = k.start({"serve", "--port", "0", "--workers", "0", "--queue-limit", "2"}, "api.log");
+  const int port = stylize::test::wait_for_listening(k.dir / "api.log");
+  ASSERT_GT(port, 0) << stylize::test::read_text(k.dir / "api.log");
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(60, 0);
+  auto submit = [&]() {
+    httplib::MultipartFormDataItems items = {{"content", png(40, 48, 1), "c.png", "image/png"},
+                                             {"style", png(32, 32, 2), "s.png", "image/png"},
+                                             {"size", "32", "", ""},
+                                             {"iterations", "2", "", ""}};
+    return c.Post("/v1/jobs", items);
+  };
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    auto r = submit();
+    ASSERT_TRUE(r && r->status == 202) << (r ? r->body : "no answer");
+    ids.push_back(nlohmann::json::parse(r->body)["id"]);
+  }
+  auto full = submit();
+  ASSERT_TRUE(full);
+  EXPECT_EQ(full->status, 429) << full->body;
+  for (const auto& id : ids) {
+    auto d = c.Delete(("/v1/jobs/" + id).c_str());
+    ASSERT_TRUE(d && d->status == 200);
+    EXPECT_EQ(nlohmann::json::parse(d->body)["status"], "cancelled") << "the answer is the job after the cancel: " << d->body;
+  }
+  auto again = submit();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 202) << "cancelled jobs hold no place in the queue: " << again->body;
+  const std::string waiting = nlohmann::json::parse(again->body)["id"];
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics && metrics->status == 200);
+  EXPECT_NE(metrics->body.find("stylize_jobs{status=\"queued\"} 1"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("stylize_jobs{status=\"cancelled\"} 2"), std::string::npos) << metrics->body;
+  EXPECT_EQ(c.Get("/healthz")->status, 200);
+
+  k.worker("w.log");
+  auto st = poll(c, waiting, [](const nlohmann::json& j) { return j["status"] == "done"; }, 120);
+  ASSERT_EQ(st["status"], "done") << st.dump() << stylize::test::read_text(k.dir / "w.log");
+
+  // Redis restarted with nothing (no persistence): the stream and its group are gone.
+  const std::string redis_port = k.url.substr(k.url.rfind(':') + 1);
+  ASSERT_EQ(stylize::test::run_command({"/usr/bin/redis-cli", "-p", redis_port, "FLUSHALL"}, {}).exit_code, 0);
+  auto after = submit();
+  ASSERT_TRUE(after && after->status == 202) << (after ? after->body : "no answer");
+  const std::string late = nlohmann::json::parse(after->body)["id"];
+  st = poll(c, late, [](const nlohmann::json& j) { return j["status"] == "done"; }, 120);
+  EXPECT_EQ(st["status"], "done") << st.dump() << stylize::test::read_text(k.dir / "w.log");
+  EXPECT_NE(stylize::test::read_text(k.dir / "w.log").find("lost the job stream's consumer group"), std::string::npos)
+      << stylize::test::read_text(k.dir / "w.log");
+  ASSERT_EQ(stylize::test::run_command({"/usr/bin/redis-cli", "-p", redis_port, "FLUSHALL"}, {}).exit_code, 0);
+  metrics = c.Get("/metrics");  // the API meets the missing group too (it answered 500)
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200) << metrics->body;
+
+  kill(k.redis, SIGKILL);
+  stylize::test::wait_exit_code(k.redis);
+  k.redis = -1;
+  auto health = c.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 503) << health->body;
+  EXPECT_EQ(nlohmann::json::parse(health->body)["status"], "queue_unavailable") << health->body;
+  (void)api_pid;
 }

@@ -131,6 +131,9 @@ class JobService {
   // when no job of this process runs. Idempotent: a second call returns at once.
   virtual void drain(double seconds) = 0;
   virtual bool accepting() = 0;
+  // Why no job can be taken or looked up now ("" when they can): a queue on Redis that does not
+  // answer. /healthz says it, so that a load balancer stops sending such a process requests.
+  virtual std::string unavailable() { return ""; }
   virtual QueueMetrics metrics() = 0;
   // Finished jobs past the TTL are dropped (find() and submit() call it too).
   virtual void expire() = 0;

@@ -9,7 +9,7 @@
 namespace stylize::serve {
 
 RedisUrl parse_redis_url(const std::string&) {
-  throw UsageError("field `queue`: this build of stylize has no Redis support (Debian's libhiredis-dev was missing "
+  throw UsageError("`queue`: this build of stylize has no Redis support (Debian's libhiredis-dev was missing "
                    "when it was built); install it and rebuild, or run without --queue");
 }
 bool redis_supported() { return false; }
@@ -84,13 +84,20 @@ class Connection {
       const std::string why = c_ ? c_->errstr : "out of memory";
       if (c_) redisFree(c_);
       c_ = nullptr;
-      throw NetworkError("cannot reach Redis at " + where_ + " (field `queue`): " + why +
+      throw NetworkError("cannot reach Redis at " + where_ + " (`queue`): " + why +
                          "; is redis-server running there?");
     }
     const long usec = static_cast<long>(read_timeout_s * 1e6);
     const timeval t{usec / 1000000, usec % 1000000};
     redisSetTimeout(c_, t);
-    if (url.db != 0) run({"SELECT", std::to_string(url.db)});
+    if (url.db != 0) {
+      try {
+        run({"SELECT", std::to_string(url.db)});
+      } catch (const RedisCommandError& e) {  // a configuration error (exit 2), not a bug
+        throw UsageError("`queue` names database " + std::to_string(url.db) + ", which Redis at " + where_ +
+                         " does not have (" + e.what() + "); use one it has (0 to 15 unless its 'databases' setting says more)");
+      }
+    }
   }
   ~Connection() {
     if (c_) redisFree(c_);
@@ -109,7 +116,7 @@ class Connection {
     auto* r = static_cast<redisReply*>(redisCommandArgv(c_, static_cast<int>(args.size()), argv.data(), lens.data()));
     if (!r) {
       broken_ = true;
-      throw NetworkError("Redis at " + where_ + " stopped answering (field `queue`): " + std::string(c_->errstr));
+      throw NetworkError("Redis at " + where_ + " stopped answering (`queue`): " + std::string(c_->errstr));
     }
     if (r->type == REDIS_REPLY_ERROR) {
       const std::string why(r->str, r->len);
@@ -173,7 +180,7 @@ if waiting >= tonumber(ARGV[7]) then return -1 - waiting end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'attempt', 0, 'ext', ARGV[2], 'total', ARGV[3], 'created', ARGV[4],
            'fields', ARGV[5], 'files', ARGV[6], 'iteration', 0, 'loss', 0, 'cancel', 0, 'warnings', ARGV[9])
 for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[1], 'up:' .. ARGV[i], ARGV[i + 1]) end
-redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+redis.call('HSET', KEYS[1], 'entry', redis.call('XADD', KEYS[2], '*', 'id', ARGV[1]))
 return 0
 )";
 
@@ -202,11 +209,15 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1], 'started', AR
 return a
 )";
 
-// Cancel: a queued job ends at once; a running one is flagged for its worker. ARGV: now, ttl.
+// Cancel: a queued job ends at once, and its stream entry goes (it no longer counts as waiting
+// against the queue limit, nor in the metrics); a running one is flagged for its worker.
+// KEYS: job, counts, stream. ARGV: now, ttl.
 const char* const kCancel = R"(
 local s = redis.call('HGET', KEYS[1], 'state')
 if not s then return false end
 if s == 'queued' then
+  local entry = redis.call('HGET', KEYS[1], 'entry')
+  if entry then redis.call('XDEL', KEYS[3], entry) end
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[1])
 )" STYLIZE_DROP_FORM R"(  redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
@@ -305,10 +316,14 @@ struct Entry {
 RedisUrl parse_redis_url(const std::string& url) {
   const std::string scheme = "redis://";
   auto bad = [&](const std::string& why) {
-    return UsageError("field `queue` is " + in_quotes(url) + ": " + why + " (redis://HOST[:PORT][/DB])");
+    return UsageError("`queue` " + in_quotes(url) + ": " + why + " (redis://HOST[:PORT][/DB])");
   };
   if (url.rfind(scheme, 0) != 0) throw bad("not a redis:// URL");
   std::string rest = url.substr(scheme.size());
+  if (rest.substr(0, rest.find('/')).find('@') != std::string::npos) {  // not echoed: it may hold a password
+    throw UsageError("`queue` holds a user or password (user:pw@host): stylize speaks to Redis without AUTH; keep "
+                     "Redis on loopback or a private network and give redis://HOST[:PORT][/DB]");
+  }
   RedisUrl u;
   const auto slash = rest.find('/');
   if (slash != std::string::npos) {
@@ -342,11 +357,7 @@ class RedisJobs : public JobService {
     char host[256] = {0};
     gethostname(host, sizeof host - 1);
     consumer_prefix_ = std::string(host) + ":" + std::to_string(getpid());
-    try {
-      pool_.run({"XGROUP", "CREATE", kStream, kGroup, "0", "MKSTREAM"});
-    } catch (const RedisCommandError& e) {
-      if (std::string(e.what()).find("BUSYGROUP") == std::string::npos) throw;  // it exists: fine
-    }
+    create_group();
     spdlog::info("jobs on Redis at {}:{} db {} ({} local worker(s), visibility timeout {:.0f} s)", pool_.url().host,
                  pool_.url().port, pool_.url().db, o.workers, o.visibility_timeout_s);
   }
@@ -429,7 +440,7 @@ class RedisJobs : public JobService {
   }
 
   void cancel(const std::shared_ptr<Job>& job) override {
-    pool_.run({"EVAL", kCancel, "2", job_key(job->id), kCounts, num(unix_seconds()), std::to_string(ttl())});
+    pool_.run({"EVAL", kCancel, "3", job_key(job->id), kCounts, kStream, num(unix_seconds()), std::to_string(ttl())});
   }
 
   JobState wait(const std::shared_ptr<Job>& job) override {
@@ -474,10 +485,26 @@ class RedisJobs : public JobService {
 
   bool accepting() override { return accepting_; }
 
+  std::string unavailable() override {
+    try {
+      pool_.run({"PING"});
+      return "";
+    } catch (const std::exception&) {
+      return "the job queue (Redis) does not answer";  // its address stays in the server's log
+    }
+  }
+
   QueueMetrics metrics() override {
     QueueMetrics m;
     const long long length = pool_.run({"XLEN", kStream}).n;
-    const Value pending = pool_.run({"XPENDING", kStream, kGroup});
+    Value pending;
+    try {
+      pending = pool_.run({"XPENDING", kStream, kGroup});
+    } catch (const RedisCommandError& e) {
+      if (!lost_group(e)) throw;
+      create_group();  // restarted empty: nothing is claimed yet
+      pending = pool_.run({"XPENDING", kStream, kGroup});
+    }
     const long long claimed = pending.items.empty() ? 0 : pending.items[0].n;
     m.running = static_cast<int>(claimed);
     m.queued = static_cast<int>(std::max(0LL, length - claimed));
@@ -509,6 +536,18 @@ class RedisJobs : public JobService {
   };
 
   long ttl() const { return std::max(1L, static_cast<long>(opt_.result_ttl_s)); }
+
+  // The stream and its consumer group, made where they are missing: at the start, and again when
+  // Redis answers NOGROUP (restarted empty: no persistence, a FLUSHALL, a failover to an empty
+  // replica). Without it the workers retried forever and accepted jobs never ran.
+  void create_group() {
+    try {
+      pool_.run({"XGROUP", "CREATE", kStream, kGroup, "0", "MKSTREAM"});
+    } catch (const RedisCommandError& e) {
+      if (std::string(e.what()).find("BUSYGROUP") == std::string::npos) throw;  // it exists: fine
+    }
+  }
+  static bool lost_group(const std::exception& e) { return std::string(e.what()).find("NOGROUP") != std::string::npos; }
 
   // Stops the workers, cancelling the jobs they run (drain() has waited for them already); those
   // go back to the queue for another worker.
@@ -554,6 +593,15 @@ class RedisJobs : public JobService {
         Entry e;
         if (next_entry(*c, consumer, e)) run_entry(*c, consumer, e);
       } catch (const std::exception& ex) {
+        if (lost_group(ex)) {
+          spdlog::warn("worker {}: Redis has lost the job stream's consumer group (restarted empty?); making it again",
+                       consumer);
+          try {
+            create_group();
+            continue;
+          } catch (const std::exception&) {  // Redis gone again: the line below says so
+          }
+        }
         spdlog::error("worker {}: {}; retrying in 1 s", consumer, key_words(ex));
         c.reset();
         std::this_thread::sleep_for(std::chrono::seconds(1));

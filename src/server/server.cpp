@@ -352,7 +352,9 @@ void Server::delete_job(const httplib::Request& req, httplib::Response& res) {
   auto job = find(req.matches[1].str());
   jobs_->cancel(job);
   spdlog::info("job {} cancel requested", job->id);
-  send_json(res, 200, status_json(jobs_->status(*job)));
+  // The job as it stands after the cancel: a Redis queue's record changed there, not in `job`.
+  const auto now = jobs_->find(job->id);
+  send_json(res, 200, status_json(jobs_->status(now ? *now : *job)));
 }
 
 void Server::post_stylize(const httplib::Request& req, httplib::Response& res) {
@@ -488,13 +490,16 @@ void Server::post_filter(const httplib::Request& req, httplib::Response& res) {
 
 void Server::get_health(const httplib::Request&, httplib::Response& res) {
   const bool accepting = jobs_->accepting();
-  nlohmann::json health = {{"status", accepting ? "ok" : "draining"}, {"queue", opt_.queue_url.empty() ? "local" : "redis"}};
+  const std::string down = accepting ? jobs_->unavailable() : "";
+  nlohmann::json health = {{"status", !accepting ? "draining" : down.empty() ? "ok" : "queue_unavailable"},
+                           {"queue", opt_.queue_url.empty() ? "local" : "redis"}};
+  if (!down.empty()) health["detail"] = down;
   if (stylizer_) {
     health["device"] = stylizer_->device().str();
     health["precision"] = to_string(stylizer_->precision());
   }
   if (opt_.filters_only) health["mode"] = "filters_only";
-  send_json(res, accepting ? 200 : 503, health);
+  send_json(res, accepting && down.empty() ? 200 : 503, health);
 }
 
 void Server::get_metrics(const httplib::Request&, httplib::Response& res) {
@@ -569,10 +574,15 @@ void Server::routes() {
         if (e.status == 429) res.set_header("Retry-After", "10");
         send_error(res, e);
       } catch (const NetworkError& e) {  // Redis down or unreachable: another instance may answer
+        // Its address and the server's flag names are for the operator's log, not the client.
+        spdlog::warn("{} {}: {}", clipped(req.method), clipped(req.path), render_fields(e.what(), FieldWords::flag));
         res.set_header("Retry-After", "5");
-        send_error(res, {503, "queue_unavailable", key_words(e)});
+        send_error(res, {503, "queue_unavailable", "the job queue does not answer now; retry later"});
       } catch (...) {
-        send_error(res, {500, "internal", error_report(std::current_exception(), FieldWords::key).message});
+        // Paths and internals stay in the log; the client learns that it is the server's fault.
+        const ErrorReport r = error_report(std::current_exception(), FieldWords::flag);
+        spdlog::error("{} {}: {}", clipped(req.method), clipped(req.path), r.message);
+        send_error(res, {500, "internal", "the server failed on this request (its log says why); retry, or tell its operator"});
       }
     };
   };
