@@ -17,6 +17,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <map>
+#include <set>
 #include <regex>
 #include <thread>
 #include <tuple>
@@ -203,6 +204,22 @@ TEST(Serve, TiledJobsRunWhereTheServerAllowsThem) {
   const auto big = c.Post("/v1/jobs", form({{"size", "40"}}));
   expect_error(big, 422, "too_large");
   EXPECT_NE(big->body.find("the output would be 40x33 px"), std::string::npos) << big->body;
+  // A tiled job's progress only grows, within its total (each tile visit counted its iterations
+  // from 1, and the status read 25, 20, 1, 12 ... of 100).
+  auto job = c.Post("/v1/jobs", form({{"tile", "16"}, {"tile_overlap", "8"}, {"iterations", "16"}, {"tile_iterations", "4"}}));
+  ASSERT_EQ(job->status, 202) << job->body;
+  const std::string id = body(job)["id"];
+  std::vector<int> seen;
+  for (int i = 0; i < 4000; ++i) {
+    const auto st = body(c.Get(("/v1/jobs/" + id).c_str()));
+    seen.push_back(st["progress"]["iteration"].get<int>());
+    EXPECT_LE(seen.back(), st["progress"]["total"].get<int>()) << st.dump();
+    if (st["status"] == "done" || st["status"] == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end())) << ::testing::PrintToString(seen);
+  EXPECT_EQ(seen.back(), 16);
+  EXPECT_GT(std::set<int>(seen.begin(), seen.end()).size(), 3u) << "seen while it ran: " << ::testing::PrintToString(seen);
 }
 
 // What the client should know of a job that runs (its start image stretched, a tile mostly context)

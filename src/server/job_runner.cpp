@@ -124,13 +124,29 @@ JobService::Outcome JobRunner::run(Job& job, JobService& jobs) {
     last_report = now;
     return true;
   };
+  // A tiled scale runs tile by tile, each visit counting its iterations from 1: the job's progress
+  // is then the share of the scale's visits done, in the scale's iterations, so that it only grows
+  // and its ETA holds (it restarted at every visit: 25, 20, 1, 12 ... of 100).
+  TileProgress visit;  // the visit under way at a tiled scale; tiles == 0 at an untiled one
+  int scale_iterations = 0;
+  cb.on_scale_begin = [&](int k, const StylizePlan& plan) {
+    visit = {};
+    scale_iterations = plan.scales[static_cast<size_t>(k)].iterations;
+  };
+  cb.on_tile = [&](int, const TileProgress& t) { visit = t; };
   cb.on_progress = [&](int, const Progress& p) {
     Progress all = p;
+    if (visit.tiles > 0) {
+      const double visits = static_cast<double>(visit.sweeps) * visit.tiles;
+      const double done = (visit.sweep - 1) * visit.tiles + (visit.tile - 1) +
+                          static_cast<double>(p.iteration) / std::max(1, p.total);
+      all.iteration = static_cast<int>(done / visits * scale_iterations);
+    }
     all.iteration += done_before;
     all.total = job.total;
     jobs.progress(job, all);
   };
-  cb.on_scale_end = [&](int, const ScaleResult& sr) { done_before += sr.output.transfer.evaluations; };
+  cb.on_scale_end = [&](int, const ScaleResult& sr) { done_before += sr.plan.iterations; };
   cb.should_stop = [&] { return job.cancel.load(); };
   const StylizeResult out = stylize::run(*stylizer_, r, cb, &style_cache_);
   if (!out.interrupted) {
