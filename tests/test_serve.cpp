@@ -176,6 +176,9 @@ TEST(Serve, SubmitPollAndFetchTheResult) {
   EXPECT_NE(metrics->body.find("stylize_iterations_total 4"), std::string::npos);
   auto api = c.Get("/openapi.json");
   EXPECT_EQ(body(api)["paths"].count("/v1/jobs"), 1u);
+  // The limits it publishes are this server's (what it answers 422 beyond), not the engine's 16384.
+  const auto size = body(api)["components"]["schemas"]["JobRequest"]["properties"]["size"];
+  EXPECT_EQ(size["maximum"], serve::ServeOptions{}.max_size) << size.dump();
 }
 
 TEST(Serve, SynchronousEndpointAndItsLimits) {

@@ -198,7 +198,9 @@ void FilterTrainer::resume(const FilterNet& net, const std::map<std::string, at:
   if (net.arch().width != request_.arch.width || net.arch().residual_blocks != request_.arch.residual_blocks) {
     throw UsageError("the checkpoint's network (" + field("width") + " " + std::to_string(net.arch().width) + ", " +
                      field("residual_blocks") + " " + std::to_string(net.arch().residual_blocks) +
-                     ") differs from the one asked for");
+                     ") differs from the one asked for (" + field("width") + " " + std::to_string(request_.arch.width) +
+                     ", " + field("residual_blocks") + " " + std::to_string(request_.arch.residual_blocks) +
+                     "); resume with the checkpoint's, or start anew without resuming");
   }
   for (size_t i = 0; i < net.names().size(); ++i) {
     for (auto* moments : {&m_, &v_}) {

@@ -1,5 +1,7 @@
 #include "openapi.hpp"
 
+#include <algorithm>
+
 #include <cmath>
 
 namespace stylize::serve {
@@ -43,7 +45,7 @@ nlohmann::json field_schema(const RequestField& f, const StylizeRequest& default
 
 }  // namespace
 
-nlohmann::json openapi_document(const StylizeRequest& defaults) {
+nlohmann::json openapi_document(const StylizeRequest& defaults, const ServeOptions& limits) {
   nlohmann::json doc = nlohmann::json::parse(kOpenApi);
   auto& props = doc["components"]["schemas"]["JobRequest"]["properties"];
   for (const RequestField& f : request_fields()) {
@@ -53,6 +55,16 @@ nlohmann::json openapi_document(const StylizeRequest& defaults) {
     }
     props[f.name] = field_schema(f, defaults);
   }
+  auto& size = props["size"];
+  size["maximum"] = limits.max_size;
+  size["description"] = size["description"].get<std::string>() + " (this server: at most " +
+                        std::to_string(limits.max_size) + ", POST /v1/stylize at most " +
+                        std::to_string(std::min(limits.sync_max_size, limits.max_size)) + "; 422 beyond)";
+  auto& iterations = props["iterations"];
+  iterations["description"] = iterations["description"].get<std::string>() + " (this server: at most " +
+                              std::to_string(limits.max_iterations) + " per scale, POST /v1/stylize at most " +
+                              std::to_string(std::min(limits.sync_max_iterations, limits.max_iterations)) +
+                              "; 422 beyond)";
   return doc;
 }
 

@@ -4,12 +4,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "serve_options.hpp"
 #include "stylize/request.hpp"
 
 namespace stylize::serve {
 
-// kOpenApi with JobRequest's properties completed: one per request field, with its default.
-nlohmann::json openapi_document(const StylizeRequest& defaults);
+// kOpenApi with JobRequest's properties completed: one per request field, with its default, and
+// size and iterations bounded by this server's limits (what it answers 422 beyond), not the engine's.
+nlohmann::json openapi_document(const StylizeRequest& defaults, const ServeOptions& limits);
 
 inline constexpr const char* kOpenApi = R"JSON({
   "openapi": "3.0.3",
@@ -49,7 +51,7 @@ inline constexpr const char* kOpenApi = R"JSON({
         "size": {"type": "integer", "minimum": 16, "description": "longest side of the output, px (default: the photo's, capped by the server's --max-size)"},
         "format": {"type": "string", "enum": ["png", "jpg", "webp"]}}}}}},
       "responses": {"200": {"description": "the image"}, "400": {"description": "missing or unknown filter, unreadable image"}, "413": {"description": "upload over the limit"}, "422": {"description": "size over this server's limit"}}}},
-    "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "{status: ok, device, precision}"}, "503": {"description": "draining"}}}},
+    "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "{status: ok, device, precision}"}, "503": {"description": "draining (after SIGTERM), or queue_unavailable (its Redis does not answer)"}}}},
     "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text/plain"}}}},
     "/openapi.json": {"get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI 3"}}}}
   }

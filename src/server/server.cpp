@@ -534,7 +534,7 @@ void Server::get_metrics(const httplib::Request&, httplib::Response& res) {
 }
 
 void Server::get_openapi(const httplib::Request&, httplib::Response& res) {
-  res.set_content(openapi_document(runner_.defaults()).dump(), "application/json");
+  res.set_content(openapi_document(runner_.defaults(), opt_).dump(), "application/json");
 }
 
 void Server::routes() {
