@@ -146,6 +146,7 @@ TEST_F(Batch, JobFileAndStdin) {
     jobs << R"({"style": "s.png"})" << "\n";
     jobs << R"({"content": "x.png", "size": 32, "size": 48})" << "\n";
     jobs << R"({"content": "x.png", "blend": [1], "style_blend": [1]})" << "\n";
+    jobs << R"({"content": "x.png", "output": ""})" << "\n";
   }
   auto r = batch({"--job-file", dir / "jobs.jsonl", "--out-dir", dir / "out", "-s", "32", "-n", "2", "--report",
                   dir / "r.json"});
@@ -169,6 +170,8 @@ TEST_F(Batch, JobFileAndStdin) {
   EXPECT_NE(rep["jobs"][6]["error"].get<std::string>().find("line 9: \"blend\" and \"style_blend\" are one setting"),
             std::string::npos)
       << rep["jobs"][6];
+  EXPECT_NE(rep["jobs"][7]["error"].get<std::string>().find("line 10: \"output\" is empty"), std::string::npos)
+      << rep["jobs"][7];
 
   // Paths on standard input (as from find): run through a shell to pipe them in.
   const std::string cmd = "printf '%s\\n' " + dir / "photos/p3.png" + " | STYLIZE_WEIGHTS=" +

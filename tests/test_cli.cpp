@@ -220,7 +220,7 @@ TEST_F(Cli, BadImagesAreInputErrors) {
   expect_clean_failure(with(dir / "missing.jpg", dir / "style.jpg"), 3,
                        "content image '" + dir / "missing.jpg" + "': no such file; check the path");
   expect_clean_failure(with(dir / "content.png", dir / "empty.jpg"), 3,
-                       "style image '" + dir / "empty.jpg" + "': the file is empty (0 bytes); give the image's own file");
+                       "style image '" + dir / "empty.jpg" + "': the file is empty (0 bytes); copy or download it again");
   expect_clean_failure(with(dir / "text.png", dir / "style.jpg"), 3, "not a supported image file (expected JPEG, PNG, "
                                                                       "WebP, BMP or TIFF); convert it to one of those");
   expect_clean_failure(with(dir / "content.png", dir / "cut.jpg"), 3, "(truncated file); copy or download it again");

@@ -293,7 +293,7 @@ TEST(Serve, CancelAQueuedAndARunningJob) {
   // Running: it stops at its next iteration, and the answer says a cancel waits (unless it already stopped).
   EXPECT_TRUE(ra["status"] == "cancelled" || (ra["status"] == "running" && ra.value("cancel_requested", false))) << ra;
   EXPECT_EQ(wait_for(c, a, "cancelled")["status"], "cancelled");
-  expect_error(c.Get(("/v1/jobs/" + a + "/result").c_str()), 409, "not_ready");
+  expect_error(c.Get(("/v1/jobs/" + a + "/result").c_str()), 409, "no_result");  // never, not "not yet"
 }
 
 TEST(Serve, ApiKeyIsRequiredWhenConfigured) {
@@ -306,7 +306,16 @@ TEST(Serve, ApiKeyIsRequiredWhenConfigured) {
   expect_error(c.Get("/healthz", wrong), 401, "unauthorized");
   httplib::Headers right = {{"Authorization", "Bearer s3cret-key-0123456789"}};
   EXPECT_EQ(c.Get("/healthz", right)->status, 200);
+  httplib::Headers lower = {{"Authorization", "bearer s3cret-key-0123456789"}};  // the scheme is case-insensitive
+  EXPECT_EQ(c.Get("/healthz", lower)->status, 200);
   EXPECT_EQ(c.Post("/v1/jobs", right, form({}))->status, 202);
+  // A setting sent as a file part: refused by name, its bytes not echoed back.
+  httplib::MultipartFormDataItems as_file = form({});
+  as_file.push_back({"init", "SECRET-BYTES", "init.txt", "text/plain"});
+  const auto r = c.Post("/v1/jobs", right, as_file);
+  expect_error(r, 400, "bad_field");
+  EXPECT_NE(r->body.find("field 'init' is a setting: send it as text, not as a file"), std::string::npos) << r->body;
+  EXPECT_EQ(r->body.find("SECRET-BYTES"), std::string::npos) << r->body;
   EXPECT_TRUE(serve::constant_time_equal("abc", "abc"));
   EXPECT_FALSE(serve::constant_time_equal("abc", "abd"));
   EXPECT_FALSE(serve::constant_time_equal("abc", "abcd"));
@@ -643,6 +652,14 @@ TEST(Serve, RecoveryRunsInterruptedJobsAndFailsThoseItCannotRun) {
   auto t = body(c.Get(("/v1/jobs/" + tired).c_str()));
   EXPECT_EQ(t["status"], "failed");
   EXPECT_NE(t["error"].get<std::string>().find("each of its 3 attempts"), std::string::npos) << t;
+  // A done job whose stored result is gone: 410, and the client is not told the server's folder.
+  ASSERT_EQ(c.Get(("/v1/jobs/" + again + "/result").c_str())->status, 200);
+  for (const auto& e : std::filesystem::directory_iterator(dir / "data/results")) {
+    if (e.path().filename().string().rfind(again, 0) == 0) std::filesystem::remove(e.path());
+  }
+  const auto lost = c.Get(("/v1/jobs/" + again + "/result").c_str());
+  expect_error(lost, 410, "result_lost");
+  EXPECT_EQ(lost->body.find(dir.path()), std::string::npos) << lost->body;
 }
 
 namespace {

@@ -66,6 +66,7 @@ JobLine parse_job_line(const std::string& line, StylizeRequest r, const std::vec
       job.filter = file_name_of(key, value);
     } else if (key == "output") {
       job.output = file_name_of(key, value);
+      if (job.output.empty()) throw UsageError("\"output\" is empty; give a file name, or leave the key out for --name's");
     } else {
       const std::string name = key == "blend" ? "style_blend" : key;  // "blend": the older key
       if (job.fields.count(name)) throw UsageError("\"blend\" and \"style_blend\" are one setting; give one of them");

@@ -198,7 +198,7 @@ cv::Mat tensor_to_mat_bgr8(const at::Tensor& rgb) {
 LoadedImage decode_image(const std::vector<uint8_t>& bytes, const std::string& name, const std::string& role,
                          int64_t max_pixels, const std::string& over_limit_fix) {
   const std::string what = "cannot read " + role + " " + in_quotes(name) + ": ";
-  if (bytes.empty()) throw InputError(what + "the file is empty (0 bytes); give the image's own file");
+  if (bytes.empty()) throw InputError(what + "the file is empty (0 bytes); copy or download it again");
   Probe p = probe(bytes);
   if (p.format.empty()) {
     throw InputError(what + "not a supported image file (expected JPEG, PNG, WebP, BMP or TIFF); convert it to one of those");

@@ -24,6 +24,10 @@ namespace stylize::serve {
 bool form_field(const Form& form, const std::string& name, std::string& value) {
   auto it = form.find(name);
   if (it == form.end()) return false;
+  // A setting sent as a file: refused by name, without echoing the file's bytes into the message.
+  if (!it->second.filename.empty()) {
+    throw FormError{400, "bad_field", "field '" + name + "' is a setting: send it as text, not as a file"};
+  }
   value = it->second.content;
   return true;
 }

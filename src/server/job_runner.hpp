@@ -26,7 +26,8 @@ struct FormError {
   std::string error, detail;
 };
 
-// The value of a form field; false when the form lacks it.
+// The value of a form field; false when the form lacks it. Throws FormError 400 when the field
+// came as a file (a setting is text; its bytes are not echoed).
 bool form_field(const Form& form, const std::string& name, std::string& value);
 // An uploaded image, checked and decoded (throws InputError as decode_image does).
 LoadedImage decode_upload(const FormPart& file, const std::string& role, int64_t max_pixels);

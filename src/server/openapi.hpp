@@ -40,7 +40,7 @@ inline constexpr const char* kOpenApi = R"JSON({
     "/v1/jobs/{id}": {
       "get": {"summary": "Job status and progress", "responses": {"200": {"description": "the job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}, "404": {"description": "unknown or expired"}}},
       "delete": {"summary": "Cancel", "responses": {"200": {"description": "the job after the request"}, "404": {"description": "unknown"}}}},
-    "/v1/jobs/{id}/result": {"get": {"summary": "The image", "responses": {"200": {"description": "image/png, image/jpeg or image/webp"}, "409": {"description": "not done yet (or failed)"}, "404": {"description": "unknown or expired"}}}},
+    "/v1/jobs/{id}/result": {"get": {"summary": "The image", "responses": {"200": {"description": "image/png, image/jpeg or image/webp"}, "409": {"description": "not_ready: queued or running; no_result: failed or cancelled"}, "404": {"description": "unknown or expired"}, "410": {"description": "result_lost: done, but its stored result is gone; submit the job again"}}}},
     "/v1/stylize": {"post": {"summary": "Synchronous, for small jobs: returns the image", "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
       "responses": {"200": {"description": "the image; an X-Stylize-Warning header per warning (as the Job's warnings)"}, "400": {"description": "as POST /v1/jobs"}, "413": {"description": "upload over the limit"}, "422": {"description": "size or iterations over the synchronous limit"}, "429": {"description": "queue full"}}}},
     "/v1/styles": {"get": {"summary": "Named styles from --styles-dir", "responses": {"200": {"description": "{styles: [{id}]}"}}}},

@@ -340,10 +340,16 @@ void Server::get_result(const httplib::Request& req, httplib::Response& res) {
   try {
     ready = jobs_->result(*job, bytes, st);
   } catch (const OutputError& e) {
-    throw HttpError{500, "result_lost", key_words(e)};
+    // Why (a path on this server) is for its log; the client learns that the result is gone.
+    spdlog::error("job {}: its result cannot be read: {}", job->id, render_fields(e.what(), FieldWords::flag));
+    throw HttpError{410, "result_lost", "the job's result is no longer stored on this server; submit the job again"};
   }
   if (!ready) {
-    throw HttpError{409, "not_ready", std::string("job is ") + to_string(st.state) + (st.error.empty() ? "" : ": " + st.error)};
+    // Queued or running: not yet. Failed or cancelled: never, and the code says so.
+    const bool ended = st.state == JobState::failed || st.state == JobState::cancelled;
+    throw HttpError{409, ended ? "no_result" : "not_ready",
+                    std::string("job is ") + to_string(st.state) + (st.error.empty() ? "" : ": " + st.error) +
+                        (ended ? "; it has no result" : "; poll its status until done")};
   }
   send_image(res, bytes, job->ext);
 }
@@ -616,8 +622,10 @@ bool Server::before_routing(const httplib::Request& req, httplib::Response& res,
   jobs_->expire();
   if (!opt_.api_key.empty()) {
     const std::string auth = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    if (auth.rfind(prefix, 0) != 0 || !constant_time_equal(auth.substr(prefix.size()), opt_.api_key)) {
+    // The scheme's name is case-insensitive (RFC 9110): "bearer KEY" is as good as "Bearer KEY".
+    std::string scheme = auth.substr(0, 7);
+    std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (scheme != "bearer " || !constant_time_equal(auth.substr(7), opt_.api_key)) {
       res.set_header("WWW-Authenticate", "Bearer");
       send_error(res, {401, "unauthorized", "send 'Authorization: Bearer <key>' with the server's API key"});
       return true;
