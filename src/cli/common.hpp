@@ -139,7 +139,7 @@ inline CLI::Validator seed_number() {
         if (!digits || errno == ERANGE) return "must be a whole number from 0 to 18446744073709551615, got " + in_quotes(s);
         return std::string();
       },
-      "UINT");
+      "");  // no description: CLI11 shows the type (UINT) already
 }
 
 // Throws OutputError (exit 5, as -o's unknown extension) unless this build writes `ext` (after
