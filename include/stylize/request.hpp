@@ -131,6 +131,10 @@ int scale_size(const StylizeRequest& r, int k);
 // `n_styles` images (validate() checks it against r.styles; a job file before its images are read).
 void check_style_blend_count(const StylizeRequest& r, size_t n_styles);
 
+// Each of `n_styles` styles' share of the blend, as the targets mix them (summing to 1): style_blend
+// normalised (3,1 -> 0.75, 0.25), or equal shares when it is empty.
+std::vector<double> blend_shares(const std::vector<double>& style_blend, size_t n_styles);
+
 // The optimiser settings for `iterations` steps (learning_rate resolved for the preprocessing).
 OptimizerOptions optimizer_options(const StylizeRequest& r, Preprocessing p, int iterations);
 

@@ -29,8 +29,11 @@ std::string default_weights_install_path();
 
 // First existing file of weights_search_path(); an explicit path or $STYLIZE_WEIGHTS that does not
 // exist is an error on its own (the user asked for that file). Throws WeightsError saying where it
-// looked and how to get weights when nothing is found.
+// looked and how to get weights when nothing is found. An explicit path is said to be "given by
+// `weights`", or by `given_by` (" given by ..."; "" for a path named where no flag is involved:
+// weights info PATH).
 std::string locate_weights(const std::string& explicit_path);
+std::string locate_weights(const std::string& explicit_path, const std::string& given_by);
 
 struct SafetensorsFile;
 // A file may hold a prefix of VGG19: conv1_1 … convN, each complete (weight and bias), none skipped.

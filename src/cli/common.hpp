@@ -28,9 +28,11 @@ void init_logging(int verbosity);
 int parse_or_exit(CLI::App& app, int argc, char** argv);
 
 // Runs `body`, turning every exception into one "error: ..." line on stderr and its exit code.
+// What lowers a stylisation's memory: the end of a bare allocation failure's line by default.
+inline const char* const kStylizeMemoryFix = "try a smaller --size, a smaller --lbfgs-history or --optimizer adam";
+
 // `oom_fix` ends the line of a bare allocation failure (the engine's own estimates say their fix).
-int run_guarded(const std::function<int()>& body,
-                const std::string& oom_fix = "try a smaller --size, a smaller --lbfgs-history or --optimizer adam");
+int run_guarded(const std::function<int()>& body, const std::string& oom_fix = kStylizeMemoryFix);
 
 // Called first in main(), before any other thread starts: blocks SIGINT/SIGTERM in every thread
 // started after it and takes them on a watcher thread. Until install_interrupt_handler() they end the
@@ -59,7 +61,7 @@ int command_main(const std::string& name, int argc, char** argv, Setup setup, Ru
   // What lowers memory differs by command: apply has no optimiser, train has its crops.
   const std::string oom_fix = name == "stylize apply"   ? "try a smaller --size"
                               : name == "stylize train" ? "try a smaller --crop-size, --batch-size or --width"
-                                                        : "try a smaller --size, a smaller --lbfgs-history or --optimizer adam";
+                                                        : kStylizeMemoryFix;
   return run_guarded([&] { return run(o); }, oom_fix);
 }
 
@@ -126,6 +128,11 @@ CLI::Validator number_in(T lo, T hi) {
     return std::string();
   };
   return CLI::Validator(check, desc.str());
+}
+
+// Refuses an empty value ("--init ''"), which CLI11 passes on as a value: "must be <what>, got ''".
+inline CLI::Validator not_empty(const std::string& what) {
+  return CLI::Validator([what](std::string& v) { return v.empty() ? "must be " + what + ", got ''" : std::string(); }, "");
 }
 
 // A seed: digits only, 0 .. 2^64 - 1 (CLI11 alone would read -1 as 2^64 - 1, and the main command's

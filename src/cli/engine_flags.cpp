@@ -59,11 +59,7 @@ void add_request_flags(CLI::App& app, EngineFlags& f) {
              },
              "Starting image: content, random, style (the first style image), or an image FILE" + default_text(field))
           ->type_name("content|random|style|FILE")
-          ->check(CLI::Validator(
-              [](std::string& v) {
-                return v.empty() ? std::string("must be content, random, style or an image file, got ''") : std::string();
-              },
-              ""))
+          ->check(not_empty("content, random, style or an image file"))
           ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     } else {
       app.add_option_function<std::string>(

@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <numeric>
 #include <optional>
 #include <nlohmann/json.hpp>
 
@@ -131,13 +130,12 @@ std::string report_text(const StylizeOptions& o, const StylizeRequest& r, const 
                         const StylizeResult& result, double seconds_save, double seconds_total) {
   nlohmann::json styles = nlohmann::json::array();
   const ScalePlan& last = result.plan.scales.back();
+  const std::vector<double> shares = blend_shares(r.style_blend, in.styles.size());  // 3,1 -> 0.75, 0.25
   for (size_t i = 0; i < in.styles.size(); ++i) {
     nlohmann::json s = image_json(o.images[i + 1], in.styles[i]);
     s["working_width"] = last.style_sizes[i].first;
     s["working_height"] = last.style_sizes[i].second;
-    // The share each style has in the blend, as the targets are mixed: --style-blend 3,1 is 0.75, 0.25.
-    const double sum = std::accumulate(r.style_blend.begin(), r.style_blend.end(), 0.0);
-    s["blend"] = r.style_blend.empty() ? 1.0 / static_cast<double>(in.styles.size()) : r.style_blend[i] / sum;
+    s["blend"] = shares[i];
     styles.push_back(s);
   }
   nlohmann::json report;

@@ -10,8 +10,6 @@
 #include <cstdio>
 #include <cstring>
 
-#include <filesystem>
-
 #include "commands.hpp"
 #include "common.hpp"
 #include "stylize/weights_tools/checksum.hpp"
@@ -129,16 +127,7 @@ int run_convert(const ConvertOptions& o) {
 }
 
 int run_info(const InfoOptions& o) {
-  if (!o.path.empty()) {  // named here, not by --weights: locate_weights would say it was
-    std::error_code ec;
-    if (std::filesystem::is_directory(o.path, ec)) {
-      throw WeightsError("cannot read weights file " + in_quotes(o.path) + ": it is a folder; give the .safetensors file in it");
-    }
-    if (!std::filesystem::exists(o.path, ec)) {
-      throw WeightsError("cannot read weights file " + in_quotes(o.path) + ": no such file; check the path");
-    }
-  }
-  const std::string path = locate_weights(o.path);
+  const std::string path = locate_weights(o.path, "");  // named here, not by --weights
   const SafetensorsFile header = read_safetensors_header(path);
   // A prefix of the network (conv1_1 … convN, none skipped) is valid: it serves loss layers up to reluN.
   const Vgg19Weights w = load_vgg19_prefix(path);
@@ -216,8 +205,7 @@ int weights_main(int argc, char** argv) {
   auto* info_cmd = app.add_subcommand("info", "Check a weights file and print its source, depth, preprocessing and size; "
                                                "exit 0 only if it is valid (the whole network or a prefix of it)");
   info_cmd->add_option("path", info.path, "Weights file (default: the one 'stylize' would use)")
-      ->check(CLI::Validator(
-          [](std::string& v) { return v.empty() ? std::string("must be a file name, got ''") : std::string(); }, ""));
+      ->check(not_empty("a file name"));
 
   SynthOptions synth;
   auto* synth_cmd = app.add_subcommand("synth", "Write seeded synthetic (random, NOT pretrained) VGG19 weights, "

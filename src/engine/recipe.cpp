@@ -8,7 +8,6 @@
 #include <cmath>
 
 #include <cstdio>
-#include <numeric>
 
 #include "stylize/error.hpp"
 #include "stylize/runtime.hpp"
@@ -73,11 +72,9 @@ std::string cache_key(const StylizeRequest& r, int style_longest) {
   key += "|";
   // The blend as the targets mix it, each style's share: [1] for one style is the default, and 6,2
   // is 3,1, so such requests share their targets.
-  const size_t n = r.styles.empty() ? r.style_blend.size() : r.styles.size();
-  const double sum = std::accumulate(r.style_blend.begin(), r.style_blend.end(), 0.0);
-  for (size_t i = 0; i < n; ++i) {
+  for (double s : blend_shares(r.style_blend, r.styles.empty() ? r.style_blend.size() : r.styles.size())) {
     char share[32];
-    std::snprintf(share, sizeof share, "%.9g,", r.style_blend.empty() ? 1.0 / static_cast<double>(n) : r.style_blend[i] / sum);
+    std::snprintf(share, sizeof share, "%.9g,", s);
     key += share;
   }
   return key;

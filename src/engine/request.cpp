@@ -359,6 +359,14 @@ int scale_size(const StylizeRequest& r, int k) {
   return static_cast<int>(std::lround(r.size / std::pow(2.0, r.scales - 1 - k)));
 }
 
+std::vector<double> blend_shares(const std::vector<double>& style_blend, size_t n_styles) {
+  if (style_blend.empty()) return std::vector<double>(n_styles, 1.0 / static_cast<double>(std::max<size_t>(n_styles, 1)));
+  const double sum = std::accumulate(style_blend.begin(), style_blend.end(), 0.0);
+  std::vector<double> shares;
+  for (double b : style_blend) shares.push_back(b / sum);
+  return shares;
+}
+
 void check_style_blend_count(const StylizeRequest& r, size_t n_styles) {
   if (!r.style_blend.empty() && r.style_blend.size() != n_styles) {
     throw FieldError("style_blend", FieldError::range,

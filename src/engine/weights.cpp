@@ -159,12 +159,16 @@ std::vector<std::string> weights_search_path(const std::string& explicit_path) {
 }
 
 std::string locate_weights(const std::string& explicit_path) {
+  return locate_weights(explicit_path, " given by " + field("weights"));
+}
+
+std::string locate_weights(const std::string& explicit_path, const std::string& given_by) {
   if (!explicit_path.empty()) {
     if (!is_file(explicit_path)) {
       std::error_code ec;
       const bool folder = std::filesystem::is_directory(explicit_path, ec);
-      throw WeightsError("cannot read weights file " + in_quotes(explicit_path) + " given by " + field("weights") +
-                         (folder ? ": it is a folder; give the .safetensors file in it" : ": no such file"));
+      throw WeightsError("cannot read weights file " + in_quotes(explicit_path) + given_by +
+                         (folder ? ": it is a folder; give the .safetensors file in it" : ": no such file; check the path"));
     }
     return explicit_path;
   }
