@@ -7,17 +7,21 @@
 #   2. 500 L-BFGS iterations at 512 and 2048 px for stylize (stylize_engine_bench) and for
 #      bench/reference.py on the same GPU, same synthetic weights, images and losses;
 #   3. a real picture: the real shallow VGG19 (conv1-3), Tübingen × The Starry Night at 2048 px,
-#      500 iterations, against the reference on the same problem; the image comes back as real.ppm.
+#      500 iterations, against the reference on the same problem; the image comes back as real.ppm;
+#   4. where asked (GPU_BENCH_CPU_PROFILE), bench/iteration_profile.py on the host CPU, two cores.
 #
 #   bash bench/gpu.sh --prepare       # here, where Debian's packages and ../shared are: fills .gpu-deps/
 #   bash bench/gpu.sh                 # there: writes $OUT/gpu.json (or build-gpu/gpu.json) and prints it
 #
 # Then copy gpu.json to bench/gpu-results.json: scripts/bench.sh puts it into BENCHMARKS.md.
 # --prepare copies into .gpu-deps/ (git-ignored; the device tool carries it with the working tree):
-# nlohmann/json.hpp, googletest's source (Debian's googletest package), the real shallow weights, and
-# the two photos as float32 tensors (bench/gpu_images.py). Without a piece the run skips what needs it
+# nlohmann/json.hpp, googletest's source (Debian's googletest package), the real shallow weights,
+# the two photos as float32 tensors (bench/gpu_images.py) and Debian's oneDNN packages. Without a piece the run skips what needs it
 # and says so. Knobs (for a dry run on a CPU): GPU_BENCH_DEVICE (cuda), GPU_BENCH_SIZES ("512 2048"; empty: none),
-# GPU_BENCH_ITERATIONS (500), GPU_BENCH_REAL_SIZE (2048; 0 skips the picture), PYTHON (python3), GPU_BENCH_BUILD
+# GPU_BENCH_ITERATIONS (500), GPU_BENCH_REAL_SIZE (2048; 0 skips the picture), GPU_BENCH_TESTS (1; 0 skips them),
+# GPU_BENCH_ONEDNN (1; 0 builds without Debian's oneDNN), GPU_BENCH_CPU_PROFILE (precisions of the host CPU's
+# profile, step 4; empty: none), GPU_BENCH_PROFILE_SIZES (256,512), GPU_BENCH_RATIO_ITERATIONS (20: the profile's
+# unrecorded runs against the reference), PYTHON (python3), GPU_BENCH_BUILD
 # (auto | cmake | gxx | none: use what GPU_BENCH_BUILD_DIR already holds), GPU_BENCH_BUILD_DIR (build-gpu). Exit 1 when any step failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +34,9 @@ if [ "${1:-}" = "--prepare" ]; then
   mkdir -p "$DEPS/include" && cp -r /usr/include/nlohmann "$DEPS/include/"
   rm -rf "$DEPS/googletest" && cp -r /usr/src/googletest "$DEPS/googletest"
   cp "$shared/weights/vgg19-conv1-3-real.safetensors" "$DEPS/real-weights.safetensors"
+  # Debian's oneDNN as packages (7 MB): the build there links it as the project's build does.
+  rm -rf "$DEPS/debs" && mkdir -p "$DEPS/debs" && (cd "$DEPS/debs" && apt-get download -q libdnnl2 libdnnl-dev) ||
+    { echo "gpu.sh: apt-get download libdnnl2 libdnnl-dev failed" >&2; exit 3; }
   /usr/bin/python3 bench/gpu_images.py "$DEPS/images.safetensors" content="$shared/images/tubingen.jpg" \
     style="$shared/images/starry_night.jpg"
   echo "gpu.sh: .gpu-deps holds $(du -sh "$DEPS" | cut -f1): carry .gpu-deps" >&2
@@ -56,8 +63,26 @@ if [ -z "$json_include" ]; then
   exit 3
 fi
 GTEST_SRC=$DEPS/googletest
+[ "${GPU_BENCH_TESTS:-1}" = 1 ] || GTEST_SRC=""
 [ -f "$GTEST_SRC/googletest/src/gtest-all.cc" ] || GTEST_SRC=""
 log "torch $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)') in $TORCH_DIR"
+
+# Debian's oneDNN, unpacked from the packages --prepare fetched: the project's build links it for the
+# bf16 Gram products and the Winograd products (CMakeLists.txt), and without it a bf16 Gram product
+# runs as fp32 BLAS on cast features. Not where this LibTorch exports oneDNN's C API itself: its
+# symbols (another oneDNN version) could then stand in for Debian's.
+DNNL_PREFIX=""
+if [ "${GPU_BENCH_ONEDNN:-1}" = 1 ] && ls "$DEPS"/debs/libdnnl*.deb > /dev/null 2>&1; then
+  if ! command -v nm > /dev/null; then
+    log "oneDNN not used: no nm to check LibTorch's exported symbols"
+  elif nm -D --defined-only "$TORCH_DIR/lib/libtorch_cpu.so" | grep -q ' T dnnl_'; then
+    log "oneDNN not used: this LibTorch exports oneDNN's C API itself"
+  else
+    rm -rf "$DEPS/dnnl-root" && for deb in "$DEPS"/debs/libdnnl*.deb; do dpkg-deb -x "$deb" "$DEPS/dnnl-root"; done
+    DNNL_PREFIX=$DEPS/dnnl-root/usr
+    log "oneDNN: Debian's, from $(basename "$(ls "$DEPS"/debs/libdnnl2_*.deb)")"
+  fi
+fi
 
 # CMake first: the project's own build. A pip PyTorch's CMake config wants the CUDA toolkit (nvcc),
 # which a machine that only runs PyTorch may lack; then the engine is compiled directly.
@@ -71,7 +96,7 @@ build_cmake() {
     tests=(-DSTYLIZE_BUILD_TESTS=ON) targets+=(test_parity)
   fi
   cmake -S . -B "$BUILD" -DSTYLIZE_ENGINE_ONLY=ON "${tests[@]}" -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_PREFIX_PATH="$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)');$BUILD/gtest-install" \
+    -DCMAKE_PREFIX_PATH="$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)');$BUILD/gtest-install${DNNL_PREFIX:+;$DNNL_PREFIX}" \
     -DCMAKE_INCLUDE_PATH="$json_include" >> "$BUILD/cmake.log" 2>&1 &&
     cmake --build "$BUILD" -j "$(nproc)" --target "${targets[@]}" >> "$BUILD/cmake.log" 2>&1
 }
@@ -114,14 +139,27 @@ build_gxx() {
   fi
 }
 
+build() {
+  case "$BUILD_WITH" in
+    none) log "not building: the binaries already in $BUILD" ;;
+    cmake) build_cmake || { log "error: the CMake build failed, see $BUILD/cmake.log"; tail -n 30 "$BUILD/cmake.log" >&2; exit 1; } ;;
+    gxx) build_gxx || { log "error: the g++ build failed, see $BUILD/gxx.log"; tail -n 30 "$BUILD/gxx.log" >&2; exit 1; } ;;
+    *) build_cmake || { log "CMake unavailable or failed: compiling with g++"; tail -n 30 "$BUILD/cmake.log" >&2; build_gxx; } ||
+         { log "error: the g++ build failed, see $BUILD/gxx.log"; tail -n 30 "$BUILD/gxx.log" >&2; exit 1; } ;;
+  esac
+}
 started=$(date +%s)
-case "$BUILD_WITH" in
-  none) log "not building: the binaries already in $BUILD" ;;
-  cmake) build_cmake || { log "error: the CMake build failed, see $BUILD/cmake.log"; tail -n 30 "$BUILD/cmake.log" >&2; exit 1; } ;;
-  gxx) build_gxx || { log "error: the g++ build failed, see $BUILD/gxx.log"; tail -n 30 "$BUILD/gxx.log" >&2; exit 1; } ;;
-  *) build_cmake || { log "CMake unavailable or failed: compiling with g++"; tail -n 30 "$BUILD/cmake.log" >&2; build_gxx; } ||
-       { log "error: the g++ build failed, see $BUILD/gxx.log"; tail -n 30 "$BUILD/gxx.log" >&2; exit 1; } ;;
-esac
+build
+# Debian's oneDNN beside this LibTorch is untried on a new machine: a short bf16 run on the CPU first,
+# and a build without it where that run fails.
+if [ -n "$DNNL_PREFIX" ] && [ "$BUILD_WITH" != none ] &&
+    ! "$BUILD/stylize_engine_bench" --device cpu --precision bf16 --size 64 --iterations 2 --threads 2 \
+      > /dev/null 2> "$BUILD/smoke.txt"; then
+  log "the engine with Debian's oneDNN failed a 64 px run ($(tail -n 1 "$BUILD/smoke.txt")): building without it"
+  DNNL_PREFIX="" && rm -f "$BUILD/CMakeCache.txt" && build
+fi
+log "linked: $(ldd "$BUILD/stylize_engine_bench" | grep -oE '(lib(dnnl|gomp|iomp5)[^ ]*) => [^ ]*' | paste -sd' ')"
+log "LibTorch's OpenMP: $(cd "$TORCH_DIR/lib" && ls | grep -E 'gomp|iomp' | paste -sd' ')"
 log "built in $(( $(date +%s) - started )) s"
 failed=0
 
@@ -173,6 +211,34 @@ elif [ -f "$DEPS/real-weights.safetensors" ] && [ -f "$DEPS/images.safetensors" 
   names+=" real"
 else
   log "real picture skipped: no .gpu-deps/real-weights.safetensors or images.safetensors (bash bench/gpu.sh --prepare)"
+fi
+
+# 4. The host CPU's iteration profile (#20, bf16 on AMX: the GPU machine's host is an AMX Xeon), on
+# two CPUs of two physical cores and two threads, as on the 2-core development machines.
+# GPU_BENCH_CPU_PROFILE lists the precisions ("": skipped). The section, markers included, comes back
+# as profile-section.md for BENCHMARKS.md; the recorded spans as profiles.tar.xz.
+CPU_PROFILE=${GPU_BENCH_CPU_PROFILE-}
+if [ -n "$CPU_PROFILE" ]; then
+  # One CPU per physical core; CPU 0 left to the system where three or more cores are there.
+  cpus=$(lscpu -p=cpu,core | grep -v '^#' | awk -F, '!seen[$2]++ {print $1}')
+  [ "$(echo "$cpus" | wc -l)" -lt 3 ] || cpus=$(echo "$cpus" | sed 1d)
+  cpus=$(echo "$cpus" | head -n 2 | paste -sd,)
+  log "host CPU profile ($CPU_PROFILE) on CPUs $cpus: $(lscpu | sed -n 's/^Model name: *//p')"
+  rm -rf "$BUILD/profiles"
+  if STYLIZE_ENGINE_BENCH="$BUILD/stylize_engine_bench" taskset -c "$cpus" "$PY" bench/iteration_profile.py \
+      --precisions "$CPU_PROFILE" --sizes "${GPU_BENCH_PROFILE_SIZES:-256,512}" \
+      --ratio-iterations "${GPU_BENCH_RATIO_ITERATIONS:-20}" --threads 2 --section-out "$RESULTS/profile-section.md" --keep "$BUILD/profiles" \
+      > "$RESULTS/profile.md" 2> "$RESULTS/profile.log"; then
+    (cd "$BUILD" && tar -cJf "$RESULTS/profiles.tar.xz" profiles/*.json)
+  else
+    # At least the ratio: one unrecorded pair at 512 px, as iteration_profile.py times it.
+    log "error: the CPU profile failed: $(tail -n 1 "$RESULTS/profile.log"); timing one pair at 512 px instead"; failed=1
+    precision=${CPU_PROFILE%%,*}
+    taskset -c "$cpus" "$BUILD/stylize_engine_bench" --device cpu --precision "$precision" --threads 2 --size 512 \
+      --iterations 20 --inputs-out "$BUILD/inputs-cpu.safetensors" > "$RESULTS/cpu-pair.json" 2>> "$RESULTS/profile.log" &&
+      taskset -c "$cpus" "$PY" bench/reference.py --inputs "$BUILD/inputs-cpu.safetensors" --iterations 20 --threads 2 \
+        --device cpu --precision "$precision" >> "$RESULTS/cpu-pair.json" 2>> "$RESULTS/profile.log" || true
+  fi
 fi
 
 "$PY" - "$RESULTS" "$RUNS" "$DEVICE" $names << 'EOF'

@@ -53,7 +53,9 @@ import machine  # noqa: E402
 from machine import cpu_name  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH = os.path.join(ROOT, "build", "stylize_engine_bench")
+# The engine's bench binary: the Release build's, or another build's (bench/gpu.sh profiles the GPU
+# machine's host CPU with its own LibTorch build).
+BENCH = os.environ.get("STYLIZE_ENGINE_BENCH") or os.path.join(ROOT, "build", "stylize_engine_bench")
 BLOCKS, WIDTHS = [2, 2, 4, 4, 4], [64, 128, 256, 512, 512]
 DEEPEST = "relu5_1"
 
@@ -282,7 +284,7 @@ def reference_ratio(size, precision, iterations, threads, tmp):
                                       "--threads", str(threads), "--iterations", str(iterations), "--inputs-out", inputs],
                                      check=True, capture_output=True, text=True, env=child_env(False)).stdout)
     def reference(keep_memory):
-        return json.loads(subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "reference.py"), "--inputs",
+        return json.loads(subprocess.run([sys.executable, os.path.join(ROOT, "bench", "reference.py"), "--inputs",
                                           inputs, "--iterations", str(iterations), "--threads", str(threads), "--device",
                                           "cpu", "--precision", precision], check=True, capture_output=True, text=True,
                                          env=child_env(keep_memory)).stdout)["seconds_per_iteration"]
@@ -369,10 +371,14 @@ def main():
     ap.add_argument("--ratio-iterations", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--markdown", action="store_true", help="write the section into BENCHMARKS.md")
+    ap.add_argument("--section-out", default="",
+                    help="write the section, markers included, into this file instead (a machine whose BENCHMARKS.md "
+                         "does not come back: bench/gpu.sh)")
     ap.add_argument("--as-avx2", action="store_true",
                     help="imitate an AVX2-only CPU: oneDNN, ATen and OpenBLAS capped to AVX2 (own section)")
     ap.add_argument("--section", default="",
                     help="BENCHMARKS.md section name (default: one per ISA kind and CPU family/model, so each CPU's profile is kept)")
+    ap.add_argument("--keep", default="", help="keep the recorded profiles (JSON spans) in this folder")
     ap.add_argument("--title", default="",
                     help="the section's heading after 'per pass (#20), ' (default: the CPU kind and name)")
     a = ap.parse_args()
@@ -382,7 +388,8 @@ def main():
     precisions = a.precisions.split(",") if a.precisions else (
         ["fp32"] + (["bf16"] if native_bf16 else []) + (["mixed"] if "avx512_bf16" in flags and "amx_bf16" not in flags else []))
     torch.set_num_threads(a.threads)
-    tmp = tempfile.mkdtemp(prefix="stylize-profile-")
+    tmp = a.keep or tempfile.mkdtemp(prefix="stylize-profile-")
+    os.makedirs(tmp, exist_ok=True)
     started = time.time()
     bw = copy_rate()
     lines = [f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {cpu_name()} "
@@ -430,13 +437,18 @@ def main():
                                   "(bench/reference.py --precision mixed):", ""] + ratio_lines + ["", "Where it goes:", ""]
                      + head + [""] + lines[2:] + [f"Whole run: {(time.time() - started) / 60:.1f} min."])
     print(text)
-    if a.markdown:
+    if a.markdown or a.section_out:
         name, title, drop = section_name(flags)
         name, title = a.section or name, a.title or title
         section = "\n".join([f"<!-- {name}:begin -->", f"## Where an iteration goes: per layer, per pass (#20), {title}",
                              "", text, f"<!-- {name}:end -->"])
-        replace_section(os.path.join(ROOT, "BENCHMARKS.md"), name, section, drop=drop)
-        log("wrote BENCHMARKS.md")
+        if a.section_out:
+            with open(a.section_out, "w") as f:
+                f.write(section + "\n")
+            log(f"wrote {a.section_out}")
+        else:
+            replace_section(os.path.join(ROOT, "BENCHMARKS.md"), name, section, drop=drop)
+            log("wrote BENCHMARKS.md")
 
 
 if __name__ == "__main__":
