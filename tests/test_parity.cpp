@@ -145,19 +145,26 @@ TEST(Cuda, ShortRunsMatchTheCpusAndReadNoMoreBack) {
 }
 
 // bf16 on CUDA (cuDNN's bf16 convolutions, the Gram products in fp32): asked for explicitly (auto
-// picks fp32 there), so it must run and stay near the fp32 problem.
+// picks fp32 there), so it must run and stay near the fp32 problem. Compared under Adam, for the
+// reason Cuda.ShortRuns... gives: ten L-BFGS steps from gradients 0.4% apart end anywhere in a
+// band of losses (fp32 alone ended at 117950-123571 over three calls on an H200 and at 166183 on an
+// H100, where bf16 ended at 120517). L-BFGS in bf16 is held to lowering the loss.
 TEST(Cuda, Bf16RunsAndStaysNearFp32) {
   if (!at::hasCUDA()) GTEST_SKIP() << kNoCuda;
-  const RunOn fp32 = run_on(at::Device("cuda"), Precision::fp32);
-  const RunOn bf16 = run_on(at::Device("cuda"), Precision::bf16);  // TF32 on (the default) in the fp32 run
+  const at::Device device("cuda");
+  const RunOn fp32 = run_on(device, Precision::fp32, 10, OptimizerKind::adam);
+  const RunOn bf16 = run_on(device, Precision::bf16, 10, OptimizerKind::adam);
   const TransferResult &f = fp32.out.transfer, &b = bf16.out.transfer;
   EXPECT_LT(rel_diff(b.initial.total, f.initial.total), 5e-2) << b.initial.total << " vs " << f.initial.total;
-  EXPECT_LT(b.final.total, 0.9 * b.initial.total) << b.initial.total << " -> " << b.final.total;
-  // Not the images: ten L-BFGS steps from slightly different gradients reach different images of
-  // about the same loss (Cuda.ShortRuns... says why). fp32 alone ended at 117950-123571 over three
-  // calls on an H200 (cuDNN's timed algorithm choice), bf16 at 118765-120260.
-  EXPECT_LT(rel_diff(b.final.total, f.final.total), 0.1) << b.final.total << " vs " << f.final.total;
+  // On this Zen 4's CPU (AVX512-BF16): 181937 against 181848, images 0.44 levels apart of 6.96 moved.
+  EXPECT_LT(rel_diff(b.final.total, f.final.total), 2e-2) << b.final.total << " vs " << f.final.total;
   const double mean_levels = (bf16.out.rgb - fp32.out.rgb).abs().mean().item<double>();
-  std::printf("cuda bf16: loss %.6g -> %.6g (fp32 %.6g -> %.6g), image mean |diff| %.4f levels\n", b.initial.total,
-              b.final.total, f.initial.total, f.final.total, mean_levels);
+  const double moved = (fp32.out.rgb - hashed_image(48, 64, 9001)).abs().mean().item<double>();
+  EXPECT_LT(mean_levels, 0.2 * moved) << "mean |bf16 - fp32| of the written image, levels of 255; Adam moved it " << moved;
+  const RunOn lbfgs = run_on(device, Precision::bf16, 10);
+  const TransferResult& l = lbfgs.out.transfer;
+  EXPECT_LT(l.final.total, 0.9 * l.initial.total) << l.initial.total << " -> " << l.final.total;
+  std::printf("%s bf16: adam: loss %.6g -> %.6g (fp32 %.6g -> %.6g), image mean |diff| %.4f levels of %.4f moved; "
+              "lbfgs: %.6g -> %.6g\n", device.str().c_str(), b.initial.total, b.final.total, f.initial.total,
+              f.final.total, mean_levels, moved, l.initial.total, l.final.total);
 }
