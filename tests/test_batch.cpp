@@ -86,6 +86,9 @@ TEST_F(Batch, OneCorruptImageFailsAloneAndRerunSkipsTheRest) {
   EXPECT_EQ(rep2["totals"]["skipped"], 3);
   EXPECT_EQ(rep2["totals"]["done"], 0);
   EXPECT_EQ(rep2["totals"]["style_target_computations"], 0) << "only the corrupt job tried, and it failed first";
+  // The run's count ([1/1]: one job to do) and the job's own number (4, as in the report) side by side.
+  EXPECT_NE(r.err.find("[1/1] job 4: " + dir / "photos/p4_corrupt.jpg" + " x "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("error: [1/1] job 4 failed: "), std::string::npos) << r.err;
 }
 
 // `-n 2 photos/`: the folder after a list flag is an input, not a second iteration count.

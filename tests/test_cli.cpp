@@ -307,6 +307,11 @@ TEST_F(Cli, FlagNumbersAreCheckedAsNumbers) {
   r = stylize({"serve", "--port", "0", "--max-upload-mb", "nan"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("--max-upload-mb: must be a number from 0.01 to 4096, got 'nan'"), std::string::npos) << r.err;
+  // -q with -v: one of them would be dropped in silence.
+  r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-q", "-v"});
+  expect_clean_failure(r, 2, "--quiet excludes --verbose");
+  r = stylize({"weights", "-v", "info", "--quiet", dir / "w.safetensors"});
+  expect_clean_failure(r, 2, "--quiet excludes --verbose");
   r = stylize({dir / "content.png", dir / "style.jpg", "-o", dir / "out.png", "-s", "32", "-n", "1", "--print-every",
                "1e3", "--threads", "0x2", "-q"});
   EXPECT_EQ(r.exit_code, 0) << r.err;

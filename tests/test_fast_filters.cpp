@@ -271,6 +271,8 @@ TEST_F(FastFilters, BadInputsGetOneLineAndTheirExitCode) {
        "invalid filter file '" + dir / "starry.png" + "': it is a PNG image, not safetensors"},
       {"apply", {"--filter", f, dir / "starry.png", dir / "photos/a.png", "-o", dir / "x.png"}, 2, "use --out-dir"},
       {"apply", {"--filter", f, dir / "starry.png", "-o", dir / "x.gif"}, 5, ""},
+      {"apply", {"--filter", f, dir / "starry.png", "--out-dir", dir / "nodir"}, 5,
+       "output folder '" + dir / "nodir" + "' does not exist; create it first (mkdir -p "},
       // Outputs that would replace what is read: the photo itself, or the photos' own folder.
       {"apply", {"--filter", f, dir / "starry.png", "-o", dir / "starry.png"}, 5, "-o '" + dir / "starry.png" + "' is an input"},
       {"apply", {"--filter", f, dir / "photos", "--out-dir", dir / "photos"}, 5, "the images are read from"},

@@ -72,8 +72,7 @@ void check_destination(const ApplyOptions& o, size_t inputs) {
     check_output_image_path(o.output);
     return;
   }
-  std::error_code ec;
-  if (!fs::is_directory(o.out_dir, ec)) throw OutputError("--out-dir " + in_quotes(o.out_dir) + " is not a folder");
+  check_out_dir_exists(o.out_dir);
   check_ext_writable(o.ext);
   check_output_image_path(output_for(o, "x"));
 }

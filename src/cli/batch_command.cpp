@@ -482,7 +482,10 @@ Loop run_jobs(const BatchOptions& o, std::vector<Job>& jobs, size_t todo, Worker
     std::string label = "[" + std::to_string(position) + "/" + std::to_string(todo) + "] ";
     if (!f.quiet) {
       const std::string with = job.filter.empty() ? fmt::format("{}", fmt::join(job.styles, "+")) : "filter " + job.filter;
-      spdlog::info("{}{} x {} -> {} (batch ETA {})", label, job.content, with, job.output, format_duration(eta));
+      // [k/n] counts the jobs this run does; "job N" is the job's own number (--dry-run's, the report's,
+      // {index}'s), which differs once outputs that exist are skipped.
+      spdlog::info("{}job {}: {} x {} -> {} (batch ETA {})", label, job.index, job.content, with, job.output,
+                   format_duration(eta));
     }
     try {
       if (!job.setup_error.empty()) throw UsageError(job.setup_error);
@@ -505,7 +508,7 @@ Loop run_jobs(const BatchOptions& o, std::vector<Job>& jobs, size_t todo, Worker
       ++jobs_timed;
     }
     if (job.status == "failed") {
-      spdlog::error("job {} failed: {}", job.index, job.error);
+      spdlog::error("{}job {} failed: {}", label, job.index, job.error);
       if (o.fail_fast) stopped = true;
     }
   }
@@ -521,14 +524,7 @@ int run(BatchOptions& o) {
   if (o.inputs.empty() && !o.from_stdin && o.job_file.empty()) {
     throw UsageError("give content images or folders, --from-stdin, or --job-file");
   }
-  std::error_code ec;
-  if (!fs::is_directory(o.out_dir, ec)) {
-    if (fs::exists(o.out_dir, ec)) {
-      throw OutputError("--out-dir " + in_quotes(o.out_dir) + " is a file, not a folder; give a folder for the outputs");
-    }
-    throw OutputError("output folder " + in_quotes(o.out_dir) + " does not exist; create it first (mkdir -p " +
-                      as_literal(shell_word(o.out_dir)) + ")");
-  }
+  check_out_dir_exists(o.out_dir);
   check_output_folder((fs::path(o.out_dir) / "x").string());
   if (!o.report.empty()) check_output_folder(o.report);
   check_ext_writable(o.ext);

@@ -276,6 +276,16 @@ void check_ext_writable(const std::string& ext) {
   }
 }
 
+void check_out_dir_exists(const std::string& out_dir) {
+  std::error_code ec;
+  if (fs::is_directory(out_dir, ec)) return;
+  if (fs::exists(out_dir, ec)) {
+    throw OutputError("--out-dir " + in_quotes(out_dir) + " is a file, not a folder; give a folder for the outputs");
+  }
+  throw OutputError("output folder " + in_quotes(out_dir) + " does not exist; create it first (mkdir -p " +
+                    as_literal(shell_word(out_dir)) + ")");
+}
+
 void check_out_dir_outside_inputs(const std::string& out_dir, const std::vector<std::string>& inputs, bool recursive,
                                   const std::string& what, const std::string& fix) {
   for (const auto& input : inputs) {

@@ -153,6 +153,10 @@ inline CLI::Validator seed_number() {
 // extension_word()): --ext of apply and batch.
 void check_ext_writable(const std::string& ext);
 
+// Throws OutputError unless --out-dir `out_dir` is an existing folder: a file there is named as one,
+// a missing folder with the mkdir -p that makes it (apply and batch).
+void check_out_dir_exists(const std::string& out_dir);
+
 // Throws OutputError when `out_dir` is one of the folders among `inputs` (or, `recursive`, inside
 // one): the next run would take this run's outputs as inputs. `what` names `out_dir` in the message
 // ("--out-dir"; "the folder of -o"), and `fix` ends it ("give another --out-dir").

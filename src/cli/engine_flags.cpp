@@ -96,8 +96,8 @@ void add_device_flags(CLI::App& app, EngineFlags& f) {
   app.add_option("--max-megapixels", f.max_megapixels, "Refuse input images larger than this before decoding")
       ->transform(number_in(0.001, 1000.0))
       ->capture_default_str();
-  app.add_flag("-q,--quiet", f.quiet, "Only warnings and errors");
-  app.add_flag("-v,--verbose", f.verbose, "Debug logging");
+  auto* quiet = app.add_flag("-q,--quiet", f.quiet, "Only warnings and errors");
+  app.add_flag("-v,--verbose", f.verbose, "Debug logging")->excludes(quiet);  // both: say so, not pick one
 }
 
 void add_engine_flags(CLI::App& app, EngineFlags& f) {

@@ -173,8 +173,8 @@ int weights_main(int argc, char** argv) {
   app.fallthrough();  // -q/-v also after the subcommand name
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as every command
   int verbose = 0, quiet = 0;
-  app.add_flag("-q,--quiet", quiet, "Only warnings and errors");
-  app.add_flag("-v,--verbose", verbose, "Debug logging");
+  auto* quiet_flag = app.add_flag("-q,--quiet", quiet, "Only warnings and errors");
+  app.add_flag("-v,--verbose", verbose, "Debug logging")->excludes(quiet_flag);
 
   FetchOptions fetch;
   auto* fetch_cmd = app.add_subcommand("fetch", "Download, verify and convert pretrained VGG19 weights to the default "
