@@ -439,7 +439,7 @@ TEST(Serve, NamedStylesFromAFolder) {
 TEST(Serve, FiltersFromAFolderAnswerAtOnce) {
   TempDir dir;
   const FilterNet net({4, 1}, 3);
-  save_filter(dir / "mosaic.safetensors", net, {net.arch(), {{"style", "mosaic.jpg"}, {"steps", "10"}}});
+  save_filter(dir / "mosaic.safetensors", net, {net.arch(), {{"style", "mosaic.jpg"}, {"steps", "10"}, {"images_seen", "x"}}});
   save_filter(dir / "mosaic.ckpt.safetensors", net, {net.arch(), {}});  // training state: not a filter to list
   serve::ServeOptions o;
   o.filters_dir = dir.path();
@@ -452,7 +452,8 @@ TEST(Serve, FiltersFromAFolderAnswerAtOnce) {
   ASSERT_EQ(filters.size(), 1u) << list->body;
   EXPECT_EQ(filters[0]["id"], "mosaic");
   EXPECT_EQ(filters[0]["style"], "mosaic.jpg");
-  EXPECT_EQ(filters[0]["steps"], "10");
+  EXPECT_EQ(filters[0]["steps"], 10);           // a count, as a number (the file's metadata is text)
+  EXPECT_EQ(filters[0]["images_seen"], "x");     // not a whole number: as written
 
   const httplib::MultipartFormDataItems ok = {{"content", png(40, 48, 1), "c.png", "image/png"}, {"filter", "mosaic", "", ""}};
   auto r = c.Post("/v1/filter", ok);
@@ -833,9 +834,12 @@ TEST(Serve, FormsAreReadStrictlyAndSeveralStylesBlend) {
   expect_error(c.Post("/v1/jobs", form({{"style_id", "starry"}})), 400, "bad_field");
   expect_error(c.Post("/v1/jobs", form({{"init", "image"}})), 400, "bad_field");
   expect_error(c.Post("/v1/filter", form({{"iterations", "3"}})), 400, "unknown_field");
+  // A layer past the weights is a value out of range; a name that is no layer is not of the type.
   const auto deep = c.Post("/v1/stylize", form({{"content_layers", "relu5_4"}}));
-  expect_error(deep, 400, "bad_field");
-  EXPECT_NE(deep->body.find("relu5_4 is deeper than the loaded network"), std::string::npos) << deep->body;
+  expect_error(deep, 400, "out_of_range");
+  EXPECT_NE(deep->body.find("'content_layers': layer relu5_4 is deeper than the loaded network"), std::string::npos)
+      << deep->body;
+  expect_error(c.Post("/v1/stylize", form({{"style_layers", "relu9_9"}})), 400, "bad_field");
 
   auto two = form({{"style_blend", "1,3"}, {"iterations", "2"}});
   two.push_back({"style", png(32, 32, 3), "second.png", "image/png"});

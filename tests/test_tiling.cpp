@@ -297,6 +297,26 @@ TEST(Tiling, AnAskedForTileMostlyContextIsCaveatedWithOneThatCostsLess) {
   EXPECT_NE(scale(48, 8).tiling_caveat.find("6.0x the image's pixels (untiled: 1x); a `tile` of 96 keeps it"),
             std::string::npos);
   EXPECT_EQ(scale(96, 8).network_pixels_ratio, 1.0) << "interiors reach 1.5 tile: one tile of the whole image";
+  EXPECT_EQ(scale(96, 8).tile, 0) << "a tile that would not cut the scale runs it whole, and says so";
+}
+
+// A tiled print's coarse scales that one tile would cover run whole (they were logged and reported
+// as tiled by N px, 1.0x); the scale that the tile cuts is tiled. 160 px in two scales, 64 px tiles:
+// 80x60 (under 1.5 tiles a side) whole, 160x120 tiled.
+TEST(Tiling, AScaleOneTileWouldCoverRunsWhole) {
+  StylizeRequest r = blank_request(120, 160, 160);
+  r.scales = 2;
+  r.iterations = {10};
+  r.tile = 64;
+  r.tile_overlap = 24;
+  r.max_memory = 64ull << 30;
+  const StylizePlan p = plan(r, at::kCPU, Precision::fp32);
+  ASSERT_EQ(p.scales.size(), 2u);
+  EXPECT_EQ(p.scales[0].width, 80);
+  EXPECT_EQ(p.scales[0].tile, 0) << p.scales[0].tiling_reason;
+  EXPECT_EQ(p.scales[0].tiling_reason, "");
+  EXPECT_EQ(p.scales[1].tile, 64);
+  EXPECT_GT(p.scales[1].network_pixels_ratio, 1.0);
 }
 
 // What front-ends tell their users of a run: the stretched start image (named as they name it, or by

@@ -125,8 +125,8 @@ struct RunCallbacks {
   std::function<void(int iteration, const at::Tensor& rgb)> on_snapshot;
 };
 
-// Throws UsageError, naming the layer and where the network ends, when a loss layer of `r` is deeper
-// than `stylizer`'s network (its weights file stops before it).
+// Throws FieldError (range; content_layers or style_layers), naming the layer and where the network
+// ends, when a loss layer of `r` is deeper than `stylizer`'s network (its weights file stops before it).
 void check_network_reaches(const Stylizer& stylizer, const StylizeRequest& r);
 
 // Runs the request on `stylizer`: plan(), then per scale the style targets (from `cache` when given

@@ -167,7 +167,11 @@ void plan_tiling(const StylizeRequest& r, ScalePlan& sp, int last_index, const a
   const uint64_t whole = estimate_cpu_peak_bytes(sp.width, sp.height, opt, precision);
   const std::string run = "a whole " + std::to_string(sp.width) + "x" + std::to_string(sp.height) + " run";
   const int overlap = tile_context(r.tile_overlap, last_index);  // what optimize_tiled gives each tile
-  const bool asked = r.tile > 0 && r.tile < longest;
+  // A tile that would not cut this scale (its sweep-0 grid is one tile: no side over 1.5 tiles, the
+  // coarse scales of a tiled print, say) runs it whole: one visit of the whole image per sweep would
+  // only restart L-BFGS's history, and would be logged and reported as tiled.
+  const bool asked = r.tile > 0 && r.tile < longest &&
+                     tile_grid(sp.width, sp.height, r.tile, 0, 0, 0, vgg19_min_side(last_index)).size() > 1;
   if (asked) {
     sp.tile = r.tile;
     sp.tiling_reason = "asked for (" + field("tile") + " " + std::to_string(r.tile) + ")";
@@ -353,8 +357,14 @@ void check_network_reaches(const Stylizer& s, const StylizeRequest& r) {
   if (last > s.last_index()) {
     const std::string& wanted = vgg19_layers()[static_cast<size_t>(last)].name;
     const std::string& end = vgg19_layers()[static_cast<size_t>(s.last_index())].name;
-    throw UsageError("layer " + wanted + " is deeper than the loaded network, which ends at " + end + "; use layers up to " +
-                     end + ", or weights that reach " + wanted + " (the full VGG19: 'stylize weights fetch')");
+    const auto& content = r.loss.content_layers;
+    // A layer name, but past what these weights hold: out of range (an unknown name is a syntax error).
+    const std::string name =
+        std::find(content.begin(), content.end(), wanted) != content.end() ? "content_layers" : "style_layers";
+    throw FieldError(name, FieldError::range,
+                     field(name) + ": layer " + wanted + " is deeper than the loaded network, which ends at " + end +
+                         "; use layers up to " + end + ", or weights that reach " + wanted +
+                         " (the full VGG19: 'stylize weights fetch')");
   }
 }
 

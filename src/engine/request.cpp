@@ -204,7 +204,9 @@ const std::vector<FieldEntry>& entries() {
          r.seed = v;
        },
        [](const R& r) { return std::to_string(r.seed); }, {}},
-      {{"tile", "PX", "Tile scales larger than this, tile by tile (0 = only when a whole run would not fit in memory)",
+      {{"tile", "PX",
+        "Tile scales larger than this, tile by tile; a scale with no side over 1.5x this runs whole (0 = only when a "
+        "whole run would not fit in memory)",
         false, false, {true, 0, 16384, false}},
        [](R& r, S n, S t) { r.tile = to_int(n, t); }, [](const R& r) { return std::to_string(r.tile); },
        [](const R& r) -> std::vector<double> { return {double(r.tile)}; }},
@@ -239,8 +241,8 @@ void check_layers(const std::string& name, const std::vector<std::string>& layer
   for (auto it = layers.begin(); it != layers.end(); ++it) {
     try {
       vgg19_layer_index(*it);
-    } catch (const UsageError& e) {
-      throw FieldError(name, FieldError::range, field(name) + ": " + e.what());
+    } catch (const UsageError& e) {  // not a layer's name: not of the field's type
+      throw FieldError(name, FieldError::syntax, field(name) + ": " + e.what());
     }
     // Named twice, a layer would silently count twice: its weight is what says how much it counts.
     if (std::find(layers.begin(), it, *it) != it) {

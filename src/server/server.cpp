@@ -415,13 +415,21 @@ void Server::load_filters() {
   }
 }
 
+// A filter file's metadata is text (safetensors' header maps strings to strings); the counts are
+// answered as the numbers they are, where they read as whole numbers.
+static nlohmann::json metadata_value(const std::string& key, const std::string& text) {
+  if (key != "steps" && key != "images_seen") return text;
+  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos) return text;
+  return std::stoll(text);
+}
+
 void Server::get_filters(const httplib::Request&, httplib::Response& res) {
   nlohmann::json list = nlohmann::json::array();
   for (const auto& [id, f] : filters_) {
     nlohmann::json item = {{"id", id}, {"width", f.info.arch.width}};
     for (const char* key : {"style", "steps", "images_seen", "created_by"}) {
       auto it = f.info.training.find(key);
-      if (it != f.info.training.end()) item[key] = it->second;
+      if (it != f.info.training.end()) item[key] = metadata_value(key, it->second);
     }
     list.push_back(item);
   }
