@@ -207,6 +207,54 @@ TEST(Tiling, SmallTilesFollowTheGlobalGramMatricesNotTheirOwn) {
   }
 }
 
+// The mean field of a visit (LossRegion::gram_share): at the visit's start its style terms are the
+// whole objective's times the share, and its pull on every pixel is the whole objective's own; a
+// change of the region's Gram part counts 1/share times, as if every position had changed so.
+TEST(Tiling, AMeanFieldVisitPullsAsTheWholeObjectiveAtItsStart) {
+  const int last = vgg19_layer_index("relu2_1");
+  const auto net = std::make_shared<const Vgg19>(synthetic_vgg19(1), Pooling::max, last);
+  const StylizeParams p = small_params(0);
+  const at::Tensor content = preprocess(synthetic_image(40, 48, 21), Preprocessing::caffe);
+  const at::Tensor style = preprocess(synthetic_image(40, 40, 22), Preprocessing::caffe);
+  const at::Tensor x0 = preprocess(synthetic_image(40, 48, 23), Preprocessing::caffe);
+  StyleLoss loss(net, p.loss, compute_content_targets(*net, p.loss, content),
+                 compute_style_targets(*net, p.loss, {style}, {}));
+  LossRegion r;
+  r.x = 8, r.y = 8, r.width = 24, r.height = 16, r.whole_width = 48, r.whole_height = 40;
+  const LossSums part = loss.sums(x0, r);
+  for (const auto& g : part.grams) r.gram_rest.push_back(g * 3.0 + 0.01);  // the rest of some larger image
+  auto evaluate = [&](const LossRegion& region, const at::Tensor& at) {
+    StyleLoss l = loss;
+    l.set_region(region);
+    const at::Tensor x = at.clone().requires_grad_(true);
+    const LossTerms t = l.evaluate(x);
+    t.total.backward();
+    return std::make_pair(to_values(t), x.grad());
+  };
+  LossRegion mean_field = r;
+  mean_field.gram_share = 0.25;
+  mean_field.gram_before = part.grams;
+  const auto [plain, plain_grad] = evaluate(r, x0);
+  const auto [field, field_grad] = evaluate(mean_field, x0);
+  ASSERT_EQ(field.style.size(), 2u);
+  for (size_t k = 0; k < 2; ++k) EXPECT_LT(relative(field.style[k], 0.25 * plain.style[k]), 1e-5) << k;
+  EXPECT_LT(relative(field.content[0], plain.content[0]), 1e-6);
+  EXPECT_LT((field_grad - plain_grad).abs().max().item<double>(), 1e-4 * plain_grad.abs().max().item<double>());
+  // Elsewhere the region's change counts 1/share times: the plain objective of an image whose rest
+  // were rest + P0 + (P1 − P0)/share − P1, times the share.
+  const at::Tensor x1 = preprocess(synthetic_image(40, 48, 24), Preprocessing::caffe);
+  const LossSums moved = loss.sums(x1, r);
+  LossRegion as_if = r;
+  for (size_t k = 0; k < 2; ++k) {
+    as_if.gram_rest[k] = r.gram_rest[k] + part.grams[k] + (moved.grams[k] - part.grams[k]) / 0.25 - moved.grams[k];
+  }
+  const auto [field1, f1] = evaluate(mean_field, x1);
+  const auto [expected1, e1] = evaluate(as_if, x1);
+  const auto [plain1, g1] = evaluate(r, x1);
+  for (size_t k = 0; k < 2; ++k) EXPECT_LT(relative(field1.style[k], 0.25 * expected1.style[k]), 1e-4) << k;
+  EXPECT_GT(relative(field1.style_sum(), 0.25 * plain1.style_sum()), 1e-3) << "not the plain objective";
+}
+
 TEST(Tiling, ThePlanTilesWhenAWholeRunDoesNotFitAndRefusesWhenNothingDoes) {
   StylizeRequest r = blank_request(768, 1024, 1024);
   r.iterations = {250};

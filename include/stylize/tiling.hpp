@@ -3,7 +3,9 @@
 // A visit optimises the WHOLE image's objective restricted to its crop (losses.hpp LossRegion): the
 // content and TV terms of its pixels normalised by the whole image's size, and one Gram matrix per
 // style layer for the whole image, the other tiles' part of it held as it is. So every tile is pulled
-// toward the same global style statistics, and the sum the tiles optimise is the untiled loss. The
+// toward the same global style statistics, and the sum the tiles optimise is the untiled loss. Each
+// visit answers for its share of the style deficit (a mean field, LossRegion::gram_share), so that
+// the first tiles of a sweep do not paint the whole image's deficit into themselves. The
 // interior moves freely, the margin's inner (overlap − 2 × receptive radius) px with a weight
 // falling 1 -> 0, the rest of the margin not at all (it is context whose terms are counted), and
 // the grid moves by a seeded random offset every sweep so that no border stays in one place

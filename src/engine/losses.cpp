@@ -499,10 +499,17 @@ LossTerms StyleLoss::evaluate_region(const at::Tensor& x) const {
   const RegionParts parts = region_parts(x, r);
   LossTerms t;
   for (const auto& c : parts.content) t.content.push_back(c * weights_.content_weight);
+  const bool mean_field = r.gram_share > 0 && r.gram_before.size() == parts.grams.size();
   for (size_t k = 0; k < parts.grams.size(); ++k) {
     at::Tensor g = parts.grams[k];
-    if (k < r.gram_rest.size() && r.gram_rest[k].defined()) g = g + r.gram_rest[k];
-    t.style.push_back(at::mse_loss(g, style_.grams[k]) * (weights_.style_weight * style_layer_weights_[k]));
+    double weight = weights_.style_weight * style_layer_weights_[k];
+    if (mean_field) {  // LossRegion::gram_share
+      g = r.gram_rest[k] + r.gram_before[k] + (g - r.gram_before[k]) * (1.0 / r.gram_share);
+      weight *= r.gram_share;
+    } else if (k < r.gram_rest.size() && r.gram_rest[k].defined()) {
+      g = g + r.gram_rest[k];
+    }
+    t.style.push_back(at::mse_loss(g, style_.grams[k]) * weight);
   }
   t.tv = parts.tv * weights_.tv_weight;
   at::Tensor total = t.tv;

@@ -196,6 +196,7 @@ Stylizer::RegionVisit Stylizer::stylize_region(const at::Tensor& content_rgb, co
   v.before = loss.sums(init, region);
   region.gram_rest.clear();
   for (size_t k = 0; k < whole.grams.size(); ++k) region.gram_rest.push_back(whole.grams[k] - v.before.grams[k]);
+  if (region.gram_share > 0) region.gram_before = v.before.grams;
   loss.set_region(region);
   v.out.seconds_content_targets = seconds_since(t0);
   optimise(loss, init, content, content_rgb, params, callbacks, v.out);
