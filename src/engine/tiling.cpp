@@ -185,6 +185,41 @@ LossSums whole_sums(const Stylizer& stylizer, const at::Tensor& content, const a
   return sum;
 }
 
+// A visit's parameters: from the image as it is now under tile `t`'s crop; no colour transfer, no
+// scoring of the written crop (a forward pass per visit that nothing reads: the tiles' sums use `final`).
+StylizeParams visit_params(const StylizeParams& params, const at::Tensor& image, const Tile& t) {
+  StylizeParams p = params;
+  p.init = InitKind::image;
+  p.init_image = region(image, t.crop).contiguous();
+  p.original_colors = false;
+  p.score_written = false;
+  return p;
+}
+
+// One visit of tile `t` for the whole image's objective (content and image: the whole, on the CPU):
+// the crop optimised and written back into `image`, and `whole` (the image's sums) kept up with it.
+TransferResult visit_region_of(const Stylizer& stylizer, const at::Tensor& content, at::Tensor& image, const Tile& t,
+                               const StyleTargets& style, StylizeParams p, int band, int reach, LossSums& whole,
+                               const TransferCallbacks& callbacks) {
+  const int width = static_cast<int>(image.size(3)), height = static_cast<int>(image.size(2));
+  // The margin is context, as the image has it now; its inner `reach` px move a little.
+  p.update_mask = update_weight(t, reach);
+  // Mean field (LossRegion::gram_share): each visit answers for its share of the style deficit, not
+  // the whole image's. Held to the global Gram matrices alone, 512 px in 192 px tiles (real weights,
+  // 200 iterations) ended with texture 0.30-1.85x the untiled run's region by region, painted heavily
+  // where the sweep began and pale where it ended; with it 0.84-1.35x, and the whole image's loss
+  // 1.005x the untiled run's where it had been 1.011x (BENCHMARKS.md "Print size"). Visiting the
+  // tiles in a shuffled order instead made it worse (0.27-1.29).
+  LossRegion counted = visit_region(t, band, width, height);
+  counted.gram_share = static_cast<double>(counted.width) * counted.height / (static_cast<double>(width) * height);
+  Stylizer::RegionVisit v =
+      stylizer.stylize_region(region(content, t.crop).contiguous(), style, p, counted, whole, callbacks);
+  region(image, t.crop).copy_(v.out.rgb);
+  whole -= v.before;
+  whole += v.after;
+  return v.out.transfer;
+}
+
 }  // namespace
 
 LossValues tiled_loss(const Stylizer& stylizer, const at::Tensor& content_rgb, const at::Tensor& rgb,
@@ -242,36 +277,16 @@ TiledResult optimize_tiled(const Stylizer& stylizer, const at::Tensor& content_r
         cb.on_tile({s + 1, sweeps, static_cast<int>(i + 1), static_cast<int>(grid.size()), t, elapsed,
                     tiles_run > 0 ? elapsed / static_cast<double>(tiles_run) * left : -1.0});
       }
-      StylizeParams p = params;
-      p.init = InitKind::image;
-      p.init_image = region(image, t.crop).contiguous();
-      p.original_colors = false;
-      p.score_written = false;  // a forward pass per visit that nothing reads: the tiles' sums use `final`
+      StylizeParams p = visit_params(params, image, t);
       TransferResult transfer;
-      at::Tensor dst = region(image, t.crop);
       if (untiled) {
         const StylizeOutput out = stylizer.stylize(region(content, t.crop).contiguous(), style, p, cb.transfer);
-        dst.copy_(out.rgb);
+        region(image, t.crop).copy_(out.rgb);
         transfer = out.transfer;
         res.final = out.transfer.final;
         if (s == 0) res.initial = out.transfer.initial;
       } else {
-        // The margin is context, as the image has it now; its inner `reach` px move a little.
-        p.update_mask = update_weight(t, reach);
-        // Mean field (LossRegion::gram_share): each visit answers for its share of the style deficit,
-        // not the whole image's. Held to the global Gram matrices alone, 512 px in 192 px tiles (real
-        // weights, 200 iterations) ended with texture 0.30-1.85x the untiled run's region by region,
-        // painted heavily where the sweep began and pale where it ended; with it 0.84-1.35x, and the
-        // whole image's loss 1.005x the untiled run's where it had been 1.011x (BENCHMARKS.md "Print
-        // size"). Visiting the tiles in a shuffled order instead made it worse (0.27-1.29).
-        LossRegion counted = visit_region(t, band, width, height);
-        counted.gram_share = static_cast<double>(counted.width) * counted.height / (static_cast<double>(width) * height);
-        Stylizer::RegionVisit v = stylizer.stylize_region(region(content, t.crop).contiguous(), style, p, counted,
-                                                          whole, cb.transfer);
-        dst.copy_(v.out.rgb);
-        whole -= v.before;
-        whole += v.after;
-        transfer = v.out.transfer;
+        transfer = visit_region_of(stylizer, content, image, t, style, p, band, reach, whole, cb.transfer);
       }
       res.iterations += transfer.iterations;
       res.evaluations += transfer.evaluations;
